@@ -1,0 +1,189 @@
+//! Object storage for a repository: one small async trait over whole, immutable objects.
+//!
+//! # Contract (every implementation, checked by `conformance`)
+//!
+//! * Keys are relative paths: lowercase ASCII letters, digits, `-`, `_`, `.`, separated
+//!   by single `/`; no empty, `.` or `..` component; at most [`MAX_KEY_LEN`] bytes.
+//!   Any other key is refused with [`BackendError::InvalidKey`].
+//! * `put` is atomic: a reader sees the old object (or none) until `put` returns `Ok`,
+//!   then exactly the new bytes. When `put` returns `Ok` the object is durable (local:
+//!   temp file, fsync, rename, fsync of the directory). Replacing an object is allowed.
+//! * `create` starts a streaming upload of one object: nothing is visible under the key
+//!   until [`ObjectWriter::finish`] returns `Ok`; `abort`, or dropping the writer
+//!   unfinished, leaves nothing visible (an implementation may leave a temporary it
+//!   reclaims later, never a partial object under the key).
+//! * `get` with a range returns exactly the bytes `range.start..range.end`; a range
+//!   that is empty-inverted or reaches past the end is
+//!   [`BackendError::RangeNotSatisfiable`]. A missing object is [`BackendError::NotFound`].
+//! * `head` returns the size of an existing object, `NotFound` otherwise.
+//! * `delete` is idempotent: deleting a missing object is `Ok`.
+//! * `list(prefix)` returns every object whose key starts with `prefix` (a plain string
+//!   prefix), sorted by key, never temporaries or unfinished uploads.
+//!
+//! Retries, metrics and fault injection are wrappers around a backend, not code inside
+//! each implementation.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::ErrorKind;
+
+pub mod fault;
+pub mod local;
+pub mod memory;
+
+#[cfg(test)]
+pub mod conformance;
+
+pub use fault::{FaultPlan, FaultyBackend, Operation};
+pub use local::LocalBackend;
+pub use memory::MemoryBackend;
+
+/// Longest accepted object key, in bytes.
+pub const MAX_KEY_LEN: usize = 512;
+
+/// A shared handle to any backend.
+pub type DynBackend = Arc<dyn Backend>;
+
+/// Size and key of one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Failures of a backend operation. Each names the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("invalid object key {key:?}")]
+    InvalidKey { key: String },
+    #[error("range {start}..{end} is outside object {key} of {size} bytes")]
+    RangeNotSatisfiable {
+        key: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("I/O error on object {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("backend unavailable for object {key}: {message}")]
+    Unavailable { key: String, message: String },
+    #[error("injected fault on {operation:?} of object {key}")]
+    Injected { key: String, operation: Operation },
+}
+
+impl BackendError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::NotFound { .. } => ErrorKind::NotFound,
+            BackendError::InvalidKey { .. } | BackendError::RangeNotSatisfiable { .. } => {
+                ErrorKind::InvalidInput
+            }
+            BackendError::Io { .. } => ErrorKind::Internal,
+            BackendError::Unavailable { .. } | BackendError::Injected { .. } => {
+                ErrorKind::Unavailable
+            }
+        }
+    }
+
+    pub fn io(key: &str, source: std::io::Error) -> BackendError {
+        BackendError::Io {
+            key: key.to_string(),
+            source,
+        }
+    }
+}
+
+/// Object storage holding one repository. See the module documentation for the contract.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Stores `data` under `key`, atomically and durably.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), BackendError>;
+
+    /// Starts a streaming upload of one object under `key`.
+    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, BackendError>;
+
+    /// Reads the whole object, or the bytes of `range` within it.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BackendError>;
+
+    /// Size of an existing object.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, BackendError>;
+
+    /// Removes an object; a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BackendError>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError>;
+
+    /// A short human description (`local:/srv/repo`, `memory`), for logs and errors.
+    fn describe(&self) -> String;
+}
+
+/// One streaming upload started by [`Backend::create`].
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes to the object being written.
+    async fn write(&mut self, data: Bytes) -> Result<(), BackendError>;
+
+    /// Makes the object durable and visible under its key.
+    async fn finish(self: Box<Self>) -> Result<(), BackendError>;
+
+    /// Gives the upload up; nothing becomes visible.
+    async fn abort(self: Box<Self>) -> Result<(), BackendError>;
+}
+
+/// Checks `key` against the contract's key grammar.
+pub fn validate_key(key: &str) -> Result<(), BackendError> {
+    let valid_char = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+    };
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.split('/').all(|part| {
+            !part.is_empty() && part != "." && part != ".." && part.chars().all(valid_char)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(BackendError::InvalidKey {
+            key: key.chars().take(MAX_KEY_LEN).collect(),
+        })
+    }
+}
+
+/// Checks a requested range against an object's size.
+pub fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<(), BackendError> {
+    if range.start > range.end || range.end > size {
+        return Err(BackendError::RangeNotSatisfiable {
+            key: key.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_grammar() {
+        for good in ["config", "packs/ab/abcdef", "keys/default", "a.b-c_d"] {
+            assert!(validate_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/abs", "a//b", "a/../b", "..", "UPPER", "a b", "a/", "é"] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+}

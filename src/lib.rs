@@ -1,0 +1,12 @@
+//! stowage: a deduplicating backup storage engine and server.
+//!
+//! Streams and directory trees are cut into content-defined chunks, identified by keyed
+//! BLAKE3, compressed with zstd, sealed with XChaCha20-Poly1305 and stored once, in packs
+//! on a backend (local directory or object storage), indexed in redb. See
+//! `docs/ARCHITECTURE.md` for the map of the code and `docs/FORMAT.md` for every
+//! persisted byte.
+
+pub mod backend;
+pub mod error;
+pub mod format;
+pub mod id;
