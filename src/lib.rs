@@ -6,7 +6,9 @@
 //! `docs/ARCHITECTURE.md` for the map of the code and `docs/FORMAT.md` for every
 //! persisted byte.
 
-pub mod backend;
+// pub mod backend;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod index;
+pub mod pipeline;

@@ -2,3 +2,9 @@
 //! returns bytes, never panics on input, and every format starts with a magic and version.
 
 pub mod catalog;
+pub mod blob;
+pub mod config;
+pub mod content;
+pub mod keyfile;
+pub mod manifest;
+pub mod pack;

@@ -1,0 +1,327 @@
+//! The redb index: which pack holds each chunk, which packs exist, and the record of
+//! every backup. It is a cache of what the backend holds (`repo::repair` rebuilds it
+//! from pack trailers and manifests) plus local state.
+//!
+//! Batch-oriented typed methods; no redb type escapes this module. Table definitions and
+//! the schema version live in [`schema`].
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+
+use crate::error::ErrorKind;
+use crate::format::manifest::BackupManifest;
+use crate::format::pack::{BlobKind, PackEntry};
+use crate::id::Id;
+use schema::{BACKUPS, CHUNKS, META, PACKS, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+
+/// Where a chunk is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub pack: Id,
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// What the index knows of a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackRecord {
+    pub size: u64,
+    pub blobs: u32,
+    /// Unix seconds when the pack was committed.
+    pub created: i64,
+}
+
+/// Totals over the chunks and packs tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexTotals {
+    pub chunks: u64,
+    pub chunk_raw_bytes: u64,
+    pub chunk_stored_bytes: u64,
+    pub packs: u64,
+    pub pack_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index {path} is in use by another stowage process")]
+    Locked { path: PathBuf },
+    #[error("index {path} has schema version {found}; this build uses {SCHEMA_VERSION} (run `stowage repair index`)")]
+    SchemaVersion { path: PathBuf, found: u64 },
+    #[error("index entry for {what} is malformed")]
+    Corrupt { what: String },
+    #[error("index storage error: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("backup record for {id} does not decode: {source}")]
+    Manifest {
+        id: String,
+        #[source]
+        source: crate::format::manifest::ManifestError,
+    },
+}
+
+impl IndexError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IndexError::Locked { .. } => ErrorKind::Unavailable,
+            IndexError::SchemaVersion { .. } => ErrorKind::Conflict,
+            IndexError::Corrupt { .. } | IndexError::Manifest { .. } => ErrorKind::Corrupt,
+            IndexError::Redb(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Converts any redb error into [`IndexError::Redb`].
+fn db<E: Into<redb::Error>>(error: E) -> IndexError {
+    IndexError::Redb(error.into())
+}
+
+/// The open index database.
+pub struct Index {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Index {
+    /// Opens (creating when missing) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let database = Database::create(path).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
+                path: path.to_path_buf(),
+            },
+            other => db(other),
+        })?;
+        let index = Index {
+            db: database,
+            path: path.to_path_buf(),
+        };
+        index.ensure_schema()?;
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure_schema(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            let found = meta
+                .get(SCHEMA_VERSION_KEY)
+                .map_err(db)?
+                .map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION).map_err(db)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(found) => {
+                    return Err(IndexError::SchemaVersion {
+                        path: self.path.clone(),
+                        found,
+                    })
+                }
+            }
+            txn.open_table(CHUNKS).map_err(db)?;
+            txn.open_table(PACKS).map_err(db)?;
+            txn.open_table(BACKUPS).map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Looks up every id of `ids`, in one read transaction.
+    pub fn lookup_chunks(&self, ids: &[Id]) -> Result<Vec<Option<ChunkLocation>>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(CHUNKS).map_err(db)?;
+        ids.iter()
+            .map(|id| match table.get(id.0).map_err(db)? {
+                Some(value) => schema::decode_location(id, value.value()).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Records a durable pack and every blob in it, in one write transaction. An id
+    /// already indexed keeps its first location (both copies are valid).
+    pub fn commit_pack(
+        &self,
+        pack: Id,
+        record: PackRecord,
+        entries: &[PackEntry],
+    ) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            for entry in entries {
+                if chunks.get(entry.id.0).map_err(db)?.is_none() {
+                    let value = schema::encode_location(&pack, entry);
+                    chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                }
+            }
+            let mut packs = txn.open_table(PACKS).map_err(db)?;
+            packs
+                .insert(pack.0, schema::encode_pack(&record).as_slice())
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Records a backup (replacing a record with the same id).
+    pub fn put_backup(&self, manifest: &BackupManifest) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut backups = txn.open_table(BACKUPS).map_err(db)?;
+            backups
+                .insert(manifest.id.as_str(), manifest.encode().as_slice())
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    pub fn get_backup(&self, id: &str) -> Result<Option<BackupManifest>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(BACKUPS).map_err(db)?;
+        let value = table.get(id).map_err(db)?;
+        value
+            .map(|v| decode_manifest(id, v.value()))
+            .transpose()
+    }
+
+    /// Every backup record, ordered by id.
+    pub fn list_backups(&self) -> Result<Vec<BackupManifest>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(BACKUPS).map_err(db)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(db)? {
+            let (key, value) = item.map_err(db)?;
+            out.push(decode_manifest(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every pack the index knows, ordered by id.
+    pub fn list_packs(&self) -> Result<Vec<(Id, PackRecord)>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(PACKS).map_err(db)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(db)? {
+            let (key, value) = item.map_err(db)?;
+            let id = Id(key.value());
+            out.push((id, schema::decode_pack(&id, value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Calls `visit` with every chunk entry, in id order.
+    pub fn for_each_chunk(
+        &self,
+        mut visit: impl FnMut(Id, ChunkLocation),
+    ) -> Result<(), IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(CHUNKS).map_err(db)?;
+        for item in table.iter().map_err(db)? {
+            let (key, value) = item.map_err(db)?;
+            let id = Id(key.value());
+            visit(id, schema::decode_location(&id, value.value())?);
+        }
+        Ok(())
+    }
+
+    /// Totals over chunks and packs (a scan: linear in the number of chunks).
+    pub fn totals(&self) -> Result<IndexTotals, IndexError> {
+        let mut totals = IndexTotals::default();
+        self.for_each_chunk(|_, location| {
+            totals.chunks += 1;
+            totals.chunk_raw_bytes += u64::from(location.raw_len);
+            totals.chunk_stored_bytes += u64::from(location.stored_len);
+        })?;
+        for (_, pack) in self.list_packs()? {
+            totals.packs += 1;
+            totals.pack_bytes += pack.size;
+        }
+        Ok(totals)
+    }
+
+    /// Number of chunk entries (cheap: no scan).
+    pub fn chunk_count(&self) -> Result<u64, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(CHUNKS).map_err(db)?;
+        table.len().map_err(db)
+    }
+
+    /// Removes every chunk, pack and backup entry (before a rebuild).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        txn.delete_table(CHUNKS).map_err(db)?;
+        txn.delete_table(PACKS).map_err(db)?;
+        txn.delete_table(BACKUPS).map_err(db)?;
+        txn.open_table(CHUNKS).map_err(db)?;
+        txn.open_table(PACKS).map_err(db)?;
+        txn.open_table(BACKUPS).map_err(db)?;
+        txn.commit().map_err(db)
+    }
+}
+
+fn decode_manifest(id: &str, bytes: &[u8]) -> Result<BackupManifest, IndexError> {
+    BackupManifest::decode(bytes).map_err(|source| IndexError::Manifest {
+        id: id.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, offset: u32) -> PackEntry {
+        PackEntry {
+            id: Id([n; 32]),
+            kind: BlobKind::Data,
+            offset,
+            stored_len: 100,
+            raw_len: 200,
+        }
+    }
+
+    #[test]
+    fn commit_lookup_and_first_location_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.redb")).unwrap();
+        let pack_a = Id([9; 32]);
+        let record = PackRecord {
+            size: 1000,
+            blobs: 2,
+            created: 1,
+        };
+        index
+            .commit_pack(pack_a, record, &[entry(1, 16), entry(2, 116)])
+            .unwrap();
+        index
+            .commit_pack(Id([8; 32]), record, &[entry(2, 16)])
+            .unwrap();
+        let found = index
+            .lookup_chunks(&[Id([1; 32]), Id([2; 32]), Id([3; 32])])
+            .unwrap();
+        assert_eq!(found[0].unwrap().pack, pack_a);
+        assert_eq!(found[1].unwrap().pack, pack_a);
+        assert_eq!(found[1].unwrap().offset, 116);
+        assert!(found[2].is_none());
+        let totals = index.totals().unwrap();
+        assert_eq!((totals.chunks, totals.packs, totals.pack_bytes), (2, 2, 2000));
+        index.clear().unwrap();
+        assert_eq!(index.chunk_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn second_open_in_another_handle_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let _first = Index::open(&path).unwrap();
+        assert!(matches!(Index::open(&path), Err(IndexError::Locked { .. })));
+    }
+}
