@@ -6,9 +6,11 @@
 //! `docs/ARCHITECTURE.md` for the map of the code and `docs/FORMAT.md` for every
 //! persisted byte.
 
-// pub mod backend;
+pub mod backend;
+pub mod cli;
 pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
 pub mod pipeline;
+pub mod repo;

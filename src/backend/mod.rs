@@ -3,8 +3,9 @@
 //! # Contract (every implementation, checked by `conformance`)
 //!
 //! * Keys are relative paths: lowercase ASCII letters, digits, `-`, `_`, `.`, separated
-//!   by single `/`; no empty, `.` or `..` component; at most [`MAX_KEY_LEN`] bytes.
-//!   Any other key is refused with [`BackendError::InvalidKey`].
+//!   by single `/`; no empty, `.` or `..` component; the first component is not
+//!   [`RESERVED_COMPONENT`] (`tmp`, where the local backend keeps its temporaries); at
+//!   most [`MAX_KEY_LEN`] bytes. Any other key is refused with [`BackendError::InvalidKey`].
 //! * `put` is atomic: a reader sees the old object (or none) until `put` returns `Ok`,
 //!   then exactly the new bytes. When `put` returns `Ok` the object is durable (local:
 //!   temp file, fsync, rename, fsync of the directory). Replacing an object is allowed.
@@ -44,6 +45,10 @@ pub use memory::MemoryBackend;
 
 /// Longest accepted object key, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
+
+/// First key component no object may use: the local backend keeps its temporaries in
+/// `<root>/tmp/`, so an object there would collide with them and be hidden from `list`.
+pub const RESERVED_COMPONENT: &str = "tmp";
 
 /// A shared handle to any backend.
 pub type DynBackend = Arc<dyn Backend>;
@@ -143,11 +148,11 @@ pub trait ObjectWriter: Send {
 
 /// Checks `key` against the contract's key grammar.
 pub fn validate_key(key: &str) -> Result<(), BackendError> {
-    let valid_char = |c: char| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
-    };
+    let valid_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.';
     let valid = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
+        && key.split('/').next() != Some(RESERVED_COMPONENT)
         && key.split('/').all(|part| {
             !part.is_empty() && part != "." && part != ".." && part.chars().all(valid_char)
         });
@@ -179,10 +184,19 @@ mod tests {
 
     #[test]
     fn key_grammar() {
-        for good in ["config", "packs/ab/abcdef", "keys/default", "a.b-c_d"] {
+        for good in [
+            "config",
+            "packs/ab/abcdef",
+            "keys/default",
+            "a.b-c_d",
+            "tmpx",
+            "a/tmp",
+        ] {
             assert!(validate_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/abs", "a//b", "a/../b", "..", "UPPER", "a b", "a/", "é"] {
+        for bad in [
+            "", "/abs", "a//b", "a/../b", "..", "UPPER", "a b", "a/", "é", "tmp", "tmp/x",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
     }

@@ -53,7 +53,9 @@ pub enum ConfigError {
     Json(#[from] serde_json::Error),
     #[error("object is not a stowage repository config (format {format:?})")]
     NotAConfig { format: String },
-    #[error("repository format version {version} is not supported (this build reads {CONFIG_VERSION})")]
+    #[error(
+        "repository format version {version} is not supported (this build reads {CONFIG_VERSION})"
+    )]
     UnsupportedVersion { version: u32 },
     #[error("repository setting {name} = {value} is outside {min}..={max}")]
     OutOfBounds {
@@ -148,13 +150,22 @@ mod tests {
 
         let mut bad = config.clone();
         bad.chunker.min_size = 2 << 20;
-        assert!(matches!(bad.validate(), Err(ConfigError::OutOfBounds { .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::OutOfBounds { .. })
+        ));
         let mut bad = config.clone();
         bad.chunker.avg_size = bad.chunker.min_size;
-        assert!(matches!(bad.validate(), Err(ConfigError::ChunkOrder { .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::ChunkOrder { .. })
+        ));
         let mut bad = config.clone();
         bad.version = 99;
-        assert!(matches!(bad.validate(), Err(ConfigError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::UnsupportedVersion { .. })
+        ));
         assert!(RepoConfig::decode(b"{}").is_err());
         assert!(RepoConfig::decode(b"garbage").is_err());
     }

@@ -85,9 +85,7 @@ pub fn encode_leaf(entries: &[ContentEntry]) -> Vec<u8> {
 }
 
 pub fn decode_leaf(payload: &[u8]) -> Result<Vec<ContentEntry>, LeafFormatError> {
-    if payload.len() < LEAF_HEADER_LEN
-        || &payload[..4] != LEAF_MAGIC
-        || payload[4] != LEAF_VERSION
+    if payload.len() < LEAF_HEADER_LEN || &payload[..4] != LEAF_MAGIC || payload[4] != LEAF_VERSION
     {
         return Err(LeafFormatError::BadHeader);
     }
@@ -133,8 +131,14 @@ mod tests {
 
     #[test]
     fn empty_and_truncated_leaves_are_refused() {
-        assert_eq!(decode_leaf(&encode_leaf(&[])), Err(LeafFormatError::BadCount { count: 0 }));
-        let leaf = encode_leaf(&[ContentEntry { id: Id([1; 32]), len: 5 }]);
+        assert_eq!(
+            decode_leaf(&encode_leaf(&[])),
+            Err(LeafFormatError::BadCount { count: 0 })
+        );
+        let leaf = encode_leaf(&[ContentEntry {
+            id: Id([1; 32]),
+            len: 5,
+        }]);
         assert!(decode_leaf(&leaf[..leaf.len() - 1]).is_err());
         assert!(decode_leaf(b"XXXX").is_err());
     }

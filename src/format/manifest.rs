@@ -108,9 +108,11 @@ pub fn check_content(content: &ContentRef) -> Result<(), ManifestError> {
     let mut size = 0u64;
     let mut chunks = 0u64;
     for leaf in &content.leaves {
-        size = size.checked_add(leaf.size).ok_or(ManifestError::Inconsistent {
-            reason: "leaf sizes overflow",
-        })?;
+        size = size
+            .checked_add(leaf.size)
+            .ok_or(ManifestError::Inconsistent {
+                reason: "leaf sizes overflow",
+            })?;
         chunks += u64::from(leaf.chunks);
     }
     if size != content.size || chunks != content.chunks {

@@ -1,10 +1,11 @@
 //! Byte formats that must stay readable forever. Sans-IO: every function here takes and
 //! returns bytes, never panics on input, and every format starts with a magic and version.
 
-pub mod catalog;
 pub mod blob;
+pub mod catalog;
 pub mod config;
 pub mod content;
 pub mod keyfile;
 pub mod manifest;
 pub mod pack;
+pub mod tar;

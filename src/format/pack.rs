@@ -224,7 +224,10 @@ mod tests {
         ));
         let mut broken = footer;
         broken[11] ^= 1;
-        assert_eq!(decode_footer(&broken, 1000), Err(PackFormatError::BadFooter));
+        assert_eq!(
+            decode_footer(&broken, 1000),
+            Err(PackFormatError::BadFooter)
+        );
     }
 
     #[test]

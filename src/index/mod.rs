@@ -111,13 +111,11 @@ impl Index {
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
-            let found = meta
-                .get(SCHEMA_VERSION_KEY)
-                .map_err(db)?
-                .map(|v| v.value());
+            let found = meta.get(SCHEMA_VERSION_KEY).map_err(db)?.map(|v| v.value());
             match found {
                 None => {
-                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION).map_err(db)?;
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .map_err(db)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => {
@@ -187,9 +185,7 @@ impl Index {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(BACKUPS).map_err(db)?;
         let value = table.get(id).map_err(db)?;
-        value
-            .map(|v| decode_manifest(id, v.value()))
-            .transpose()
+        value.map(|v| decode_manifest(id, v.value())).transpose()
     }
 
     /// Every backup record, ordered by id.
@@ -312,7 +308,10 @@ mod tests {
         assert_eq!(found[1].unwrap().offset, 116);
         assert!(found[2].is_none());
         let totals = index.totals().unwrap();
-        assert_eq!((totals.chunks, totals.packs, totals.pack_bytes), (2, 2, 2000));
+        assert_eq!(
+            (totals.chunks, totals.packs, totals.pack_bytes),
+            (2, 2, 2000)
+        );
         index.clear().unwrap();
         assert_eq!(index.chunk_count().unwrap(), 0);
     }

@@ -51,7 +51,11 @@ pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i
     let aad = associated_data(domain, name, compression);
     let tag = keys
         .cipher
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut envelope[HEADER_LEN..])
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &aad,
+            &mut envelope[HEADER_LEN..],
+        )
         .expect("XChaCha20-Poly1305 seals any length this code produces");
     envelope.extend_from_slice(&tag);
     envelope

@@ -1,0 +1,372 @@
+//! One function per command: open the repository, call the engine, print the result.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use super::output::{self, ProgressBar};
+use super::{Command, RepairCommand, RepoArgs};
+use crate::backend::{DynBackend, LocalBackend};
+use crate::format::config::ChunkerParams;
+use crate::repo::ingest::IngestOptions;
+use crate::repo::{InitOptions, Progress, Repository};
+
+/// How a command that ran to its end went.
+pub enum Outcome {
+    Success,
+    /// The command worked but found problems (a failed check).
+    Problems,
+}
+
+pub async fn run(command: Command) -> Result<Outcome> {
+    match command {
+        Command::Init {
+            repo,
+            chunk_min,
+            chunk_avg,
+            chunk_max,
+            compression_level,
+            pack_size,
+        } => {
+            let options = InitOptions {
+                chunker: ChunkerParams {
+                    min_size: chunk_min,
+                    avg_size: chunk_avg,
+                    max_size: chunk_max,
+                },
+                compression_level,
+                pack_size,
+                ..InitOptions::default()
+            };
+            init(&repo, options).await
+        }
+        Command::Put {
+            repo,
+            series,
+            json,
+            no_tar_catalog,
+            path,
+        } => put(&repo, series, json, !no_tar_catalog, &path).await,
+        Command::Get {
+            repo,
+            id,
+            output,
+            range,
+        } => get(&repo, &id, output.as_deref(), range.as_deref()).await,
+        Command::Restore { repo, id, target } => restore(&repo, &id, &target).await,
+        Command::Ls { repo, series, json } => ls(&repo, series.as_deref(), json).await,
+        Command::Catalog { repo, id, json } => catalog(&repo, &id, json).await,
+        Command::Stats { repo, json } => stats(&repo, json).await,
+        Command::Check {
+            repo,
+            read_data,
+            json,
+        } => check(&repo, read_data, json).await,
+        Command::Repair {
+            what: RepairCommand::Index { repo },
+        } => repair_index(&repo).await,
+    }
+}
+
+fn read_passphrase(args: &RepoArgs) -> Result<Vec<u8>> {
+    let passphrase = match &args.password_file {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("reading password file {}", path.display()))?;
+            // A trailing newline is an artefact of `echo` and editors, not part of the passphrase.
+            let end = text
+                .iter()
+                .rposition(|&b| b != b'\n' && b != b'\r')
+                .map_or(0, |p| p + 1);
+            text[..end].to_vec()
+        }
+        None => match std::env::var_os("STOWAGE_PASSWORD") {
+            Some(value) => value.into_encoded_bytes(),
+            None => bail!("no passphrase: set STOWAGE_PASSWORD or pass --password-file FILE"),
+        },
+    };
+    if passphrase.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(passphrase)
+}
+
+fn backend_and_state(args: &RepoArgs) -> (DynBackend, PathBuf) {
+    let backend: DynBackend = Arc::new(LocalBackend::new(&args.repo));
+    let state = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| args.repo.join("state"));
+    (backend, state)
+}
+
+async fn open(args: &RepoArgs) -> Result<Repository> {
+    let passphrase = read_passphrase(args)?;
+    let (backend, state) = backend_and_state(args);
+    Ok(Repository::open(backend, &state, &passphrase).await?)
+}
+
+async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
+    let passphrase = read_passphrase(args)?;
+    std::fs::create_dir_all(&args.repo)
+        .with_context(|| format!("creating {}", args.repo.display()))?;
+    let (backend, state) = backend_and_state(args);
+    let repo = Repository::init(backend, &state, &passphrase, options).await?;
+    eprintln!(
+        "created repository {} at {}",
+        repo.config().id,
+        args.repo.display()
+    );
+    eprintln!("keep the passphrase safe: without it the repository cannot be read");
+    Ok(Outcome::Success)
+}
+
+async fn put(
+    args: &RepoArgs,
+    series: String,
+    json: bool,
+    detect_tar: bool,
+    path: &Path,
+) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let progress = Arc::new(Progress::new());
+    let is_stdin = path == Path::new("-");
+    let source_name = if is_stdin {
+        "-".to_string()
+    } else {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string())
+    };
+    let mut options = IngestOptions::new(series, source_name);
+    options.detect_tar = detect_tar;
+    let is_dir = !is_stdin
+        && std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .is_dir();
+    let bar = ProgressBar::start(progress.clone(), "backing up");
+    let result = if is_dir {
+        repo.backup_tree(path, options, progress.clone()).await
+    } else {
+        let source: Box<dyn Read + Send> = if is_stdin {
+            Box::new(io::stdin())
+        } else {
+            let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            progress.set_total(file.metadata().map(|m| m.len()).unwrap_or(0));
+            Box::new(file)
+        };
+        repo.backup_stream(source, options, progress.clone())
+            .await
+            .map(|m| (m, Vec::new()))
+    };
+    bar.finish();
+    let (manifest, skipped) = result?;
+    for reason in &skipped {
+        eprintln!("warning: skipped {reason}");
+    }
+    output::print_backup(&manifest, json)?;
+    Ok(Outcome::Success)
+}
+
+/// Parses an inclusive `START-END` or `START-` range into a half-open one.
+fn parse_range(text: &str, size: u64) -> Result<std::ops::Range<u64>> {
+    let (start, end) = text
+        .split_once('-')
+        .with_context(|| format!("range {text:?} is not START-END"))?;
+    let start: u64 = start
+        .trim()
+        .parse()
+        .with_context(|| format!("range start {start:?} is not a number"))?;
+    let end: u64 = if end.trim().is_empty() {
+        size
+    } else {
+        let last: u64 = end
+            .trim()
+            .parse()
+            .with_context(|| format!("range end {end:?} is not a number"))?;
+        last.checked_add(1).context("range end is too large")?
+    };
+    if start > end || end > size {
+        bail!("range {text} is outside the backup of {size} bytes");
+    }
+    Ok(start..end)
+}
+
+async fn get(
+    args: &RepoArgs,
+    id: &str,
+    output: Option<&Path>,
+    range: Option<&str>,
+) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let manifest = repo.backup(id)?;
+    let range = range.map(|r| parse_range(r, manifest.size)).transpose()?;
+    let out: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(io::BufWriter::with_capacity(1 << 20, io::stdout())),
+    };
+    let progress = Arc::new(Progress::new());
+    progress.set_total(range.as_ref().map_or(manifest.size, |r| r.end - r.start));
+    let bar = ProgressBar::start(progress.clone(), "restoring");
+    let result = repo
+        .export(
+            &manifest,
+            range,
+            Box::new(CountingWriter {
+                inner: out,
+                progress: progress.clone(),
+            }),
+        )
+        .await;
+    bar.finish();
+    if let (Err(_), Some(path)) = (&result, output) {
+        // Never leave a partial or unverified output file that looks like a restore.
+        let _ = std::fs::remove_file(path);
+    }
+    result?;
+    Ok(Outcome::Success)
+}
+
+struct CountingWriter {
+    inner: Box<dyn Write + Send>,
+    progress: Arc<Progress>,
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.progress.add_done(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let manifest = repo.backup(id)?;
+    let progress = Arc::new(Progress::new());
+    let bar = ProgressBar::start(progress.clone(), "restoring");
+    let result = repo.restore_tree(&manifest, target, progress).await;
+    bar.finish();
+    let bytes = result?;
+    eprintln!(
+        "restored {} entries, {} into {}",
+        manifest.catalog.as_ref().map_or(0, |c| c.entries),
+        output::bytes(bytes),
+        target.display()
+    );
+    Ok(Outcome::Success)
+}
+
+async fn ls(args: &RepoArgs, series: Option<&str>, json: bool) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let backups: Vec<_> = repo
+        .backups()?
+        .into_iter()
+        .filter(|b| series.is_none_or(|s| b.series == s))
+        .collect();
+    output::print_backups(&backups, json)?;
+    Ok(Outcome::Success)
+}
+
+async fn catalog(args: &RepoArgs, id: &str, json: bool) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let manifest = repo.backup(id)?;
+    if manifest.catalog.is_none() {
+        bail!("backup {id} has no catalog (it is neither a tree nor a tar stream)");
+    }
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1024);
+    let printer = std::thread::spawn(move || output::print_catalog(receiver, json));
+    let result = repo
+        .catalog(
+            &manifest,
+            Box::new(move |entry| {
+                sender
+                    .send(entry)
+                    .map_err(|_| crate::repo::RepoError::Cancelled)
+            }),
+        )
+        .await;
+    let printed = printer
+        .join()
+        .map_err(|_| anyhow::anyhow!("catalog printer panicked"))?;
+    match result {
+        Err(crate::repo::RepoError::Cancelled) => printed?,
+        other => {
+            other?;
+            printed?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn stats(args: &RepoArgs, json: bool) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let stats = repo.stats()?;
+    output::print_stats(&stats, json)?;
+    Ok(Outcome::Success)
+}
+
+async fn check(args: &RepoArgs, read_data: bool, json: bool) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let progress = Arc::new(Progress::new());
+    let bar = ProgressBar::start(progress.clone(), "checking");
+    let report = repo.check(read_data, progress).await;
+    bar.finish();
+    let report = report?;
+    output::print_check(&report, json)?;
+    Ok(if report.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Problems
+    })
+}
+
+async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
+    let passphrase = read_passphrase(args)?;
+    let (backend, state) = backend_and_state(args);
+    let repo = match Repository::open(backend.clone(), &state, &passphrase).await {
+        Ok(repo) => repo,
+        Err(crate::repo::RepoError::Index(error)) => {
+            // An index that cannot even be opened is set aside and rebuilt from scratch.
+            let path = state.join(crate::repo::INDEX_FILE);
+            let aside = state.join(format!("{}.broken", crate::repo::INDEX_FILE));
+            eprintln!(
+                "index {} cannot be opened ({error}); moving it to {}",
+                path.display(),
+                aside.display()
+            );
+            std::fs::rename(&path, &aside)
+                .with_context(|| format!("moving {} aside", path.display()))?;
+            Repository::open(backend, &state, &passphrase).await?
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let report = repo.rebuild_index().await?;
+    for reason in &report.skipped {
+        eprintln!("warning: left out {reason}");
+    }
+    eprintln!(
+        "index rebuilt: {} packs, {} chunks, {} backups",
+        report.packs, report.chunks, report.backups
+    );
+    Ok(if report.skipped.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Problems
+    })
+}
+
+/// True when progress bars should be drawn.
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}

@@ -1,0 +1,185 @@
+//! The command line: clap definitions, opening the repository a command names, and
+//! printing results for people (tables, progress bars on a terminal) or scripts
+//! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status when a command ran but found problems (check).
+const EXIT_PROBLEMS: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stowage",
+    version,
+    about = "A deduplicating backup storage engine and server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the repository is and how to unlock it.
+#[derive(Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// Repository location: a local directory.
+    #[arg(long, env = "STOWAGE_REPO")]
+    repo: PathBuf,
+    /// File holding the passphrase (else STOWAGE_PASSWORD).
+    #[arg(long, env = "STOWAGE_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Local state directory holding the index (default: <repo>/state).
+    #[arg(long, env = "STOWAGE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new repository.
+    Init {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Minimum chunk size in bytes.
+        #[arg(long, default_value_t = 512 * 1024)]
+        chunk_min: u32,
+        /// Average chunk size in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        chunk_avg: u32,
+        /// Maximum chunk size in bytes.
+        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        chunk_max: u32,
+        /// zstd level (0 stores blobs uncompressed).
+        #[arg(long, default_value_t = 3)]
+        compression_level: i32,
+        /// Target pack size in bytes.
+        #[arg(long, default_value_t = 32 * 1024 * 1024)]
+        pack_size: u32,
+    },
+    /// Back up a file, stdin (`-`) or a directory tree.
+    Put {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Series the backup belongs to.
+        #[arg(long, default_value = "default")]
+        series: String,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Do not record a tar stream's entries as its catalog.
+        #[arg(long)]
+        no_tar_catalog: bool,
+        /// A file, a directory, or `-` for stdin.
+        path: PathBuf,
+    },
+    /// Write a backup's bytes to a file or stdout.
+    Get {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Backup id.
+        id: String,
+        /// Output file (stdout when absent).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Inclusive byte range `START-END` (or `START-` to the end).
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Recreate a directory-tree backup under a target directory.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Backup id.
+        id: String,
+        /// Directory to restore into (must be missing or empty).
+        #[arg(long)]
+        target: PathBuf,
+    },
+    /// List backups.
+    Ls {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only this series.
+        #[arg(long)]
+        series: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the entries of a backup's catalog.
+    Catalog {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Backup id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show repository totals: logical and stored bytes, dedup and compression ratios.
+    Stats {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the index, the packs and every backup.
+    Check {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Also read and authenticate every blob of every pack.
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repair local state.
+    Repair {
+        #[command(subcommand)]
+        what: RepairCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RepairCommand {
+    /// Rebuild the index from the pack trailers and manifests in the repository.
+    Index {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(commands::Outcome::Success) => ExitCode::SUCCESS,
+        Ok(commands::Outcome::Problems) => ExitCode::from(EXIT_PROBLEMS),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

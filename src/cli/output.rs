@@ -1,0 +1,276 @@
+//! Printing for people and scripts: tables, JSON, byte sizes, and the progress bar
+//! (drawn only when stderr is a terminal).
+
+use std::io::{self, Write};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::format::catalog::{CatalogEntry, EntryKind};
+use crate::format::manifest::{BackupKind, BackupManifest};
+use crate::repo::check::CheckReport;
+use crate::repo::stats::RepoStats;
+use crate::repo::Progress;
+
+/// A progress bar following a [`Progress`], refreshed by a background thread.
+pub struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    pub fn start(progress: Arc<Progress>, label: &'static str) -> ProgressBar {
+        if !super::commands::stderr_is_terminal() {
+            return ProgressBar {
+                bar: None,
+                stop: None,
+                thread: None,
+            };
+        }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(label);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shown = bar.clone();
+        let thread = std::thread::spawn(move || loop {
+            let total = progress.total();
+            if total > 0 {
+                shown.set_length(total);
+            }
+            shown.set_position(progress.done());
+            if stopped.recv_timeout(Duration::from_millis(200)).is_ok() {
+                return;
+            }
+        });
+        ProgressBar {
+            bar: Some(bar),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A byte count for people: `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn kind_name(kind: BackupKind) -> &'static str {
+    match kind {
+        BackupKind::Stream => "stream",
+        BackupKind::Tree => "tree",
+    }
+}
+
+pub fn backup_json(m: &BackupManifest) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "series": m.series,
+        "kind": kind_name(m.kind),
+        "source": m.source,
+        "created_at": m.created_at,
+        "size": m.size,
+        "stored_bytes": m.stored_bytes,
+        "chunks": m.chunks,
+        "new_chunks": m.new_chunks,
+        "sha256": m.sha256,
+        "catalog_entries": m.catalog.as_ref().map(|c| c.entries),
+        "tar": m.tar,
+    })
+}
+
+/// After a backup: a summary on stderr and the id as the last line of stdout, or one
+/// JSON object on stdout.
+pub fn print_backup(m: &BackupManifest, json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", backup_json(m))?;
+    } else {
+        eprintln!(
+            "{} backup of {}: {} in {} chunks ({} new), {} added to the repository",
+            kind_name(m.kind),
+            m.source,
+            bytes(m.size),
+            m.chunks,
+            m.new_chunks,
+            bytes(m.stored_bytes)
+        );
+        writeln!(out, "{}", m.id)?;
+    }
+    Ok(())
+}
+
+pub fn print_backups(backups: &[BackupManifest], json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        let list: Vec<_> = backups.iter().map(backup_json).collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<36}  {:<27}  {:<16}  {:<6}  {:>10}  {:>10}",
+        "ID", "CREATED", "SERIES", "KIND", "SIZE", "ADDED"
+    )?;
+    for m in backups {
+        writeln!(
+            out,
+            "{:<36}  {:<27}  {:<16}  {:<6}  {:>10}  {:>10}",
+            m.id,
+            m.created_at,
+            m.series,
+            kind_name(m.kind),
+            bytes(m.size),
+            bytes(m.stored_bytes)
+        )?;
+    }
+    Ok(())
+}
+
+pub fn print_catalog(entries: Receiver<CatalogEntry>, json: bool) -> Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if json {
+        write!(out, "[")?;
+    }
+    for (n, entry) in entries.into_iter().enumerate() {
+        if json {
+            if n > 0 {
+                write!(out, ",")?;
+            }
+            serde_json::to_writer(&mut out, &entry)?;
+        } else {
+            writeln!(out, "{}", catalog_line(&entry))?;
+        }
+    }
+    if json {
+        writeln!(out, "]")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn catalog_line(e: &CatalogEntry) -> String {
+    let kind = match e.kind {
+        EntryKind::File => '-',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::Hardlink => 'h',
+        EntryKind::Other => '?',
+    };
+    let owner = |name: &str, id: u32| {
+        if name.is_empty() {
+            id.to_string()
+        } else {
+            name.to_string()
+        }
+    };
+    let mtime = chrono::DateTime::from_timestamp(e.mtime, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default();
+    let link = e
+        .link
+        .as_ref()
+        .map(|l| format!(" -> {l}"))
+        .unwrap_or_default();
+    format!(
+        "{kind}{:04o} {}/{} {:>12} {mtime} {}{link}",
+        e.mode,
+        owner(&e.user, e.uid),
+        owner(&e.group, e.gid),
+        e.size,
+        e.path
+    )
+}
+
+pub fn print_stats(stats: &RepoStats, json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(stats)?)?;
+        return Ok(());
+    }
+    writeln!(out, "backups:            {}", stats.backups)?;
+    writeln!(
+        out,
+        "logical bytes:      {} ({})",
+        stats.logical_bytes,
+        bytes(stats.logical_bytes)
+    )?;
+    writeln!(
+        out,
+        "unique bytes:       {} ({})",
+        stats.unique_bytes,
+        bytes(stats.unique_bytes)
+    )?;
+    writeln!(
+        out,
+        "stored bytes:       {} ({})",
+        stats.stored_bytes,
+        bytes(stats.stored_bytes)
+    )?;
+    writeln!(out, "dedup ratio:        {:.2}", stats.dedup_ratio)?;
+    writeln!(out, "compression ratio:  {:.2}", stats.compression_ratio)?;
+    writeln!(out, "chunks:             {}", stats.chunks)?;
+    writeln!(out, "packs:              {}", stats.packs)?;
+    Ok(())
+}
+
+pub fn print_check(report: &CheckReport, json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(report)?)?;
+        return Ok(());
+    }
+    for problem in &report.problems {
+        writeln!(out, "problem: {problem}")?;
+    }
+    writeln!(
+        out,
+        "checked {} backups, {} packs, {} chunks{}: {}",
+        report.backups,
+        report.packs,
+        report.chunks,
+        if report.blobs_read > 0 {
+            format!(", {} blobs read", report.blobs_read)
+        } else {
+            String::new()
+        },
+        if report.is_ok() {
+            "no problems".to_string()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    )?;
+    Ok(())
+}

@@ -1,0 +1,1204 @@
+//! Streaming tar catalog extraction.
+//!
+//! When a backup stream is a tar archive, plain or gzip-compressed, its entries become the
+//! backup's catalog; the stored bytes are never changed. [`TarCatalogParser`] is push-based:
+//! the stream arrives in pieces of any size, each complete entry is handed to a sink as soon
+//! as its header has been read, and [`TarCatalogParser::finish`] says whether the whole
+//! stream was a complete, valid tar. Sans-IO, never panics on input.
+//!
+//! # Memory and work
+//!
+//! The parser holds one 512-byte header block, the data of GNU long name/link headers and
+//! PAX extended headers (each capped at [`MAX_META_BYTES`]), and for gzip a 32 KiB output
+//! buffer and the inflate state. Anything larger makes the stream "not a tar". Once the
+//! stream is known not to be a tar, [`TarCatalogParser::feed`] returns at once: no further
+//! parsing or decompression.
+//!
+//! # Detection
+//!
+//! A stream starting with `1f 8b` is gzip (concatenated members are decoded one after the
+//! other; the tar is the concatenation of their contents). Anything else is read as a plain
+//! tar. The (decompressed) stream is a tar when its first 512-byte block is a header whose
+//! checksum is valid (unsigned sum, or signed sum as some old tars wrote it), with or
+//! without the `ustar` magic (V7 archives have none). An "empty archive" (a stream starting
+//! with a zero block) is accepted only when the whole stream is at least two blocks of zero
+//! bytes.
+//!
+//! # Supported
+//!
+//! - V7, ustar (`prefix` + `name`, including star's shorter prefix), GNU (`L` long name,
+//!   `K` long link), PAX (`x`; Solaris `X` is read the same way) with the records `path`,
+//!   `linkpath`, `size`, `mtime` (with fractional part), `uid`, `gid`, `uname`, `gname`,
+//!   and `GNU.sparse.name`. Other records are ignored.
+//! - PAX global headers (`g`) are applied to the entries that follow them, for `mtime`,
+//!   `uid`, `gid`, `uname` and `gname` only (a global `path`, `linkpath` or `size` is
+//!   ignored: it cannot meaningfully apply to every entry). A per-entry record wins over a
+//!   global one, and both win over the header fields. A record with an empty value removes
+//!   the value set for that key at the same level.
+//! - Numeric fields in octal (leading spaces, terminated by space or NUL) or in GNU/star
+//!   base-256 (high bit of the first byte set; negative values only make sense for mtime).
+//! - Types: `0`, NUL and `7` (contiguous) are files; `1` hard link, `2` symlink, `5`
+//!   directory (as is GNU's `D` dump directory, and a regular-file entry whose name ends in
+//!   `/`, the old convention); `3`, `4`, `6` and unknown types are [`EntryKind::Other`];
+//!   `V` (GNU volume label) is not an entry.
+//! - Data: every entry's data (its size, rounded up to 512) is skipped, except for type `5`
+//!   directories, which never carry data (as GNU tar reads them).
+//!
+//! # Limitations
+//!
+//! - Sparse files (GNU `S`, including its extension blocks, and PAX `GNU.sparse.*`) are
+//!   recorded as files whose `size` is the number of bytes stored in the archive, and whose
+//!   `offset..offset + size` holds the stored (packed) data, not the logical file content.
+//! - Non-UTF-8 names are converted lossily (invalid bytes become U+FFFD).
+//! - Only gzip compression is recognised; other compressions are "not a tar".
+//!
+//! # Paths
+//!
+//! Paths are normalized the way extraction would see them: leading `/`, empty and `.`
+//! components are dropped (`./a//b/` becomes `a/b`). An entry whose path becomes empty
+//! (the `./` entry) is skipped silently. An entry whose path contains `..` (or a NUL), or a
+//! hard link whose target does, is skipped and counted in
+//! [`TarSummary::unsafe_paths_skipped`]: a catalog never carries an unsafe path. Symlink
+//! targets are recorded as they are (they are link contents, not paths to write to).
+//!
+//! # End of archive
+//!
+//! The archive ends at the first zero block where a header is expected (as GNU tar reads
+//! it, a lone zero block ends the archive too), or at the end of the stream right after an
+//! entry's data padding (or inside a block of zeros). Whatever follows the end-of-archive
+//! block is ignored without being parsed: zero padding, garbage, or another concatenated
+//! archive (GNU tar without `--ignore-zeros` does not read it either). For gzip, every
+//! member is still decoded and checked (CRC-32 and length), so a corrupt compressed stream
+//! is never accepted; bytes after the last member that do not start another member
+//! (zero padding, garbage) are ignored.
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+
+use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind};
+
+/// Cap on the data of one GNU long name/link header or one PAX extended header (local or
+/// global); a larger one makes the stream "not a tar".
+pub const MAX_META_BYTES: u64 = 1 << 20;
+
+/// Cap on each zero-terminated field (file name, comment) of a gzip member header.
+const MAX_GZIP_HEADER_FIELD: u64 = 1 << 20;
+
+const BLOCK: usize = 512;
+const BLOCK_U64: u64 = BLOCK as u64;
+const GZIP_OUT_BUF: usize = 32 * 1024;
+
+/// What a complete, valid tar stream held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TarSummary {
+    /// The stream was gzip-compressed.
+    pub compressed: bool,
+    /// Entries passed to the sink.
+    pub entries: u64,
+    /// Entries skipped because their path (or hard link target) was not a safe relative
+    /// path.
+    pub unsafe_paths_skipped: u64,
+    /// Length of the tar stream the offsets refer to: the whole stream for a plain tar, the
+    /// decompressed length of all gzip members for a gzip stream.
+    pub tar_bytes: u64,
+}
+
+/// The stream is not a complete, valid tar (plain or gzip).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a tar stream: {reason}")]
+pub struct NotTar {
+    pub reason: String,
+}
+
+/// Push-based tar catalog extractor; see the module documentation.
+pub struct TarCatalogParser {
+    tar: TarMachine,
+    layer: Layer,
+}
+
+enum Layer {
+    /// Nothing seen yet, or only a lone `1f` byte (which may start a gzip magic).
+    Detect {
+        first: Option<u8>,
+    },
+    Plain,
+    Gzip(Box<Gunzip>),
+}
+
+impl Default for TarCatalogParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for TarCatalogParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarCatalogParser")
+            .field("compressed", &matches!(self.layer, Layer::Gzip(_)))
+            .field("tar_bytes", &self.tar.pos)
+            .field("entries", &self.tar.entries)
+            .field("failure", &self.tar.fail)
+            .finish()
+    }
+}
+
+impl TarCatalogParser {
+    pub fn new() -> Self {
+        TarCatalogParser {
+            tar: TarMachine::new(),
+            layer: Layer::Detect { first: None },
+        }
+    }
+
+    /// True once the stream is known not to be a tar; later bytes are then ignored and
+    /// [`finish`](Self::finish) will return `Err`.
+    pub fn is_not_tar(&self) -> bool {
+        self.tar.fail.is_some()
+    }
+
+    /// Feeds the next bytes of the stream; each complete entry is passed to `sink`.
+    pub fn feed(&mut self, data: &[u8], sink: &mut dyn FnMut(CatalogEntry)) {
+        if data.is_empty() || self.tar.fail.is_some() {
+            return;
+        }
+        if let Layer::Detect { first } = self.layer {
+            let b0 = first.unwrap_or(data[0]);
+            let b1 = if first.is_some() {
+                Some(data[0])
+            } else {
+                data.get(1).copied()
+            };
+            if b0 == 0x1f && b1.is_none() {
+                // A lone first byte that may start the gzip magic: hold it back.
+                self.layer = Layer::Detect { first: Some(b0) };
+                return;
+            }
+            self.layer = if b0 == 0x1f && b1 == Some(0x8b) {
+                Layer::Gzip(Box::new(Gunzip::new()))
+            } else {
+                Layer::Plain
+            };
+            if let Some(held) = first {
+                self.push(&[held], sink);
+            }
+        }
+        self.push(data, sink);
+    }
+
+    fn push(&mut self, data: &[u8], sink: &mut dyn FnMut(CatalogEntry)) {
+        match &mut self.layer {
+            Layer::Plain => self.tar.push(data, sink),
+            Layer::Gzip(gz) => gz.push(data, &mut self.tar, sink),
+            // `feed` leaves this state before pushing.
+            Layer::Detect { .. } => self.tar.set_fail("internal: undetected stream".into()),
+        }
+    }
+
+    /// Ends the stream. Returns `Ok(summary)` when the stream was a complete, valid tar
+    /// (plain or gzip), and `Err(NotTar)` otherwise (the caller then discards the entries
+    /// it received).
+    pub fn finish(mut self, sink: &mut dyn FnMut(CatalogEntry)) -> Result<TarSummary, NotTar> {
+        if let Layer::Detect { first } = self.layer {
+            self.layer = Layer::Plain;
+            if let Some(b) = first {
+                self.tar.push(&[b], sink);
+            }
+        }
+        let compressed = matches!(self.layer, Layer::Gzip(_));
+        if let Layer::Gzip(gz) = &self.layer {
+            if self.tar.fail.is_none() {
+                if let Err(reason) = gz.finish() {
+                    self.tar.set_fail(reason);
+                }
+            }
+        }
+        let mut summary = self.tar.finish()?;
+        summary.compressed = compressed;
+        Ok(summary)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tar state machine
+// ---------------------------------------------------------------------------------------
+
+enum TarState {
+    /// Filling `block` with the next header.
+    Header,
+    /// Filling `block` with old GNU sparse extension blocks that follow the entry's header.
+    SparseExt(Box<Pending>),
+    /// Skipping this many bytes of entry data and padding (never 0).
+    Skip(u64),
+    /// Collecting the data of a long name/link or PAX header, then skipping `pad` bytes.
+    Meta {
+        kind: MetaKind,
+        buf: Vec<u8>,
+        need: usize,
+        pad: u64,
+    },
+    /// The stream started with a zero block: every further byte must be zero.
+    ZeroScan,
+    /// After the end-of-archive block: the rest is ignored.
+    End,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MetaKind {
+    LongName,
+    LongLink,
+    Pax,
+    GlobalPax,
+}
+
+/// Values from PAX records (local or global).
+#[derive(Default, Debug)]
+struct Pax {
+    path: Option<Vec<u8>>,
+    linkpath: Option<Vec<u8>>,
+    sparse_name: Option<Vec<u8>>,
+    size: Option<u64>,
+    mtime: Option<(i64, u32)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    uname: Option<Vec<u8>>,
+    gname: Option<Vec<u8>>,
+}
+
+impl Pax {
+    fn is_empty(&self) -> bool {
+        self.path.is_none()
+            && self.linkpath.is_none()
+            && self.sparse_name.is_none()
+            && self.size.is_none()
+            && self.mtime.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.uname.is_none()
+            && self.gname.is_none()
+    }
+}
+
+/// An entry whose header has been read, waiting to be emitted.
+struct Pending {
+    entry: Option<CatalogEntry>,
+    unsafe_path: bool,
+    /// Data bytes (unpadded) that follow the header (and any sparse extension blocks).
+    data_len: u64,
+}
+
+struct TarMachine {
+    state: TarState,
+    block: Box<[u8; BLOCK]>,
+    fill: usize,
+    /// Bytes of the tar stream consumed so far.
+    pos: u64,
+    /// Headers read (entries and metadata headers).
+    headers: u64,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Pax,
+    global: Pax,
+    entries: u64,
+    unsafe_skipped: u64,
+    fail: Option<String>,
+}
+
+impl TarMachine {
+    fn new() -> Self {
+        TarMachine {
+            state: TarState::Header,
+            block: Box::new([0; BLOCK]),
+            fill: 0,
+            pos: 0,
+            headers: 0,
+            long_name: None,
+            long_link: None,
+            pax: Pax::default(),
+            global: Pax::default(),
+            entries: 0,
+            unsafe_skipped: 0,
+            fail: None,
+        }
+    }
+
+    fn set_fail(&mut self, reason: String) {
+        if self.fail.is_none() {
+            self.fail = Some(reason);
+        }
+    }
+
+    fn has_local_meta(&self) -> bool {
+        self.long_name.is_some() || self.long_link.is_some() || !self.pax.is_empty()
+    }
+
+    fn push(&mut self, mut data: &[u8], sink: &mut dyn FnMut(CatalogEntry)) {
+        while !data.is_empty() && self.fail.is_none() {
+            let taken = match &mut self.state {
+                TarState::End => data.len(),
+                TarState::Skip(remaining) => {
+                    let n = usize::try_from(*remaining).map_or(data.len(), |r| r.min(data.len()));
+                    *remaining -= n as u64;
+                    if *remaining == 0 {
+                        self.state = TarState::Header;
+                    }
+                    n
+                }
+                TarState::ZeroScan => match data.iter().position(|&b| b != 0) {
+                    Some(i) => {
+                        let at = self.pos + i as u64;
+                        self.set_fail(format!(
+                            "non-zero byte at offset {at} after an initial zero block"
+                        ));
+                        i
+                    }
+                    None => data.len(),
+                },
+                TarState::Meta { buf, need, .. } => {
+                    let n = (*need - buf.len()).min(data.len());
+                    buf.extend_from_slice(&data[..n]);
+                    n
+                }
+                TarState::Header | TarState::SparseExt(_) => {
+                    let n = (BLOCK - self.fill).min(data.len());
+                    self.block[self.fill..self.fill + n].copy_from_slice(&data[..n]);
+                    self.fill += n;
+                    n
+                }
+            };
+            self.pos += taken as u64;
+            data = &data[taken..];
+            let result = match &self.state {
+                TarState::Header if self.fill == BLOCK => {
+                    self.fill = 0;
+                    self.on_header(sink)
+                }
+                TarState::SparseExt(_) if self.fill == BLOCK => {
+                    self.fill = 0;
+                    self.on_sparse_ext(sink);
+                    Ok(())
+                }
+                TarState::Meta { buf, need, .. } if buf.len() == *need => self.on_meta(),
+                _ => Ok(()),
+            };
+            if let Err(reason) = result {
+                self.set_fail(reason);
+            }
+        }
+    }
+
+    /// A full header block is in `block`, which ended at `pos`.
+    fn on_header(&mut self, sink: &mut dyn FnMut(CatalogEntry)) -> Result<(), String> {
+        let header_at = self.pos - BLOCK_U64;
+        let b: &[u8; BLOCK] = &self.block;
+        if b.iter().all(|&x| x == 0) {
+            if self.headers == 0 {
+                self.state = TarState::ZeroScan;
+            } else if self.has_local_meta() {
+                return Err(format!(
+                    "end of archive at offset {header_at} right after a metadata header"
+                ));
+            } else {
+                self.state = TarState::End;
+            }
+            return Ok(());
+        }
+        if !checksum_ok(b) {
+            return Err(format!("bad header checksum at offset {header_at}"));
+        }
+        self.headers += 1;
+        let typeflag = b[156];
+        let header_size = parse_numeric(&b[124..136])
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| format!("bad size field in header at offset {header_at}"))?;
+        let meta = match typeflag {
+            b'L' => Some(MetaKind::LongName),
+            b'K' => Some(MetaKind::LongLink),
+            b'x' | b'X' => Some(MetaKind::Pax),
+            b'g' => Some(MetaKind::GlobalPax),
+            _ => None,
+        };
+        if let Some(kind) = meta {
+            if header_size > MAX_META_BYTES {
+                return Err(format!(
+                    "metadata header at offset {header_at} holds {header_size} bytes, over the cap of {MAX_META_BYTES}"
+                ));
+            }
+            let need = header_size as usize;
+            let pad = padding(header_size);
+            self.state = TarState::Meta {
+                kind,
+                buf: Vec::with_capacity(need),
+                need,
+                pad,
+            };
+            // A zero-length metadata header completes at once.
+            if need == 0 {
+                return self.on_meta();
+            }
+            return Ok(());
+        }
+        let sparse_extended = typeflag == b'S' && b[482] != 0;
+        let pending = self.read_entry(header_at, header_size)?;
+        // Old GNU sparse: extension blocks follow when `isextended` is set.
+        if sparse_extended {
+            self.state = TarState::SparseExt(Box::new(pending));
+        } else {
+            self.emit(pending, sink)?;
+        }
+        Ok(())
+    }
+
+    fn on_sparse_ext(&mut self, sink: &mut dyn FnMut(CatalogEntry)) {
+        if self.block[504] != 0 {
+            return; // another extension block follows
+        }
+        let state = std::mem::replace(&mut self.state, TarState::Header);
+        if let TarState::SparseExt(pending) = state {
+            if let Err(reason) = self.emit(*pending, sink) {
+                self.set_fail(reason);
+            }
+        }
+    }
+
+    /// Emits (or counts as skipped) an entry whose data starts at `pos`, and moves on to
+    /// skipping that data.
+    fn emit(&mut self, pending: Pending, sink: &mut dyn FnMut(CatalogEntry)) -> Result<(), String> {
+        let skip = padded(pending.data_len)
+            .ok_or_else(|| format!("entry size {} is too large", pending.data_len))?;
+        self.state = if skip == 0 {
+            TarState::Header
+        } else {
+            TarState::Skip(skip)
+        };
+        if pending.unsafe_path {
+            self.unsafe_skipped += 1;
+        } else if let Some(mut entry) = pending.entry {
+            if entry.kind == EntryKind::File {
+                entry.offset = Some(self.pos);
+            }
+            self.entries += 1;
+            sink(entry);
+        }
+        Ok(())
+    }
+
+    /// The data of a metadata header is complete.
+    fn on_meta(&mut self) -> Result<(), String> {
+        let state = std::mem::replace(&mut self.state, TarState::Header);
+        let TarState::Meta { kind, buf, pad, .. } = state else {
+            return Ok(());
+        };
+        if pad > 0 {
+            self.state = TarState::Skip(pad);
+        }
+        match kind {
+            MetaKind::LongName => self.long_name = Some(until_nul(&buf).to_vec()),
+            MetaKind::LongLink => self.long_link = Some(until_nul(&buf).to_vec()),
+            MetaKind::Pax => parse_pax(&buf, &mut self.pax, false)?,
+            MetaKind::GlobalPax => parse_pax(&buf, &mut self.global, true)?,
+        }
+        Ok(())
+    }
+
+    /// Decodes the entry header in `block`, consuming the pending long names and PAX
+    /// records.
+    fn read_entry(&mut self, header_at: u64, header_size: u64) -> Result<Pending, String> {
+        let b: &[u8; BLOCK] = &self.block;
+        let bad = |field: &str| format!("bad {field} field in header at offset {header_at}");
+        let typeflag = b[156];
+        let magic = &b[257..263];
+        let posix = magic == b"ustar\0";
+        let ustar_like = posix || magic == b"ustar ";
+
+        let long_name = self.long_name.take();
+        let long_link = self.long_link.take();
+        let pax = std::mem::take(&mut self.pax);
+        let global = &self.global;
+
+        let raw_path: Vec<u8> = if let Some(p) = pax.sparse_name.or(pax.path) {
+            p
+        } else if let Some(p) = long_name {
+            p
+        } else {
+            let name = until_nul(&b[0..100]);
+            // star puts "tar\0" at 508 and has a shorter prefix.
+            let prefix = if !posix {
+                &[][..]
+            } else if &b[508..512] == b"tar\0" {
+                until_nul(&b[345..476])
+            } else {
+                until_nul(&b[345..500])
+            };
+            if prefix.is_empty() {
+                name.to_vec()
+            } else {
+                let mut p = prefix.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(name);
+                p
+            }
+        };
+        let raw_link: Vec<u8> = match pax.linkpath.or(long_link) {
+            Some(l) => l,
+            None => until_nul(&b[157..257]).to_vec(),
+        };
+
+        let mode = parse_numeric(&b[100..108])
+            .filter(|m| *m >= 0)
+            .ok_or_else(|| bad("mode"))?;
+        let mode = (mode & 0o7777) as u32;
+        let uid = match pax.uid.or(global.uid) {
+            Some(u) => u,
+            None => parse_numeric(&b[108..116])
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("uid"))?,
+        };
+        let gid = match pax.gid.or(global.gid) {
+            Some(g) => g,
+            None => parse_numeric(&b[116..124])
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("gid"))?,
+        };
+        let (mtime, mtime_nsec) = match pax.mtime.or(global.mtime) {
+            Some(t) => t,
+            None => (
+                parse_numeric(&b[136..148])
+                    .and_then(|v| i64::try_from(v).ok())
+                    .ok_or_else(|| bad("mtime"))?,
+                0,
+            ),
+        };
+        let user = match pax.uname.as_deref().or(global.uname.as_deref()) {
+            Some(u) => lossy(u),
+            None if ustar_like => lossy(until_nul(&b[265..297])),
+            None => String::new(),
+        };
+        let group = match pax.gname.as_deref().or(global.gname.as_deref()) {
+            Some(g) => lossy(g),
+            None if ustar_like => lossy(until_nul(&b[297..329])),
+            None => String::new(),
+        };
+        let size = pax.size.unwrap_or(header_size);
+
+        let trailing_slash = raw_path.last() == Some(&b'/');
+        let kind = match typeflag {
+            b'0' | 0 | b'7' if trailing_slash => Some(EntryKind::Dir),
+            b'0' | 0 | b'7' | b'S' => Some(EntryKind::File),
+            b'1' => Some(EntryKind::Hardlink),
+            b'2' => Some(EntryKind::Symlink),
+            b'5' | b'D' => Some(EntryKind::Dir),
+            b'V' => None,
+            _ => Some(EntryKind::Other),
+        };
+        // GNU tar skips the data of every entry except directories.
+        let data_len = if typeflag == b'5' { 0 } else { size };
+
+        let Some(kind) = kind else {
+            return Ok(Pending {
+                entry: None,
+                unsafe_path: false,
+                data_len,
+            });
+        };
+        let path = match normalize_path(&lossy(&raw_path)) {
+            Normalized::Empty => {
+                return Ok(Pending {
+                    entry: None,
+                    unsafe_path: false,
+                    data_len,
+                })
+            }
+            Normalized::Unsafe => {
+                return Ok(Pending {
+                    entry: None,
+                    unsafe_path: true,
+                    data_len,
+                })
+            }
+            Normalized::Path(p) => p,
+        };
+        let link = match kind {
+            EntryKind::Symlink => Some(lossy(&raw_link)),
+            EntryKind::Hardlink => match normalize_path(&lossy(&raw_link)) {
+                Normalized::Path(p) => Some(p),
+                Normalized::Empty | Normalized::Unsafe => {
+                    return Ok(Pending {
+                        entry: None,
+                        unsafe_path: true,
+                        data_len,
+                    })
+                }
+            },
+            _ => None,
+        };
+        Ok(Pending {
+            entry: Some(CatalogEntry {
+                path,
+                kind,
+                mode,
+                mtime,
+                mtime_nsec,
+                uid,
+                gid,
+                user,
+                group,
+                size: if kind == EntryKind::File { size } else { 0 },
+                link,
+                offset: None, // set when emitted
+            }),
+            unsafe_path: false,
+            data_len,
+        })
+    }
+
+    fn finish(self) -> Result<TarSummary, NotTar> {
+        let not_tar = |reason: String| Err(NotTar { reason });
+        if let Some(reason) = self.fail {
+            return not_tar(reason);
+        }
+        match self.state {
+            TarState::Header if self.pos == 0 => return not_tar("empty stream".into()),
+            TarState::Header if self.fill == 0 => {
+                if self.has_local_meta() {
+                    return not_tar("stream ends right after a metadata header".into());
+                }
+            }
+            TarState::Header => {
+                // A partial block at the end is accepted only as zero padding after entries.
+                if self.headers == 0 || self.block[..self.fill].iter().any(|&b| b != 0) {
+                    return not_tar(format!("truncated header at offset {}", self.pos));
+                }
+            }
+            TarState::ZeroScan => {
+                if self.pos < 2 * BLOCK_U64 {
+                    return not_tar("stream is a lone zero block".into());
+                }
+            }
+            TarState::End => {}
+            TarState::Skip(_) | TarState::Meta { .. } | TarState::SparseExt(_) => {
+                return not_tar(format!("truncated entry at offset {}", self.pos));
+            }
+        }
+        Ok(TarSummary {
+            compressed: false,
+            entries: self.entries,
+            unsafe_paths_skipped: self.unsafe_skipped,
+            tar_bytes: self.pos,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Header field helpers
+// ---------------------------------------------------------------------------------------
+
+fn until_nul(field: &[u8]) -> &[u8] {
+    match field.iter().position(|&b| b == 0) {
+        Some(i) => &field[..i],
+        None => field,
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Padding after `len` bytes of data to the next block boundary.
+fn padding(len: u64) -> u64 {
+    (BLOCK_U64 - len % BLOCK_U64) % BLOCK_U64
+}
+
+/// `len` rounded up to a whole number of blocks, or `None` on overflow.
+fn padded(len: u64) -> Option<u64> {
+    len.checked_add(padding(len))
+}
+
+/// The header checksum: the sum of the block's bytes with the checksum field taken as
+/// spaces, unsigned (POSIX) or signed (some old tars).
+fn checksum_ok(b: &[u8; BLOCK]) -> bool {
+    let Some(stored) = parse_octal(&b[148..156]) else {
+        return false;
+    };
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &x) in b.iter().enumerate() {
+        let x = if (148..156).contains(&i) { b' ' } else { x };
+        unsigned += u64::from(x);
+        signed += i64::from(x as i8);
+    }
+    stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed)
+}
+
+/// An octal field: optional leading spaces, octal digits, then the end of the field or a
+/// space or NUL (what follows that terminator is ignored, as GNU tar does).
+fn parse_octal(field: &[u8]) -> Option<u64> {
+    let mut rest = field;
+    while let [b' ', tail @ ..] = rest {
+        rest = tail;
+    }
+    let mut value: u64 = 0;
+    for &c in rest {
+        match c {
+            b'0'..=b'7' => {
+                value = value.checked_mul(8)?.checked_add(u64::from(c - b'0'))?;
+            }
+            b' ' | 0 => return Some(value),
+            _ => return None,
+        }
+    }
+    Some(value)
+}
+
+/// A numeric field: octal, or base-256 when the first byte has its high bit set (GNU and
+/// star: big-endian two's complement, bit 6 of the first byte being the sign).
+fn parse_numeric(field: &[u8]) -> Option<i128> {
+    let (&first, rest) = field.split_first()?;
+    if first & 0x80 == 0 {
+        return parse_octal(field).map(i128::from);
+    }
+    if rest.len() > 14 {
+        return None; // cannot happen for header fields (at most 12 bytes)
+    }
+    let low7 = first & 0x7f;
+    let mut value: i128 = if low7 & 0x40 != 0 {
+        i128::from((low7 | 0x80) as i8)
+    } else {
+        i128::from(low7)
+    };
+    for &byte in rest {
+        value = value.checked_mul(256)?.checked_add(i128::from(byte))?;
+    }
+    Some(value)
+}
+
+enum Normalized {
+    Empty,
+    Unsafe,
+    Path(String),
+}
+
+/// Drops leading `/`, empty and `.` components; refuses `..` and NUL.
+fn normalize_path(raw: &str) -> Normalized {
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Normalized::Unsafe,
+            _ => parts.push(part),
+        }
+    }
+    let path = parts.join("/");
+    if path.is_empty() {
+        Normalized::Empty
+    } else if is_safe_relative_path(&path) {
+        Normalized::Path(path)
+    } else {
+        Normalized::Unsafe
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PAX records
+// ---------------------------------------------------------------------------------------
+
+/// Parses `"%d %s=%s\n"` records into `into`. `global` headers only keep the keys that can
+/// apply to every entry.
+fn parse_pax(data: &[u8], into: &mut Pax, global: bool) -> Result<(), String> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        // Some writers pad the record area with NULs.
+        if rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let space = rest
+            .iter()
+            .take(21)
+            .position(|&b| b == b' ')
+            .ok_or("PAX record without a length")?;
+        let len = parse_decimal_u64(&rest[..space]).ok_or("bad PAX record length")?;
+        let len = usize::try_from(len).map_err(|_| "bad PAX record length")?;
+        if len <= space + 1 || len > rest.len() {
+            return Err("bad PAX record length".into());
+        }
+        let record = &rest[space + 1..len];
+        rest = &rest[len..];
+        let Some((b'\n', record)) = record.split_last() else {
+            return Err("PAX record not terminated by a newline".into());
+        };
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("PAX record without '='")?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        let bad = || format!("bad PAX {} value", String::from_utf8_lossy(key));
+        let empty = value.is_empty();
+        match key {
+            b"path" if !global => into.path = (!empty).then(|| value.to_vec()),
+            b"linkpath" if !global => into.linkpath = (!empty).then(|| value.to_vec()),
+            b"GNU.sparse.name" if !global => {
+                into.sparse_name = (!empty).then(|| value.to_vec());
+            }
+            b"size" if !global => {
+                into.size = if empty {
+                    None
+                } else {
+                    Some(parse_decimal_u64(value).ok_or_else(bad)?)
+                };
+            }
+            b"uname" => into.uname = (!empty).then(|| value.to_vec()),
+            b"gname" => into.gname = (!empty).then(|| value.to_vec()),
+            b"uid" | b"gid" => {
+                let id = if empty {
+                    None
+                } else {
+                    let v = parse_decimal_u64(value).ok_or_else(bad)?;
+                    Some(u32::try_from(v).map_err(|_| bad())?)
+                };
+                if key == b"uid" {
+                    into.uid = id;
+                } else {
+                    into.gid = id;
+                }
+            }
+            b"mtime" => {
+                into.mtime = if empty {
+                    None
+                } else {
+                    Some(parse_pax_time(value).ok_or_else(bad)?)
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn parse_decimal_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(value)
+}
+
+/// A PAX time, `[-]seconds[.fraction]`, as whole seconds (floor) and nanoseconds.
+fn parse_pax_time(value: &[u8]) -> Option<(i64, u32)> {
+    let (negative, value) = match value.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, value),
+    };
+    let (int_part, frac_part) = match value.iter().position(|&b| b == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &[][..]),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    let secs = if int_part.is_empty() {
+        0
+    } else {
+        i64::try_from(parse_decimal_u64(int_part)?).ok()?
+    };
+    let mut nsec: u32 = 0;
+    for (i, &c) in frac_part.iter().enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        if i < 9 {
+            nsec = nsec * 10 + u32::from(c - b'0');
+        }
+    }
+    for _ in frac_part.len()..9 {
+        nsec *= 10;
+    }
+    if !negative {
+        Some((secs, nsec))
+    } else if nsec == 0 {
+        Some((secs.checked_neg()?, 0))
+    } else {
+        Some((secs.checked_neg()?.checked_sub(1)?, 1_000_000_000 - nsec))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gzip layer
+// ---------------------------------------------------------------------------------------
+
+enum GzState {
+    Header(GzHeader),
+    Deflate,
+    Trailer {
+        buf: [u8; 8],
+        n: usize,
+    },
+    /// A member ended; the next byte starts another member or trailing bytes.
+    Between,
+    /// Trailing bytes after the last member: ignored.
+    Ignore,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HdrStage {
+    Fixed,
+    ExtraLen,
+    Extra,
+    Name,
+    Comment,
+    HeaderCrc,
+}
+
+struct GzHeader {
+    stage: HdrStage,
+    crc: Crc,
+    flags: u8,
+    /// Bytes read in the current stage (fixed part, 2-byte words) or bytes left (extra).
+    n: u64,
+    word: [u8; 2],
+}
+
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
+
+impl GzHeader {
+    fn new() -> Self {
+        GzHeader {
+            stage: HdrStage::Fixed,
+            crc: Crc::new(),
+            flags: 0,
+            n: 0,
+            word: [0; 2],
+        }
+    }
+
+    /// The stage after `after`, or `None` when the header is complete.
+    fn next_stage(&self, after: HdrStage) -> Option<HdrStage> {
+        let order = [
+            (HdrStage::ExtraLen, FEXTRA),
+            (HdrStage::Name, FNAME),
+            (HdrStage::Comment, FCOMMENT),
+            (HdrStage::HeaderCrc, FHCRC),
+        ];
+        let rank = |s: HdrStage| match s {
+            HdrStage::Fixed => 0,
+            HdrStage::ExtraLen | HdrStage::Extra => 1,
+            HdrStage::Name => 2,
+            HdrStage::Comment => 3,
+            HdrStage::HeaderCrc => 4,
+        };
+        order
+            .iter()
+            .filter(|(stage, flag)| rank(*stage) > rank(after) && self.flags & flag != 0)
+            .map(|(stage, _)| *stage)
+            .next()
+    }
+
+    /// Moves past `stage`; returns true when the header is complete.
+    fn advance(&mut self, stage: HdrStage) -> bool {
+        self.n = 0;
+        match self.next_stage(stage) {
+            Some(next) => {
+                self.stage = next;
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Consumes one header byte; returns true when the header is complete.
+    fn byte(&mut self, b: u8) -> Result<bool, String> {
+        if self.stage != HdrStage::HeaderCrc {
+            self.crc.update(&[b]);
+        }
+        match self.stage {
+            HdrStage::Fixed => {
+                let ok = match self.n {
+                    0 => b == 0x1f,
+                    1 => b == 0x8b,
+                    2 => b == 8,
+                    3 => {
+                        self.flags = b;
+                        b & 0xe0 == 0
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    return Err("bad gzip member header".into());
+                }
+                self.n += 1;
+                Ok(self.n == 10 && self.advance(HdrStage::Fixed))
+            }
+            HdrStage::ExtraLen => {
+                self.word[self.n as usize & 1] = b;
+                self.n += 1;
+                if self.n < 2 {
+                    return Ok(false);
+                }
+                let xlen = u16::from_le_bytes(self.word);
+                if xlen == 0 {
+                    return Ok(self.advance(HdrStage::Extra));
+                }
+                self.stage = HdrStage::Extra;
+                self.n = u64::from(xlen);
+                Ok(false)
+            }
+            HdrStage::Extra => {
+                self.n = self.n.saturating_sub(1);
+                Ok(self.n == 0 && self.advance(HdrStage::Extra))
+            }
+            HdrStage::Name | HdrStage::Comment => {
+                if b == 0 {
+                    return Ok(self.advance(self.stage));
+                }
+                self.n += 1;
+                if self.n > MAX_GZIP_HEADER_FIELD {
+                    return Err("gzip header field too long".into());
+                }
+                Ok(false)
+            }
+            HdrStage::HeaderCrc => {
+                self.word[self.n as usize & 1] = b;
+                self.n += 1;
+                if self.n < 2 {
+                    return Ok(false);
+                }
+                if u16::from_le_bytes(self.word) != (self.crc.sum() & 0xffff) as u16 {
+                    return Err("gzip header checksum mismatch".into());
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+struct Gunzip {
+    state: GzState,
+    inflate: Decompress,
+    crc: Crc,
+    out: Vec<u8>,
+}
+
+impl Gunzip {
+    fn new() -> Self {
+        Gunzip {
+            state: GzState::Header(GzHeader::new()),
+            inflate: Decompress::new(false),
+            crc: Crc::new(),
+            out: vec![0; GZIP_OUT_BUF],
+        }
+    }
+
+    fn push(&mut self, mut data: &[u8], tar: &mut TarMachine, sink: &mut dyn FnMut(CatalogEntry)) {
+        while !data.is_empty() && tar.fail.is_none() {
+            match &mut self.state {
+                GzState::Header(header) => {
+                    let mut done = false;
+                    let mut used = 0;
+                    for &b in data {
+                        used += 1;
+                        match header.byte(b) {
+                            Ok(true) => {
+                                done = true;
+                                break;
+                            }
+                            Ok(false) => {}
+                            Err(reason) => {
+                                tar.set_fail(reason);
+                                return;
+                            }
+                        }
+                    }
+                    data = &data[used..];
+                    if done {
+                        self.inflate.reset(false);
+                        self.crc.reset();
+                        self.state = GzState::Deflate;
+                    }
+                }
+                GzState::Deflate => self.inflate(&mut data, tar, sink),
+                GzState::Trailer { buf, n } => {
+                    let take = (8 - *n).min(data.len());
+                    buf[*n..*n + take].copy_from_slice(&data[..take]);
+                    *n += take;
+                    data = &data[take..];
+                    if *n == 8 {
+                        let crc = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                        let isize = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                        if crc != self.crc.sum() || isize != self.crc.amount() {
+                            tar.set_fail("gzip member CRC or length mismatch".into());
+                            return;
+                        }
+                        self.state = GzState::Between;
+                    }
+                }
+                GzState::Between => {
+                    self.state = if data[0] == 0x1f {
+                        GzState::Header(GzHeader::new())
+                    } else {
+                        GzState::Ignore
+                    };
+                }
+                GzState::Ignore => return,
+            }
+        }
+    }
+
+    /// Inflates from `data` (advancing it) into the tar machine until the input is used up,
+    /// the member ends, or the tar machine fails.
+    fn inflate(
+        &mut self,
+        data: &mut &[u8],
+        tar: &mut TarMachine,
+        sink: &mut dyn FnMut(CatalogEntry),
+    ) {
+        loop {
+            let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self
+                .inflate
+                .decompress(data, &mut self.out, FlushDecompress::None);
+            let consumed = usize::try_from(self.inflate.total_in() - in_before)
+                .map_or(data.len(), |c| c.min(data.len()));
+            let produced = usize::try_from(self.inflate.total_out() - out_before)
+                .map_or(self.out.len(), |p| p.min(self.out.len()));
+            *data = &data[consumed..];
+            let out = &self.out[..produced];
+            self.crc.update(out);
+            tar.push(out, sink);
+            match status {
+                Err(e) => {
+                    tar.set_fail(format!("gzip: {e}"));
+                    return;
+                }
+                Ok(Status::StreamEnd) => {
+                    self.state = GzState::Trailer { buf: [0; 8], n: 0 };
+                    return;
+                }
+                Ok(_) => {}
+            }
+            if tar.fail.is_some() {
+                return;
+            }
+            if consumed == 0 && produced == 0 {
+                if !data.is_empty() {
+                    // Never spin: input left but no progress.
+                    tar.set_fail("gzip: inflate made no progress".into());
+                }
+                return;
+            }
+        }
+    }
+
+    /// The stream ended: it must end between members.
+    fn finish(&self) -> Result<(), String> {
+        match self.state {
+            GzState::Between | GzState::Ignore => Ok(()),
+            _ => Err("truncated gzip stream".into()),
+        }
+    }
+}

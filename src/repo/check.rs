@@ -1,0 +1,327 @@
+//! Verifying a repository: the index against the packs, the backups against the index,
+//! and, with `read_data`, every blob of every pack opened and its id recomputed.
+//!
+//! Every problem names what it concerns (backup, chunk, pack), so an operator knows
+//! which backups are damaged. Check never changes anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+
+use super::objects::{list_manifests, list_packs, parse_pack};
+use super::progress::Progress;
+use super::{pack_key, RepoError, RepoInner, Repository};
+use crate::format::content::{decode_leaf, ContentRef};
+use crate::format::manifest::BackupManifest;
+use crate::id::Id;
+use crate::index::ChunkLocation;
+
+/// Packs read at once by `--read-data`.
+const CONCURRENT_PACK_READS: usize = 2;
+
+/// One thing found wrong.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<Id>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(backup) = &self.backup {
+            write!(f, "backup {backup}: ")?;
+        }
+        if let Some(chunk) = &self.chunk {
+            write!(f, "chunk {chunk}: ")?;
+        }
+        if let Some(pack) = &self.pack {
+            write!(f, "pack {pack}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct CheckReport {
+    pub backups: u64,
+    pub packs: u64,
+    pub chunks: u64,
+    pub blobs_read: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(
+        &mut self,
+        backup: Option<&str>,
+        chunk: Option<Id>,
+        pack: Option<Id>,
+        message: String,
+    ) {
+        self.problems.push(Problem {
+            backup: backup.map(str::to_string),
+            chunk,
+            pack,
+            message,
+        });
+    }
+}
+
+/// Chunks found damaged by reading packs, with the reason, to name the backups using them.
+type DamagedChunks = HashMap<Id, (Id, String)>;
+
+impl Repository {
+    /// Checks the repository; see the module documentation.
+    pub async fn check(
+        &self,
+        read_data: bool,
+        progress: Arc<Progress>,
+    ) -> Result<CheckReport, RepoError> {
+        let inner = self.inner.clone();
+        let mut report = CheckReport::default();
+        let stored = list_packs(&inner).await?;
+        check_index_against_packs(&inner, &stored, &mut report)?;
+        let mut damaged = DamagedChunks::new();
+        if read_data {
+            let total: u64 = stored.values().sum();
+            progress.set_total(total);
+            read_all_packs(&inner, &stored, &mut report, &mut damaged, &progress).await?;
+        }
+        let stored_manifests: std::collections::HashSet<String> =
+            list_manifests(&inner).await?.into_iter().collect();
+        for manifest in self.backups()? {
+            progress.check()?;
+            report.backups += 1;
+            if !stored_manifests.contains(&manifest.id) {
+                report.problem(
+                    Some(&manifest.id),
+                    None,
+                    None,
+                    "manifest object is missing from the backend".into(),
+                );
+            }
+            check_backup(&inner, &manifest, &damaged, &mut report).await;
+        }
+        Ok(report)
+    }
+}
+
+fn check_index_against_packs(
+    inner: &RepoInner,
+    stored: &BTreeMap<Id, u64>,
+    report: &mut CheckReport,
+) -> Result<(), RepoError> {
+    let indexed = inner.index.list_packs()?;
+    report.packs = indexed.len() as u64;
+    for (pack, record) in &indexed {
+        match stored.get(pack) {
+            None => report.problem(
+                None,
+                None,
+                Some(*pack),
+                "indexed pack is missing from the backend".into(),
+            ),
+            Some(&size) if size != record.size => report.problem(
+                None,
+                None,
+                Some(*pack),
+                format!(
+                    "pack holds {size} bytes, the index recorded {}",
+                    record.size
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let indexed: std::collections::HashSet<Id> = indexed.into_iter().map(|(id, _)| id).collect();
+    let mut problems = Vec::new();
+    inner.index.for_each_chunk(|chunk, location| {
+        report.chunks += 1;
+        if !indexed.contains(&location.pack) {
+            problems.push((chunk, location.pack));
+        }
+    })?;
+    for (chunk, pack) in problems {
+        report.problem(
+            None,
+            Some(chunk),
+            Some(pack),
+            "index points at a pack it does not know".into(),
+        );
+    }
+    Ok(())
+}
+
+async fn read_all_packs(
+    inner: &Arc<RepoInner>,
+    stored: &BTreeMap<Id, u64>,
+    report: &mut CheckReport,
+    damaged: &mut DamagedChunks,
+    progress: &Progress,
+) -> Result<(), RepoError> {
+    let mut results = stream::iter(stored.iter().map(|(pack, size)| (*pack, *size)))
+        .map(|(pack, size)| {
+            let inner = inner.clone();
+            async move { (pack, size, verify_pack(inner, pack).await) }
+        })
+        .buffer_unordered(CONCURRENT_PACK_READS);
+    while let Some((pack, size, result)) = results.next().await {
+        progress.check()?;
+        progress.add_done(size);
+        match result {
+            Ok(verdict) => {
+                report.blobs_read += verdict.blobs;
+                for (chunk, message) in verdict.bad_blobs {
+                    report.problem(None, Some(chunk), Some(pack), message.clone());
+                    damaged.insert(chunk, (pack, message));
+                }
+            }
+            Err(e) => {
+                report.problem(None, None, Some(pack), e.to_string());
+                mark_pack_damaged(inner, pack, &e.to_string(), damaged)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every chunk the index places in an unreadable pack is damaged.
+fn mark_pack_damaged(
+    inner: &RepoInner,
+    pack: Id,
+    reason: &str,
+    damaged: &mut DamagedChunks,
+) -> Result<(), RepoError> {
+    inner.index.for_each_chunk(|chunk, location| {
+        if location.pack == pack {
+            damaged.insert(chunk, (pack, format!("pack unreadable: {reason}")));
+        }
+    })?;
+    Ok(())
+}
+
+struct PackVerdict {
+    blobs: u64,
+    bad_blobs: Vec<(Id, String)>,
+}
+
+/// Reads a whole pack, opens every blob and recomputes its id.
+async fn verify_pack(inner: Arc<RepoInner>, pack: Id) -> Result<PackVerdict, RepoError> {
+    let bytes = inner.backend.get(&pack_key(&pack), None).await?;
+    tokio::task::spawn_blocking(move || {
+        let entries = parse_pack(&inner, pack, &bytes)?;
+        let mut verdict = PackVerdict {
+            blobs: 0,
+            bad_blobs: Vec::new(),
+        };
+        for entry in entries {
+            verdict.blobs += 1;
+            let location = ChunkLocation {
+                pack,
+                kind: entry.kind,
+                offset: entry.offset,
+                stored_len: entry.stored_len,
+                raw_len: entry.raw_len,
+            };
+            let start = entry.offset as usize;
+            let envelope = &bytes[start..start + entry.stored_len as usize];
+            match inner.open_chunk(entry.id, &location, envelope) {
+                Ok(plain) if inner.keys.chunk_id(&plain) == entry.id => {}
+                Ok(_) => verdict
+                    .bad_blobs
+                    .push((entry.id, "content does not hash to its chunk id".into())),
+                Err(e) => verdict.bad_blobs.push((entry.id, e.to_string())),
+            }
+        }
+        Ok(verdict)
+    })
+    .await
+    .map_err(|e| RepoError::Internal(format!("pack check task failed: {e}")))?
+}
+
+/// Checks that every chunk a backup references is indexed and undamaged.
+async fn check_backup(
+    inner: &Arc<RepoInner>,
+    manifest: &BackupManifest,
+    damaged: &DamagedChunks,
+    report: &mut CheckReport,
+) {
+    let mut streams = vec![&manifest.content];
+    if let Some(catalog) = &manifest.catalog {
+        streams.push(&catalog.content);
+    }
+    for content in streams {
+        check_content(inner, &manifest.id, content, damaged, report).await;
+    }
+}
+
+async fn check_content(
+    inner: &Arc<RepoInner>,
+    backup: &str,
+    content: &ContentRef,
+    damaged: &DamagedChunks,
+    report: &mut CheckReport,
+) {
+    for leaf in &content.leaves {
+        if let Some((pack, reason)) = damaged.get(&leaf.id) {
+            report.problem(
+                Some(backup),
+                Some(leaf.id),
+                Some(*pack),
+                format!("content-list leaf is damaged: {reason}"),
+            );
+            continue;
+        }
+        let entries = match load_leaf(inner, leaf.id).await {
+            Ok(entries) => entries,
+            Err((pack, message)) => {
+                report.problem(Some(backup), Some(leaf.id), pack, message);
+                continue;
+            }
+        };
+        let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+        let locations = match inner.index.lookup_chunks(&ids) {
+            Ok(locations) => locations,
+            Err(e) => {
+                report.problem(Some(backup), None, None, e.to_string());
+                return;
+            }
+        };
+        for (id, location) in ids.iter().zip(locations) {
+            match (location, damaged.get(id)) {
+                (None, _) => report.problem(
+                    Some(backup),
+                    Some(*id),
+                    None,
+                    "chunk is not in the index".into(),
+                ),
+                (Some(_), Some((pack, reason))) => {
+                    report.problem(Some(backup), Some(*id), Some(*pack), reason.clone())
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn load_leaf(
+    inner: &Arc<RepoInner>,
+    leaf: Id,
+) -> Result<Vec<crate::format::content::ContentEntry>, (Option<Id>, String)> {
+    let location = inner.locate(leaf).map_err(|e| (None, e.to_string()))?;
+    let payload = inner
+        .load_blob(leaf, location)
+        .await
+        .map_err(|e| (Some(location.pack), e.to_string()))?;
+    decode_leaf(&payload).map_err(|e| (Some(location.pack), e.to_string()))
+}

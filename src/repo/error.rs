@@ -1,0 +1,105 @@
+//! Errors of the engine. Each variant carries the ids it concerns (backup, chunk, pack),
+//! so a report can name exactly what is wrong.
+
+use crate::backend::BackendError;
+use crate::error::ErrorKind;
+use crate::format::config::ConfigError;
+use crate::format::manifest::ManifestError;
+use crate::id::Id;
+use crate::index::IndexError;
+use crate::pipeline::keys::KeyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("backup {backup}: {source}")]
+    Manifest {
+        backup: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("manifest of backup {backup} is corrupt: {reason}")]
+    CorruptManifest { backup: String, reason: String },
+    #[error("no repository at {location} (run `stowage init` first)")]
+    NotARepository { location: String },
+    #[error("a repository already exists at {location}")]
+    AlreadyInitialized { location: String },
+    #[error("backup {id} not found")]
+    BackupNotFound { id: String },
+    #[error("chunk {chunk} is not in the index{}", backup.as_ref().map(|b| format!(" (backup {b})")).unwrap_or_default())]
+    ChunkMissing { chunk: Id, backup: Option<String> },
+    #[error("chunk {chunk} in pack {pack} is corrupt: {reason}")]
+    CorruptChunk { chunk: Id, pack: Id, reason: String },
+    #[error("pack {pack} is corrupt: {reason}")]
+    CorruptPack { pack: Id, reason: String },
+    #[error("backup {backup}: restored stream has sha256 {actual}, expected {expected}")]
+    ChecksumMismatch {
+        backup: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("backup {backup} catalog is corrupt: {reason}")]
+    CorruptCatalog { backup: String, reason: String },
+    #[error("byte range {start}-{end} is outside the {size}-byte stream")]
+    RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chunk {chunk} shared with a concurrent upload could not be stored")]
+    SharedChunkLost { chunk: Id },
+    #[error("the operation was cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RepoError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepoError::Backend(e) => e.kind(),
+            RepoError::Index(e) => e.kind(),
+            RepoError::Config(_) => ErrorKind::Corrupt,
+            RepoError::Key(KeyError::WrongPassphrase) => ErrorKind::Unauthorized,
+            RepoError::Key(_) => ErrorKind::Corrupt,
+            RepoError::NotARepository { .. } | RepoError::BackupNotFound { .. } => {
+                ErrorKind::NotFound
+            }
+            RepoError::AlreadyInitialized { .. } => ErrorKind::AlreadyExists,
+            RepoError::Manifest { .. }
+            | RepoError::CorruptManifest { .. }
+            | RepoError::ChunkMissing { .. }
+            | RepoError::CorruptChunk { .. }
+            | RepoError::CorruptPack { .. }
+            | RepoError::ChecksumMismatch { .. }
+            | RepoError::CorruptCatalog { .. } => ErrorKind::Corrupt,
+            RepoError::RangeNotSatisfiable { .. } | RepoError::InvalidInput(_) => {
+                ErrorKind::InvalidInput
+            }
+            RepoError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            RepoError::Io { .. } | RepoError::Internal(_) => ErrorKind::Internal,
+            RepoError::SharedChunkLost { .. } => ErrorKind::Unavailable,
+            RepoError::Cancelled => ErrorKind::Conflict,
+        }
+    }
+
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> RepoError {
+        RepoError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

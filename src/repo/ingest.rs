@@ -1,0 +1,645 @@
+//! Ingest: turns a stream (or a directory tree, see `tree`) into a committed backup.
+//!
+//! One ingest runs four stages joined by bounded channels, so memory does not depend on
+//! the size of the input and every stage overlaps the others:
+//!
+//! 1. the reader thread fills segments of [`segment_size`] bytes from the source and cuts
+//!    them into chunks with FastCDC, carrying an unfinished chunk into the next segment;
+//! 2. the observer thread computes the stream's sha256 and, when asked, recognises a tar
+//!    archive and spools its catalog;
+//! 3. the calling thread hashes each segment's chunks on the rayon pool, decides which are
+//!    new (index, then the in-flight registry), and compresses and seals the new ones on
+//!    the rayon pool; it also builds the content list;
+//! 4. the packer thread streams sealed blobs into packs (`pack_writer`).
+//!
+//! After the last pack is durable and indexed, and every chunk shared with a concurrent
+//! ingest is durable too, the manifest is written to the backend, then the backup record
+//! is committed to the index: nothing is visible before everything it references is.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::{Bytes, BytesMut};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use super::inflight::{Registration, Ticket, TicketState};
+use super::pack_writer::{PackTotals, PackWriter, SealedBlob};
+use super::progress::Progress;
+use super::spool::Spool;
+use super::{manifest_key, RepoError, RepoInner, Repository};
+use crate::format::blob::Domain;
+use crate::format::catalog::CatalogEntry;
+use crate::format::config::ChunkerParams;
+use crate::format::content::{encode_leaf, is_leaf_boundary, ContentEntry, ContentRef, LeafRef};
+use crate::format::manifest::{
+    BackupKind, BackupManifest, CatalogRef, TarEncoding, MANIFEST_FORMAT, MANIFEST_VERSION,
+};
+use crate::format::pack::BlobKind;
+use crate::format::tar::TarCatalogParser;
+use crate::id::Id;
+use crate::pipeline::chunker::cut_points;
+use crate::pipeline::seal;
+
+/// Segments waiting between the reader and the hashing stage.
+const SEGMENT_QUEUE: usize = 2;
+/// Sealed batches waiting for the packer.
+const PACKER_QUEUE: usize = 2;
+/// Dependencies tracked before durable ones are pruned.
+const MAX_TRACKED_DEPENDENCIES: usize = 4096;
+
+/// What to record about a backup besides its bytes.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub series: String,
+    /// Name of the source: a file name, a directory name, or "-" for stdin.
+    pub source: String,
+    /// Recognise a tar (plain or gzip) stream and record its entries as the catalog.
+    pub detect_tar: bool,
+}
+
+impl IngestOptions {
+    pub fn new(series: impl Into<String>, source: impl Into<String>) -> IngestOptions {
+        IngestOptions {
+            series: series.into(),
+            source: source.into(),
+            detect_tar: true,
+        }
+    }
+}
+
+/// Longest accepted series name.
+pub const MAX_SERIES_LEN: usize = 128;
+
+/// Checks a series name: 1 to 128 characters, letters, digits, `-`, `_`, `.`.
+pub fn validate_series(series: &str) -> Result<(), RepoError> {
+    let ok = !series.is_empty()
+        && series.len() <= MAX_SERIES_LEN
+        && series
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::InvalidInput(format!(
+            "series name {:?} must be 1 to {MAX_SERIES_LEN} letters, digits, '-', '_' or '.'",
+            series.chars().take(MAX_SERIES_LEN + 1).collect::<String>()
+        )))
+    }
+}
+
+/// Bytes read from the source per segment: at least twice the largest chunk, so every
+/// segment but the last yields at least one final chunk.
+pub fn segment_size(params: &ChunkerParams) -> usize {
+    (2 * params.max_size as usize).max(8 << 20)
+}
+
+impl Repository {
+    /// Stores one stream (a file, stdin, a request body) as a backup.
+    pub async fn backup_stream(
+        &self,
+        source: Box<dyn Read + Send>,
+        options: IngestOptions,
+        progress: Arc<Progress>,
+    ) -> Result<BackupManifest, RepoError> {
+        validate_series(&options.series)?;
+        let inner = self.inner.clone();
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut source = source;
+            ingest_stream_backup(inner, handle, &mut source, options, progress)
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("ingest task failed: {e}")))?
+    }
+}
+
+fn ingest_stream_backup(
+    inner: Arc<RepoInner>,
+    handle: Handle,
+    source: &mut (dyn Read + Send),
+    options: IngestOptions,
+    progress: Arc<Progress>,
+) -> Result<BackupManifest, RepoError> {
+    let created_at = now_rfc3339();
+    let mut session = Session::new(inner.clone(), handle, progress);
+    let observer = StreamObserver::new(options.detect_tar, inner.state_dir.join("tmp"));
+    let (content, observer) = session.ingest(source, observer)?;
+    let (sha256, tar) = observer.finish();
+    let mut catalog = None;
+    let mut tar_encoding = None;
+    if let Some((encoding, entries, spool)) = tar {
+        let mut reader = spool
+            .into_reader()
+            .map_err(|e| RepoError::io("catalog spool", e))?;
+        let (catalog_content, _) = session.ingest(&mut reader, StreamObserver::none())?;
+        catalog = Some(CatalogRef {
+            entries,
+            content: catalog_content,
+        });
+        tar_encoding = Some(encoding);
+    }
+    let draft = ManifestDraft {
+        series: options.series,
+        kind: BackupKind::Stream,
+        created_at,
+        source: options.source,
+        sha256,
+        content,
+        catalog,
+        tar: tar_encoding,
+    };
+    session.commit(draft)
+}
+
+/// Everything a manifest needs besides the session's counters.
+pub(crate) struct ManifestDraft {
+    pub series: String,
+    pub kind: BackupKind,
+    pub created_at: String,
+    pub source: String,
+    pub sha256: String,
+    pub content: ContentRef,
+    pub catalog: Option<CatalogRef>,
+    pub tar: Option<TarEncoding>,
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Sees every byte of a stream once, in order, on its own thread.
+pub(crate) struct StreamObserver {
+    sha256: Option<Sha256>,
+    tar: Option<TarObserver>,
+}
+
+struct TarObserver {
+    parser: TarCatalogParser,
+    spool: Spool,
+    entries: u64,
+    spool_failed: bool,
+}
+
+impl TarObserver {
+    fn sink<'a>(
+        spool: &'a mut Spool,
+        entries: &'a mut u64,
+        failed: &'a mut bool,
+    ) -> impl FnMut(CatalogEntry) + 'a {
+        let mut line = Vec::with_capacity(256);
+        move |entry: CatalogEntry| {
+            line.clear();
+            entry.encode_line(&mut line);
+            *entries += 1;
+            *failed |= spool.write_all(&line).is_err();
+        }
+    }
+}
+
+impl StreamObserver {
+    fn new(detect_tar: bool, spool_dir: std::path::PathBuf) -> StreamObserver {
+        StreamObserver {
+            sha256: Some(Sha256::new()),
+            tar: detect_tar.then(|| TarObserver {
+                parser: TarCatalogParser::new(),
+                spool: Spool::new(spool_dir),
+                entries: 0,
+                spool_failed: false,
+            }),
+        }
+    }
+
+    /// An observer that computes nothing (catalog streams need no checksum).
+    pub(crate) fn none() -> StreamObserver {
+        StreamObserver {
+            sha256: None,
+            tar: None,
+        }
+    }
+
+    /// An observer computing only the sha256.
+    pub(crate) fn checksum_only() -> StreamObserver {
+        StreamObserver {
+            sha256: Some(Sha256::new()),
+            tar: None,
+        }
+    }
+
+    fn observe(&mut self, data: &[u8]) {
+        if let Some(sha) = self.sha256.as_mut() {
+            sha.update(data);
+        }
+        if let Some(tar) = self.tar.as_mut() {
+            let TarObserver {
+                parser,
+                spool,
+                entries,
+                spool_failed,
+            } = tar;
+            parser.feed(data, &mut TarObserver::sink(spool, entries, spool_failed));
+        }
+    }
+
+    /// The stream's sha256 (hex), and its catalog when it was a complete tar archive.
+    pub(crate) fn finish(self) -> (String, Option<(TarEncoding, u64, Spool)>) {
+        let sha256 = self
+            .sha256
+            .map(|sha| hex::encode(sha.finalize()))
+            .unwrap_or_default();
+        let tar = self.tar.and_then(|tar| {
+            let TarObserver {
+                parser,
+                mut spool,
+                mut entries,
+                mut spool_failed,
+            } = tar;
+            let summary = parser
+                .finish(&mut TarObserver::sink(
+                    &mut spool,
+                    &mut entries,
+                    &mut spool_failed,
+                ))
+                .ok()?;
+            let encoding = if summary.compressed {
+                TarEncoding::Gzip
+            } else {
+                TarEncoding::Plain
+            };
+            (!spool_failed && entries > 0).then_some((encoding, entries, spool))
+        });
+        (sha256, tar)
+    }
+}
+
+/// One segment of a stream, cut into chunks.
+struct Segment {
+    data: Bytes,
+    cuts: Vec<usize>,
+}
+
+/// The state of one backup being written: its packer, its counters, and the chunks it
+/// shares with concurrent ingests.
+pub(crate) struct Session {
+    inner: Arc<RepoInner>,
+    handle: Handle,
+    progress: Arc<Progress>,
+    packer_tx: Option<SyncSender<Vec<SealedBlob>>>,
+    packer: Option<JoinHandle<Result<PackTotals, RepoError>>>,
+    dependencies: HashMap<Id, Arc<Ticket>>,
+    chunks: u64,
+    new_chunks: u64,
+    stored_bytes: u64,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Arc<RepoInner>, handle: Handle, progress: Arc<Progress>) -> Session {
+        let (packer_tx, packer_rx) = sync_channel::<Vec<SealedBlob>>(PACKER_QUEUE);
+        let writer = PackWriter::new(inner.clone(), handle.clone());
+        let packer = std::thread::Builder::new()
+            .name("stowage-packer".into())
+            .spawn(move || run_packer(writer, packer_rx))
+            .expect("spawning the packer thread");
+        Session {
+            inner,
+            handle,
+            progress,
+            packer_tx: Some(packer_tx),
+            packer: Some(packer),
+            dependencies: HashMap::new(),
+            chunks: 0,
+            new_chunks: 0,
+            stored_bytes: 0,
+        }
+    }
+
+    /// Stores one stream, returning its content list and the observer that saw it.
+    pub(crate) fn ingest(
+        &mut self,
+        source: &mut (dyn Read + Send),
+        observer: StreamObserver,
+    ) -> Result<(ContentRef, StreamObserver), RepoError> {
+        let params = self.inner.config.chunker;
+        let progress = self.progress.clone();
+        std::thread::scope(|scope| {
+            let (segment_tx, segment_rx) = sync_channel(SEGMENT_QUEUE);
+            let (observe_tx, observe_rx) = sync_channel::<Bytes>(SEGMENT_QUEUE * 2);
+            scope.spawn(move || read_segments(source, params, segment_tx, observe_tx, &progress));
+            let observer_thread = scope.spawn(move || {
+                let mut observer = observer;
+                for data in observe_rx {
+                    observer.observe(&data);
+                }
+                observer
+            });
+            let content = self.consume_segments(segment_rx);
+            let observer = observer_thread
+                .join()
+                .map_err(|_| RepoError::Internal("stream observer panicked".into()))?;
+            Ok((content?, observer))
+        })
+    }
+
+    fn consume_segments(
+        &mut self,
+        segments: Receiver<io::Result<Segment>>,
+    ) -> Result<ContentRef, RepoError> {
+        let mut list = ContentListBuilder::default();
+        for segment in segments {
+            self.progress.check()?;
+            let segment = segment.map_err(|e| RepoError::io("backup source", e))?;
+            self.store_segment(segment, &mut list)?;
+        }
+        self.progress.check()?;
+        if let Some(entries) = list.take_open_leaf() {
+            self.store_leaf(entries, &mut list)?;
+        }
+        Ok(list.content)
+    }
+
+    fn store_segment(
+        &mut self,
+        segment: Segment,
+        list: &mut ContentListBuilder,
+    ) -> Result<(), RepoError> {
+        let mut start = 0;
+        let chunks: Vec<Bytes> = segment
+            .cuts
+            .iter()
+            .map(|&len| {
+                start += len;
+                segment.data.slice(start - len..start)
+            })
+            .collect();
+        let keys = &self.inner.keys;
+        let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let plaintexts: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        self.store_blobs(&ids, &plaintexts, BlobKind::Data)?;
+        for (id, chunk) in ids.iter().zip(&chunks) {
+            let entry = ContentEntry {
+                id: *id,
+                len: chunk.len() as u32,
+            };
+            if let Some(leaf) = list.push(entry) {
+                self.store_leaf(leaf, list)?;
+            }
+        }
+        self.chunks += ids.len() as u64;
+        Ok(())
+    }
+
+    fn store_leaf(
+        &mut self,
+        entries: Vec<ContentEntry>,
+        list: &mut ContentListBuilder,
+    ) -> Result<(), RepoError> {
+        let payload = encode_leaf(&entries);
+        let id = self.inner.keys.chunk_id(&payload);
+        self.store_blobs(&[id], &[&payload], BlobKind::List)?;
+        list.content.leaves.push(LeafRef {
+            id,
+            size: entries.iter().map(|e| u64::from(e.len)).sum(),
+            chunks: entries.len() as u32,
+        });
+        Ok(())
+    }
+
+    /// Decides which of `ids` are new, seals those in parallel and hands them to the
+    /// packer; records the ones another ingest is storing as dependencies.
+    fn store_blobs(
+        &mut self,
+        ids: &[Id],
+        plaintexts: &[&[u8]],
+        kind: BlobKind,
+    ) -> Result<(), RepoError> {
+        // Look in the index first, then in the in-flight registry: a chunk committed in
+        // between is then at worst stored twice, never missed.
+        let indexed = self.inner.index.lookup_chunks(ids)?;
+        let mut new = Vec::new();
+        for (position, (id, location)) in ids.iter().zip(&indexed).enumerate() {
+            if let Some(ticket) = self.inner.inflight.get(id) {
+                self.dependencies.entry(*id).or_insert(ticket);
+            } else if location.is_none() {
+                match self.inner.inflight.register(*id) {
+                    Registration::New(owner) => new.push((position, owner)),
+                    Registration::Pending(ticket) => {
+                        self.dependencies.entry(*id).or_insert(ticket);
+                    }
+                }
+            }
+        }
+        self.prune_dependencies()?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.inner.keys;
+        let level = self.inner.config.compression_level;
+        let sealed: Vec<SealedBlob> = new
+            .into_par_iter()
+            .map(|(position, owner)| {
+                let plaintext = plaintexts[position];
+                SealedBlob {
+                    id: owner.id(),
+                    kind,
+                    envelope: seal::seal(
+                        keys,
+                        Domain::Chunk,
+                        owner.id().as_bytes(),
+                        plaintext,
+                        level,
+                    ),
+                    raw_len: plaintext.len() as u32,
+                    owner,
+                }
+            })
+            .collect();
+        self.new_chunks += sealed.len() as u64;
+        self.stored_bytes += sealed.iter().map(|b| b.envelope.len() as u64).sum::<u64>();
+        let sender = self.packer_tx.as_ref().expect("packer runs until commit");
+        if sender.send(sealed).is_err() {
+            // The packer stopped: its error is reported when it is joined.
+            return Err(self
+                .join_packer()
+                .err()
+                .unwrap_or_else(|| RepoError::Internal("packer stopped early".into())));
+        }
+        Ok(())
+    }
+
+    /// Forgets dependencies already durable once there are many, so a long stream that
+    /// repeats itself keeps a bounded map; fails early if a shared chunk was lost.
+    fn prune_dependencies(&mut self) -> Result<(), RepoError> {
+        if self.dependencies.len() < MAX_TRACKED_DEPENDENCIES {
+            return Ok(());
+        }
+        if let Some((chunk, _)) = self
+            .dependencies
+            .iter()
+            .find(|(_, t)| t.state() == TicketState::Failed)
+        {
+            return Err(RepoError::SharedChunkLost { chunk: *chunk });
+        }
+        self.dependencies
+            .retain(|_, ticket| ticket.state() == TicketState::Pending);
+        Ok(())
+    }
+
+    fn join_packer(&mut self) -> Result<PackTotals, RepoError> {
+        self.packer_tx = None;
+        match self.packer.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| RepoError::Internal("packer thread panicked".into()))?,
+            None => Ok(PackTotals::default()),
+        }
+    }
+
+    /// Waits for every pack and shared chunk to be durable, then writes the manifest and
+    /// commits the backup record.
+    pub(crate) fn commit(mut self, draft: ManifestDraft) -> Result<BackupManifest, RepoError> {
+        self.join_packer()?;
+        for (chunk, ticket) in self.dependencies.drain() {
+            if !ticket.wait() {
+                return Err(RepoError::SharedChunkLost { chunk });
+            }
+        }
+        self.progress.check()?;
+        let manifest = BackupManifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            id: uuid::Uuid::new_v4().to_string(),
+            series: draft.series,
+            kind: draft.kind,
+            created_at: draft.created_at,
+            source: draft.source,
+            size: draft.content.size,
+            sha256: draft.sha256,
+            chunks: draft.content.chunks,
+            new_chunks: self.new_chunks,
+            stored_bytes: self.stored_bytes,
+            content: draft.content,
+            catalog: draft.catalog,
+            tar: draft.tar,
+        };
+        let sealed = seal::seal(
+            &self.inner.keys,
+            Domain::Manifest,
+            manifest.id.as_bytes(),
+            &manifest.encode(),
+            3,
+        );
+        let key = manifest_key(&manifest.id);
+        self.handle
+            .block_on(self.inner.backend.put(&key, Bytes::from(sealed)))?;
+        self.inner.index.put_backup(&manifest)?;
+        Ok(manifest)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // An abandoned session still lets its packer close and index what it already
+        // sealed: those chunks may be shared with concurrent ingests; unreferenced, they
+        // are reclaimed by garbage collection.
+        let _ = self.join_packer();
+    }
+}
+
+fn run_packer(
+    mut writer: PackWriter,
+    blobs: Receiver<Vec<SealedBlob>>,
+) -> Result<PackTotals, RepoError> {
+    for batch in blobs {
+        for blob in batch {
+            writer.add(blob)?;
+        }
+    }
+    writer.finish()
+}
+
+/// The reader stage: fills segments, cuts chunks, and feeds the observer.
+fn read_segments(
+    source: &mut (dyn Read + Send),
+    params: ChunkerParams,
+    segments: SyncSender<io::Result<Segment>>,
+    observer: SyncSender<Bytes>,
+    progress: &Progress,
+) {
+    let size = segment_size(&params);
+    let mut buffer = BytesMut::new();
+    loop {
+        let mut next = BytesMut::with_capacity(size);
+        next.extend_from_slice(&buffer);
+        buffer = next;
+        let at_end = match fill(source, &mut buffer, size) {
+            Ok((read, at_end)) => {
+                progress.add_done(read as u64);
+                at_end
+            }
+            Err(error) => {
+                let _ = segments.send(Err(error));
+                return;
+            }
+        };
+        let cuts = cut_points(&buffer, &params, at_end);
+        let consumed: usize = cuts.iter().sum();
+        let data = buffer.split_to(consumed).freeze();
+        if !data.is_empty() && observer.send(data.clone()).is_err() {
+            return;
+        }
+        if segments.send(Ok(Segment { data, cuts })).is_err() || at_end {
+            return;
+        }
+    }
+}
+
+/// Reads into `buffer` until it holds `size` bytes or the source ends. Returns the bytes
+/// read and whether the source ended.
+fn fill(
+    source: &mut (dyn Read + Send),
+    buffer: &mut BytesMut,
+    size: usize,
+) -> io::Result<(usize, bool)> {
+    let mut filled = buffer.len();
+    let start = filled;
+    buffer.resize(size, 0);
+    let result = loop {
+        if filled == size {
+            break Ok(false);
+        }
+        match source.read(&mut buffer[filled..]) {
+            Ok(0) => break Ok(true),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buffer.truncate(filled);
+    result.map(|at_end| (filled - start, at_end))
+}
+
+/// Builds a content list in stream order, cutting leaves at content-defined points.
+#[derive(Default)]
+struct ContentListBuilder {
+    content: ContentRef,
+    open_leaf: Vec<ContentEntry>,
+}
+
+impl ContentListBuilder {
+    /// Appends one chunk; returns a complete leaf when this chunk ends one.
+    fn push(&mut self, entry: ContentEntry) -> Option<Vec<ContentEntry>> {
+        self.content.size += u64::from(entry.len);
+        self.content.chunks += 1;
+        self.open_leaf.push(entry);
+        is_leaf_boundary(&entry.id, self.open_leaf.len())
+            .then(|| std::mem::take(&mut self.open_leaf))
+    }
+
+    fn take_open_leaf(&mut self) -> Option<Vec<ContentEntry>> {
+        (!self.open_leaf.is_empty()).then(|| std::mem::take(&mut self.open_leaf))
+    }
+}

@@ -1,0 +1,263 @@
+//! The engine: the only module that combines the pipeline, the index and a backend, and
+//! the only owner of threads, tasks and blocking work.
+//!
+//! A [`Repository`] is a cheap, cloneable handle; every ingest, restore, check and
+//! repair of one repository in a process goes through one, so concurrent ingests share
+//! the in-flight registry that lets them deduplicate against each other safely.
+
+pub mod check;
+mod error;
+pub mod inflight;
+pub mod ingest;
+mod keys_object;
+mod objects;
+mod owners;
+mod pack_writer;
+pub mod progress;
+pub mod repair;
+pub mod restore;
+mod spool;
+pub mod stats;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use error::RepoError;
+pub use progress::Progress;
+
+use crate::backend::{BackendError, DynBackend};
+use crate::format::blob::Domain;
+use crate::format::config::{ChunkerParams, RepoConfig};
+use crate::format::manifest::BackupManifest;
+use crate::id::Id;
+use crate::index::{ChunkLocation, Index};
+use crate::pipeline::keys::{KdfCost, Keys, MasterKey};
+use crate::pipeline::seal;
+use inflight::InFlight;
+
+/// Object key of the repository config.
+pub const CONFIG_KEY: &str = "config";
+/// Object key of the default key object.
+pub const DEFAULT_KEY_KEY: &str = "keys/default";
+pub const PACKS_PREFIX: &str = "packs/";
+pub const BACKUPS_PREFIX: &str = "backups/";
+/// Name of the index file inside the state directory.
+pub const INDEX_FILE: &str = "index.redb";
+
+/// Object key of a pack: `packs/<first two hex digits>/<64 hex digits>`.
+pub fn pack_key(pack: &Id) -> String {
+    let hex = pack.to_hex();
+    format!("{PACKS_PREFIX}{}/{hex}", &hex[..2])
+}
+
+/// Object key of a backup manifest.
+pub fn manifest_key(backup: &str) -> String {
+    format!("{BACKUPS_PREFIX}{backup}")
+}
+
+/// Settings chosen once, at `init`.
+#[derive(Debug, Clone, Copy)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub compression_level: i32,
+    pub pack_size: u32,
+    pub kdf: KdfCost,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+            pack_size: 32 << 20,
+            kdf: KdfCost::default(),
+        }
+    }
+}
+
+/// A handle on one open repository.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<RepoInner>,
+}
+
+pub(crate) struct RepoInner {
+    pub backend: DynBackend,
+    pub index: Index,
+    pub keys: Keys,
+    master: MasterKey,
+    pub config: RepoConfig,
+    pub inflight: Arc<InFlight>,
+    pub state_dir: PathBuf,
+}
+
+impl Repository {
+    /// Creates a new repository on `backend`, with its local state in `state_dir`.
+    pub async fn init(
+        backend: DynBackend,
+        state_dir: &Path,
+        passphrase: &[u8],
+        options: InitOptions,
+    ) -> Result<Repository, RepoError> {
+        match backend.head(CONFIG_KEY).await {
+            Ok(_) => {
+                return Err(RepoError::AlreadyInitialized {
+                    location: backend.describe(),
+                })
+            }
+            Err(BackendError::NotFound { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+        let config = RepoConfig::new(
+            options.chunker,
+            options.compression_level,
+            options.pack_size,
+        );
+        config.validate()?;
+        let master = MasterKey::random();
+        keys_object::write(
+            &backend,
+            DEFAULT_KEY_KEY,
+            &master,
+            passphrase,
+            &config.id,
+            options.kdf,
+        )
+        .await?;
+        // The config goes last: its presence is what marks a repository as complete.
+        backend
+            .put(CONFIG_KEY, Bytes::from(config.encode()))
+            .await?;
+        Self::assemble(backend, state_dir, config, &master)
+    }
+
+    /// Opens an existing repository; a wrong passphrase is an `Unauthorized` error.
+    pub async fn open(
+        backend: DynBackend,
+        state_dir: &Path,
+        passphrase: &[u8],
+    ) -> Result<Repository, RepoError> {
+        let config_bytes = match backend.get(CONFIG_KEY, None).await {
+            Ok(bytes) => bytes,
+            Err(BackendError::NotFound { .. }) => {
+                return Err(RepoError::NotARepository {
+                    location: backend.describe(),
+                })
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let config = RepoConfig::decode(&config_bytes)?;
+        let master = keys_object::read(&backend, DEFAULT_KEY_KEY, passphrase, &config.id).await?;
+        Self::assemble(backend, state_dir, config, &master)
+    }
+
+    fn assemble(
+        backend: DynBackend,
+        state_dir: &Path,
+        config: RepoConfig,
+        master: &MasterKey,
+    ) -> Result<Repository, RepoError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| RepoError::io(state_dir, e))?;
+        let index = Index::open(&state_dir.join(INDEX_FILE))?;
+        Ok(Repository {
+            inner: Arc::new(RepoInner {
+                backend,
+                index,
+                keys: Keys::derive(master),
+                master: master.clone(),
+                config,
+                inflight: Arc::new(InFlight::default()),
+                state_dir: state_dir.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.inner.config
+    }
+
+    pub fn backend(&self) -> &DynBackend {
+        &self.inner.backend
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    /// Changes the passphrase: rewrites the key object only.
+    pub async fn change_passphrase(&self, new: &[u8], cost: KdfCost) -> Result<(), RepoError> {
+        keys_object::write(
+            &self.inner.backend,
+            DEFAULT_KEY_KEY,
+            &self.inner.master,
+            new,
+            &self.inner.config.id,
+            cost,
+        )
+        .await
+    }
+
+    /// The record of one backup.
+    pub fn backup(&self, id: &str) -> Result<BackupManifest, RepoError> {
+        self.inner
+            .index
+            .get_backup(id)?
+            .ok_or_else(|| RepoError::BackupNotFound { id: id.to_string() })
+    }
+
+    /// Every backup, oldest first.
+    pub fn backups(&self) -> Result<Vec<BackupManifest>, RepoError> {
+        let mut all = self.inner.index.list_backups()?;
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+}
+
+impl RepoInner {
+    /// Reads and opens one blob at a known location, checking it is the chunk asked for.
+    pub async fn load_blob(&self, id: Id, location: ChunkLocation) -> Result<Vec<u8>, RepoError> {
+        let start = u64::from(location.offset);
+        let range = start..start + u64::from(location.stored_len);
+        let envelope = self
+            .backend
+            .get(&pack_key(&location.pack), Some(range))
+            .await?;
+        self.open_chunk(id, &location, &envelope)
+    }
+
+    /// Opens a chunk envelope read from its pack.
+    pub fn open_chunk(
+        &self,
+        id: Id,
+        location: &ChunkLocation,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, RepoError> {
+        // Data chunks are at most the chunker's maximum; content-list leaves are smaller
+        // than 1 MiB.
+        let max = self.config.chunker.max_size.max(1 << 20);
+        seal::open(
+            &self.keys,
+            Domain::Chunk,
+            id.as_bytes(),
+            envelope,
+            Some(location.raw_len as usize),
+            max as usize,
+        )
+        .map_err(|e| RepoError::CorruptChunk {
+            chunk: id,
+            pack: location.pack,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Looks a chunk up in the index, failing when it is missing.
+    pub fn locate(&self, id: Id) -> Result<ChunkLocation, RepoError> {
+        self.index.lookup_chunks(&[id])?[0].ok_or(RepoError::ChunkMissing {
+            chunk: id,
+            backup: None,
+        })
+    }
+}

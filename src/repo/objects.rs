@@ -1,0 +1,131 @@
+//! Reading whole packs and manifests back from the backend: the parsing shared by
+//! `check`, `repair` and anything else that must not trust the index.
+
+use std::collections::BTreeMap;
+
+use super::{RepoError, RepoInner, BACKUPS_PREFIX, PACKS_PREFIX};
+use crate::format::blob::Domain;
+use crate::format::manifest::BackupManifest;
+use crate::format::pack::{
+    check_header, decode_footer, decode_trailer, PackEntry, ENTRY_LEN, FOOTER_LEN,
+    MAX_TRAILER_ENTRIES,
+};
+use crate::id::Id;
+use crate::pipeline::seal;
+
+/// Every pack in the backend, by id, with its size. Keys that do not name a pack are
+/// ignored.
+pub(crate) async fn list_packs(inner: &RepoInner) -> Result<BTreeMap<Id, u64>, RepoError> {
+    let objects = inner.backend.list(PACKS_PREFIX).await?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|object| {
+            let name = object.key.rsplit('/').next()?;
+            Some((name.parse::<Id>().ok()?, object.size))
+        })
+        .collect())
+}
+
+/// Every manifest key's backup id.
+pub(crate) async fn list_manifests(inner: &RepoInner) -> Result<Vec<String>, RepoError> {
+    let objects = inner.backend.list(BACKUPS_PREFIX).await?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| o.key.strip_prefix(BACKUPS_PREFIX).map(str::to_string))
+        .collect())
+}
+
+/// Opens and decodes a pack's trailer from the pack's last bytes.
+pub(crate) fn read_trailer(
+    inner: &RepoInner,
+    pack: Id,
+    bytes_at_end: &[u8],
+    pack_len: u64,
+    tail_offset: u64,
+) -> Result<Vec<PackEntry>, RepoError> {
+    let corrupt = |reason: String| RepoError::CorruptPack { pack, reason };
+    if bytes_at_end.len() < FOOTER_LEN {
+        return Err(corrupt("too short for a footer".into()));
+    }
+    let footer = &bytes_at_end[bytes_at_end.len() - FOOTER_LEN..];
+    let trailer_range = decode_footer(footer, pack_len).map_err(|e| corrupt(e.to_string()))?;
+    let from = trailer_range
+        .start
+        .checked_sub(tail_offset)
+        .ok_or_else(|| corrupt("trailer starts before the bytes read".into()))?
+        as usize;
+    let to = (trailer_range.end - tail_offset) as usize;
+    let max = 4 + MAX_TRAILER_ENTRIES as usize * ENTRY_LEN;
+    let payload = seal::open(
+        &inner.keys,
+        Domain::PackTrailer,
+        pack.as_bytes(),
+        &bytes_at_end[from..to],
+        None,
+        max,
+    )
+    .map_err(|e| corrupt(format!("trailer: {e}")))?;
+    decode_trailer(&payload, trailer_range.start).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Reads just the trailer of a pack of `pack_len` bytes (two ranged reads).
+pub(crate) async fn fetch_trailer(
+    inner: &RepoInner,
+    pack: Id,
+    pack_len: u64,
+) -> Result<Vec<PackEntry>, RepoError> {
+    let key = super::pack_key(&pack);
+    let corrupt = |reason: String| RepoError::CorruptPack { pack, reason };
+    if pack_len < FOOTER_LEN as u64 {
+        return Err(corrupt(format!("{pack_len} bytes is too short for a pack")));
+    }
+    let footer = inner
+        .backend
+        .get(&key, Some(pack_len - FOOTER_LEN as u64..pack_len))
+        .await?;
+    let range = decode_footer(&footer, pack_len).map_err(|e| corrupt(e.to_string()))?;
+    let tail = inner.backend.get(&key, Some(range.start..pack_len)).await?;
+    read_trailer(inner, pack, &tail, pack_len, range.start)
+}
+
+/// Checks a whole pack's header and returns its trailer entries.
+pub(crate) fn parse_pack(
+    inner: &RepoInner,
+    pack: Id,
+    bytes: &[u8],
+) -> Result<Vec<PackEntry>, RepoError> {
+    check_header(bytes).map_err(|e| RepoError::CorruptPack {
+        pack,
+        reason: e.to_string(),
+    })?;
+    read_trailer(inner, pack, bytes, bytes.len() as u64, 0)
+}
+
+/// Reads, opens and decodes the manifest of backup `id` from the backend.
+pub(crate) async fn fetch_manifest(
+    inner: &RepoInner,
+    id: &str,
+) -> Result<BackupManifest, RepoError> {
+    let sealed = inner.backend.get(&super::manifest_key(id), None).await?;
+    let corrupt = |reason: String| RepoError::CorruptManifest {
+        backup: id.to_string(),
+        reason,
+    };
+    let plain = seal::open(
+        &inner.keys,
+        Domain::Manifest,
+        id.as_bytes(),
+        &sealed,
+        None,
+        crate::format::manifest::MAX_MANIFEST_BYTES,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let manifest = BackupManifest::decode(&plain).map_err(|source| RepoError::Manifest {
+        backup: id.to_string(),
+        source,
+    })?;
+    if manifest.id != id {
+        return Err(corrupt(format!("manifest names backup {}", manifest.id)));
+    }
+    Ok(manifest)
+}

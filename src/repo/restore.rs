@@ -1,0 +1,318 @@
+//! Restore: reads any byte range of a stored stream, in order, verifying every blob.
+//!
+//! Only the content-list leaves that cover the range are read. Chunks that lie next to
+//! each other in one pack are fetched with one ranged read (a fetch unit); up to
+//! [`READ_AHEAD_UNITS`] units are fetched and opened concurrently while the output is
+//! consumed in order, so restores overlap backend latency with decryption and
+//! decompression on the blocking pool.
+
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use super::{pack_key, RepoError, RepoInner, Repository};
+use crate::format::content::{decode_leaf, ContentRef, LeafRef};
+use crate::format::manifest::BackupManifest;
+use crate::id::Id;
+use crate::index::ChunkLocation;
+
+/// Fetch units read ahead of the consumer.
+pub const READ_AHEAD_UNITS: usize = 4;
+/// Content-list leaves planned ahead of the fetches.
+const READ_AHEAD_LEAVES: usize = 2;
+/// Largest span of a pack read in one request.
+const MAX_UNIT_STORED: u64 = 4 << 20;
+/// Largest plaintext one fetch unit may expand to.
+const MAX_UNIT_RAW: u64 = 8 << 20;
+/// Unneeded bytes between two blobs that one read may still span.
+const MAX_UNIT_GAP: u64 = 64 << 10;
+
+/// A piece of one chunk to deliver: `skip` bytes dropped, then `take` bytes kept.
+struct Piece {
+    id: Id,
+    location: ChunkLocation,
+    skip: usize,
+    take: usize,
+}
+
+/// One ranged read of a pack and the chunks it holds.
+struct FetchUnit {
+    pack: Id,
+    start: u64,
+    end: u64,
+    raw: u64,
+    pieces: Vec<Piece>,
+}
+
+/// An ordered stream of the bytes of `range` within the stream `content`.
+pub(crate) fn read_content(
+    inner: Arc<RepoInner>,
+    content: &ContentRef,
+    range: Range<u64>,
+) -> BoxStream<'static, Result<Bytes, RepoError>> {
+    let mut leaves = Vec::new();
+    let mut leaf_start = 0u64;
+    for leaf in &content.leaves {
+        let leaf_end = leaf_start + leaf.size;
+        if leaf_end > range.start && leaf_start < range.end {
+            leaves.push((leaf.clone(), leaf_start));
+        }
+        leaf_start = leaf_end;
+    }
+    let planner = inner.clone();
+    let fetcher = inner;
+    stream::iter(leaves)
+        .map(move |(leaf, start)| plan_leaf(planner.clone(), leaf, start, range.clone()))
+        .buffered(READ_AHEAD_LEAVES)
+        .map_ok(|units| stream::iter(units.into_iter().map(Ok)))
+        .try_flatten()
+        .map(move |unit: Result<FetchUnit, RepoError>| {
+            let inner = fetcher.clone();
+            async move { fetch_unit(inner, unit?).await }
+        })
+        .buffered(READ_AHEAD_UNITS)
+        .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+}
+
+/// Loads one content-list leaf and turns the part of it inside `range` into fetch units.
+async fn plan_leaf(
+    inner: Arc<RepoInner>,
+    leaf: LeafRef,
+    leaf_start: u64,
+    range: Range<u64>,
+) -> Result<Vec<FetchUnit>, RepoError> {
+    let location = inner.locate(leaf.id)?;
+    let payload = inner.load_blob(leaf.id, location).await?;
+    let corrupt = |reason: String| RepoError::CorruptChunk {
+        chunk: leaf.id,
+        pack: location.pack,
+        reason,
+    };
+    let entries = decode_leaf(&payload).map_err(|e| corrupt(e.to_string()))?;
+    let size: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
+    if size != leaf.size || entries.len() != leaf.chunks as usize {
+        return Err(corrupt(
+            "content-list leaf disagrees with its manifest".into(),
+        ));
+    }
+    let mut wanted = Vec::new();
+    let mut chunk_start = leaf_start;
+    for entry in entries {
+        let chunk_end = chunk_start + u64::from(entry.len);
+        if chunk_end > range.start && chunk_start < range.end {
+            let skip = range.start.saturating_sub(chunk_start) as usize;
+            let take = (chunk_end.min(range.end) - chunk_start) as usize - skip;
+            wanted.push((entry.id, skip, take));
+        }
+        chunk_start = chunk_end;
+    }
+    let ids: Vec<Id> = wanted.iter().map(|w| w.0).collect();
+    let locations = inner.index.lookup_chunks(&ids)?;
+    let mut units: Vec<FetchUnit> = Vec::new();
+    for ((id, skip, take), location) in wanted.into_iter().zip(locations) {
+        let location = location.ok_or(RepoError::ChunkMissing {
+            chunk: id,
+            backup: None,
+        })?;
+        let piece = Piece {
+            id,
+            location,
+            skip,
+            take,
+        };
+        match units.last_mut() {
+            Some(unit) if extends(unit, &location) => add_piece(unit, piece),
+            _ => units.push(new_unit(piece)),
+        }
+    }
+    Ok(units)
+}
+
+fn extends(unit: &FetchUnit, location: &ChunkLocation) -> bool {
+    let start = u64::from(location.offset);
+    let end = start + u64::from(location.stored_len);
+    unit.pack == location.pack
+        && start >= unit.end
+        && start - unit.end <= MAX_UNIT_GAP
+        && end - unit.start <= MAX_UNIT_STORED
+        && unit.raw + u64::from(location.raw_len) <= MAX_UNIT_RAW
+}
+
+fn new_unit(piece: Piece) -> FetchUnit {
+    let start = u64::from(piece.location.offset);
+    FetchUnit {
+        pack: piece.location.pack,
+        start,
+        end: start + u64::from(piece.location.stored_len),
+        raw: u64::from(piece.location.raw_len),
+        pieces: vec![piece],
+    }
+}
+
+fn add_piece(unit: &mut FetchUnit, piece: Piece) {
+    unit.end = u64::from(piece.location.offset) + u64::from(piece.location.stored_len);
+    unit.raw += u64::from(piece.location.raw_len);
+    unit.pieces.push(piece);
+}
+
+/// Reads one unit's span of its pack and opens every chunk in it.
+async fn fetch_unit(inner: Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<Bytes>, RepoError> {
+    let data = inner
+        .backend
+        .get(&pack_key(&unit.pack), Some(unit.start..unit.end))
+        .await
+        .map_err(|e| RepoError::CorruptPack {
+            pack: unit.pack,
+            reason: format!("cannot read bytes {}..{}: {e}", unit.start, unit.end),
+        })?;
+    tokio::task::spawn_blocking(move || {
+        unit.pieces
+            .iter()
+            .map(|piece| {
+                let from = (u64::from(piece.location.offset) - unit.start) as usize;
+                let envelope = &data[from..from + piece.location.stored_len as usize];
+                let plain = Bytes::from(inner.open_chunk(piece.id, &piece.location, envelope)?);
+                Ok(plain.slice(piece.skip..piece.skip + piece.take))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| RepoError::Internal(format!("restore task failed: {e}")))?
+}
+
+/// A blocking [`Read`] over an async byte stream, fed by a task on the runtime through a
+/// bounded channel. Errors arrive as `io::Error`s wrapping the [`RepoError`].
+pub struct StreamReader {
+    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, RepoError>>,
+    current: Bytes,
+}
+
+impl StreamReader {
+    pub fn new(
+        handle: &tokio::runtime::Handle,
+        mut stream: BoxStream<'static, Result<Bytes, RepoError>>,
+    ) -> StreamReader {
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD_UNITS);
+        handle.spawn(async move {
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        StreamReader {
+            receiver,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(error)) => return Err(io::Error::other(error)),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Recovers the engine error carried inside an `io::Error`, or wraps a plain one.
+pub(crate) fn unwrap_io(error: io::Error, what: &str) -> RepoError {
+    if error.get_ref().is_some_and(|e| e.is::<RepoError>()) {
+        if let Some(inner) = error.into_inner() {
+            if let Ok(repo) = inner.downcast::<RepoError>() {
+                return *repo;
+            }
+        }
+        return RepoError::Internal("error lost in transit".into());
+    }
+    RepoError::io(what, error)
+}
+
+impl Repository {
+    /// The bytes of `range` (the whole stream when `None`) of a backup, in order.
+    pub fn read_backup(
+        &self,
+        manifest: &BackupManifest,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, RepoError>>, RepoError> {
+        let range = range.unwrap_or(0..manifest.size);
+        if range.start > range.end || range.end > manifest.size {
+            return Err(RepoError::RangeNotSatisfiable {
+                start: range.start,
+                end: range.end,
+                size: manifest.size,
+            });
+        }
+        Ok(read_content(self.inner.clone(), &manifest.content, range))
+    }
+
+    /// Writes a backup's bytes (or a range of them) to `out`. A full restore also checks
+    /// the stream's sha256 against the one recorded at ingest.
+    pub async fn export(
+        &self,
+        manifest: &BackupManifest,
+        range: Option<Range<u64>>,
+        out: Box<dyn Write + Send>,
+    ) -> Result<u64, RepoError> {
+        let full = range.is_none();
+        let stream = self.read_backup(manifest, range)?;
+        let handle = tokio::runtime::Handle::current();
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = StreamReader::new(&handle, stream);
+            let mut out = HashingWriter {
+                inner: out,
+                sha: full.then(Sha256::new),
+            };
+            let written = io::copy(&mut reader, &mut out).map_err(|e| unwrap_io(e, "output"))?;
+            out.flush().map_err(|e| RepoError::io("output", e))?;
+            if let Some(sha) = out.sha {
+                let actual = hex::encode(sha.finalize());
+                if actual != manifest.sha256 {
+                    return Err(RepoError::ChecksumMismatch {
+                        backup: manifest.id.clone(),
+                        expected: manifest.sha256.clone(),
+                        actual,
+                    });
+                }
+            }
+            Ok(written)
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("export task failed: {e}")))?
+    }
+}
+
+struct HashingWriter {
+    inner: Box<dyn Write + Send>,
+    sha: Option<Sha256>,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        if let Some(sha) = self.sha.as_mut() {
+            sha.update(&data[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,522 @@
+//! Directory trees: backing one up as a stream plus a catalog, and restoring it.
+//!
+//! A tree backup's stream is the concatenation of its regular files in catalog order
+//! (depth first, names sorted bytewise, a directory before its contents); each file's
+//! catalog entry records where its bytes start. Chunking the concatenation keeps small
+//! files together in shared chunks and lets one sequential pass read the whole tree.
+//! Names that are not UTF-8 and unreadable entries are skipped with a warning.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use filetime::FileTime;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use super::ingest::{
+    now_rfc3339, validate_series, IngestOptions, ManifestDraft, Session, StreamObserver,
+};
+use super::owners::OwnerNames;
+use super::progress::Progress;
+use super::restore::{read_content, unwrap_io, StreamReader};
+use super::spool::Spool;
+use super::{RepoError, RepoInner, Repository};
+use crate::format::catalog::{CatalogEntry, EntryKind, MAX_LINE_BYTES};
+use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
+
+/// Reads a directory tree as one stream of file contents, writing the catalog as it goes.
+pub struct TreeSource {
+    root: PathBuf,
+    pending: Vec<(String, Vec<String>)>,
+    current: Option<(File, CatalogEntry)>,
+    offset: u64,
+    catalog: Spool,
+    entries: u64,
+    owners: OwnerNames,
+    line: Vec<u8>,
+    /// Paths skipped, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl TreeSource {
+    pub fn new(root: &Path, spool_dir: PathBuf) -> Result<TreeSource, RepoError> {
+        let metadata = fs::metadata(root).map_err(|e| RepoError::io(root, e))?;
+        if !metadata.is_dir() {
+            return Err(RepoError::InvalidInput(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        let mut source = TreeSource {
+            root: root.to_path_buf(),
+            pending: Vec::new(),
+            current: None,
+            offset: 0,
+            catalog: Spool::new(spool_dir),
+            entries: 0,
+            owners: OwnerNames::default(),
+            line: Vec::new(),
+            skipped: Vec::new(),
+        };
+        source.push_dir(String::new())?;
+        Ok(source)
+    }
+
+    fn push_dir(&mut self, relative: String) -> Result<(), RepoError> {
+        let path = self.root.join(&relative);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&path).map_err(|e| RepoError::io(&path, e))? {
+            let entry = entry.map_err(|e| RepoError::io(&path, e))?;
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                Err(name) => self.skip(format!("{}: name is not UTF-8", path.join(name).display())),
+            }
+        }
+        // Popped from the end: reverse order gives a bytewise sorted walk.
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        self.pending.push((relative, names));
+        Ok(())
+    }
+
+    fn skip(&mut self, reason: String) {
+        tracing::warn!("skipped {reason}");
+        self.skipped.push(reason);
+    }
+
+    fn record(&mut self, entry: &CatalogEntry) -> io::Result<()> {
+        self.line.clear();
+        entry.encode_line(&mut self.line);
+        self.entries += 1;
+        self.catalog.write_all(&self.line)
+    }
+
+    /// The next path of the walk, or `None` at the end.
+    fn next_path(&mut self) -> Option<String> {
+        loop {
+            let (dir, names) = self.pending.last_mut()?;
+            match names.pop() {
+                Some(name) if dir.is_empty() => return Some(name),
+                Some(name) => return Some(format!("{dir}/{name}")),
+                None => {
+                    self.pending.pop();
+                }
+            }
+        }
+    }
+
+    /// Advances the walk to the next regular file, recording every entry on the way.
+    fn open_next_file(&mut self) -> io::Result<bool> {
+        while let Some(relative) = self.next_path() {
+            let path = self.root.join(&relative);
+            let metadata = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.skip(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let mut entry = self.entry_for(relative.clone(), &metadata);
+            match entry.kind {
+                EntryKind::File => match File::open(&path) {
+                    Ok(file) => {
+                        entry.offset = Some(self.offset);
+                        self.current = Some((file, entry));
+                        return Ok(true);
+                    }
+                    Err(e) => self.skip(format!("{}: {e}", path.display())),
+                },
+                EntryKind::Dir => {
+                    self.record(&entry)?;
+                    if let Err(e) = self.push_dir(relative) {
+                        self.skip(e.to_string());
+                    }
+                }
+                EntryKind::Symlink => {
+                    match fs::read_link(&path).map(|t| t.into_os_string().into_string()) {
+                        Ok(Ok(target)) => {
+                            entry.link = Some(target);
+                            self.record(&entry)?;
+                        }
+                        _ => self.skip(format!("{}: unreadable or non-UTF-8 link", path.display())),
+                    }
+                }
+                _ => self.record(&entry)?,
+            }
+        }
+        Ok(false)
+    }
+
+    fn entry_for(&mut self, path: String, metadata: &Metadata) -> CatalogEntry {
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_file() {
+            EntryKind::File
+        } else if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        CatalogEntry {
+            path,
+            kind,
+            mode: metadata.mode() & 0o7777,
+            mtime: metadata.mtime(),
+            mtime_nsec: metadata.mtime_nsec() as u32,
+            uid: metadata.uid(),
+            gid: metadata.gid(),
+            user: self.owners.user(metadata.uid()),
+            group: self.owners.group(metadata.gid()),
+            size: 0,
+            link: None,
+            offset: None,
+        }
+    }
+
+    /// The catalog written so far and its entry count; call after the stream ended.
+    pub fn into_catalog(self) -> (Spool, u64, Vec<String>) {
+        (self.catalog, self.entries, self.skipped)
+    }
+}
+
+impl Read for TreeSource {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some((file, entry)) = self.current.as_mut() {
+                let n = file.read(out)?;
+                if n > 0 {
+                    entry.size += n as u64;
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                let (_, entry) = self.current.take().expect("current file is set");
+                self.record(&entry)?;
+            }
+            if !self.open_next_file()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+impl Repository {
+    /// Backs up the directory tree at `root`.
+    pub async fn backup_tree(
+        &self,
+        root: &Path,
+        options: IngestOptions,
+        progress: Arc<Progress>,
+    ) -> Result<(BackupManifest, Vec<String>), RepoError> {
+        validate_series(&options.series)?;
+        let inner = self.inner.clone();
+        let handle = Handle::current();
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            backup_tree_blocking(inner, handle, &root, options, progress)
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("tree backup task failed: {e}")))?
+    }
+
+    /// Reads a backup's catalog, calling `visit` for each entry in order.
+    pub async fn catalog(
+        &self,
+        manifest: &BackupManifest,
+        visit: Box<dyn FnMut(CatalogEntry) -> Result<(), RepoError> + Send>,
+    ) -> Result<(), RepoError> {
+        let Some(catalog) = manifest.catalog.clone() else {
+            return Ok(());
+        };
+        let inner = self.inner.clone();
+        let handle = Handle::current();
+        let backup = manifest.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = StreamReader::new(
+                &handle,
+                read_content(inner, &catalog.content, 0..catalog.content.size),
+            );
+            for_each_entry(reader, &backup, visit)
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("catalog task failed: {e}")))?
+    }
+
+    /// Recreates a tree backup under `target`, which must be missing or empty.
+    pub async fn restore_tree(
+        &self,
+        manifest: &BackupManifest,
+        target: &Path,
+        progress: Arc<Progress>,
+    ) -> Result<u64, RepoError> {
+        if manifest.kind != BackupKind::Tree {
+            return Err(RepoError::InvalidInput(format!(
+                "backup {} is a stream, not a tree: use get to restore its bytes",
+                manifest.id
+            )));
+        }
+        prepare_target(target)?;
+        let handle = Handle::current();
+        let inner = self.inner.clone();
+        let manifest = manifest.clone();
+        let target = target.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            restore_tree_blocking(inner, handle, &manifest, &target, &progress)
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("tree restore task failed: {e}")))?
+    }
+}
+
+fn backup_tree_blocking(
+    inner: Arc<RepoInner>,
+    handle: Handle,
+    root: &Path,
+    options: IngestOptions,
+    progress: Arc<Progress>,
+) -> Result<(BackupManifest, Vec<String>), RepoError> {
+    let created_at = now_rfc3339();
+    let mut source = TreeSource::new(root, inner.state_dir.join("tmp"))?;
+    let mut session = Session::new(inner, handle, progress);
+    let (content, observer) = session
+        .ingest(&mut source, StreamObserver::checksum_only())
+        .map_err(|e| match e {
+            RepoError::Io { source, .. } => unwrap_io(source, &root.display().to_string()),
+            other => other,
+        })?;
+    let (sha256, _) = observer.finish();
+    let (spool, entries, skipped) = source.into_catalog();
+    let mut reader = spool
+        .into_reader()
+        .map_err(|e| RepoError::io("catalog spool", e))?;
+    let (catalog_content, _) = session.ingest(&mut reader, StreamObserver::none())?;
+    let draft = ManifestDraft {
+        series: options.series,
+        kind: BackupKind::Tree,
+        created_at,
+        source: options.source,
+        sha256,
+        content,
+        catalog: Some(CatalogRef {
+            entries,
+            content: catalog_content,
+        }),
+        tar: None,
+    };
+    Ok((session.commit(draft)?, skipped))
+}
+
+/// Reads catalog lines from `reader`, decoding and checking each.
+fn for_each_entry(
+    reader: impl Read,
+    backup: &str,
+    mut visit: impl FnMut(CatalogEntry) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| unwrap_io(e, "catalog"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(RepoError::CorruptCatalog {
+                backup: backup.to_string(),
+                reason: "unterminated or overlong line".into(),
+            });
+        }
+        line.pop();
+        let entry = CatalogEntry::decode_line(&line).map_err(|e| RepoError::CorruptCatalog {
+            backup: backup.to_string(),
+            reason: e.to_string(),
+        })?;
+        visit(entry)?;
+    }
+}
+
+fn prepare_target(target: &Path) -> Result<(), RepoError> {
+    match fs::read_dir(target) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(RepoError::InvalidInput(format!(
+                    "restore target {} is not empty",
+                    target.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))
+        }
+        Err(e) => Err(RepoError::io(target, e)),
+    }
+}
+
+/// Metadata applied after all content is written: directories (whose mtimes change as
+/// files are created in them) and symlinks (created last, so no file is ever written
+/// through a link the backup itself planted).
+struct Deferred {
+    dirs: Vec<CatalogEntry>,
+    links: Vec<CatalogEntry>,
+}
+
+fn restore_tree_blocking(
+    inner: Arc<RepoInner>,
+    handle: Handle,
+    manifest: &BackupManifest,
+    target: &Path,
+    progress: &Progress,
+) -> Result<u64, RepoError> {
+    let catalog = manifest
+        .catalog
+        .clone()
+        .ok_or_else(|| RepoError::CorruptCatalog {
+            backup: manifest.id.clone(),
+            reason: "tree backup has no catalog".into(),
+        })?;
+    progress.set_total(manifest.size);
+    let data_stream = read_content(inner.clone(), &manifest.content, 0..manifest.size);
+    let mut data = HashingReader {
+        inner: StreamReader::new(&handle, data_stream),
+        sha: Sha256::new(),
+        read: 0,
+    };
+    let catalog_reader = StreamReader::new(
+        &handle,
+        read_content(inner, &catalog.content, 0..catalog.content.size),
+    );
+    let mut deferred = Deferred {
+        dirs: Vec::new(),
+        links: Vec::new(),
+    };
+    for_each_entry(catalog_reader, &manifest.id, |entry| {
+        progress.check()?;
+        restore_entry(
+            target,
+            &manifest.id,
+            entry,
+            &mut data,
+            &mut deferred,
+            progress,
+        )
+    })?;
+    let mut rest = [0u8; 1];
+    if data
+        .read(&mut rest)
+        .map_err(|e| unwrap_io(e, "backup data"))?
+        != 0
+    {
+        return Err(RepoError::CorruptCatalog {
+            backup: manifest.id.clone(),
+            reason: "the catalog accounts for fewer bytes than the backup holds".into(),
+        });
+    }
+    let actual = hex::encode(std::mem::take(&mut data.sha).finalize());
+    if actual != manifest.sha256 {
+        return Err(RepoError::ChecksumMismatch {
+            backup: manifest.id.clone(),
+            expected: manifest.sha256.clone(),
+            actual,
+        });
+    }
+    apply_deferred(target, deferred)?;
+    Ok(data.read)
+}
+
+struct HashingReader<R> {
+    inner: R,
+    sha: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.sha.update(&out[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn restore_entry(
+    root: &Path,
+    backup: &str,
+    entry: CatalogEntry,
+    data: &mut impl Read,
+    deferred: &mut Deferred,
+    progress: &Progress,
+) -> Result<(), RepoError> {
+    let path = root.join(&entry.path);
+    match entry.kind {
+        EntryKind::Dir => {
+            fs::create_dir_all(&path).map_err(|e| RepoError::io(&path, e))?;
+            deferred.dirs.push(entry);
+        }
+        EntryKind::File => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
+            }
+            let mut file = File::create(&path).map_err(|e| RepoError::io(&path, e))?;
+            let copied = io::copy(&mut data.by_ref().take(entry.size), &mut file)
+                .map_err(|e| unwrap_io(e, &path.display().to_string()))?;
+            if copied != entry.size {
+                return Err(RepoError::CorruptCatalog {
+                    backup: backup.to_string(),
+                    reason: format!(
+                        "{} should hold {} bytes, the stream ended after {copied}",
+                        entry.path, entry.size
+                    ),
+                });
+            }
+            progress.add_done(copied);
+            drop(file);
+            apply_metadata(&path, &entry)?;
+        }
+        EntryKind::Symlink => deferred.links.push(entry),
+        EntryKind::Hardlink | EntryKind::Other => {
+            tracing::warn!("not restoring special file {}", entry.path);
+        }
+    }
+    Ok(())
+}
+
+fn apply_metadata(path: &Path, entry: &CatalogEntry) -> Result<(), RepoError> {
+    if is_root() {
+        std::os::unix::fs::lchown(path, Some(entry.uid), Some(entry.gid))
+            .map_err(|e| RepoError::io(path, e))?;
+    }
+    if entry.kind != EntryKind::Symlink {
+        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))
+            .map_err(|e| RepoError::io(path, e))?;
+    }
+    let mtime = FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
+    filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| RepoError::io(path, e))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn apply_deferred(root: &Path, deferred: Deferred) -> Result<(), RepoError> {
+    for link in &deferred.links {
+        let path = root.join(&link.path);
+        let target = link.link.as_deref().unwrap_or_default();
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
+        }
+        std::os::unix::fs::symlink(target, &path).map_err(|e| RepoError::io(&path, e))?;
+        apply_metadata(&path, link)?;
+    }
+    // Deepest first, so setting a directory's mtime is not undone by its children.
+    for dir in deferred.dirs.iter().rev() {
+        apply_metadata(&root.join(&dir.path), dir)?;
+    }
+    Ok(())
+}
