@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Backend, BackendError, DynBackend, ObjectMeta, MAX_KEY_LEN};
+use super::{Backend, BackendError, DynBackend, ObjectMeta, MAX_COMPONENT_LEN, MAX_KEY_LEN};
 
 const MIB: usize = 1 << 20;
 
@@ -295,10 +295,23 @@ async fn abandoned_uploads(b: &dyn Backend) {
 }
 
 async fn invalid_keys(b: &dyn Backend) {
-    let too_long = "x".repeat(MAX_KEY_LEN + 1);
+    let too_long = ["x"; 3].map(|part| part.repeat(200)).join("/");
+    let component_too_long = "x".repeat(MAX_COMPONENT_LEN + 1);
     let bad = [
-        "", "/abs", "a//b", "a/../b", "..", ".", "UPPER", "a b", "a/", "é", "tmp", "tmp/x",
+        "",
+        "/abs",
+        "a//b",
+        "a/../b",
+        "..",
+        ".",
+        "UPPER",
+        "a b",
+        "a/",
+        "é",
+        "tmp",
+        "tmp/x",
         &too_long,
+        &component_too_long,
     ];
     for key in bad {
         let invalid =
@@ -316,7 +329,14 @@ async fn invalid_keys(b: &dyn Backend) {
         let deleted = b.delete(key).await;
         assert!(invalid(&deleted), "delete {key:?}: {deleted:?}");
     }
-    let longest = "y".repeat(MAX_KEY_LEN);
+    let longest_part = "y".repeat(MAX_COMPONENT_LEN);
+    put(b, &longest_part, Bytes::from_static(b"y")).await;
+    b.delete(&longest_part)
+        .await
+        .expect("delete longest component");
+    let last = "z".repeat(MAX_KEY_LEN - 2 * 201);
+    let longest = format!("{}/{}/{last}", "y".repeat(200), "y".repeat(200));
+    assert_eq!(longest.len(), MAX_KEY_LEN);
     put(b, &longest, Bytes::from_static(b"y")).await;
     b.delete(&longest).await.expect("delete longest key");
 }

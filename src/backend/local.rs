@@ -44,7 +44,12 @@ impl LocalBackend {
     pub async fn create_root(&self) -> Result<(), BackendError> {
         let root = self.root.clone();
         blocking(RESERVED_COMPONENT, move || {
+            // Syncing the root's parent too keeps a just-created root after a crash.
+            let parent = root
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty());
             fs::create_dir_all(root.join(RESERVED_COMPONENT))
+                .and_then(|()| parent.map_or(Ok(()), sync_dir))
                 .and_then(|()| sync_dir(&root))
                 .map_err(io_error(RESERVED_COMPONENT))
         })

@@ -5,7 +5,8 @@
 //! * Keys are relative paths: lowercase ASCII letters, digits, `-`, `_`, `.`, separated
 //!   by single `/`; no empty, `.` or `..` component; the first component is not
 //!   [`RESERVED_COMPONENT`] (`tmp`, where the local backend keeps its temporaries); at
-//!   most [`MAX_KEY_LEN`] bytes. Any other key is refused with [`BackendError::InvalidKey`].
+//!   most [`MAX_KEY_LEN`] bytes, and at most [`MAX_COMPONENT_LEN`] per component (the
+//!   common file-name limit). Any other key is refused with [`BackendError::InvalidKey`].
 //! * `put` is atomic: a reader sees the old object (or none) until `put` returns `Ok`,
 //!   then exactly the new bytes. When `put` returns `Ok` the object is durable (local:
 //!   temp file, fsync, rename, fsync of the directory). Replacing an object is allowed.
@@ -45,6 +46,9 @@ pub use memory::MemoryBackend;
 
 /// Longest accepted object key, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
+
+/// Longest accepted key component, in bytes: most file systems refuse longer names.
+pub const MAX_COMPONENT_LEN: usize = 255;
 
 /// First key component no object may use: the local backend keeps its temporaries in
 /// `<root>/tmp/`, so an object there would collide with them and be hidden from `list`.
@@ -154,7 +158,11 @@ pub fn validate_key(key: &str) -> Result<(), BackendError> {
         && key.len() <= MAX_KEY_LEN
         && key.split('/').next() != Some(RESERVED_COMPONENT)
         && key.split('/').all(|part| {
-            !part.is_empty() && part != "." && part != ".." && part.chars().all(valid_char)
+            !part.is_empty()
+                && part.len() <= MAX_COMPONENT_LEN
+                && part != "."
+                && part != ".."
+                && part.chars().all(valid_char)
         });
     if valid {
         Ok(())
@@ -199,5 +207,10 @@ mod tests {
         ] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
+        assert!(validate_key(&"c".repeat(MAX_COMPONENT_LEN)).is_ok());
+        assert!(validate_key(&"c".repeat(MAX_COMPONENT_LEN + 1)).is_err());
+        let parts = ["d".repeat(200), "d".repeat(200), "d".repeat(111)];
+        assert!(validate_key(&parts.join("/")).is_err(), "513 bytes");
+        assert!(validate_key(&parts.join("/")[1..]).is_ok(), "512 bytes");
     }
 }
