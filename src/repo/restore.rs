@@ -71,8 +71,14 @@ pub(crate) fn read_content(
         .map_ok(|units| stream::iter(units.into_iter().map(Ok)))
         .try_flatten()
         .map(move |unit: Result<FetchUnit, RepoError>| {
-            let inner = fetcher.clone();
-            async move { fetch_unit(inner, unit?).await }
+            // Each unit runs as its own task, so fetches and decoding progress while the
+            // consumer is busy and this stream is not being polled.
+            let task = unit.map(|unit| tokio::spawn(fetch_unit(fetcher.clone(), unit)));
+            async move {
+                task?
+                    .await
+                    .map_err(|e| RepoError::Internal(format!("restore task failed: {e}")))?
+            }
         })
         .buffered(READ_AHEAD_UNITS)
         .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok)))
