@@ -2,7 +2,7 @@
 //! (random), both 32 bytes, shown as 64 lowercase hex digits.
 //!
 //! This module only names and formats ids; it does not compute them (see
-//! `pipeline::hash`).
+//! `pipeline::keys::Keys::chunk_id`).
 
 use std::fmt;
 use std::str::FromStr;

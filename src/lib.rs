@@ -14,3 +14,4 @@ pub mod id;
 pub mod index;
 pub mod pipeline;
 pub mod repo;
+pub mod service;

@@ -336,7 +336,9 @@ async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
     let (backend, state) = backend_and_state(args);
     let repo = match Repository::open(backend.clone(), &state, &passphrase).await {
         Ok(repo) => repo,
-        Err(crate::repo::RepoError::Index(error)) => {
+        Err(crate::repo::RepoError::Index(error))
+            if error.kind() != crate::error::ErrorKind::Unavailable =>
+        {
             // An index that cannot even be opened is set aside and rebuilt from scratch.
             let path = state.join(crate::repo::INDEX_FILE);
             let aside = state.join(format!("{}.broken", crate::repo::INDEX_FILE));

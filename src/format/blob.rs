@@ -33,6 +33,10 @@ pub enum Domain {
     PackTrailer = 1,
     /// A backup manifest; the name is the backup id's text.
     Manifest = 2,
+    /// A series record; the name is the series name.
+    Series = 3,
+    /// A recycle mark; the name is the backup id's text.
+    Recycled = 4,
 }
 
 /// How a payload is encoded inside the ciphertext.

@@ -73,6 +73,7 @@ impl KeyFile {
             || k.iterations > MAX_KDF_ITERATIONS
             || k.parallelism == 0
             || k.parallelism > MAX_KDF_PARALLELISM
+            || k.memory_kib < 8 * k.parallelism
         {
             return Err(KeyFileError::KdfOutOfBounds);
         }

@@ -1,5 +1,6 @@
 //! Backup manifests (`backups/<backup id>`): the record of one backup, sealed in a blob
-//! envelope (domain Manifest, name = the backup id's text) around zstd-compressed JSON.
+//! envelope (domain Manifest, name = the backup id's text) around JSON, compressed with
+//! zstd level 3 when that pays.
 //!
 //! A manifest is written after every pack it depends on is durable, and is the last
 //! thing a backup writes to the backend; the index's copy is committed after it.

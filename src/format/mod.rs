@@ -8,4 +8,5 @@ pub mod content;
 pub mod keyfile;
 pub mod manifest;
 pub mod pack;
+pub mod series;
 pub mod tar;

@@ -7,7 +7,7 @@
 //! 9       7     reserved, zero
 //! 16      ...   blob envelopes, back to back
 //! t       m     trailer envelope (domain PackTrailer, name = pack id), its payload:
-//!                 u32 LE entry count, then per entry (49 bytes):
+//!                 u32 LE entry count, then per entry (45 bytes):
 //!                 chunk id (32) | kind u8 | offset u32 LE | stored length u32 LE |
 //!                 raw length u32 LE ... (offset from the start of the pack)
 //! t+m     4     u32 LE trailer envelope length m
@@ -26,7 +26,8 @@ pub const HEADER_LEN: usize = 16;
 pub const FOOTER_LEN: usize = 12;
 /// Bytes per trailer entry.
 pub const ENTRY_LEN: usize = 32 + 1 + 4 + 4 + 4;
-/// Most entries a trailer may hold (a 4 GiB pack of minimum-size blobs stays far below).
+/// Most entries a trailer may hold (packs stay below 2 GiB; a pack of minimum-size
+/// blobs stays far below this).
 pub const MAX_TRAILER_ENTRIES: u32 = 1 << 22;
 
 /// What a blob holds.

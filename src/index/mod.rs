@@ -15,7 +15,7 @@ use crate::error::ErrorKind;
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::Id;
-use schema::{BACKUPS, CHUNKS, META, PACKS, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use schema::{BACKUPS, CHUNKS, META, PACKS, RECYCLED, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SERIES};
 
 /// Where a chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,8 @@ impl Index {
             txn.open_table(CHUNKS).map_err(db)?;
             txn.open_table(PACKS).map_err(db)?;
             txn.open_table(BACKUPS).map_err(db)?;
+            txn.open_table(RECYCLED).map_err(db)?;
+            txn.open_table(SERIES).map_err(db)?;
         }
         txn.commit().map_err(db)
     }
@@ -256,10 +258,143 @@ impl Index {
         txn.delete_table(CHUNKS).map_err(db)?;
         txn.delete_table(PACKS).map_err(db)?;
         txn.delete_table(BACKUPS).map_err(db)?;
+        txn.delete_table(RECYCLED).map_err(db)?;
+        txn.delete_table(SERIES).map_err(db)?;
         txn.open_table(CHUNKS).map_err(db)?;
         txn.open_table(PACKS).map_err(db)?;
         txn.open_table(BACKUPS).map_err(db)?;
+        txn.open_table(RECYCLED).map_err(db)?;
+        txn.open_table(SERIES).map_err(db)?;
         txn.commit().map_err(db)
+    }
+
+    /// Removes a backup record and its recycled mark.
+    pub fn remove_backup(&self, id: &str) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            txn.open_table(BACKUPS)
+                .map_err(db)?
+                .remove(id)
+                .map_err(db)?;
+            txn.open_table(RECYCLED)
+                .map_err(db)?
+                .remove(id)
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Marks a backup recycled at `when`, or live again with `None`.
+    pub fn set_recycled(&self, id: &str, when: Option<&str>) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(RECYCLED).map_err(db)?;
+            match when {
+                Some(when) => table.insert(id, when).map(|_| ()).map_err(db)?,
+                None => table.remove(id).map(|_| ()).map_err(db)?,
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Every recycled backup id with the time it was recycled.
+    pub fn recycled(&self) -> Result<std::collections::HashMap<String, String>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(RECYCLED).map_err(db)?;
+        let mut out = std::collections::HashMap::new();
+        for item in table.iter().map_err(db)? {
+            let (key, value) = item.map_err(db)?;
+            out.insert(key.value().to_string(), value.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Stores a series record (JSON bytes) under its name.
+    pub fn put_series(&self, name: &str, record: &[u8]) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        txn.open_table(SERIES)
+            .map_err(db)?
+            .insert(name, record)
+            .map_err(db)?;
+        txn.commit().map_err(db)
+    }
+
+    pub fn remove_series(&self, name: &str) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        txn.open_table(SERIES)
+            .map_err(db)?
+            .remove(name)
+            .map_err(db)?;
+        txn.commit().map_err(db)
+    }
+
+    /// Every series record, by name.
+    pub fn list_series(&self) -> Result<Vec<(String, Vec<u8>)>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SERIES).map_err(db)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(db)? {
+            let (key, value) = item.map_err(db)?;
+            out.push((key.value().to_string(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes chunk entries (garbage collection's sweep of the index).
+    pub fn remove_chunks(&self, ids: &[Id]) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            for id in ids {
+                chunks.remove(id.0).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Points `entries` at the new pack `pack` and forgets the packs in `retired`, in one
+    /// transaction (a repack). Entries no longer indexed are not re-added.
+    pub fn relocate(
+        &self,
+        pack: Id,
+        record: PackRecord,
+        entries: &[PackEntry],
+        retired: &[Id],
+    ) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            for entry in entries {
+                if chunks.get(entry.id.0).map_err(db)?.is_some() {
+                    let value = schema::encode_location(&pack, entry);
+                    chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                }
+            }
+            let mut packs = txn.open_table(PACKS).map_err(db)?;
+            if !entries.is_empty() {
+                packs
+                    .insert(pack.0, schema::encode_pack(&record).as_slice())
+                    .map_err(db)?;
+            }
+            for old in retired {
+                packs.remove(old.0).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Forgets pack records (after their chunks were removed or moved).
+    pub fn remove_packs(&self, packs: &[Id]) -> Result<(), IndexError> {
+        self.relocate(
+            Id::default(),
+            PackRecord {
+                size: 0,
+                blobs: 0,
+                created: 0,
+            },
+            &[],
+            packs,
+        )
     }
 }
 

@@ -7,6 +7,8 @@
 //!   stored length u32 LE | raw length u32 LE
 //! * `packs`: pack id → 20 bytes: size u64 LE | blob count u32 LE | created i64 LE
 //! * `backups`: backup id text → manifest JSON (`format::manifest`)
+//! * `recycled`: backup id text → RFC 3339 time it was recycled
+//! * `series`: series name → series record JSON (`format::series`)
 
 use redb::TableDefinition;
 
@@ -21,6 +23,8 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const CHUNKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("chunks");
 pub const PACKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("packs");
 pub const BACKUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("backups");
+pub const RECYCLED: TableDefinition<&str, &str> = TableDefinition::new("recycled");
+pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
 
 const LOCATION_LEN: usize = 45;
 const PACK_RECORD_LEN: usize = 20;

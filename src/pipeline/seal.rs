@@ -111,6 +111,12 @@ pub fn open(
         )
         .map_err(|_| OpenError::Authentication)?;
     let plaintext = match header.compression {
+        Compression::None if payload.len() > max_len => {
+            return Err(OpenError::LengthMismatch {
+                expected: max_len,
+                actual: payload.len(),
+            })
+        }
         Compression::None => payload,
         Compression::Zstd => decompress(&payload, expected_len.unwrap_or(max_len).min(max_len))?,
     };

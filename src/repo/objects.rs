@@ -7,7 +7,7 @@ use super::{RepoError, RepoInner, BACKUPS_PREFIX, PACKS_PREFIX};
 use crate::format::blob::Domain;
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::{
-    check_header, decode_footer, decode_trailer, PackEntry, ENTRY_LEN, FOOTER_LEN,
+    check_header, decode_footer, decode_trailer, PackEntry, ENTRY_LEN, FOOTER_LEN, HEADER_LEN,
     MAX_TRAILER_ENTRIES,
 };
 use crate::id::Id;
@@ -76,9 +76,13 @@ pub(crate) async fn fetch_trailer(
 ) -> Result<Vec<PackEntry>, RepoError> {
     let key = super::pack_key(&pack);
     let corrupt = |reason: String| RepoError::CorruptPack { pack, reason };
-    if pack_len < FOOTER_LEN as u64 {
+    if pack_len < (HEADER_LEN + FOOTER_LEN) as u64 {
         return Err(corrupt(format!("{pack_len} bytes is too short for a pack")));
     }
+    // The header carries the pack version: a pack of a version this build does not know
+    // is refused rather than misread.
+    let header = inner.backend.get(&key, Some(0..HEADER_LEN as u64)).await?;
+    check_header(&header).map_err(|e| corrupt(e.to_string()))?;
     let footer = inner
         .backend
         .get(&key, Some(pack_len - FOOTER_LEN as u64..pack_len))

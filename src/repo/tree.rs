@@ -504,10 +504,34 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Refuses to create `relative` under `root` when one of its existing ancestors is a
+/// symlink (a link created earlier in the restore): following it could write outside
+/// the restore target.
+fn refuse_symlink_ancestors(root: &Path, relative: &str) -> Result<(), RepoError> {
+    let mut path = root.to_path_buf();
+    let components: Vec<&str> = relative.split('/').collect();
+    for part in &components[..components.len().saturating_sub(1)] {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(RepoError::InvalidInput(format!(
+                    "refusing to restore {relative}: its parent {} is a symlink",
+                    path.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(RepoError::io(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 fn apply_deferred(root: &Path, deferred: Deferred) -> Result<(), RepoError> {
     for link in &deferred.links {
         let path = root.join(&link.path);
         let target = link.link.as_deref().unwrap_or_default();
+        refuse_symlink_ancestors(root, &link.path)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
         }
