@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::output::{self, ProgressBar};
-use super::{Command, RepairCommand, RepoArgs};
+use super::{Command, PolicyArgs, RepairCommand, RepoArgs};
 use crate::backend::{DynBackend, LocalBackend};
 use crate::format::config::ChunkerParams;
+use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
+use crate::repo::gc::GcOptions;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{InitOptions, Progress, Repository};
 
@@ -57,7 +59,28 @@ pub async fn run(command: Command) -> Result<Outcome> {
             range,
         } => get(&repo, &id, output.as_deref(), range.as_deref()).await,
         Command::Restore { repo, id, target } => restore(&repo, &id, &target).await,
-        Command::Ls { repo, series, json } => ls(&repo, series.as_deref(), json).await,
+        Command::Ls {
+            repo,
+            series,
+            recycled,
+            json,
+        } => ls(&repo, series.as_deref(), recycled, json).await,
+        Command::Delete { repo, purge, ids } => delete(&repo, purge, &ids).await,
+        Command::Undelete { repo, ids } => undelete(&repo, &ids).await,
+        Command::Forget {
+            repo,
+            series,
+            policy,
+            dry_run,
+            save,
+            json,
+        } => forget(&repo, &series, &policy, dry_run, save, json).await,
+        Command::Gc {
+            repo,
+            dry_run,
+            repack_below,
+            json,
+        } => gc(&repo, dry_run, repack_below, json).await,
         Command::Catalog { repo, id, json } => catalog(&repo, &id, json).await,
         Command::Stats { repo, json } => stats(&repo, json).await,
         Command::Check {
@@ -267,14 +290,110 @@ async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn ls(args: &RepoArgs, series: Option<&str>, json: bool) -> Result<Outcome> {
+async fn ls(args: &RepoArgs, series: Option<&str>, recycled: bool, json: bool) -> Result<Outcome> {
     let repo = open(args).await?;
     let backups: Vec<_> = repo
-        .backups()?
+        .backup_entries()?
         .into_iter()
-        .filter(|b| series.is_none_or(|s| b.series == s))
+        .filter(|b| {
+            series.is_none_or(|s| b.manifest.series == s) && b.recycled_at.is_some() == recycled
+        })
         .collect();
     output::print_backups(&backups, json)?;
+    Ok(Outcome::Success)
+}
+
+async fn delete(args: &RepoArgs, purge: bool, ids: &[String]) -> Result<Outcome> {
+    let repo = open(args).await?;
+    for id in ids {
+        if purge {
+            repo.purge(id).await?;
+            eprintln!("purged {id}");
+        } else {
+            repo.recycle(id).await?;
+            eprintln!("recycled {id}");
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn undelete(args: &RepoArgs, ids: &[String]) -> Result<Outcome> {
+    let repo = open(args).await?;
+    for id in ids {
+        repo.undelete(id).await?;
+        eprintln!("restored {id} from the recycle bin");
+    }
+    Ok(Outcome::Success)
+}
+
+fn policy_from_args(args: &PolicyArgs) -> Result<RetentionPolicy> {
+    let keep_within_secs = args
+        .keep_within
+        .as_deref()
+        .map(|text| {
+            parse_duration(text).with_context(|| {
+                format!("--keep-within {text:?} is not a duration like 30d, 12h or 1y6m")
+            })
+        })
+        .transpose()?;
+    let action = match args.action.as_str() {
+        "recycle" => RetentionAction::Recycle,
+        "delete" => RetentionAction::Delete,
+        other => bail!("--action {other:?} must be recycle or delete"),
+    };
+    Ok(RetentionPolicy {
+        keep_last: args.keep_last,
+        keep_within_secs,
+        keep_hourly: args.keep_hourly,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_yearly: args.keep_yearly,
+        min_keep: args.min_keep,
+        action,
+    })
+}
+
+async fn forget(
+    args: &RepoArgs,
+    series: &str,
+    policy_args: &PolicyArgs,
+    dry_run: bool,
+    save: bool,
+    json: bool,
+) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let mut policy = policy_from_args(policy_args)?;
+    if policy.is_empty() {
+        match repo.series(series)? {
+            Some(record) if !record.policy.is_empty() => policy = record.policy,
+            _ => bail!("no retention rule given and series {series} has no stored policy"),
+        }
+    } else if save {
+        repo.put_series(series, policy.clone()).await?;
+    }
+    let decisions =
+        crate::service::forget::forget(&repo, series, &policy, chrono::Utc::now(), dry_run).await?;
+    output::print_decisions(&decisions, policy.action, dry_run, json)?;
+    Ok(Outcome::Success)
+}
+
+async fn gc(args: &RepoArgs, dry_run: bool, repack_below: f64, json: bool) -> Result<Outcome> {
+    if !(0.0..=1.0).contains(&repack_below) {
+        bail!("--repack-below {repack_below} must be between 0 and 1");
+    }
+    let repo = open(args).await?;
+    let progress = Arc::new(Progress::new());
+    let report = repo
+        .gc(
+            GcOptions {
+                dry_run,
+                repack_below,
+            },
+            progress,
+        )
+        .await?;
+    output::print_gc(&report, json)?;
     Ok(Outcome::Success)
 }
 

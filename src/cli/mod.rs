@@ -99,13 +99,63 @@ enum Command {
         #[arg(long)]
         target: PathBuf,
     },
-    /// List backups.
+    /// List backups (live ones; `--recycled` lists the recycle bin).
     Ls {
         #[command(flatten)]
         repo: RepoArgs,
         /// Only this series.
         #[arg(long)]
         series: Option<String>,
+        /// List recycled backups instead of live ones.
+        #[arg(long)]
+        recycled: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recycle backups (restorable with `undelete`), or purge them with `--purge`.
+    Delete {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Remove for good: record and catalog gone, space reclaimable by `gc`.
+        #[arg(long)]
+        purge: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Restore recycled backups from the recycle bin.
+    Undelete {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Apply a retention policy to a series (the series' stored policy when no rule is given).
+    Forget {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long)]
+        series: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print the decisions without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Store the given policy on the series (the server applies it on its own).
+        #[arg(long)]
+        save: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reclaim space: delete packs nothing references, repack mostly-dead ones.
+    Gc {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Plan only: report what would be reclaimed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack packs whose live share is below this fraction.
+        #[arg(long, default_value_t = 0.8)]
+        repack_below: f64,
         #[arg(long)]
         json: bool,
     },
@@ -140,6 +190,34 @@ enum Command {
         #[command(subcommand)]
         what: RepairCommand,
     },
+}
+
+/// Retention rules (restic/borg semantics; periods in UTC).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Keep the newest N backups.
+    #[arg(long)]
+    keep_last: Option<u32>,
+    /// Keep backups younger than a duration (e.g. 30d, 2w, 12h, 1y6m).
+    #[arg(long)]
+    keep_within: Option<String>,
+    /// Keep the newest backup of each of the last N hours with backups.
+    #[arg(long)]
+    keep_hourly: Option<u32>,
+    #[arg(long)]
+    keep_daily: Option<u32>,
+    #[arg(long)]
+    keep_weekly: Option<u32>,
+    #[arg(long)]
+    keep_monthly: Option<u32>,
+    #[arg(long)]
+    keep_yearly: Option<u32>,
+    /// Always keep at least this many backups.
+    #[arg(long, default_value_t = 0)]
+    min_keep: u32,
+    /// What happens to backups not kept: recycle or delete.
+    #[arg(long, default_value = "recycle")]
+    action: String,
 }
 
 #[derive(Subcommand, Debug)]

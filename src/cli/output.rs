@@ -11,9 +11,13 @@ use serde_json::json;
 
 use crate::format::catalog::{CatalogEntry, EntryKind};
 use crate::format::manifest::{BackupKind, BackupManifest};
+use crate::format::series::RetentionAction;
 use crate::repo::check::CheckReport;
+use crate::repo::gc::GcReport;
+use crate::repo::lifecycle::BackupEntry;
 use crate::repo::stats::RepoStats;
 use crate::repo::Progress;
+use crate::service::retention::Decision;
 
 /// A progress bar following a [`Progress`], refreshed by a background thread.
 pub struct ProgressBar {
@@ -132,10 +136,17 @@ pub fn print_backup(m: &BackupManifest, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn print_backups(backups: &[BackupManifest], json: bool) -> Result<()> {
+pub fn print_backups(backups: &[BackupEntry], json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
-        let list: Vec<_> = backups.iter().map(backup_json).collect();
+        let list: Vec<_> = backups
+            .iter()
+            .map(|b| {
+                let mut value = backup_json(&b.manifest);
+                value["recycled_at"] = json!(b.recycled_at);
+                value
+            })
+            .collect();
         writeln!(out, "{}", serde_json::Value::Array(list))?;
         return Ok(());
     }
@@ -144,7 +155,7 @@ pub fn print_backups(backups: &[BackupManifest], json: bool) -> Result<()> {
         "{:<36}  {:<27}  {:<16}  {:<6}  {:>10}  {:>10}",
         "ID", "CREATED", "SERIES", "KIND", "SIZE", "ADDED"
     )?;
-    for m in backups {
+    for m in backups.iter().map(|b| &b.manifest) {
         writeln!(
             out,
             "{:<36}  {:<27}  {:<16}  {:<6}  {:>10}  {:>10}",
@@ -271,6 +282,68 @@ pub fn print_check(report: &CheckReport, json: bool) -> Result<()> {
         } else {
             format!("{} problems", report.problems.len())
         }
+    )?;
+    Ok(())
+}
+
+pub fn print_decisions(
+    decisions: &[Decision],
+    action: RetentionAction,
+    dry_run: bool,
+    json: bool,
+) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            json!({ "dry_run": dry_run, "action": action, "decisions": decisions })
+        )?;
+        return Ok(());
+    }
+    let verb = match (action, dry_run) {
+        (RetentionAction::Recycle, true) => "would recycle",
+        (RetentionAction::Recycle, false) => "recycled",
+        (RetentionAction::Delete, true) => "would delete",
+        (RetentionAction::Delete, false) => "deleted",
+    };
+    for d in decisions {
+        if d.keep {
+            writeln!(
+                out,
+                "keep           {}  {}  ({})",
+                d.id,
+                d.created_at.to_rfc3339(),
+                d.reasons.join(", ")
+            )?;
+        } else {
+            writeln!(out, "{verb:<13}  {}  {}", d.id, d.created_at.to_rfc3339())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn print_gc(report: &GcReport, json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(report)?)?;
+        return Ok(());
+    }
+    let prefix = if report.dry_run {
+        "would reclaim"
+    } else {
+        "reclaimed"
+    };
+    writeln!(
+        out,
+        "{prefix} {} ({} garbage chunks): {} packs deleted, {} repacked into {} new ({} rewritten), {} orphan packs deleted",
+        bytes(report.bytes_reclaimed),
+        report.garbage_chunks,
+        report.packs_deleted,
+        report.packs_repacked,
+        report.packs_written,
+        bytes(report.bytes_rewritten),
+        report.orphan_packs_deleted
     )?;
     Ok(())
 }

@@ -291,6 +291,10 @@ pub(crate) struct Session {
     packer_tx: Option<SyncSender<Vec<SealedBlob>>>,
     packer: Option<JoinHandle<Result<PackTotals, RepoError>>>,
     dependencies: HashMap<Id, Arc<Ticket>>,
+    /// This session's number and chunk references, known to garbage collection.
+    session_number: u64,
+    refs: super::coordinator::SessionRefs,
+    committed: bool,
     chunks: u64,
     new_chunks: u64,
     stored_bytes: u64,
@@ -304,6 +308,7 @@ impl Session {
             .name("stowage-packer".into())
             .spawn(move || run_packer(writer, packer_rx))
             .expect("spawning the packer thread");
+        let (session_number, refs) = inner.coordinator.register_session();
         Session {
             inner,
             handle,
@@ -311,6 +316,9 @@ impl Session {
             packer_tx: Some(packer_tx),
             packer: Some(packer),
             dependencies: HashMap::new(),
+            session_number,
+            refs,
+            committed: false,
             chunks: 0,
             new_chunks: 0,
             stored_bytes: 0,
@@ -416,6 +424,18 @@ impl Session {
         plaintexts: &[&[u8]],
         kind: BlobKind,
     ) -> Result<(), RepoError> {
+        // Decide under the GC gate and record every reference before releasing it, so a
+        // concurrent GC either sees the reference or has already swept the chunk.
+        let inner = self.inner.clone();
+        let gate = inner
+            .coordinator
+            .gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(ids.iter().copied());
         // Look in the index first, then in the in-flight registry: a chunk committed in
         // between is then at worst stored twice, never missed.
         let indexed = self.inner.index.lookup_chunks(ids)?;
@@ -432,6 +452,7 @@ impl Session {
                 }
             }
         }
+        drop(gate);
         self.prune_dependencies()?;
         if new.is_empty() {
             return Ok(());
@@ -536,6 +557,7 @@ impl Session {
         self.handle
             .block_on(self.inner.backend.put(&key, Bytes::from(sealed)))?;
         self.inner.index.put_backup(&manifest)?;
+        self.committed = true;
         Ok(manifest)
     }
 }
@@ -546,6 +568,9 @@ impl Drop for Session {
         // sealed: those chunks may be shared with concurrent ingests; unreferenced, they
         // are reclaimed by garbage collection.
         let _ = self.join_packer();
+        self.inner
+            .coordinator
+            .end_session(self.session_number, self.committed);
     }
 }
 

@@ -6,10 +6,13 @@
 //! the in-flight registry that lets them deduplicate against each other safely.
 
 pub mod check;
+mod coordinator;
 mod error;
+pub mod gc;
 pub mod inflight;
 pub mod ingest;
 mod keys_object;
+pub mod lifecycle;
 mod objects;
 mod owners;
 mod pack_writer;
@@ -44,6 +47,8 @@ pub const CONFIG_KEY: &str = "config";
 pub const DEFAULT_KEY_KEY: &str = "keys/default";
 pub const PACKS_PREFIX: &str = "packs/";
 pub const BACKUPS_PREFIX: &str = "backups/";
+pub const RECYCLED_PREFIX: &str = "recycled/";
+pub const SERIES_PREFIX: &str = "series/";
 /// Name of the index file inside the state directory.
 pub const INDEX_FILE: &str = "index.redb";
 
@@ -91,6 +96,7 @@ pub(crate) struct RepoInner {
     master: MasterKey,
     pub config: RepoConfig,
     pub inflight: Arc<InFlight>,
+    pub coordinator: coordinator::GcCoordinator,
     pub state_dir: PathBuf,
 }
 
@@ -170,6 +176,7 @@ impl Repository {
                 master: master.clone(),
                 config,
                 inflight: Arc::new(InFlight::default()),
+                coordinator: coordinator::GcCoordinator::default(),
                 state_dir: state_dir.to_path_buf(),
             }),
         })

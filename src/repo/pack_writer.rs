@@ -105,6 +105,7 @@ impl PackWriter {
 
     fn start_pack(&self) -> Result<OpenPack, RepoError> {
         let id = Id::random();
+        self.inner.coordinator.pack_started(id);
         let writer = self
             .handle
             .block_on(self.inner.backend.create(&pack_key(&id)))?;
@@ -158,8 +159,25 @@ impl PackWriter {
     }
 }
 
+impl Drop for PackWriter {
+    fn drop(&mut self) {
+        // An open pack abandoned on error: its writer is dropped unfinished (nothing
+        // becomes visible) and it is no longer being written.
+        if let Some(pack) = self.open.take() {
+            self.inner.coordinator.pack_ended(&pack.id);
+        }
+    }
+}
+
 /// Makes a closed pack durable, then indexes it, then resolves its chunks' tickets.
 async fn finish_pack(inner: Arc<RepoInner>, pack: OpenPack, size: u64) -> Result<u64, RepoError> {
+    let id = pack.id;
+    let result = commit_pack(inner.clone(), pack, size).await;
+    inner.coordinator.pack_ended(&id);
+    result
+}
+
+async fn commit_pack(inner: Arc<RepoInner>, pack: OpenPack, size: u64) -> Result<u64, RepoError> {
     pack.writer.finish().await?;
     let record = PackRecord {
         size,

@@ -58,6 +58,7 @@ impl Repository {
                 Err(e) => report.skipped.push(format!("pack {pack}: {e}")),
             }
         }
+        self.rebuild_lifecycle(&mut report.skipped).await?;
         for id in list_manifests(&inner).await? {
             match fetch_manifest(&inner, &id).await {
                 Ok(manifest) => {

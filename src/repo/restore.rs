@@ -15,6 +15,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::{pack_key, RepoError, RepoInner, Repository};
+use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef, LeafRef};
 use crate::format::manifest::BackupManifest;
 use crate::id::Id;
@@ -169,14 +170,21 @@ fn add_piece(unit: &mut FetchUnit, piece: Piece) {
 
 /// Reads one unit's span of its pack and opens every chunk in it.
 async fn fetch_unit(inner: Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<Bytes>, RepoError> {
-    let data = inner
+    let data = match inner
         .backend
         .get(&pack_key(&unit.pack), Some(unit.start..unit.end))
         .await
-        .map_err(|e| RepoError::CorruptPack {
-            pack: unit.pack,
-            reason: format!("cannot read bytes {}..{}: {e}", unit.start, unit.end),
-        })?;
+    {
+        Ok(data) => data,
+        // Garbage collection may have repacked these chunks since they were located.
+        Err(BackendError::NotFound { .. }) => return fetch_relocated(&inner, unit).await,
+        Err(e) => {
+            return Err(RepoError::CorruptPack {
+                pack: unit.pack,
+                reason: format!("cannot read bytes {}..{}: {e}", unit.start, unit.end),
+            })
+        }
+    };
     tokio::task::spawn_blocking(move || {
         unit.pieces
             .iter()
@@ -190,6 +198,23 @@ async fn fetch_unit(inner: Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<Bytes>
     })
     .await
     .map_err(|e| RepoError::Internal(format!("restore task failed: {e}")))?
+}
+
+/// Reads a unit's chunks one by one from wherever the index places them now.
+async fn fetch_relocated(inner: &Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<Bytes>, RepoError> {
+    let mut out = Vec::with_capacity(unit.pieces.len());
+    for piece in unit.pieces {
+        let location = inner.locate(piece.id)?;
+        if location.pack == unit.pack {
+            return Err(RepoError::CorruptPack {
+                pack: unit.pack,
+                reason: "indexed pack is missing from the backend".into(),
+            });
+        }
+        let plain = Bytes::from(inner.load_blob(piece.id, location).await?);
+        out.push(plain.slice(piece.skip..piece.skip + piece.take));
+    }
+    Ok(out)
 }
 
 /// A blocking [`Read`] over an async byte stream, fed by a task on the runtime through a

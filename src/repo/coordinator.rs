@@ -1,0 +1,92 @@
+//! Coordination between garbage collection and the ingests running in this process.
+//!
+//! Every ingest session registers here and records every chunk id it references (found
+//! in the index, being stored by another ingest, or stored by itself). Dedup decisions are
+//! taken under the read side of [`GcCoordinator::gate`]; the sweep of the index is taken
+//! under its write side. So when GC removes a chunk's index entry, no session holds a
+//! reference to it that GC did not see: either the session recorded the id before the
+//! sweep (and GC kept it), or it looks the chunk up after the sweep, misses, and stores
+//! it again. Sessions that commit while a GC runs hand their ids over, so GC sees them too.
+//!
+//! Packs still being written by a session are registered as active, so GC never takes
+//! them for orphans.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::id::Id;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The chunk ids one session references.
+pub type SessionRefs = Arc<Mutex<HashSet<Id>>>;
+
+#[derive(Default)]
+pub struct GcCoordinator {
+    /// Read: a session's dedup decision. Write: GC's index sweep.
+    pub gate: RwLock<()>,
+    sessions: Mutex<HashMap<u64, SessionRefs>>,
+    next_session: AtomicU64,
+    /// While a GC runs: ids of sessions that committed since it started.
+    committed_during_gc: Mutex<Option<HashSet<Id>>>,
+    active_packs: Mutex<HashSet<Id>>,
+    /// One GC at a time.
+    pub gc_running: tokio::sync::Mutex<()>,
+}
+
+impl GcCoordinator {
+    /// Registers a new session; returns its number and its reference set.
+    pub fn register_session(&self) -> (u64, SessionRefs) {
+        let number = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let refs = SessionRefs::default();
+        lock(&self.sessions).insert(number, refs.clone());
+        (number, refs)
+    }
+
+    /// Ends a session. A committed session's references are handed to a running GC.
+    pub fn end_session(&self, number: u64, committed: bool) {
+        let refs = lock(&self.sessions).remove(&number);
+        if let (true, Some(refs)) = (committed, refs) {
+            if let Some(seen) = lock(&self.committed_during_gc).as_mut() {
+                seen.extend(lock(&refs).iter().copied());
+            }
+        }
+    }
+
+    /// Starts collecting the references of sessions that commit from now on.
+    pub fn begin_gc(&self) {
+        *lock(&self.committed_during_gc) = Some(HashSet::new());
+    }
+
+    /// Stops collecting; returns what was collected.
+    pub fn end_gc(&self) -> HashSet<Id> {
+        lock(&self.committed_during_gc).take().unwrap_or_default()
+    }
+
+    /// Every id referenced by running sessions, plus those of sessions that committed
+    /// since `begin_gc`.
+    pub fn referenced(&self) -> HashSet<Id> {
+        let mut all: HashSet<Id> = lock(&self.committed_during_gc).clone().unwrap_or_default();
+        for refs in lock(&self.sessions).values() {
+            all.extend(lock(refs).iter().copied());
+        }
+        all
+    }
+
+    pub fn pack_started(&self, pack: Id) {
+        lock(&self.active_packs).insert(pack);
+    }
+
+    pub fn pack_ended(&self, pack: &Id) {
+        lock(&self.active_packs).remove(pack);
+    }
+
+    pub fn active_packs(&self) -> HashSet<Id> {
+        lock(&self.active_packs).clone()
+    }
+}

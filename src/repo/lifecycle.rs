@@ -1,0 +1,205 @@
+//! The life of backups and series after ingest: recycling (hidden, restorable, still
+//! holding chunks), restoring from the recycle bin, purging (gone; chunks reclaimable by
+//! `gc`), and series records with their retention policies.
+//!
+//! Each state change is written to the backend first (a sealed mark or record), then to
+//! the index, so `repair index` rebuilds it.
+
+use bytes::Bytes;
+
+use super::ingest::{now_rfc3339, validate_series};
+use super::{manifest_key, RepoError, Repository, RECYCLED_PREFIX, SERIES_PREFIX};
+use crate::format::blob::Domain;
+use crate::format::manifest::BackupManifest;
+use crate::format::series::{RetentionPolicy, SeriesRecord, MAX_SERIES_BYTES};
+use crate::pipeline::seal;
+
+/// A backup with its recycle state.
+#[derive(Debug, Clone)]
+pub struct BackupEntry {
+    pub manifest: BackupManifest,
+    /// When it was recycled; `None` while live.
+    pub recycled_at: Option<String>,
+}
+
+fn recycled_key(id: &str) -> String {
+    format!("{RECYCLED_PREFIX}{id}")
+}
+
+fn series_key(name: &str) -> String {
+    format!("{SERIES_PREFIX}{}", hex::encode(name))
+}
+
+impl Repository {
+    /// Every backup with its recycle state, oldest first.
+    pub fn backup_entries(&self) -> Result<Vec<BackupEntry>, RepoError> {
+        let recycled = self.inner.index.recycled()?;
+        Ok(self
+            .backups()?
+            .into_iter()
+            .map(|manifest| BackupEntry {
+                recycled_at: recycled.get(&manifest.id).cloned(),
+                manifest,
+            })
+            .collect())
+    }
+
+    /// The recycle time of a backup, `None` when live; an error when unknown.
+    pub fn recycled_at(&self, id: &str) -> Result<Option<String>, RepoError> {
+        self.backup(id)?;
+        Ok(self.inner.index.recycled()?.remove(id))
+    }
+
+    /// Moves a backup to the recycle bin. Recycling a recycled backup changes nothing.
+    pub async fn recycle(&self, id: &str) -> Result<(), RepoError> {
+        if self.recycled_at(id)?.is_some() {
+            return Ok(());
+        }
+        let when = now_rfc3339();
+        let sealed = seal::seal(
+            &self.inner.keys,
+            Domain::Recycled,
+            id.as_bytes(),
+            when.as_bytes(),
+            0,
+        );
+        self.inner
+            .backend
+            .put(&recycled_key(id), Bytes::from(sealed))
+            .await?;
+        self.inner.index.set_recycled(id, Some(&when))?;
+        Ok(())
+    }
+
+    /// Takes a backup out of the recycle bin.
+    pub async fn undelete(&self, id: &str) -> Result<(), RepoError> {
+        if self.recycled_at(id)?.is_none() {
+            return Ok(());
+        }
+        self.inner.backend.delete(&recycled_key(id)).await?;
+        self.inner.index.set_recycled(id, None)?;
+        Ok(())
+    }
+
+    /// Removes a backup for good; its chunks become reclaimable by `gc`.
+    pub async fn purge(&self, id: &str) -> Result<(), RepoError> {
+        self.backup(id)?;
+        // The manifest goes first: once it is gone, a rebuild cannot resurrect the backup.
+        self.inner.backend.delete(&manifest_key(id)).await?;
+        self.inner.backend.delete(&recycled_key(id)).await?;
+        self.inner.index.remove_backup(id)?;
+        Ok(())
+    }
+
+    /// Creates or replaces a series record.
+    pub async fn put_series(
+        &self,
+        name: &str,
+        policy: RetentionPolicy,
+    ) -> Result<SeriesRecord, RepoError> {
+        validate_series(name)?;
+        let created_at = self
+            .series(name)?
+            .map(|s| s.created_at)
+            .unwrap_or_else(now_rfc3339);
+        let record = SeriesRecord::new(name, created_at, policy);
+        let encoded = record.encode();
+        let sealed = seal::seal(
+            &self.inner.keys,
+            Domain::Series,
+            name.as_bytes(),
+            &encoded,
+            0,
+        );
+        self.inner
+            .backend
+            .put(&series_key(name), Bytes::from(sealed))
+            .await?;
+        self.inner.index.put_series(name, &encoded)?;
+        Ok(record)
+    }
+
+    /// A series record, if one was stored.
+    pub fn series(&self, name: &str) -> Result<Option<SeriesRecord>, RepoError> {
+        Ok(self.list_series()?.into_iter().find(|s| s.name == name))
+    }
+
+    /// Every stored series record, by name.
+    pub fn list_series(&self) -> Result<Vec<SeriesRecord>, RepoError> {
+        self.inner
+            .index
+            .list_series()?
+            .into_iter()
+            .map(|(name, bytes)| {
+                SeriesRecord::decode(&bytes)
+                    .map_err(|e| RepoError::Internal(format!("series {name} record: {e}")))
+            })
+            .collect()
+    }
+
+    /// Deletes a series record (its backups stay).
+    pub async fn delete_series(&self, name: &str) -> Result<(), RepoError> {
+        self.inner.backend.delete(&series_key(name)).await?;
+        self.inner.index.remove_series(name)?;
+        Ok(())
+    }
+
+    /// Reloads recycle marks and series records from the backend into the index.
+    pub(crate) async fn rebuild_lifecycle(
+        &self,
+        skipped: &mut Vec<String>,
+    ) -> Result<(), RepoError> {
+        for object in self.inner.backend.list(RECYCLED_PREFIX).await? {
+            let Some(id) = object.key.strip_prefix(RECYCLED_PREFIX) else {
+                continue;
+            };
+            match self
+                .read_sealed(&object.key, Domain::Recycled, id.as_bytes())
+                .await
+            {
+                Ok(when) => {
+                    let when = String::from_utf8_lossy(&when).into_owned();
+                    self.inner.index.set_recycled(id, Some(&when))?;
+                }
+                Err(e) => skipped.push(format!("recycle mark {id}: {e}")),
+            }
+        }
+        for object in self.inner.backend.list(SERIES_PREFIX).await? {
+            let name = object
+                .key
+                .strip_prefix(SERIES_PREFIX)
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some(name) = name else { continue };
+            match self
+                .read_sealed(&object.key, Domain::Series, name.as_bytes())
+                .await
+            {
+                Ok(bytes) => match SeriesRecord::decode(&bytes) {
+                    Ok(_) => self.inner.index.put_series(&name, &bytes)?,
+                    Err(e) => skipped.push(format!("series {name}: {e}")),
+                },
+                Err(e) => skipped.push(format!("series {name}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_sealed(
+        &self,
+        key: &str,
+        domain: Domain,
+        name: &[u8],
+    ) -> Result<Vec<u8>, RepoError> {
+        let sealed = self.inner.backend.get(key, None).await?;
+        seal::open(
+            &self.inner.keys,
+            domain,
+            name,
+            &sealed,
+            None,
+            MAX_SERIES_BYTES,
+        )
+        .map_err(|e| RepoError::Internal(format!("{key}: {e}")))
+    }
+}
