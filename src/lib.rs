@@ -6,12 +6,15 @@
 //! `docs/ARCHITECTURE.md` for the map of the code and `docs/FORMAT.md` for every
 //! persisted byte.
 
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod http;
 pub mod id;
 pub mod index;
 pub mod pipeline;
 pub mod repo;
+pub mod server;
 pub mod service;

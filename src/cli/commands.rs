@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::output::{self, ProgressBar};
-use super::{Command, PolicyArgs, RepairCommand, RepoArgs};
+use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs};
 use crate::backend::{DynBackend, LocalBackend};
 use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
@@ -25,6 +25,11 @@ pub enum Outcome {
 
 pub async fn run(command: Command) -> Result<Outcome> {
     match command {
+        Command::Serve(args) => {
+            crate::server::serve(args.resolve()?).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Key { action } => key(action),
         Command::Init {
             repo,
             chunk_min,
@@ -490,4 +495,51 @@ async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
 /// True when progress bars should be drawn.
 pub fn stderr_is_terminal() -> bool {
     io::stderr().is_terminal()
+}
+
+fn key(action: KeyCommand) -> Result<Outcome> {
+    use crate::service::keys::{KeyStore, Role};
+    let store = |data: &super::DataDirArgs| KeyStore::new(data.data_dir.join("keys.json"));
+    match action {
+        KeyCommand::Create { data, name, role } => {
+            let role: Role = role.parse()?;
+            let (record, key) = store(&data).create(&name, role)?;
+            eprintln!(
+                "created {role} key {} ({name}); it is shown only once:",
+                record.id
+            );
+            println!("{key}");
+        }
+        KeyCommand::List { data, json } => {
+            let records = store(&data).list()?;
+            if json {
+                let list: Vec<_> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "created_at": r.created_at, "revoked_at": r.revoked_at}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                println!(
+                    "{:<16}  {:<7}  {:<20}  {:<8}  NAME",
+                    "ID", "ROLE", "CREATED", "STATE"
+                );
+                for r in records {
+                    let state = if r.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<16}  {:<7}  {:<20}  {:<8}  {}",
+                        r.id, r.role, r.created_at, state, r.name
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke { data, id } => {
+            store(&data).revoke(&id)?;
+            eprintln!("revoked key {id}");
+        }
+    }
+    Ok(Outcome::Success)
 }

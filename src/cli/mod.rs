@@ -40,6 +40,19 @@ pub struct RepoArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the server. With no flags: 127.0.0.1:8080, everything in ./stowage-data.
+    ///
+    /// Settings come from defaults, then the TOML file of --config, then STOWAGE_*
+    /// environment variables, then flags. The repository passphrase is STOWAGE_PASSWORD,
+    /// or the one stored in the data directory, or a new one generated (and stored, mode
+    /// 0600) on first start. An admin API key is created on first start unless
+    /// STOWAGE_ADMIN_KEY provides one.
+    Serve(ServeArgs),
+    /// Manage API keys (works whether or not the server runs).
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// Create a new repository.
     Init {
         #[command(flatten)]
@@ -220,6 +233,103 @@ pub struct PolicyArgs {
     action: String,
 }
 
+/// `stowage serve` settings; each overrides the config file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as below, snake_case).
+    #[arg(long, env = "STOWAGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "STOWAGE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory: repository, index, keys, generated passphrase [default: ./stowage-data].
+    #[arg(long, env = "STOWAGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Repository directory [default: <data-dir>/repo].
+    #[arg(long, env = "STOWAGE_REPO")]
+    repo: Option<PathBuf>,
+    /// Largest upload body in bytes [default: 1 TiB].
+    #[arg(long, env = "STOWAGE_MAX_UPLOAD_BYTES")]
+    max_upload_bytes: Option<u64>,
+    /// Largest JSON request body in bytes [default: 1 MiB].
+    #[arg(long, env = "STOWAGE_MAX_JSON_BYTES")]
+    max_json_bytes: Option<usize>,
+    /// Uploads ingesting at once; more wait [default: 16].
+    #[arg(long, env = "STOWAGE_MAX_CONCURRENT_UPLOADS")]
+    max_concurrent_uploads: Option<usize>,
+    /// Finished jobs remembered [default: 1000].
+    #[arg(long, env = "STOWAGE_JOB_HISTORY")]
+    job_history: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Defaults, then the config file, then these values.
+    pub fn resolve(&self) -> anyhow::Result<crate::server::ServerConfig> {
+        let mut config = match &self.config {
+            Some(path) => crate::server::ServerConfig::from_file(path)?,
+            None => crate::server::ServerConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = &self.repo {
+            config.repo = Some(v.clone());
+        }
+        if let Some(v) = self.max_upload_bytes {
+            config.max_upload_bytes = v;
+        }
+        if let Some(v) = self.max_json_bytes {
+            config.max_json_bytes = v;
+        }
+        if let Some(v) = self.max_concurrent_uploads {
+            config.max_concurrent_uploads = v;
+        }
+        if let Some(v) = self.job_history {
+            config.job_history = v;
+        }
+        Ok(config)
+    }
+}
+
+/// Where the server keeps its data (for `key` commands).
+#[derive(Args, Debug, Clone)]
+pub struct DataDirArgs {
+    /// The server's data directory.
+    #[arg(long, env = "STOWAGE_DATA_DIR", default_value = "./stowage-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Create a key and print it once.
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// A name saying who uses the key.
+        #[arg(long)]
+        name: String,
+        /// reader, writer or admin.
+        #[arg(long, default_value = "writer")]
+        role: String,
+    },
+    /// List keys (ids, names, roles; never secrets).
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[command(flatten)]
+        data: DataDirArgs,
+        id: String,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum RepairCommand {
     /// Rebuild the index from the pack trailers and manifests in the repository.
@@ -259,5 +369,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -18,6 +18,7 @@ use crate::repo::lifecycle::BackupEntry;
 use crate::repo::stats::RepoStats;
 use crate::repo::Progress;
 use crate::service::retention::Decision;
+use crate::service::views::BackupView;
 
 /// A progress bar following a [`Progress`], refreshed by a background thread.
 pub struct ProgressBar {
@@ -99,20 +100,7 @@ fn kind_name(kind: BackupKind) -> &'static str {
 }
 
 pub fn backup_json(m: &BackupManifest) -> serde_json::Value {
-    json!({
-        "id": m.id,
-        "series": m.series,
-        "kind": kind_name(m.kind),
-        "source": m.source,
-        "created_at": m.created_at,
-        "size": m.size,
-        "stored_bytes": m.stored_bytes,
-        "chunks": m.chunks,
-        "new_chunks": m.new_chunks,
-        "sha256": m.sha256,
-        "catalog_entries": m.catalog.as_ref().map(|c| c.entries),
-        "tar": m.tar,
-    })
+    serde_json::to_value(BackupView::new(m, None)).unwrap_or_default()
 }
 
 /// After a backup: a summary on stderr and the id as the last line of stdout, or one
@@ -139,15 +127,11 @@ pub fn print_backup(m: &BackupManifest, json: bool) -> Result<()> {
 pub fn print_backups(backups: &[BackupEntry], json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
-        let list: Vec<_> = backups
+        let list: Vec<BackupView> = backups
             .iter()
-            .map(|b| {
-                let mut value = backup_json(&b.manifest);
-                value["recycled_at"] = json!(b.recycled_at);
-                value
-            })
+            .map(|b| BackupView::new(&b.manifest, b.recycled_at.clone()))
             .collect();
-        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        writeln!(out, "{}", serde_json::to_string(&list)?)?;
         return Ok(());
     }
     writeln!(

@@ -169,9 +169,12 @@ async fn read_all_packs(
     damaged: &mut DamagedChunks,
     progress: &Progress,
 ) -> Result<(), RepoError> {
-    let mut results = stream::iter(stored.iter().map(|(pack, size)| (*pack, *size)))
-        .map(|(pack, size)| {
-            let inner = inner.clone();
+    // Owned inputs and an owned handle: the stream must be Send for the job runner.
+    let packs: Vec<(Id, u64)> = stored.iter().map(|(pack, size)| (*pack, *size)).collect();
+    let shared = inner.clone();
+    let mut results = stream::iter(packs)
+        .map(move |(pack, size)| {
+            let inner = shared.clone();
             async move { (pack, size, verify_pack(inner, pack).await) }
         })
         .buffer_unordered(CONCURRENT_PACK_READS);

@@ -2,4 +2,8 @@
 //! keys and users as the server grows. No HTTP types in or out.
 
 pub mod forget;
+pub mod jobs;
+pub mod keys;
 pub mod retention;
+pub mod uploads;
+pub mod views;

@@ -1,0 +1,408 @@
+//! Backups: streaming upload into a series, listing, metadata, content with Range,
+//! catalog, recycle, restore from the recycle bin, purge.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::caller::Caller;
+use super::ApiError;
+use crate::format::catalog::CatalogEntry;
+use crate::http::body::{self, BodyPump};
+use crate::http::metrics::Metrics;
+use crate::http::range::{self, RangeRequest};
+use crate::http::AppState;
+use crate::repo::ingest::validate_series;
+use crate::repo::{Progress, RepoError};
+use crate::service::jobs::JobKind;
+use crate::service::keys::Role;
+use crate::service::uploads;
+use crate::service::views::BackupView;
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    name: Option<String>,
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where an upload's bytes come from.
+enum UploadBody {
+    Raw(Body),
+    Multipart(Multipart),
+}
+
+/// Streams the upload's bytes (the raw body, or a multipart form's file field) into the pump.
+async fn feed(body: UploadBody, mut pump: BodyPump) -> u64 {
+    match body {
+        UploadBody::Raw(body) => pump.pump(body.into_data_stream()).await,
+        UploadBody::Multipart(mut form) => loop {
+            match form.next_field().await {
+                Ok(Some(mut field)) => {
+                    let is_file = field.name() == Some("file") || field.file_name().is_some();
+                    if !is_file {
+                        continue;
+                    }
+                    loop {
+                        match field.chunk().await {
+                            Ok(Some(chunk)) => {
+                                if !pump.send(chunk).await {
+                                    return pump.received();
+                                }
+                            }
+                            Ok(None) => return pump.received(),
+                            Err(e) => {
+                                pump.fail(e.to_string()).await;
+                                return pump.received();
+                            }
+                        }
+                    }
+                }
+                Ok(None) => {
+                    pump.fail("the multipart form has no file field".into())
+                        .await;
+                    return pump.received();
+                }
+                Err(e) => {
+                    pump.fail(e.to_string()).await;
+                    return pump.received();
+                }
+            }
+        },
+    }
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(series): Path<String>,
+    Query(query): Query<UploadQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Writer)?;
+    validate_series(&series)?;
+    let limit = state.limits.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let source_name = query.name.clone().unwrap_or_else(|| series.clone());
+    let body = if is_form {
+        UploadBody::Multipart(
+            Multipart::from_request(request, &())
+                .await
+                .map_err(|e| ApiError::invalid(e.body_text()))?,
+        )
+    } else {
+        UploadBody::Raw(request.into_body())
+    };
+    let progress = Arc::new(Progress::new());
+    if let Some(len) = declared.filter(|_| !is_form) {
+        progress.set_total(len);
+    }
+    let work = run_upload(state.clone(), series, source_name, body, progress.clone());
+    if query.wait {
+        let view = work.await?;
+        return Ok((StatusCode::CREATED, Json(view)).into_response());
+    }
+    let id = state.jobs.begin(JobKind::Upload, progress);
+    let (jobs, job) = (state.jobs.clone(), id.clone());
+    tokio::spawn(async move {
+        let outcome = work
+            .await
+            .map(|view| serde_json::to_value(view).unwrap_or_default());
+        jobs.end(&job, outcome.map_err(api_to_repo));
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": state.jobs.get(&id)? })),
+    )
+        .into_response())
+}
+
+/// Keeps a background upload's failure readable in its job record.
+fn api_to_repo(error: ApiError) -> RepoError {
+    if error.code == "cancelled" {
+        RepoError::Cancelled
+    } else {
+        RepoError::Internal(error.message)
+    }
+}
+
+async fn run_upload(
+    state: AppState,
+    series: String,
+    source_name: String,
+    body: UploadBody,
+    progress: Arc<Progress>,
+) -> Result<BackupView, ApiError> {
+    let _slot = state.upload_slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+        )
+    })?;
+    let (pump, reader) = body::channel(state.limits.max_upload_bytes);
+    state
+        .metrics
+        .uploads_in_flight
+        .fetch_add(1, Ordering::Relaxed);
+    let ingest = uploads::upload(
+        &state.repo,
+        &series,
+        &source_name,
+        Box::new(reader),
+        progress,
+    );
+    let (received, result) = tokio::join!(feed(body, pump), ingest);
+    state
+        .metrics
+        .uploads_in_flight
+        .fetch_sub(1, Ordering::Relaxed);
+    Metrics::add(&state.metrics.bytes_uploaded, received);
+    let manifest = result?;
+    Metrics::add(&state.metrics.backups_committed, 1);
+    Ok(BackupView::new(&manifest, None))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    series: Option<String>,
+    #[serde(default)]
+    recycled: bool,
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        n => Err(ApiError::invalid(format!(
+            "limit {n} must be between 1 and {max}"
+        ))),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    let limit = page_limit(query.limit, 100, 1000)?;
+    let matching: Vec<BackupView> = state
+        .repo
+        .backup_entries()?
+        .into_iter()
+        .filter(|b| {
+            query
+                .series
+                .as_ref()
+                .is_none_or(|s| &b.manifest.series == s)
+        })
+        .filter(|b| b.recycled_at.is_some() == query.recycled)
+        .map(|b| BackupView::new(&b.manifest, b.recycled_at))
+        .collect();
+    let total = matching.len();
+    let page: Vec<BackupView> = matching
+        .into_iter()
+        .skip(query.offset)
+        .take(limit)
+        .collect();
+    Ok(Json(
+        json!({ "backups": page, "total": total, "limit": limit, "offset": query.offset }),
+    ))
+}
+
+fn view(state: &AppState, id: &str) -> Result<BackupView, ApiError> {
+    let manifest = state.repo.backup(id)?;
+    Ok(BackupView::new(&manifest, state.repo.recycled_at(id)?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    Ok(Json(view(&state, &id)?))
+}
+
+/// A file name safe inside a quoted Content-Disposition parameter.
+fn download_name(source: &str, id: &str) -> String {
+    let cleaned: String = source
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/' | ';'))
+        .collect();
+    if cleaned.is_empty() || cleaned == "-" {
+        id.to_string()
+    } else {
+        cleaned
+    }
+}
+
+pub async fn content(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Reader)?;
+    let manifest = state.repo.backup(&id)?;
+    let size = manifest.size;
+    let requested = range::parse(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        size,
+    );
+    let (status, byte_range) = match requested {
+        RangeRequest::Full => (StatusCode::OK, 0..size),
+        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
+        RangeRequest::Unsatisfiable => return Err(ApiError::unsatisfiable(size)),
+    };
+    let stream = state
+        .repo
+        .read_backup(&manifest, Some(byte_range.clone()))?;
+    let metrics_state = state.clone();
+    let counted = stream.map(move |item| {
+        if let Ok(bytes) = &item {
+            Metrics::add(&metrics_state.metrics.bytes_downloaded, bytes.len() as u64);
+        }
+        item.map_err(std::io::Error::other)
+    });
+    let mut response = Response::new(Body::from_stream(counted));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            h.insert(name, value);
+        }
+    };
+    set(
+        h,
+        header::CONTENT_LENGTH,
+        (byte_range.end - byte_range.start).to_string(),
+    );
+    set(h, header::CONTENT_TYPE, "application/octet-stream".into());
+    set(h, header::ETAG, format!("\"{}\"", manifest.sha256));
+    set(h, header::ACCEPT_RANGES, "bytes".into());
+    set(
+        h,
+        header::CONTENT_DISPOSITION,
+        format!(
+            "attachment; filename=\"{}\"",
+            download_name(&manifest.source, &id)
+        ),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        set(
+            h,
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{size}",
+                byte_range.start,
+                byte_range.end.saturating_sub(1)
+            ),
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct CatalogQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: usize,
+}
+
+pub async fn catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<CatalogQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    let limit = page_limit(query.limit, 1000, 10_000)?;
+    let manifest = state.repo.backup(&id)?;
+    if manifest.catalog.is_none() {
+        return Err(ApiError::not_found(format!(
+            "backup {id} has no catalog (neither a tree nor a tar stream)"
+        )));
+    }
+    let page = Arc::new(std::sync::Mutex::new((Vec::<CatalogEntry>::new(), 0usize)));
+    let (collector, prefix, offset) =
+        (page.clone(), query.prefix.unwrap_or_default(), query.offset);
+    state
+        .repo
+        .catalog(
+            &manifest,
+            Box::new(move |entry| {
+                if entry.path.starts_with(&prefix) {
+                    let mut page = collector.lock().unwrap_or_else(|p| p.into_inner());
+                    if page.1 >= offset && page.0.len() < limit {
+                        page.0.push(entry);
+                    }
+                    page.1 += 1;
+                }
+                Ok(())
+            }),
+        )
+        .await?;
+    let (entries, total) = std::mem::take(&mut *page.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Json(
+        json!({ "entries": entries, "total": total, "limit": limit, "offset": offset }),
+    ))
+}
+
+pub async fn recycle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Writer)?;
+    state.repo.recycle(&id).await?;
+    Ok(Json(view(&state, &id)?))
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Writer)?;
+    state.repo.undelete(&id).await?;
+    Ok(Json(view(&state, &id)?))
+}
+
+pub async fn purge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    state.repo.purge(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

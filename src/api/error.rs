@@ -1,0 +1,138 @@
+//! The native API's one error shape, `{"error":{"code","message"}}`, and the mapping from
+//! every layer's error kind to an HTTP status. This is the only place (with each dialect)
+//! where errors become status codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ErrorKind;
+use crate::http::body::{BodyBroken, BodyTooLarge};
+use crate::http::principal::AuthError;
+use crate::repo::RepoError;
+use crate::service::jobs::JobError;
+use crate::service::keys::KeyStoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra headers (`Content-Range` on 416).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unsatisfiable(size: u64) -> ApiError {
+        let mut error = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the range is outside the {size}-byte object"),
+        );
+        error
+            .headers
+            .push(("content-range", format!("bytes */{size}")));
+        error
+    }
+
+    fn from_kind(kind: ErrorKind, message: String) -> ApiError {
+        let (status, code) = match kind {
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
+            ErrorKind::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorKind::Corrupt => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorKind::LimitExceeded => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(error: RepoError) -> ApiError {
+        // A failed upload body surfaces as the engine's read error: name the real cause.
+        if let RepoError::Io { source, .. } = &error {
+            if let Some(inner) = source.get_ref() {
+                if let Some(too_large) = inner.downcast_ref::<BodyTooLarge>() {
+                    return ApiError::too_large(too_large.limit);
+                }
+                if let Some(broken) = inner.downcast_ref::<BodyBroken>() {
+                    return ApiError::invalid(broken.to_string());
+                }
+            }
+        }
+        if matches!(error, RepoError::Cancelled) {
+            return ApiError::new(StatusCode::CONFLICT, "cancelled", error.to_string());
+        }
+        ApiError::from_kind(error.kind(), error.to_string())
+    }
+}
+
+impl From<KeyStoreError> for ApiError {
+    fn from(error: KeyStoreError) -> ApiError {
+        ApiError::from_kind(error.kind(), error.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Key(key) => key.into(),
+            other => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", other.to_string()),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> ApiError {
+        ApiError::from_kind(error.kind(), error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut response = (self.status, body).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = value.parse() {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,56 @@
+//! The native `/v1` API: JSON in and out, one error shape, bearer keys with roles.
+//! The contract is `docs/API.md`; `openapi.rs` serves it as OpenAPI 3.1.
+
+mod backups;
+mod caller;
+pub mod error;
+mod jobs;
+mod openapi;
+mod ops;
+mod repository;
+mod series;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::AppState;
+pub use error::ApiError;
+
+/// Parses a JSON request body, naming the offending field on error.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}
+
+pub fn router(state: AppState) -> Router {
+    let json_limit = state.limits.max_json_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/series", get(series::list).post(series::create))
+        .route(
+            "/v1/series/{name}",
+            get(series::get).put(series::update).delete(series::delete),
+        )
+        .route(
+            "/v1/series/{name}/backups",
+            post(backups::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/backups", get(backups::list))
+        .route("/v1/backups/{id}", get(backups::get).delete(backups::purge))
+        .route("/v1/backups/{id}/content", get(backups::content))
+        .route("/v1/backups/{id}/catalog", get(backups::catalog))
+        .route("/v1/backups/{id}/recycle", post(backups::recycle))
+        .route("/v1/backups/{id}/restore", post(backups::restore))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/repository/stats", get(repository::stats))
+        .route("/v1/repository/check", post(repository::check))
+        .route("/v1/repository/gc", post(repository::gc))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state)
+}

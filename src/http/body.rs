@@ -1,0 +1,121 @@
+//! A request body as a blocking [`Read`] for the engine, with backpressure and a limit.
+//!
+//! An async pump moves body chunks into a bounded channel; the engine's reader thread
+//! takes them out. When the engine is slow, the channel fills, the pump stops polling the
+//! body, and the socket's flow control pushes back on the client. A body over the limit,
+//! or a client that goes away, makes the reader fail, so no backup is recorded.
+
+use std::io::{self, Read};
+
+use axum::body::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+/// Body chunks buffered between the socket and the engine.
+const QUEUE_CHUNKS: usize = 64;
+
+/// The body exceeded the configured limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+/// The client went away or sent a malformed body.
+#[derive(Debug, thiserror::Error)]
+#[error("request body could not be read: {0}")]
+pub struct BodyBroken(pub String);
+
+/// The engine side: a blocking reader over the channel.
+pub struct BodyReader {
+    receiver: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+/// The HTTP side: feeds the channel.
+pub struct BodyPump {
+    sender: mpsc::Sender<io::Result<Bytes>>,
+    limit: u64,
+    received: u64,
+}
+
+/// A connected pump and reader.
+pub fn channel(limit: u64) -> (BodyPump, BodyReader) {
+    let (sender, receiver) = mpsc::channel(QUEUE_CHUNKS);
+    (
+        BodyPump {
+            sender,
+            limit,
+            received: 0,
+        },
+        BodyReader {
+            receiver,
+            current: Bytes::new(),
+        },
+    )
+}
+
+impl BodyPump {
+    /// Sends one chunk; `false` once the reader is gone or the limit was passed.
+    pub async fn send(&mut self, chunk: Bytes) -> bool {
+        self.received += chunk.len() as u64;
+        if self.received > self.limit {
+            let _ = self
+                .sender
+                .send(Err(io::Error::other(BodyTooLarge { limit: self.limit })))
+                .await;
+            return false;
+        }
+        self.sender.send(Ok(chunk)).await.is_ok()
+    }
+
+    /// Reports a broken body to the reader.
+    pub async fn fail(&mut self, reason: String) {
+        let _ = self
+            .sender
+            .send(Err(io::Error::other(BodyBroken(reason))))
+            .await;
+    }
+
+    /// Forwards a whole stream of chunks; returns the bytes received.
+    pub async fn pump<S, E>(mut self, mut stream: S) -> u64
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => {
+                    if !self.send(chunk).await {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    self.fail(error.to_string()).await;
+                    break;
+                }
+            }
+        }
+        self.received
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(error)) => return Err(error),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}

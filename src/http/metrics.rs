@@ -1,0 +1,108 @@
+//! Prometheus metrics: counters kept with atomics, rendered in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_downloaded: AtomicU64,
+    pub backups_committed: AtomicU64,
+    pub uploads_in_flight: AtomicU64,
+}
+
+impl Metrics {
+    fn count_request(&self, method: &str, status: u16) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *requests.entry((method.to_string(), status)).or_insert(0) += 1;
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The exposition text, with the job counts passed in.
+    pub fn render(&self, jobs: &BTreeMap<&'static str, u64>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP stowage_http_requests_total HTTP requests answered."
+        );
+        let _ = writeln!(out, "# TYPE stowage_http_requests_total counter");
+        for ((method, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "stowage_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let counters = [
+            (
+                "stowage_upload_bytes_total",
+                "Request body bytes ingested.",
+                &self.bytes_uploaded,
+                "counter",
+            ),
+            (
+                "stowage_download_bytes_total",
+                "Backup bytes served.",
+                &self.bytes_downloaded,
+                "counter",
+            ),
+            (
+                "stowage_backups_committed_total",
+                "Backups committed.",
+                &self.backups_committed,
+                "counter",
+            ),
+            (
+                "stowage_uploads_in_flight",
+                "Uploads being ingested now.",
+                &self.uploads_in_flight,
+                "gauge",
+            ),
+        ];
+        for (name, help, value, kind) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stowage_jobs Jobs remembered, by status.\n# TYPE stowage_jobs gauge"
+        );
+        for (status, n) in jobs {
+            let _ = writeln!(out, "stowage_jobs{{status=\"{status}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// Middleware counting every answered request by method and status.
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .count_request(&method, response.status().as_u16());
+    response
+}

@@ -1,0 +1,11 @@
+//! Shared axum pieces used by the native API and every dialect: the server state, the
+//! bearer-key principal, the streaming request body as a blocking reader with a size
+//! limit, HTTP Range parsing, and request metrics. No route lives here.
+
+pub mod body;
+pub mod metrics;
+pub mod principal;
+pub mod range;
+pub mod state;
+
+pub use state::{AppState, ServerState};

@@ -1,0 +1,61 @@
+//! The state every handler shares.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::metrics::Metrics;
+use crate::repo::Repository;
+use crate::service::jobs::JobRegistry;
+use crate::service::keys::KeyStore;
+
+/// Limits and settings handlers need at request time.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted upload body, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_json_bytes: usize,
+}
+
+pub struct ServerState {
+    pub repo: Repository,
+    pub keys: KeyStore,
+    pub jobs: Arc<JobRegistry>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// Uploads ingesting at once; more wait their turn.
+    pub upload_slots: Semaphore,
+    shutting_down: AtomicBool,
+}
+
+pub type AppState = Arc<ServerState>;
+
+impl ServerState {
+    pub fn new(
+        repo: Repository,
+        keys: KeyStore,
+        jobs: Arc<JobRegistry>,
+        limits: Limits,
+        max_uploads: usize,
+    ) -> ServerState {
+        ServerState {
+            repo,
+            keys,
+            jobs,
+            metrics: Metrics::default(),
+            limits,
+            upload_slots: Semaphore::new(max_uploads.max(1)),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,217 @@
+//! `stowage serve`: settings (defaults < TOML file < `STOWAGE_*` environment < flags),
+//! the data directory with its repository, passphrase and API keys, the router with its
+//! layers, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::backend::{DynBackend, LocalBackend};
+use crate::http::state::Limits;
+use crate::http::{AppState, ServerState};
+use crate::repo::{InitOptions, Repository};
+use crate::service::jobs::JobRegistry;
+use crate::service::keys::{KeyStore, Role};
+
+/// Every server setting, with its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the repository, the index, keys and the generated passphrase.
+    pub data_dir: PathBuf,
+    /// Repository directory (default: `<data_dir>/repo`).
+    pub repo: Option<PathBuf>,
+    /// Largest upload body in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body in bytes.
+    pub max_json_bytes: usize,
+    /// Uploads ingesting at once; more wait their turn.
+    pub max_concurrent_uploads: usize,
+    /// Finished jobs remembered.
+    pub job_history: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./stowage-data"),
+            repo: None,
+            max_upload_bytes: 1 << 40,
+            max_json_bytes: 1 << 20,
+            max_concurrent_uploads: 16,
+            job_history: 1000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; unknown keys are errors, so typos do not pass silently.
+    pub fn from_file(path: &Path) -> Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    pub fn repo_dir(&self) -> PathBuf {
+        self.repo
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("repo"))
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
+    }
+
+    pub fn keys_file(&self) -> PathBuf {
+        self.data_dir.join("keys.json")
+    }
+}
+
+/// Writes `contents` to a new file readable only by its owner.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The repository passphrase: `STOWAGE_PASSWORD`, else the stored one, else a new one.
+fn passphrase(config: &ServerConfig) -> Result<Vec<u8>> {
+    if let Some(value) = std::env::var_os("STOWAGE_PASSWORD").filter(|v| !v.is_empty()) {
+        return Ok(value.into_encoded_bytes());
+    }
+    let path = config.data_dir.join("passphrase");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim_end().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+            let generated = hex::encode(bytes);
+            write_private(&path, &format!("{generated}\n"))?;
+            tracing::warn!(
+                "generated a repository passphrase in {}: BACK IT UP. Without it the repository cannot be read.",
+                path.display()
+            );
+            Ok(generated.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Opens the repository, creating it on first start.
+async fn open_repository(config: &ServerConfig, passphrase: &[u8]) -> Result<Repository> {
+    let dir = config.repo_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let backend: DynBackend = Arc::new(LocalBackend::new(&dir));
+    let state = config.state_dir();
+    if dir.join(crate::repo::CONFIG_KEY).exists() {
+        Ok(Repository::open(backend, &state, passphrase).await?)
+    } else {
+        tracing::info!("creating a new repository in {}", dir.display());
+        Ok(Repository::init(backend, &state, passphrase, InitOptions::default()).await?)
+    }
+}
+
+/// Makes sure an admin can get in: `STOWAGE_ADMIN_KEY`, or a key created on first start.
+fn ensure_admin_key(config: &ServerConfig, keys: &KeyStore) -> Result<()> {
+    if let Some(key) = std::env::var("STOWAGE_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        keys.import("admin", Role::Admin, &key)
+            .context("STOWAGE_ADMIN_KEY")?;
+        return Ok(());
+    }
+    if keys.has_active_keys()? {
+        return Ok(());
+    }
+    let (record, key) = keys.create("admin", Role::Admin)?;
+    let path = config.data_dir.join("admin.key");
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, &format!("{key}\n"))?;
+    println!(
+        "created admin API key {} (also written to {}):\n{key}",
+        record.id,
+        path.display()
+    );
+    Ok(())
+}
+
+/// Prepares everything `serve` needs: data directory, repository, keys, state.
+pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let passphrase = passphrase(config)?;
+    let repo = open_repository(config, &passphrase).await?;
+    let keys = KeyStore::new(config.keys_file());
+    ensure_admin_key(config, &keys)?;
+    let limits = Limits {
+        max_upload_bytes: config.max_upload_bytes,
+        max_json_bytes: config.max_json_bytes,
+    };
+    let jobs = Arc::new(JobRegistry::new(config.job_history));
+    Ok(Arc::new(ServerState::new(
+        repo,
+        keys,
+        jobs,
+        limits,
+        config.max_concurrent_uploads,
+    )))
+}
+
+/// The full router: the native API and the request counter.
+pub fn router(state: AppState) -> axum::Router {
+    crate::api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::http::metrics::count_requests,
+    ))
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and lets requests in flight end.
+pub async fn serve(config: ServerConfig) -> Result<()> {
+    let state = prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!("stowage listening on http://{}", listener.local_addr()?);
+    eprintln!("stowage listening on http://{}", listener.local_addr()?);
+    let shutdown_state = state.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown_state.begin_shutdown();
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,41 @@
+//! Storing an uploaded stream in a series: ingest, then apply the series' retention
+//! policy when it has one (how the server applies policies on its own).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::format::manifest::BackupManifest;
+use crate::repo::ingest::IngestOptions;
+use crate::repo::{Progress, RepoError, Repository};
+
+/// Ingests `source` into `series`, then applies the series policy.
+pub async fn upload(
+    repo: &Repository,
+    series: &str,
+    source_name: &str,
+    source: Box<dyn Read + Send>,
+    progress: Arc<Progress>,
+) -> Result<BackupManifest, RepoError> {
+    let manifest = repo
+        .backup_stream(source, IngestOptions::new(series, source_name), progress)
+        .await?;
+    apply_policy(repo, series).await;
+    Ok(manifest)
+}
+
+/// Applies a series' stored policy; failures are logged, never fatal to the upload.
+pub async fn apply_policy(repo: &Repository, series: &str) {
+    let policy = match repo.series(series) {
+        Ok(Some(record)) if !record.policy.is_empty() => record.policy,
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(%series, %error, "cannot read the series policy");
+            return;
+        }
+    };
+    if let Err(error) =
+        super::forget::forget(repo, series, &policy, chrono::Utc::now(), false).await
+    {
+        tracing::warn!(%series, %error, "applying the retention policy failed");
+    }
+}
