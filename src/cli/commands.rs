@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::output::{self, ProgressBar};
+use super::remote;
 use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs};
 use crate::backend::{DynBackend, LocalBackend};
 use crate::format::config::ChunkerParams;
@@ -50,6 +51,27 @@ pub async fn run(command: Command) -> Result<Outcome> {
             };
             init(&repo, options).await
         }
+        Command::Put {
+            repo,
+            series,
+            json,
+            path,
+            ..
+        } if repo.server.is_some() => remote::put(&repo, &series, json, &path).await,
+        Command::Get {
+            repo,
+            id,
+            output,
+            range,
+        } if repo.server.is_some() => {
+            remote::get(&repo, &id, output.as_deref(), range.as_deref()).await
+        }
+        Command::Ls {
+            repo,
+            series,
+            recycled,
+            json,
+        } if repo.server.is_some() => remote::ls(&repo, series.as_deref(), recycled, json).await,
         Command::Put {
             repo,
             series,
@@ -122,31 +144,39 @@ fn read_passphrase(args: &RepoArgs) -> Result<Vec<u8>> {
     Ok(passphrase)
 }
 
-fn backend_and_state(args: &RepoArgs) -> (DynBackend, PathBuf) {
-    let backend: DynBackend = Arc::new(LocalBackend::new(&args.repo));
-    let state = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| args.repo.join("state"));
-    (backend, state)
+fn repo_dir(args: &RepoArgs) -> Result<&Path> {
+    match (&args.repo, &args.server) {
+        (Some(dir), _) => Ok(dir),
+        (None, Some(_)) => {
+            bail!("this command works on a repository (--repo), not through a server")
+        }
+        (None, None) => bail!("no repository: pass --repo DIR or set STOWAGE_REPO"),
+    }
+}
+
+fn backend_and_state(args: &RepoArgs) -> Result<(DynBackend, PathBuf)> {
+    let dir = repo_dir(args)?;
+    let backend: DynBackend = Arc::new(LocalBackend::new(dir));
+    let state = args.state_dir.clone().unwrap_or_else(|| dir.join("state"));
+    Ok((backend, state))
 }
 
 async fn open(args: &RepoArgs) -> Result<Repository> {
+    let (backend, state) = backend_and_state(args)?;
     let passphrase = read_passphrase(args)?;
-    let (backend, state) = backend_and_state(args);
     Ok(Repository::open(backend, &state, &passphrase).await?)
 }
 
 async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
+    let dir = repo_dir(args)?;
     let passphrase = read_passphrase(args)?;
-    std::fs::create_dir_all(&args.repo)
-        .with_context(|| format!("creating {}", args.repo.display()))?;
-    let (backend, state) = backend_and_state(args);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (backend, state) = backend_and_state(args)?;
     let repo = Repository::init(backend, &state, &passphrase, options).await?;
     eprintln!(
         "created repository {} at {}",
         repo.config().id,
-        args.repo.display()
+        dir.display()
     );
     eprintln!("keep the passphrase safe: without it the repository cannot be read");
     Ok(Outcome::Success)
@@ -200,7 +230,7 @@ async fn put(
 }
 
 /// Parses an inclusive `START-END` or `START-` range into a half-open one.
-fn parse_range(text: &str, size: u64) -> Result<std::ops::Range<u64>> {
+pub(super) fn parse_range(text: &str, size: u64) -> Result<std::ops::Range<u64>> {
     let (start, end) = text
         .split_once('-')
         .with_context(|| format!("range {text:?} is not START-END"))?;
@@ -456,8 +486,8 @@ async fn check(args: &RepoArgs, read_data: bool, json: bool) -> Result<Outcome> 
 }
 
 async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
+    let (backend, state) = backend_and_state(args)?;
     let passphrase = read_passphrase(args)?;
-    let (backend, state) = backend_and_state(args);
     let repo = match Repository::open(backend.clone(), &state, &passphrase).await {
         Ok(repo) => repo,
         Err(crate::repo::RepoError::Index(error))

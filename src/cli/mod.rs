@@ -4,6 +4,7 @@
 
 mod commands;
 mod output;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +29,11 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct RepoArgs {
     /// Repository location: a local directory.
-    #[arg(long, env = "STOWAGE_REPO")]
-    repo: PathBuf,
+    #[arg(long, env = "STOWAGE_REPO", required_unless_present = "server")]
+    repo: Option<PathBuf>,
+    /// Talk to a running server instead (put, get, ls); the key comes from STOWAGE_KEY.
+    #[arg(long, env = "STOWAGE_SERVER", conflicts_with = "repo")]
+    server: Option<String>,
     /// File holding the passphrase (else STOWAGE_PASSWORD).
     #[arg(long, env = "STOWAGE_PASSWORD_FILE")]
     password_file: Option<PathBuf>,

@@ -42,7 +42,7 @@ impl std::str::FromStr for Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Role::Reader => "reader",
             Role::Writer => "writer",
             Role::Admin => "admin",
