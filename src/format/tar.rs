@@ -1378,7 +1378,7 @@ mod tests {
             self.0.extend_from_slice(&h.block());
             self.0.extend_from_slice(data);
             let pad = padding(data.len() as u64) as usize;
-            self.0.extend(std::iter::repeat(0).take(pad));
+            self.0.extend(std::iter::repeat_n(0, pad));
             self
         }
         fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {

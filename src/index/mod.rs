@@ -55,7 +55,7 @@ pub enum IndexError {
     #[error("index entry for {what} is malformed")]
     Corrupt { what: String },
     #[error("index storage error: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(#[from] Box<redb::Error>),
     #[error("backup record for {id} does not decode: {source}")]
     Manifest {
         id: String,
@@ -77,7 +77,8 @@ impl IndexError {
 
 /// Converts any redb error into [`IndexError::Redb`].
 fn db<E: Into<redb::Error>>(error: E) -> IndexError {
-    IndexError::Redb(error.into())
+    // Boxed: redb's error is large and would bloat every Result on the hot path.
+    IndexError::Redb(Box::new(error.into()))
 }
 
 /// The open index database.

@@ -197,7 +197,7 @@ impl JobRegistry {
     pub fn list(&self) -> Vec<JobView> {
         let mut jobs = self.lock();
         let mut entries: Vec<&mut JobEntry> = jobs.values_mut().collect();
-        entries.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.sequence));
         entries.into_iter().map(|e| refresh(e).clone()).collect()
     }
 

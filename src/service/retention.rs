@@ -95,14 +95,13 @@ pub fn evaluate(
             keep_newest_per_period(&mut decisions, count, key, reason);
         }
     }
-    let mut kept = decisions.iter().filter(|d| d.keep).count();
-    for decision in decisions.iter_mut().filter(|d| !d.keep) {
-        if kept >= policy.min_keep as usize {
-            break;
-        }
-        keep(decision, "minimum");
-        kept += 1;
-    }
+    let kept = decisions.iter().filter(|d| d.keep).count();
+    let missing = (policy.min_keep as usize).saturating_sub(kept);
+    decisions
+        .iter_mut()
+        .filter(|d| !d.keep)
+        .take(missing)
+        .for_each(|d| keep(d, "minimum"));
     decisions
 }
 
