@@ -115,6 +115,10 @@ pub async fn run(command: Command) -> Result<Outcome> {
             read_data,
             json,
         } => check(&repo, read_data, json).await,
+        Command::Passwd {
+            repo,
+            new_password_file,
+        } => passwd(&repo, new_password_file.as_deref()).await,
         Command::Repair {
             what: RepairCommand::Index { repo },
         } => repair_index(&repo).await,
@@ -122,7 +126,16 @@ pub async fn run(command: Command) -> Result<Outcome> {
 }
 
 fn read_passphrase(args: &RepoArgs) -> Result<Vec<u8>> {
-    let passphrase = match &args.password_file {
+    passphrase_from(
+        args.password_file.as_deref(),
+        "STOWAGE_PASSWORD",
+        "--password-file",
+    )
+}
+
+/// A passphrase from a file (trailing newlines dropped) or an environment variable.
+fn passphrase_from(file: Option<&Path>, variable: &str, flag: &str) -> Result<Vec<u8>> {
+    let passphrase = match file {
         Some(path) => {
             let text = std::fs::read(path)
                 .with_context(|| format!("reading password file {}", path.display()))?;
@@ -133,9 +146,9 @@ fn read_passphrase(args: &RepoArgs) -> Result<Vec<u8>> {
                 .map_or(0, |p| p + 1);
             text[..end].to_vec()
         }
-        None => match std::env::var_os("STOWAGE_PASSWORD") {
+        None => match std::env::var_os(variable) {
             Some(value) => value.into_encoded_bytes(),
-            None => bail!("no passphrase: set STOWAGE_PASSWORD or pass --password-file FILE"),
+            None => bail!("no passphrase: set {variable} or pass {flag} FILE"),
         },
     };
     if passphrase.is_empty() {
@@ -571,5 +584,14 @@ fn key(action: KeyCommand) -> Result<Outcome> {
             eprintln!("revoked key {id}");
         }
     }
+    Ok(Outcome::Success)
+}
+
+async fn passwd(args: &RepoArgs, new_file: Option<&Path>) -> Result<Outcome> {
+    let repo = open(args).await?;
+    let new = passphrase_from(new_file, "STOWAGE_NEW_PASSWORD", "--new-password-file")?;
+    repo.change_passphrase(&new, crate::pipeline::keys::KdfCost::default())
+        .await?;
+    eprintln!("passphrase changed; the old one no longer opens the repository");
     Ok(Outcome::Success)
 }

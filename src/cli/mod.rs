@@ -202,6 +202,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change the repository passphrase (rewrites only the key object).
+    Passwd {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// File holding the new passphrase (else STOWAGE_NEW_PASSWORD).
+        #[arg(long, env = "STOWAGE_NEW_PASSWORD_FILE")]
+        new_password_file: Option<PathBuf>,
+    },
     /// Repair local state.
     Repair {
         #[command(subcommand)]
@@ -360,11 +368,21 @@ pub fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(commands::Outcome::Success) => ExitCode::SUCCESS,
         Ok(commands::Outcome::Problems) => ExitCode::from(EXIT_PROBLEMS),
+        // A reader that stopped early (`| head`) is not a failure of the command.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging() {
