@@ -97,7 +97,7 @@ mod tests {
             seed: u64, at in 0usize..2_000, insert in proptest::collection::vec(any::<u8>(), 1..64)
         ) {
             let params = small_params();
-            let data = pseudo_random(60_000, seed);
+            let data = pseudo_random(200_000, seed);
             let mut edited = data[..at].to_vec();
             edited.extend_from_slice(&insert);
             edited.extend_from_slice(&data[at..]);
@@ -105,8 +105,10 @@ mod tests {
                 chunk_in_buffers(&data, &params, 8192).into_iter().collect();
             let after = chunk_in_buffers(&edited, &params, 8192);
             let shared: usize = after.iter().filter(|c| before.contains(*c)).map(|c| c.len()).sum();
-            // All but the first few chunks after the edit are shared again.
-            prop_assert!(shared as f64 > 0.8 * data.len() as f64, "shared {} of {}", shared, data.len());
+            // Only the chunks around the edit change: boundaries resynchronise within a
+            // few chunks (bounded here by eight maximum-size chunks).
+            let lost = data.len() - shared;
+            prop_assert!(lost <= 8 * params.max_size as usize, "lost {} of {}", lost, data.len());
         }
     }
 }

@@ -90,8 +90,12 @@ impl Repository {
         let inner = self.inner.clone();
         let mut report = CheckReport::default();
         let stored = list_packs(&inner).await?;
-        check_index_against_packs(&inner, &stored, &mut report)?;
+        let missing = check_index_against_packs(&inner, &stored, &mut report)?;
         let mut damaged = DamagedChunks::new();
+        for pack in missing {
+            let reason = "indexed pack is missing from the backend";
+            mark_pack_damaged(&inner, pack, reason, &mut damaged)?;
+        }
         if read_data {
             let total: u64 = stored.values().sum();
             progress.set_total(total);
@@ -116,21 +120,27 @@ impl Repository {
     }
 }
 
+/// Compares the index's packs with the backend's; returns the indexed packs that are
+/// missing.
 fn check_index_against_packs(
     inner: &RepoInner,
     stored: &BTreeMap<Id, u64>,
     report: &mut CheckReport,
-) -> Result<(), RepoError> {
+) -> Result<Vec<Id>, RepoError> {
     let indexed = inner.index.list_packs()?;
     report.packs = indexed.len() as u64;
+    let mut missing = Vec::new();
     for (pack, record) in &indexed {
         match stored.get(pack) {
-            None => report.problem(
-                None,
-                None,
-                Some(*pack),
-                "indexed pack is missing from the backend".into(),
-            ),
+            None => {
+                missing.push(*pack);
+                report.problem(
+                    None,
+                    None,
+                    Some(*pack),
+                    "indexed pack is missing from the backend".into(),
+                );
+            }
             Some(&size) if size != record.size => report.problem(
                 None,
                 None,
@@ -159,7 +169,7 @@ fn check_index_against_packs(
             "index points at a pack it does not know".into(),
         );
     }
-    Ok(())
+    Ok(missing)
 }
 
 async fn read_all_packs(

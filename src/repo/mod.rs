@@ -63,6 +63,24 @@ pub fn manifest_key(backup: &str) -> String {
     format!("{BACKUPS_PREFIX}{backup}")
 }
 
+/// A failed read of indexed pack bytes: a missing or short pack is corruption naming
+/// the pack; anything else (an unreachable backend) stays what it is.
+pub(crate) fn pack_read_error(
+    pack: Id,
+    range: &std::ops::Range<u64>,
+    error: BackendError,
+) -> RepoError {
+    match error {
+        BackendError::NotFound { .. } | BackendError::RangeNotSatisfiable { .. } => {
+            RepoError::CorruptPack {
+                pack,
+                reason: format!("cannot read bytes {}..{}: {error}", range.start, range.end),
+            }
+        }
+        other => RepoError::Backend(other),
+    }
+}
+
 /// Settings chosen once, at `init`.
 #[derive(Debug, Clone, Copy)]
 pub struct InitOptions {
@@ -230,8 +248,9 @@ impl RepoInner {
         let range = start..start + u64::from(location.stored_len);
         let envelope = self
             .backend
-            .get(&pack_key(&location.pack), Some(range))
-            .await?;
+            .get(&pack_key(&location.pack), Some(range.clone()))
+            .await
+            .map_err(|e| pack_read_error(location.pack, &range, e))?;
         self.open_chunk(id, &location, &envelope)
     }
 

@@ -166,6 +166,12 @@ impl Drop for PackWriter {
         if let Some(pack) = self.open.take() {
             self.inner.coordinator.pack_ended(&pack.id);
         }
+        // Packs already closed finish (or fail) before the ingest reports its outcome, so
+        // nothing of a failed ingest keeps running behind its caller's back. This runs
+        // on the packer thread, outside the runtime, where blocking is allowed.
+        for task in self.finishing.drain(..) {
+            let _ = self.handle.block_on(task);
+        }
     }
 }
 

@@ -179,10 +179,11 @@ async fn fetch_unit(inner: Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<Bytes>
         // Garbage collection may have repacked these chunks since they were located.
         Err(BackendError::NotFound { .. }) => return fetch_relocated(&inner, unit).await,
         Err(e) => {
-            return Err(RepoError::CorruptPack {
-                pack: unit.pack,
-                reason: format!("cannot read bytes {}..{}: {e}", unit.start, unit.end),
-            })
+            return Err(super::pack_read_error(
+                unit.pack,
+                &(unit.start..unit.end),
+                e,
+            ))
         }
     };
     tokio::task::spawn_blocking(move || {

@@ -1,1 +1,13 @@
+//! Integration tests of stowage: one test binary, one module per area.
+
+mod support;
+
+mod architecture;
+mod cli;
+mod corruption;
+mod dedup;
+mod faults;
 mod gc;
+mod repair;
+mod roundtrip;
+mod tree;
