@@ -66,8 +66,10 @@ impl ServerConfig {
             .unwrap_or_else(|| self.data_dir.join("repo"))
     }
 
+    /// The index lives where the CLI looks for it (`<repo>/state`), so `stowage ls --repo`
+    /// and friends work on the server's repository while the server is stopped.
     pub fn state_dir(&self) -> PathBuf {
-        self.data_dir.join("state")
+        self.repo_dir().join("state")
     }
 
     pub fn keys_file(&self) -> PathBuf {

@@ -10,4 +10,5 @@ mod faults;
 mod gc;
 mod repair;
 mod roundtrip;
+mod serve;
 mod tree;

@@ -1,0 +1,102 @@
+//! `stowage serve` as a process: the embedded default (data directory created on first
+//! start, passphrase and admin key written with mode 0600), and graceful shutdown on
+//! SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("STOWAGE_PASSWORD")
+        .env_remove("STOWAGE_ADMIN_KEY")
+        .env_remove("STOWAGE_DATA_DIR")
+        .env_remove("STOWAGE_REPO")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stowage serve");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = Vec::new();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server prints where it listens")
+            .unwrap();
+        log.push(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    assert!(
+        log.iter().any(|l| l.contains("BACK IT UP")),
+        "the log says the generated passphrase must be backed up: {log:?}"
+    );
+    let data = cwd.path().join("stowage-data");
+    assert_eq!(mode(&data.join("passphrase")), 0o600);
+    assert_eq!(mode(&data.join("admin.key")), 0o600);
+    assert_eq!(mode(&data.join("keys.json")), 0o600);
+    assert!(data.join("repo").join("config").exists());
+
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let uploaded = client
+        .post(format!("http://{address}/v1/series/demo/backups"))
+        .bearer_auth(key.trim())
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful shutdown exits cleanly: {status:?}"
+    );
+    assert!(
+        client
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "nothing listens after shutdown"
+    );
+
+    // A second start reuses the stored passphrase and keys: the backup is still there.
+    let listed = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["key", "list", "--json"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let passphrase = std::fs::read_to_string(data.join("passphrase")).unwrap();
+    let ls = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["ls", "--json", "--repo"])
+        .arg(data.join("repo"))
+        .env("STOWAGE_PASSWORD", passphrase.trim())
+        .output()
+        .unwrap();
+    let backups: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(backups.as_array().unwrap().len(), 1);
+}
