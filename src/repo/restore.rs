@@ -246,6 +246,16 @@ impl StreamReader {
     }
 }
 
+impl StreamReader {
+    /// The next piece of the stream as it arrived, without copying; `None` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<Bytes>, RepoError> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        self.receiver.blocking_recv().transpose()
+    }
+}
+
 impl Read for StreamReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
@@ -306,14 +316,22 @@ impl Repository {
         let handle = tokio::runtime::Handle::current();
         let manifest = manifest.clone();
         tokio::task::spawn_blocking(move || {
+            // Whole pieces go straight from the restore stream to the output: no copy
+            // through an intermediate buffer.
             let mut reader = StreamReader::new(&handle, stream);
-            let mut out = HashingWriter {
-                inner: out,
-                sha: full.then(Sha256::new),
-            };
-            let written = io::copy(&mut reader, &mut out).map_err(|e| unwrap_io(e, "output"))?;
+            let mut out = out;
+            let mut sha = full.then(Sha256::new);
+            let mut written = 0u64;
+            while let Some(piece) = reader.next_piece()? {
+                if let Some(sha) = sha.as_mut() {
+                    sha.update(&piece);
+                }
+                out.write_all(&piece)
+                    .map_err(|e| RepoError::io("output", e))?;
+                written += piece.len() as u64;
+            }
             out.flush().map_err(|e| RepoError::io("output", e))?;
-            if let Some(sha) = out.sha {
+            if let Some(sha) = sha {
                 let actual = hex::encode(sha.finalize());
                 if actual != manifest.sha256 {
                     return Err(RepoError::ChecksumMismatch {
@@ -327,24 +345,5 @@ impl Repository {
         })
         .await
         .map_err(|e| RepoError::Internal(format!("export task failed: {e}")))?
-    }
-}
-
-struct HashingWriter {
-    inner: Box<dyn Write + Send>,
-    sha: Option<Sha256>,
-}
-
-impl Write for HashingWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(data)?;
-        if let Some(sha) = self.sha.as_mut() {
-            sha.update(&data[..n]);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }

@@ -129,7 +129,8 @@ pub const KEY_SECRET_HEX: usize = 64;
 /// The key file and a cache of its contents, refreshed when the file changes.
 pub struct KeyStore {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<KeyRecord>)>,
+    /// The file's identity when last read (mtime, inode, length) and its records.
+    cache: Mutex<(Option<(SystemTime, u64, u64)>, Vec<KeyRecord>)>,
 }
 
 fn random_hex(len: usize) -> String {
@@ -174,8 +175,14 @@ impl KeyStore {
 
     /// Every key, re-reading the file when it changed since the last read.
     pub fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
+        // Every save is a rename of a new file, so the inode changes even where mtimes
+        // are coarse.
         let modified = match std::fs::metadata(&self.path) {
-            Ok(meta) => Some(meta.modified().map_err(|e| self.io(e))?),
+            Ok(meta) => Some((
+                meta.modified().map_err(|e| self.io(e))?,
+                std::os::unix::fs::MetadataExt::ino(&meta),
+                meta.len(),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.io(e)),
         };

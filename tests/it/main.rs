@@ -11,4 +11,5 @@ mod gc;
 mod repair;
 mod roundtrip;
 mod serve;
+mod server;
 mod tree;

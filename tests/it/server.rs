@@ -1,0 +1,1285 @@
+//! `stowage serve` over real HTTP: the server runs in-process on a random loopback port
+//! (`server::prepare` + `server::router` on our own listener) and a reqwest client speaks
+//! the `/v1` API to it: uploads (raw, multipart, as a job), downloads with Range, keys and
+//! roles, errors, series with retention, recycle/restore/purge/gc, catalogs, concurrent
+//! deduplicating uploads, clients that go away mid-upload, and flat memory on a large
+//! streamed upload.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Body, Client, Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
+
+use stowage::server::{self, ServerConfig};
+use stowage::service::keys::{KeyStore, Role};
+
+/// Server tests share it; the memory measurement takes it alone, so no other server in
+/// this process moves the peak RSS while it measures.
+static MEMORY: RwLock<()> = RwLock::const_new(());
+
+const MIB: usize = 1 << 20;
+
+struct Server {
+    base: String,
+    client: Client,
+    admin: String,
+    writer: String,
+    reader: String,
+    reader_id: String,
+    data_dir: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+        let guard = MEMORY.read().await;
+        Server::launch(tweak, Box::new(guard)).await
+    }
+
+    /// Starts a server while no other server test runs.
+    async fn start_alone() -> Server {
+        let guard = MEMORY.write().await;
+        Server::launch(|_| {}, Box::new(guard)).await
+    }
+
+    async fn launch(tweak: impl FnOnce(&mut ServerConfig), guard: Box<dyn Send + Sync>) -> Server {
+        assert!(
+            std::env::var_os("STOWAGE_ADMIN_KEY").is_none()
+                && std::env::var_os("STOWAGE_PASSWORD").is_none(),
+            "these tests expect STOWAGE_ADMIN_KEY and STOWAGE_PASSWORD to be unset"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let mut config = ServerConfig {
+            data_dir: data_dir.clone(),
+            ..ServerConfig::default()
+        };
+        tweak(&mut config);
+        let state = server::prepare(&config).await.expect("prepare");
+        let admin = std::fs::read_to_string(data_dir.join("admin.key"))
+            .expect("admin.key written on first start")
+            .trim()
+            .to_string();
+        let keys = KeyStore::new(data_dir.join("keys.json"));
+        let (_, writer) = keys.create("writer", Role::Writer).expect("writer key");
+        let (reader_record, reader) = keys.create("reader", Role::Reader).expect("reader key");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, server::router(state))
+                .await
+                .expect("serve");
+        });
+        Server {
+            base: format!("http://{addr}"),
+            client: Client::builder().no_proxy().build().expect("client"),
+            admin,
+            writer,
+            reader,
+            reader_id: reader_record.id,
+            data_dir,
+            task,
+            _dir: dir,
+            _guard: guard,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn request(&self, method: reqwest::Method, key: &str, path: &str) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        json_of(self.request(reqwest::Method::GET, key, path).await).await
+    }
+
+    async fn post(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        json_of(self.request(reqwest::Method::POST, key, path).await).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        json_of(response).await
+    }
+
+    /// Uploads `body` to `series`; `query` is appended as is (`""` or `"?name=..."`).
+    async fn upload_raw(&self, series: &str, query: &str, body: impl Into<Body>) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/series/{series}/backups{query}")))
+            .bearer_auth(&self.writer)
+            .body(body)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads `data`, expecting 201; returns the backup.
+    async fn upload(&self, series: &str, data: &[u8]) -> Value {
+        let (status, backup) = json_of(self.upload_raw(series, "", data.to_vec()).await).await;
+        assert_eq!(status, StatusCode::CREATED, "upload: {backup}");
+        backup
+    }
+
+    async fn download(&self, id: &str) -> Vec<u8> {
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &self.reader,
+                &format!("/v1/backups/{id}/content"),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "download {id}");
+        response.bytes().await.expect("download body").to_vec()
+    }
+
+    /// `total` of `GET /v1/backups{query}`.
+    async fn total(&self, query: &str) -> u64 {
+        let (status, body) = self.get(&self.reader, &format!("/v1/backups{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["total"].as_u64().expect("total")
+    }
+
+    async fn ids(&self, query: &str) -> Vec<String> {
+        let (status, body) = self.get(&self.reader, &format!("/v1/backups{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn stats(&self) -> Value {
+        let (status, stats) = self.get(&self.reader, "/v1/repository/stats").await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        stats
+    }
+
+    /// Polls a job until it ends; returns its last view.
+    async fn wait_job(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, job) = self.get(&self.reader, &format!("/v1/jobs/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "job {id}: {job}");
+            match job["status"].as_str() {
+                Some("queued") | Some("running") => {}
+                _ => return job,
+            }
+            assert!(Instant::now() < deadline, "job {id} never ended: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Status and JSON body of a response (panics, showing the text, when it is not JSON).
+async fn json_of(response: Response) -> (StatusCode, Value) {
+    let (status, _, body) = parts(response).await;
+    (status, body)
+}
+
+async fn parts(response: Response) -> (StatusCode, HeaderMap, Value) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("response body");
+    if status == StatusCode::NO_CONTENT {
+        return (status, headers, Value::Null);
+    }
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
+    (status, headers, body)
+}
+
+/// Checks the one error shape: the status, `{"error":{"code","message"}}`.
+#[track_caller]
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without a message: {body}"
+    );
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}: {headers:?}"))
+        .to_str()
+        .unwrap()
+}
+
+/// A chunked request body: `data` in pieces of `piece` bytes.
+fn chunked(data: Vec<u8>, piece: usize) -> Body {
+    let data = Bytes::from(data);
+    let pieces: Vec<io::Result<Bytes>> = (0..data.len())
+        .step_by(piece)
+        .map(|at| Ok(data.slice(at..(at + piece).min(data.len()))))
+        .collect();
+    Body::wrap_stream(futures::stream::iter(pieces))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_raw_upload_download_and_ranges() {
+    let server = Server::start().await;
+    let data = random_bytes(3 * MIB + 12_345, 1);
+    let size = data.len() as u64;
+    let before = chrono::Utc::now().timestamp();
+    let response = server.upload_raw("db", "?name=db.sql", data.clone()).await;
+    let (status, backup) = json_of(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    let id = backup["id"].as_str().expect("id").to_string();
+    assert!(!id.is_empty());
+    assert_eq!(backup["series"], "db");
+    assert_eq!(backup["source"], "db.sql");
+    assert_eq!(backup["kind"], "stream");
+    assert_eq!(backup["size"], size);
+    assert_eq!(backup["sha256"], sha256_hex(&data));
+    assert!(backup["stored_bytes"].as_u64().expect("stored_bytes") > 0);
+    assert!(backup["chunks"].as_u64().expect("chunks") > 0);
+    assert!(backup["recycled_at"].is_null(), "{backup}");
+    let created = backup["created_at"].as_str().expect("created_at");
+    let created = chrono::DateTime::parse_from_rfc3339(created).expect("created_at is RFC 3339");
+    assert!(created.timestamp() >= before - 5, "{created} vs {before}");
+
+    let (status, meta) = server
+        .get(&server.reader, &format!("/v1/backups/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    assert_eq!(meta, backup, "metadata differs from the upload's answer");
+
+    let content = format!("/v1/backups/{id}/content");
+    let response = server
+        .request(reqwest::Method::GET, &server.reader, &content)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(header(&headers, "content-length"), size.to_string());
+    assert_eq!(
+        header(&headers, "etag"),
+        format!("\"{}\"", sha256_hex(&data))
+    );
+    assert_eq!(header(&headers, "accept-ranges"), "bytes");
+    assert_eq!(
+        header(&headers, "content-disposition"),
+        "attachment; filename=\"db.sql\""
+    );
+    let body = response.bytes().await.expect("content");
+    assert!(body[..] == data[..], "downloaded bytes differ");
+
+    for (range, start, end) in [
+        ("bytes=0-9", 0u64, 9u64),
+        ("bytes=100-", 100, size - 1),
+        ("bytes=-5", size - 5, size - 1),
+        ("bytes=1048570-1048585", 1_048_570, 1_048_585),
+    ] {
+        let response = server
+            .client
+            .get(server.url(&content))
+            .bearer_auth(&server.reader)
+            .header("range", range)
+            .send()
+            .await
+            .expect("range request");
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        let headers = response.headers().clone();
+        assert_eq!(
+            header(&headers, "content-range"),
+            format!("bytes {start}-{end}/{size}"),
+            "{range}"
+        );
+        assert_eq!(
+            header(&headers, "content-length"),
+            (end - start + 1).to_string(),
+            "{range}"
+        );
+        let body = response.bytes().await.expect("range body");
+        assert!(
+            body[..] == data[start as usize..=end as usize],
+            "{range}: wrong bytes"
+        );
+    }
+
+    for range in [
+        format!("bytes={size}-"),
+        format!("bytes={}-{}", size + 10, size + 20),
+    ] {
+        let response = server
+            .client
+            .get(server.url(&content))
+            .bearer_auth(&server.reader)
+            .header("range", &range)
+            .send()
+            .await
+            .expect("range request");
+        let (status, headers, body) = parts(response).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+        );
+        assert_eq!(
+            header(&headers, "content-range"),
+            format!("bytes */{size}"),
+            "{range}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_multipart_upload() {
+    let server = Server::start().await;
+    let data = random_bytes(2 * MIB + 777, 2);
+    let boundary = "stowage-test-boundary-7d3f9a";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nnot the file\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dump.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let response = server
+        .client
+        .post(server.url("/v1/series/forms/backups?name=dump.bin"))
+        .bearer_auth(&server.writer)
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("multipart upload");
+    let (status, backup) = json_of(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    assert_eq!(backup["size"], data.len() as u64, "{backup}");
+    assert_eq!(backup["sha256"], sha256_hex(&data));
+    let id = backup["id"].as_str().unwrap();
+    assert!(
+        server.download(id).await == data,
+        "multipart upload does not round trip"
+    );
+
+    // A form without a file field stores nothing.
+    let before = server.total("").await;
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--{boundary}--\r\n"
+    );
+    let response = server
+        .client
+        .post(server.url("/v1/series/forms/backups"))
+        .bearer_auth(&server.writer)
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("multipart upload");
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    assert_eq!(server.total("").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_upload_as_job() {
+    let server = Server::start().await;
+    let data = random_bytes(6 * MIB + 1, 3);
+    let response = server
+        .upload_raw("jobs", "?wait=false&name=later.bin", data.clone())
+        .await;
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job = &body["job"];
+    assert_eq!(job["kind"], "upload", "{body}");
+    let job_id = job["id"].as_str().expect("job id").to_string();
+
+    let finished = server.wait_job(&job_id).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert!(finished["finished_at"].is_string(), "{finished}");
+    let result = &finished["result"];
+    assert_eq!(result["size"], data.len() as u64, "{finished}");
+    assert_eq!(result["sha256"], sha256_hex(&data));
+    assert_eq!(result["source"], "later.bin");
+    let id = result["id"].as_str().expect("backup id in the job result");
+
+    let (status, meta) = server
+        .get(&server.reader, &format!("/v1/backups/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    assert!(server.download(id).await == data, "job upload differs");
+
+    let (status, jobs) = server.get(&server.reader, "/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == job_id.as_str()),
+        "{jobs}"
+    );
+    // An ended job cannot be cancelled; an unknown one is not found.
+    let (status, body) = server
+        .post(&server.writer, &format!("/v1/jobs/{job_id}/cancel"))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = server.get(&server.reader, "/v1/jobs/no-such-job").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_auth_and_roles() {
+    let server = Server::start().await;
+    let backup = server.upload("auth", &random_bytes(100_000, 4)).await;
+    let id = backup["id"].as_str().unwrap().to_string();
+
+    // No header, malformed headers, a wrong secret.
+    let response = server
+        .client
+        .get(server.url("/v1/backups"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let wrong_secret = format!("{}.{}", server.reader_id, "0".repeat(64));
+    for authorization in [
+        "Bearer".to_string(),
+        "Bearer not-a-key".to_string(),
+        format!("Basic {}", server.reader),
+        format!("Bearer {}", &server.reader[..40]),
+        format!("Bearer {wrong_secret}"),
+        format!("Bearer {}.{}", "f".repeat(16), "a".repeat(64)),
+    ] {
+        let response = server
+            .client
+            .get(server.url("/v1/backups"))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(response).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
+    // A reader reads but does not write.
+    let response = server
+        .client
+        .post(server.url("/v1/series/auth/backups"))
+        .bearer_auth(&server.reader)
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = server
+        .post(&server.reader, &format!("/v1/backups/{id}/recycle"))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = server.post(&server.writer, "/v1/repository/gc").await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(server.total("").await, 1);
+    assert_eq!(server.ids("").await, vec![id.clone()]);
+    let (status, _) = server.get(&server.reader, "/v1/series").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.download(&id).await, random_bytes(100_000, 4));
+
+    // A revoked key is refused at once.
+    KeyStore::new(server.data_dir.join("keys.json"))
+        .revoke(&server.reader_id)
+        .expect("revoke");
+    let (status, body) = server.get(&server.reader, "/v1/backups").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = server.get(&server.admin, "/v1/backups").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Operational endpoints need no key.
+    for (path, text) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.text().await.unwrap().trim(), text, "{path}");
+    }
+    let response = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = response.text().await.unwrap();
+    assert!(
+        metrics.contains("stowage_http_requests_total")
+            && metrics.contains("stowage_backups_committed_total 1"),
+        "{metrics}"
+    );
+    let response = server
+        .client
+        .get(server.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let (status, document) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{document}"
+    );
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/backups",
+        "/v1/backups/{id}/content",
+        "/v1/series/{name}",
+        "/v1/repository/gc",
+    ] {
+        assert!(paths.contains_key(path), "openapi lacks {path}");
+    }
+    // The upload route (API.md names its parameter `{series}`, the router `{name}`).
+    assert!(
+        paths.contains_key("/v1/series/{series}/backups")
+            || paths.contains_key("/v1/series/{name}/backups"),
+        "openapi lacks the upload route: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_limits() {
+    let server = Server::start_with(|config| config.max_upload_bytes = MIB as u64).await;
+    let small = random_bytes(200_000, 5);
+    server.upload("limits", &small).await;
+    assert_eq!(server.total("").await, 1);
+
+    let unknown = "0".repeat(64);
+    let (status, body) = server
+        .get(&server.reader, &format!("/v1/backups/{unknown}"))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server
+        .get(&server.reader, &format!("/v1/backups/{unknown}/content"))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server.get(&server.reader, "/v1/series/nope").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server.get(&server.reader, "/v1/no/such/route").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let response = server
+        .client
+        .get(server.url("/nothing"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // Bad JSON names the field; bad queries and series names are 400.
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/series",
+            &json!({"policy": {"keep_last": 1}}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("name"),
+        "message does not name the field: {message}"
+    );
+    let response = server
+        .client
+        .post(server.url("/v1/series"))
+        .bearer_auth(&server.writer)
+        .header(CONTENT_TYPE, "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    let (status, body) = server.get(&server.reader, "/v1/backups?limit=0").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    let response = server.upload_raw("bad%20name%21", "", small.clone()).await;
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+
+    // Over the limit, declared by Content-Length...
+    let big = random_bytes(2 * MIB, 6);
+    let response = server.upload_raw("limits", "", big.clone()).await;
+    let (status, body) = json_of(response).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    // ... or found out while streaming a chunked body.
+    let response = server
+        .upload_raw("limits", "", chunked(big.clone(), 64 << 10))
+        .await;
+    let (status, body) = json_of(response).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    // Exactly at the limit is fine.
+    let at_limit = random_bytes(MIB, 7);
+    let response = server
+        .upload_raw("limits", "", chunked(at_limit.clone(), 100_000))
+        .await;
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    assert_eq!(
+        server.total("").await,
+        2,
+        "an upload refused with 413 left a backup"
+    );
+    assert_eq!(server.total("?recycled=true").await, 0);
+}
+
+fn policy_keep_last(n: u32) -> Value {
+    json!({"keep_last": n, "action": "delete"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_series_and_retention() {
+    let server = Server::start().await;
+    let (status, series) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/series",
+            &json!({"name": "db", "policy": policy_keep_last(2)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{series}");
+    assert_eq!(series["name"], "db");
+    assert_eq!(series["policy"]["keep_last"], 2, "{series}");
+    assert_eq!(series["policy"]["action"], "delete", "{series}");
+    assert!(series["created_at"].is_string(), "{series}");
+
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/series",
+            &json!({"name": "db"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/series",
+            &json!({"name": "bad name!"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+
+    let (status, list) = server.get(&server.reader, "/v1/series").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["db"], "{list}");
+    let (status, got) = server.get(&server.reader, "/v1/series/db").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, series);
+
+    let mut ids = Vec::new();
+    for i in 0..4u64 {
+        let backup = server.upload("db", &random_bytes(300_000, 100 + i)).await;
+        ids.push(backup["id"].as_str().unwrap().to_string());
+        assert_eq!(
+            server.total("?series=db").await,
+            (i + 1).min(2),
+            "after upload {i} the policy keeps the newest two"
+        );
+    }
+    assert_eq!(server.ids("?series=db").await, ids[2..].to_vec());
+    assert_eq!(server.total("?series=db&recycled=true").await, 0);
+    for old in &ids[..2] {
+        let (status, body) = server
+            .get(&server.reader, &format!("/v1/backups/{old}"))
+            .await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    for (i, id) in ids[2..].iter().enumerate() {
+        assert_eq!(
+            server.download(id).await,
+            random_bytes(300_000, 102 + i as u64)
+        );
+    }
+
+    let (status, updated) = server
+        .send_json(
+            reqwest::Method::PUT,
+            &server.writer,
+            "/v1/series/db",
+            &json!({"policy": {"keep_last": 3, "action": "recycle"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["policy"]["keep_last"], 3);
+    assert_eq!(updated["policy"]["action"], "recycle");
+    let (_, got) = server.get(&server.reader, "/v1/series/db").await;
+    assert_eq!(got["policy"], updated["policy"]);
+    let (status, created) = server
+        .send_json(
+            reqwest::Method::PUT,
+            &server.writer,
+            "/v1/series/other",
+            &json!({"policy": {"keep_daily": 7}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["name"], "other");
+
+    let (status, body) = json_of(
+        server
+            .request(reqwest::Method::DELETE, &server.writer, "/v1/series/db")
+            .await,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let response = server
+        .request(reqwest::Method::DELETE, &server.admin, "/v1/series/db")
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, body) = server.get(&server.reader, "/v1/series/db").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        server.total("?series=db").await,
+        2,
+        "deleting a series keeps its backups"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_recycle_restore_purge_gc() {
+    let server = Server::start().await;
+    let a = random_bytes(4 * MIB, 10);
+    let b = random_bytes(4 * MIB, 11);
+    let id_a = server.upload("life", &a).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id_b = server.upload("life", &b).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, recycled) = server
+        .post(&server.writer, &format!("/v1/backups/{id_a}/recycle"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recycled}");
+    assert!(recycled["recycled_at"].is_string(), "{recycled}");
+    assert_eq!(server.ids("").await, vec![id_b.clone()]);
+    assert_eq!(server.ids("?recycled=true").await, vec![id_a.clone()]);
+    assert!(server.download(&id_a).await == a, "recycled backup differs");
+
+    let (status, restored) = server
+        .post(&server.writer, &format!("/v1/backups/{id_a}/restore"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert!(restored["recycled_at"].is_null(), "{restored}");
+    assert_eq!(server.total("").await, 2);
+    assert_eq!(server.total("?recycled=true").await, 0);
+
+    let before = server.stats().await;
+    assert_eq!(before["backups"], 2, "{before}");
+    let (status, body) = json_of(
+        server
+            .request(
+                reqwest::Method::DELETE,
+                &server.writer,
+                &format!("/v1/backups/{id_a}"),
+            )
+            .await,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let response = server
+        .request(
+            reqwest::Method::DELETE,
+            &server.admin,
+            &format!("/v1/backups/{id_a}"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for path in [
+        format!("/v1/backups/{id_a}"),
+        format!("/v1/backups/{id_a}/content"),
+    ] {
+        let (status, body) = server.get(&server.reader, &path).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    let (status, body) = server.post(&server.admin, "/v1/repository/gc").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["job"]["kind"], "gc");
+    let job = server
+        .wait_job(body["job"]["id"].as_str().expect("gc job id"))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(job["result"].is_object(), "{job}");
+
+    let after = server.stats().await;
+    assert_eq!(after["backups"], 1, "{after}");
+    let (stored_before, stored_after) = (
+        before["stored_bytes"].as_u64().unwrap(),
+        after["stored_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        stored_after + 3 * MIB as u64 <= stored_before,
+        "gc reclaimed too little: stored {stored_before} -> {stored_after}"
+    );
+    assert!(
+        server.download(&id_b).await == b,
+        "the survivor differs after gc"
+    );
+
+    let (status, body) = server
+        .post(&server.admin, "/v1/repository/check?read_data=true")
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job = server.wait_job(body["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tar_catalog() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::write(root.join("sub/b.bin"), random_bytes(300_000, 20)).unwrap();
+    std::fs::write(root.join("sub/c.txt"), b"gamma\n").unwrap();
+    let archive = dir.path().join("out.tar");
+    let tar = std::process::Command::new("/usr/bin/tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&root)
+        .args(["a.txt", "sub"])
+        .status()
+        .expect("run tar");
+    assert!(tar.success());
+    let data = std::fs::read(&archive).unwrap();
+
+    let response = server
+        .upload_raw("tars", "?name=site.tar", data.clone())
+        .await;
+    let (status, backup) = json_of(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    let entries = backup["catalog_entries"].as_u64().expect("catalog_entries");
+    assert_eq!(entries, 4, "{backup}");
+    assert!(!backup["tar"].is_null(), "{backup}");
+    let id = backup["id"].as_str().unwrap();
+    assert!(server.download(id).await == data);
+
+    let (status, all) = server
+        .get(&server.reader, &format!("/v1/backups/{id}/catalog"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["total"], entries, "{all}");
+    let paths: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().expect("path"))
+        .collect();
+    for expected in ["a.txt", "sub/b.bin", "sub/c.txt"] {
+        assert!(paths.contains(&expected), "{expected} missing: {paths:?}");
+    }
+    assert!(
+        paths.iter().any(|p| p.trim_end_matches('/') == "sub"),
+        "{paths:?}"
+    );
+    let b = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "sub/b.bin")
+        .unwrap();
+    assert_eq!(b["size"], 300_000, "{b}");
+
+    let (status, sub) = server
+        .get(
+            &server.reader,
+            &format!("/v1/backups/{id}/catalog?prefix=sub/"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sub}");
+    assert_eq!(sub["total"], 2, "{sub}");
+    let sub_paths: Vec<&str> = sub["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(sub_paths, vec!["sub/b.bin", "sub/c.txt"]);
+
+    let (status, page) = server
+        .get(
+            &server.reader,
+            &format!("/v1/backups/{id}/catalog?limit=1&offset=1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], entries, "{page}");
+    assert_eq!(page["limit"], 1);
+    assert_eq!(page["offset"], 1);
+    let page_entries = page["entries"].as_array().unwrap();
+    assert_eq!(page_entries.len(), 1, "{page}");
+    assert_eq!(page_entries[0], all["entries"][1]);
+    let (status, body) = server
+        .get(&server.reader, &format!("/v1/backups/{id}/catalog?limit=0"))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_concurrent_overlapping_uploads() {
+    let server = Server::start().await;
+    let shared = random_bytes(4 * MIB, 30);
+    let inputs: Vec<Vec<u8>> = (0..16u64)
+        .map(|i| {
+            let mut data = shared.clone();
+            data.extend_from_slice(&random_bytes(MIB, 1000 + i));
+            data
+        })
+        .collect();
+    let sum: u64 = inputs.iter().map(|d| d.len() as u64).sum();
+    let uploads = inputs.iter().enumerate().map(|(i, data)| {
+        let server = &server;
+        async move {
+            let response = server
+                .upload_raw("many", &format!("?name=part{i}"), data.clone())
+                .await;
+            json_of(response).await
+        }
+    });
+    let answers = futures::future::join_all(uploads).await;
+    let mut ids = Vec::new();
+    for (i, (status, backup)) in answers.iter().enumerate() {
+        assert_eq!(*status, StatusCode::CREATED, "upload {i}: {backup}");
+        assert_eq!(backup["sha256"], sha256_hex(&inputs[i]), "upload {i}");
+        ids.push(backup["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(server.total("?series=many").await, 16);
+
+    let stats = server.stats().await;
+    let stored = stats["stored_bytes"].as_u64().unwrap();
+    assert_eq!(stats["logical_bytes"], sum, "{stats}");
+    assert!(
+        stored < sum / 2,
+        "no dedup across concurrent uploads: stored {stored} of {sum} bytes ({stats})"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        assert!(server.download(id).await == inputs[i], "upload {i} differs");
+    }
+}
+
+/// The number of backups must stay `expected` for a while: an upload whose client went
+/// away must not turn into a (truncated) backup later, when the ingest notices the end.
+async fn assert_total_stays(server: &Server, expected: u64, what: &str) {
+    for _ in 0..20 {
+        let total = server.total("").await;
+        let recycled = server.total("?recycled=true").await;
+        assert_eq!(
+            (total, recycled),
+            (expected, 0),
+            "{what}: a backup was recorded ({:?})",
+            server.get(&server.reader, "/v1/backups").await.1
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_client_gone_mid_upload() {
+    let server = Server::start().await;
+    server.upload("gone", &random_bytes(100_000, 40)).await;
+
+    // The body stream fails after 3 MiB: the client aborts the chunked request.
+    let prefix = Bytes::from(random_bytes(3 * MIB, 41));
+    let pieces: Vec<io::Result<Bytes>> = (0..prefix.len())
+        .step_by(256 << 10)
+        .map(|at| Ok(prefix.slice(at..at + (256 << 10))))
+        .chain(std::iter::once(Err(io::Error::other("client gave up"))))
+        .collect();
+    let outcome = server
+        .client
+        .post(server.url("/v1/series/gone/backups"))
+        .bearer_auth(&server.writer)
+        .body(Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await;
+    assert!(
+        outcome.is_err() || outcome.as_ref().unwrap().status() != StatusCode::CREATED,
+        "an aborted upload was answered 201"
+    );
+    assert_total_stays(&server, 1, "chunked body aborted by an error").await;
+
+    // The client drops the connection after 3 MiB of a declared 16 MiB (Content-Length).
+    let url = server.url("/v1/series/gone/backups");
+    let (client, key) = (server.client.clone(), server.writer.clone());
+    let sent = prefix.clone();
+    let request = tokio::spawn(async move {
+        let stream =
+            futures::stream::iter(vec![Ok::<_, io::Error>(sent)]).chain(futures::stream::pending());
+        client
+            .post(url)
+            .bearer_auth(key)
+            .header("content-length", (16 * MIB).to_string())
+            .body(Body::wrap_stream(stream))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    request.abort();
+    let _ = request.await;
+    assert_total_stays(&server, 1, "connection dropped mid-body (Content-Length)").await;
+
+    // The same with a chunked body.
+    let url = server.url("/v1/series/gone/backups");
+    let (client, key) = (server.client.clone(), server.writer.clone());
+    let sent = prefix.clone();
+    let request = tokio::spawn(async move {
+        let stream =
+            futures::stream::iter(vec![Ok::<_, io::Error>(sent)]).chain(futures::stream::pending());
+        client
+            .post(url)
+            .bearer_auth(key)
+            .body(Body::wrap_stream(stream))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    request.abort();
+    let _ = request.await;
+    assert_total_stays(&server, 1, "connection dropped mid-body (chunked)").await;
+
+    // The server still works.
+    let response = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let data = random_bytes(2 * MIB, 42);
+    let backup = server.upload("gone", &data).await;
+    assert!(server.download(backup["id"].as_str().unwrap()).await == data);
+    assert_eq!(server.total("").await, 2);
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stowage_uploads_in_flight 0"),
+        "uploads still counted in flight: {metrics}"
+    );
+}
+
+/// Peak and current resident set of this process, in bytes.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+            * 1024
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_large_streamed_upload_memory_is_flat() {
+    let total: u64 = std::env::var("STOWAGE_TEST_BIG_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30);
+    let server = Server::start_alone().await;
+    // 1 MiB blocks drawn from a pool of 24, in a scrambled order: repetitive enough to
+    // dedup, random enough to exercise every stage. Generated as sent, never held whole.
+    let pool: Arc<Vec<Bytes>> = Arc::new(
+        (0..24u64)
+            .map(|i| Bytes::from(random_bytes(MIB, 500 + i)))
+            .collect(),
+    );
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let generated = {
+        let (pool, hasher) = (pool.clone(), hasher.clone());
+        futures::stream::unfold(0u64, move |sent| {
+            let (pool, hasher) = (pool.clone(), hasher.clone());
+            async move {
+                if sent >= total {
+                    return None;
+                }
+                let n = sent / MIB as u64;
+                let pick = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % pool.len();
+                let len = (total - sent).min(MIB as u64) as usize;
+                let block = pool[pick].slice(..len);
+                hasher.lock().unwrap().update(&block);
+                Some((Ok::<_, io::Error>(block), sent + len as u64))
+            }
+        })
+    };
+
+    // Start the peak afresh (clear_refs 5 resets VmHWM); else keep the old peak as base.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let (peak_before, rss_before) = memory();
+    let base = if reset { rss_before } else { peak_before };
+    let started = Instant::now();
+    let response = server
+        .upload_raw("big", "?name=big.bin", Body::wrap_stream(generated))
+        .await;
+    let (status, backup) = json_of(response).await;
+    let upload_time = started.elapsed();
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    let expected_sha = hex::encode(hasher.lock().unwrap().clone().finalize());
+    assert_eq!(backup["size"], total, "{backup}");
+    assert_eq!(backup["sha256"], expected_sha.as_str(), "{backup}");
+    let (peak_upload, _) = memory();
+
+    let started = Instant::now();
+    let id = backup["id"].as_str().unwrap();
+    let response = server
+        .request(
+            reqwest::Method::GET,
+            &server.reader,
+            &format!("/v1/backups/{id}/content"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let mut download_hasher = Sha256::new();
+    let mut received = 0u64;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.expect("download stream");
+        received += piece.len() as u64;
+        download_hasher.update(&piece);
+    }
+    let download_time = started.elapsed();
+    assert_eq!(received, total);
+    assert_eq!(hex::encode(download_hasher.finalize()), expected_sha);
+    let (peak_end, _) = memory();
+
+    let mib = |b: u64| b as f64 / MIB as f64;
+    eprintln!(
+        "large upload: {:.0} MiB up in {:.1?} ({:.0} MiB/s), down in {:.1?} ({:.0} MiB/s); \
+         rss base {:.0} MiB, peak after upload {:.0} MiB, after download {:.0} MiB \
+         (peak reset: {reset}); stored {:.0} MiB",
+        mib(total),
+        upload_time,
+        mib(total) / upload_time.as_secs_f64(),
+        download_time,
+        mib(total) / download_time.as_secs_f64(),
+        mib(base),
+        mib(peak_upload),
+        mib(peak_end),
+        mib(backup["stored_bytes"].as_u64().unwrap_or(0)),
+    );
+    let growth = peak_end.saturating_sub(base);
+    assert!(
+        growth < 500 * MIB as u64,
+        "memory grew by {:.0} MiB over a {:.0} MiB streamed upload and download",
+        mib(growth),
+        mib(total)
+    );
+}
