@@ -123,6 +123,9 @@ impl KeyStoreError {
     }
 }
 
+/// What tells one version of the key file from the next: mtime, inode, length.
+type FileIdentity = (SystemTime, u64, u64);
+
 pub const KEY_ID_HEX: usize = 16;
 pub const KEY_SECRET_HEX: usize = 64;
 
@@ -130,7 +133,7 @@ pub const KEY_SECRET_HEX: usize = 64;
 pub struct KeyStore {
     path: PathBuf,
     /// The file's identity when last read (mtime, inode, length) and its records.
-    cache: Mutex<(Option<(SystemTime, u64, u64)>, Vec<KeyRecord>)>,
+    cache: Mutex<(Option<FileIdentity>, Vec<KeyRecord>)>,
 }
 
 fn random_hex(len: usize) -> String {
