@@ -64,6 +64,55 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(uploaded.status(), 201);
 
+    // The CLI as an agent of the running server: put from stdin, ls, get a range.
+    let agent = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stowage"));
+        command
+            .args(args)
+            .env("STOWAGE_KEY", key.trim())
+            .env_remove("STOWAGE_REPO")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            std::io::Write::write_all(&mut input, bytes).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let server = format!("http://{address}");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let put = agent(
+        &["put", "--server", &server, "--series", "agent", "-"],
+        Some(&payload),
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let id = String::from_utf8(put.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let ls = agent(
+        &["ls", "--server", &server, "--series", "agent", "--json"],
+        None,
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    let got = agent(&["get", "--server", &server, &id, "--range=10-19"], None);
+    assert_eq!(got.stdout, &payload[10..20]);
+    let whole = agent(&["get", "--server", &server, &id], None);
+    assert_eq!(whole.stdout, payload);
+    let missing = agent(&["get", "--server", &server, "no-such-id"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -82,7 +131,7 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         "nothing listens after shutdown"
     );
 
-    // A second start reuses the stored passphrase and keys: the backup is still there.
+    // The stored passphrase and keys stay usable after shutdown: both backups are there.
     let listed = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args(["key", "list", "--json"])
         .current_dir(cwd.path())
@@ -98,5 +147,5 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         .output()
         .unwrap();
     let backups: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(backups.as_array().unwrap().len(), 1);
+    assert_eq!(backups.as_array().unwrap().len(), 2);
 }
