@@ -15,7 +15,9 @@ use crate::error::ErrorKind;
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::Id;
-use schema::{BACKUPS, CHUNKS, META, PACKS, RECYCLED, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SERIES};
+use schema::{
+    BACKUPS, CHUNKS, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SERIES,
+};
 
 /// Where a chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,12 @@ pub enum IndexError {
     Locked { path: PathBuf },
     #[error("index {path} has schema version {found}; this build uses {SCHEMA_VERSION} (run `stowage repair index`)")]
     SchemaVersion { path: PathBuf, found: u64 },
+    #[error("index {path} belongs to repository {found}, not {expected}: use another state directory, or move the file away and run `stowage repair index`")]
+    WrongRepository {
+        path: PathBuf,
+        expected: Id,
+        found: Id,
+    },
     #[error("index entry for {what} is malformed")]
     Corrupt { what: String },
     #[error("index storage error: {0}")]
@@ -68,7 +76,9 @@ impl IndexError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             IndexError::Locked { .. } => ErrorKind::Unavailable,
-            IndexError::SchemaVersion { .. } => ErrorKind::Conflict,
+            IndexError::SchemaVersion { .. } | IndexError::WrongRepository { .. } => {
+                ErrorKind::Conflict
+            }
             IndexError::Corrupt { .. } | IndexError::Manifest { .. } => ErrorKind::Corrupt,
             IndexError::Redb(_) => ErrorKind::Internal,
         }
@@ -131,6 +141,31 @@ impl Index {
             txn.open_table(BACKUPS).map_err(db)?;
             txn.open_table(RECYCLED).map_err(db)?;
             txn.open_table(SERIES).map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Ties this index to a repository on first use, and refuses an index that describes
+    /// another one: dedup against a foreign index would reference chunks that are not
+    /// there.
+    pub fn bind_repository(&self, repository: &Id) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(REPOSITORY).map_err(db)?;
+            let found = table.get("id").map_err(db)?.map(|v| Id(v.value()));
+            match found {
+                None => {
+                    table.insert("id", repository.0).map_err(db)?;
+                }
+                Some(found) if found == *repository => {}
+                Some(found) => {
+                    return Err(IndexError::WrongRepository {
+                        path: self.path.clone(),
+                        expected: *repository,
+                        found,
+                    })
+                }
+            }
         }
         txn.commit().map_err(db)
     }

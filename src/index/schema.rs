@@ -9,6 +9,7 @@
 //! * `backups`: backup id text → manifest JSON (`format::manifest`)
 //! * `recycled`: backup id text → RFC 3339 time it was recycled
 //! * `series`: series name → series record JSON (`format::series`)
+//! * `repository`: `"id"` → the 32-byte id of the repository this index describes
 
 use redb::TableDefinition;
 
@@ -25,6 +26,8 @@ pub const PACKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("packs"
 pub const BACKUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("backups");
 pub const RECYCLED: TableDefinition<&str, &str> = TableDefinition::new("recycled");
 pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
+/// One row, `"id"` → the repository id this index belongs to.
+pub const REPOSITORY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("repository");
 
 const LOCATION_LEN: usize = 45;
 const PACK_RECORD_LEN: usize = 20;

@@ -46,9 +46,9 @@ use crate::pipeline::chunker::cut_points;
 use crate::pipeline::seal;
 
 /// Segments waiting between the reader and the hashing stage.
-const SEGMENT_QUEUE: usize = 2;
+const SEGMENT_QUEUE: usize = 1;
 /// Sealed batches waiting for the packer.
-const PACKER_QUEUE: usize = 2;
+const PACKER_QUEUE: usize = 1;
 /// Dependencies tracked before durable ones are pruned.
 const MAX_TRACKED_DEPENDENCIES: usize = 4096;
 

@@ -186,6 +186,7 @@ impl Repository {
     ) -> Result<Repository, RepoError> {
         std::fs::create_dir_all(state_dir).map_err(|e| RepoError::io(state_dir, e))?;
         let index = Index::open(&state_dir.join(INDEX_FILE))?;
+        index.bind_repository(&config.id)?;
         Ok(Repository {
             inner: Arc::new(RepoInner {
                 backend,

@@ -209,3 +209,34 @@ fn cli_repair_index_rebuilds_a_deleted_or_unreadable_index() {
         run_ok(cli(&repo).args(["check", "--read-data"]), None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_another_repository_is_refused() {
+    let first = LocalRepo::new();
+    let repo = first.init(small_options()).await;
+    backup_bytes(&repo, random_bytes(MIB, 90), "s").await;
+    drop(repo);
+    // A second repository pointed at the first one's state directory.
+    let second = LocalRepo::new();
+    let backend = second.backend();
+    backend.create_root().await.unwrap();
+    let error = match Repository::init(
+        backend,
+        &first.state(),
+        PASSPHRASE.as_bytes(),
+        small_options(),
+    )
+    .await
+    {
+        Ok(_) => panic!("a foreign index must be refused"),
+        Err(error) => error,
+    };
+    assert_eq!(error.kind(), stowage::error::ErrorKind::Conflict);
+    assert!(
+        error.to_string().contains("belongs to repository"),
+        "{error}"
+    );
+    // The first repository still opens on its own index.
+    let repo = first.open().await;
+    assert_eq!(repo.backups().unwrap().len(), 1);
+}
