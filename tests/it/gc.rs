@@ -1,105 +1,31 @@
 //! Deleting backups and reclaiming space: recycle and undelete, purge then GC, GC killed
 //! at every backend mutation, and GC looping beside concurrent overlapping ingests.
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use stowage::backend::{DynBackend, FaultPlan, FaultyBackend, LocalBackend};
-use stowage::format::config::ChunkerParams;
-use stowage::pipeline::keys::KdfCost;
+use stowage::backend::{FaultPlan, FaultyBackend};
 use stowage::repo::gc::GcOptions;
-use stowage::repo::ingest::IngestOptions;
-use stowage::repo::{InitOptions, Progress, Repository};
+use stowage::repo::Repository;
 
-const PASSPHRASE: &[u8] = b"gc test passphrase";
-
-fn small_options() -> InitOptions {
-    InitOptions {
-        chunker: ChunkerParams {
-            min_size: 16 << 10,
-            avg_size: 64 << 10,
-            max_size: 256 << 10,
-        },
-        compression_level: 1,
-        pack_size: 1 << 20,
-        kdf: KdfCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-    }
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn local(dir: &Path) -> DynBackend {
-    Arc::new(LocalBackend::new(dir))
-}
-
-async fn init(dir: &Path) -> Repository {
-    Repository::init(local(dir), &dir.join("state"), PASSPHRASE, small_options())
-        .await
-        .expect("init")
-}
-
-async fn open_on(backend: DynBackend, dir: &Path) -> Repository {
-    Repository::open(backend, &dir.join("state"), PASSPHRASE)
-        .await
-        .expect("open")
-}
+use crate::support::*;
 
 async fn put(repo: &Repository, series: &str, data: &[u8]) -> String {
-    let manifest = repo
-        .backup_stream(
-            Box::new(Cursor::new(data.to_vec())),
-            IngestOptions::new(series, "test"),
-            Arc::new(Progress::new()),
-        )
-        .await
-        .expect("backup");
-    manifest.id
+    backup_bytes(repo, data.to_vec(), series).await.id
 }
 
+/// A full restore through `export`, which also checks the recorded sha256.
 async fn restore(repo: &Repository, id: &str) -> Vec<u8> {
     let manifest = repo.backup(id).expect("backup record");
-    let sink = SharedSink::default();
+    let sink = SharedBuf::default();
     repo.export(&manifest, None, Box::new(sink.clone()))
         .await
         .expect("restore");
-    let bytes = sink.0.lock().unwrap().clone();
-    bytes
-}
-
-#[derive(Clone, Default)]
-struct SharedSink(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedSink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    sink.bytes()
 }
 
 async fn assert_clean(repo: &Repository) {
-    let report = repo
-        .check(true, Arc::new(Progress::new()))
-        .await
-        .expect("check runs");
+    let report = repo.check(true, progress()).await.expect("check runs");
     assert!(
         report.is_ok(),
         "check found problems: {:?}",
@@ -107,23 +33,14 @@ async fn assert_clean(repo: &Repository) {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+async fn gc(repo: &Repository) -> stowage::repo::gc::GcReport {
+    repo.gc(GcOptions::default(), progress()).await.expect("gc")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recycled_backups_are_hidden_restorable_and_undeletable() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = init(dir.path()).await;
+    let local = LocalRepo::new();
+    let repo = local.init(small_options()).await;
     let data = random_bytes(300_000, 1);
     let id = put(&repo, "s", &data).await;
     repo.recycle(&id).await.unwrap();
@@ -135,9 +52,7 @@ async fn recycled_backups_are_hidden_restorable_and_undeletable() {
         "a recycled backup still restores"
     );
     // GC keeps the chunks of recycled backups.
-    repo.gc(GcOptions::default(), Arc::new(Progress::new()))
-        .await
-        .unwrap();
+    gc(&repo).await;
     assert_eq!(restore(&repo, &id).await, data);
     repo.undelete(&id).await.unwrap();
     assert!(repo.backup_entries().unwrap()[0].recycled_at.is_none());
@@ -150,8 +65,8 @@ async fn recycled_backups_are_hidden_restorable_and_undeletable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_then_gc_reclaims_what_only_the_purged_backups_used() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = init(dir.path()).await;
+    let local = LocalRepo::new();
+    let repo = local.init(small_options()).await;
     let base = random_bytes(6 << 20, 2);
     let kept = put(&repo, "s", &base).await;
     let after_kept = repo.stats().unwrap().stored_bytes;
@@ -173,7 +88,7 @@ async fn purge_then_gc_reclaims_what_only_the_purged_backups_used() {
                 dry_run: true,
                 ..GcOptions::default()
             },
-            Arc::new(Progress::new()),
+            progress(),
         )
         .await
         .unwrap();
@@ -182,10 +97,7 @@ async fn purge_then_gc_reclaims_what_only_the_purged_backups_used() {
         before,
         "a dry run changes nothing"
     );
-    let report = repo
-        .gc(GcOptions::default(), Arc::new(Progress::new()))
-        .await
-        .unwrap();
+    let report = gc(&repo).await;
     assert_eq!(report.garbage_chunks, dry.garbage_chunks);
     let after = repo.stats().unwrap().stored_bytes;
     let reclaimed = before - after;
@@ -196,7 +108,7 @@ async fn purge_then_gc_reclaims_what_only_the_purged_backups_used() {
     assert_eq!(restore(&repo, &kept).await, base);
     assert_clean(&repo).await;
     // On disk too: the pack files are gone.
-    let on_disk: u64 = walk_size(&dir.path().join("packs"));
+    let on_disk: u64 = walk_size(&local.root().join("packs"));
     assert_eq!(on_disk, after);
 }
 
@@ -218,8 +130,8 @@ fn walk_size(dir: &Path) -> u64 {
 }
 
 /// A repository where GC must delete packs, repack a half-live pack and sweep chunks.
-async fn gc_fixture(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let repo = init(dir).await;
+async fn gc_fixture(local: &LocalRepo) -> Vec<(String, Vec<u8>)> {
+    let repo = local.init(small_options()).await;
     // The purged stream interleaves its own bytes with bytes a kept backup shares, so
     // its packs end up partly live: GC must repack them.
     let (head, tail) = (random_bytes(400 << 10, 10), random_bytes(400 << 10, 14));
@@ -237,20 +149,13 @@ async fn gc_fixture(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_killed_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() {
-    let template = tempfile::tempdir().unwrap();
-    let live = gc_fixture(template.path()).await;
+    let template = LocalRepo::new();
+    let live = gc_fixture(&template).await;
     // Count the backend mutations of one full run.
-    let counting_dir = tempfile::tempdir().unwrap();
-    copy_dir(template.path(), counting_dir.path());
-    let counter = Arc::new(FaultyBackend::new(
-        local(counting_dir.path()),
-        FaultPlan::Never,
-    ));
-    let repo = open_on(counter.clone(), counting_dir.path()).await;
-    let full = repo
-        .gc(GcOptions::default(), Arc::new(Progress::new()))
-        .await
-        .unwrap();
+    let counting = template.copy();
+    let counter = Arc::new(FaultyBackend::new(counting.backend(), FaultPlan::Never));
+    let repo = counting.open_with(counter.clone()).await;
+    let full = gc(&repo).await;
     assert!(
         full.packs_deleted > 0 && full.packs_repacked > 0,
         "{full:?}"
@@ -261,29 +166,24 @@ async fn gc_killed_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() 
     assert!(mutations >= 4, "only {mutations} mutations");
 
     for stop in 0..mutations {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(template.path(), dir.path());
-        let faulty = Arc::new(FaultyBackend::new(local(dir.path()), FaultPlan::Never));
-        let repo = open_on(faulty.clone(), dir.path()).await;
+        let local = template.copy();
+        let faulty = Arc::new(FaultyBackend::new(local.backend(), FaultPlan::Never));
+        let repo = local.open_with(faulty.clone()).await;
         // Opening only reads; the process "dies" after `stop` mutations of the GC.
         faulty.set_plan(FaultPlan::StopAfter { mutations: stop });
-        let result = repo
-            .gc(GcOptions::default(), Arc::new(Progress::new()))
-            .await;
+        let result = repo.gc(GcOptions::default(), progress()).await;
         assert!(
             result.is_err(),
             "GC stopped after {stop} mutations must fail"
         );
         drop(repo);
         // The "restarted process": the plain backend, the same state directory.
-        let repo = open_on(local(dir.path()), dir.path()).await;
+        let repo = local.open().await;
         assert_clean(&repo).await;
         for (id, data) in &live {
             assert_eq!(&restore(&repo, id).await, data, "stop {stop}: backup {id}");
         }
-        repo.gc(GcOptions::default(), Arc::new(Progress::new()))
-            .await
-            .unwrap();
+        gc(&repo).await;
         assert_clean(&repo).await;
         assert!(
             repo.stats().unwrap().stored_bytes <= reclaimed_size + (64 << 10),
@@ -294,8 +194,8 @@ async fn gc_killed_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_looping_beside_overlapping_ingests_never_sweeps_a_used_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = init(dir.path()).await;
+    let local = LocalRepo::new();
+    let repo = local.init(small_options()).await;
     // Streams drawn from a small pool of blocks overlap heavily with each other.
     let pool: Vec<Vec<u8>> = (0..24).map(|i| random_bytes(96 << 10, 100 + i)).collect();
     let pool = Arc::new(pool);
@@ -305,7 +205,7 @@ async fn gc_looping_beside_overlapping_ingests_never_sweeps_a_used_chunk() {
         tokio::spawn(async move {
             let mut runs = 0u32;
             while !done.load(std::sync::atomic::Ordering::Relaxed) || runs == 0 {
-                repo.gc(GcOptions::default(), Arc::new(Progress::new()))
+                repo.gc(GcOptions::default(), progress())
                     .await
                     .expect("gc beside ingest");
                 runs += 1;
