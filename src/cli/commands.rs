@@ -122,6 +122,22 @@ pub async fn run(command: Command) -> Result<Outcome> {
         Command::Repair {
             what: RepairCommand::Index { repo },
         } => repair_index(&repo).await,
+        Command::Bench {
+            size,
+            levels,
+            pipeline_level,
+            chunk_avg_kib,
+            input,
+        } => {
+            super::bench::run(super::bench::BenchOptions {
+                size_mib: size,
+                levels: &levels,
+                pipeline_level,
+                chunk_avg_kib,
+                input: input.as_deref(),
+            })
+            .await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! printing results for people (tables, progress bars on a terminal) or scripts
 //! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
 
+mod bench;
 mod commands;
 mod output;
 mod remote;
@@ -214,6 +215,24 @@ enum Command {
     Repair {
         #[command(subcommand)]
         what: RepairCommand,
+    },
+    /// Measure this machine: each stage per core, the whole pipeline, what bounds it.
+    Bench {
+        /// MiB of data to measure on.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// zstd levels to compare (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,3,9")]
+        levels: Vec<i32>,
+        /// zstd level of the whole-pipeline run.
+        #[arg(long, default_value_t = 3)]
+        pipeline_level: i32,
+        /// Average chunk size in KiB (min half, max eight times that).
+        #[arg(long, default_value_t = 1024)]
+        chunk_avg_kib: u32,
+        /// Read the data from this file (its first --size MiB) instead of generating it.
+        #[arg(long)]
+        input: Option<PathBuf>,
     },
 }
 
