@@ -100,7 +100,7 @@ run_tool() {
     stowage) "$stowage_bin" init --repo "$r" 2>/dev/null ;;
     restic) restic init --repository-version 2 -r "$r" -q >/dev/null ;;
     rustic) rustic init -r "$r" >/dev/null 2>&1 ;;
-    borg) borg init -e repokey "$r" ;;
+    borg) borg init -e repokey "$r" >/dev/null 2>&1 ;;
   esac
   local step file
   for step in ingest61 ingest612 reingest612; do
@@ -140,7 +140,7 @@ run_tool() {
       stowage) "$stowage_bin" init --repo "$tr" 2>/dev/null ;;
       restic) restic init --repository-version 2 -r "$tr" -q >/dev/null ;;
       rustic) rustic init -r "$tr" >/dev/null 2>&1 ;;
-      borg) borg init -e repokey "$tr" ;;
+      borg) borg init -e repokey "$tr" >/dev/null 2>&1 ;;
     esac
     warm_tree "$tree612"
     case $tool in
