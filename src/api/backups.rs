@@ -121,11 +121,23 @@ pub async fn upload(
     if let Some(len) = declared.filter(|_| !is_form) {
         progress.set_total(len);
     }
-    let work = run_upload(state.clone(), series, source_name, body, progress.clone());
     if query.wait {
+        let work = run_upload(state.clone(), series, source_name, body, progress, None);
         let view = work.await?;
         return Ok((StatusCode::CREATED, Json(view)).into_response());
     }
+    // The answer waits until the body has been read: an HTTP/1.1 server that answers
+    // while the client is still sending cannot rely on the rest of the body arriving.
+    // Making the backup durable (last packs, manifest, index) continues as the job.
+    let (received_tx, received_rx) = tokio::sync::oneshot::channel();
+    let work = run_upload(
+        state.clone(),
+        series,
+        source_name,
+        body,
+        progress.clone(),
+        Some(received_tx),
+    );
     let id = state.jobs.begin(JobKind::Upload, progress);
     let (jobs, job) = (state.jobs.clone(), id.clone());
     tokio::spawn(async move {
@@ -134,6 +146,9 @@ pub async fn upload(
             .map(|view| serde_json::to_value(view).unwrap_or_default());
         jobs.end(&job, outcome.map_err(api_to_repo));
     });
+    // A failure before the body was read drops the sender: answer with the job anyway,
+    // whose record carries the error.
+    let _ = received_rx.await;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "job": state.jobs.get(&id)? })),
@@ -156,6 +171,7 @@ async fn run_upload(
     source_name: String,
     body: UploadBody,
     progress: Arc<Progress>,
+    body_received: Option<tokio::sync::oneshot::Sender<u64>>,
 ) -> Result<BackupView, ApiError> {
     let _slot = state.upload_slots.acquire().await.map_err(|_| {
         ApiError::new(
@@ -176,7 +192,14 @@ async fn run_upload(
         Box::new(reader),
         progress,
     );
-    let (received, result) = tokio::join!(feed(body, pump), ingest);
+    let reading = async {
+        let received = feed(body, pump).await;
+        if let Some(signal) = body_received {
+            let _ = signal.send(received);
+        }
+        received
+    };
+    let (received, result) = tokio::join!(reading, ingest);
     state
         .metrics
         .uploads_in_flight
