@@ -9,6 +9,7 @@
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod dialects;
 pub mod error;
 pub mod format;
 pub mod http;

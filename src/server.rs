@@ -15,6 +15,7 @@ use crate::backend::{DynBackend, LocalBackend};
 use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
+use crate::service::fa::FaService;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
 
@@ -36,6 +37,38 @@ pub struct ServerConfig {
     pub max_concurrent_uploads: usize,
     /// Finished jobs remembered.
     pub job_history: usize,
+    /// The dialects served beside the native API.
+    pub dialects: DialectsConfig,
+}
+
+/// `[dialects.*]` sections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialectsConfig {
+    pub fa: FaConfig,
+}
+
+/// `[dialects.fa]`: server-side path backups under `/fa/api/v0`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaConfig {
+    pub enabled: bool,
+    /// Root of the users' homes, `<root>/users/<username>` (default `<data_dir>/fa`;
+    /// `STOWAGE_FA_ROOT` overrides).
+    pub root: Option<PathBuf>,
+    /// HS512 secret of fa users' tokens (`STOWAGE_FA_JWT_SECRET` overrides). Without
+    /// one, only stowage API keys are accepted.
+    pub jwt_secret: Option<String>,
+}
+
+impl Default for FaConfig {
+    fn default() -> Self {
+        FaConfig {
+            enabled: true,
+            root: None,
+            jwt_secret: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +81,7 @@ impl Default for ServerConfig {
             max_json_bytes: 1 << 20,
             max_concurrent_uploads: 16,
             job_history: 1000,
+            dialects: DialectsConfig::default(),
         }
     }
 }
@@ -165,18 +199,40 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         max_json_bytes: config.max_json_bytes,
     };
     let jobs = Arc::new(JobRegistry::new(config.job_history));
-    Ok(Arc::new(ServerState::new(
-        repo,
-        keys,
-        jobs,
-        limits,
-        config.max_concurrent_uploads,
-    )))
+    let fa = fa_service(config, &repo)?;
+    let mut state = ServerState::new(repo, keys, jobs, limits, config.max_concurrent_uploads);
+    state.fa = fa;
+    Ok(Arc::new(state))
 }
 
-/// The full router: the native API and the request counter.
+/// The fa dialect's service, when enabled; `STOWAGE_FA_ROOT` and `STOWAGE_FA_JWT_SECRET`
+/// override the config file.
+fn fa_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<FaService>>> {
+    let fa = &config.dialects.fa;
+    if !fa.enabled {
+        return Ok(None);
+    }
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let root = env("STOWAGE_FA_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| fa.root.clone())
+        .unwrap_or_else(|| config.data_dir.join("fa"));
+    let secret = env("STOWAGE_FA_JWT_SECRET")
+        .map(|v| v.into_encoded_bytes())
+        .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
+    let jobs_file = config.data_dir.join("dialects").join("fa.json");
+    let service = FaService::open(repo.clone(), &root, jobs_file, secret)
+        .with_context(|| format!("starting the fa dialect (root {})", root.display()))?;
+    Ok(Some(Arc::new(service)))
+}
+
+/// The full router: the native API, the enabled dialects and the request counter.
 pub fn router(state: AppState) -> axum::Router {
-    crate::api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+    let mut router = crate::api::router(state.clone());
+    if let Some(fa) = crate::dialects::fa::router(state.clone()) {
+        router = router.merge(fa);
+    }
+    router.layer(axum::middleware::from_fn_with_state(
         state,
         crate::http::metrics::count_requests,
     ))

@@ -27,6 +27,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// Uploads ingesting at once; more wait their turn.
     pub upload_slots: Semaphore,
+    /// The fa dialect's jobs, when the dialect is enabled.
+    pub fa: Option<Arc<crate::service::fa::FaService>>,
     shutting_down: AtomicBool,
 }
 
@@ -47,6 +49,7 @@ impl ServerState {
             metrics: Metrics::default(),
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
+            fa: None,
             shutting_down: AtomicBool::new(false),
         }
     }

@@ -463,8 +463,12 @@ fn restore_entry(
                 fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
             }
             let mut file = File::create(&path).map_err(|e| RepoError::io(&path, e))?;
-            let copied = io::copy(&mut data.by_ref().take(entry.size), &mut file)
-                .map_err(|e| unwrap_io(e, &path.display().to_string()))?;
+            let copied = copy_cancellable(
+                &mut data.by_ref().take(entry.size),
+                &mut file,
+                &path,
+                progress,
+            )?;
             if copied != entry.size {
                 return Err(RepoError::CorruptCatalog {
                     backup: backup.to_string(),
@@ -474,7 +478,6 @@ fn restore_entry(
                     ),
                 });
             }
-            progress.add_done(copied);
             drop(file);
             apply_metadata(&path, &entry)?;
         }
@@ -484,6 +487,31 @@ fn restore_entry(
         }
     }
     Ok(())
+}
+
+/// Copies one file's bytes, counting progress and checking for cancellation per read,
+/// so cancelling a restore does not wait for a large file to end.
+fn copy_cancellable(
+    reader: &mut impl Read,
+    file: &mut File,
+    path: &Path,
+    progress: &Progress,
+) -> Result<u64, RepoError> {
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut copied = 0u64;
+    loop {
+        progress.check()?;
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unwrap_io(e, &path.display().to_string())),
+        };
+        file.write_all(&buffer[..n])
+            .map_err(|e| RepoError::io(path, e))?;
+        copied += n as u64;
+        progress.add_done(n as u64);
+    }
 }
 
 fn apply_metadata(path: &Path, entry: &CatalogEntry) -> Result<(), RepoError> {

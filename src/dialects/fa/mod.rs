@@ -1,0 +1,209 @@
+//! The fa dialect (`ellis-chen/fa`, spec `fa-backup-api.md`): server-side path backups
+//! and restores as cancellable jobs under `/fa/api/v0`, for clients that send paths on
+//! the server's own file system, poll job status and cancel. The work is done by
+//! `service::fa`; this module speaks fa's wire format. Differences from the document are
+//! listed in `docs/dialects/fa.md`.
+
+mod auth;
+mod error;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::AppState;
+use crate::service::fa::FaService;
+use crate::service::keys::Role;
+use error::{no_such_record, success, FaApiError};
+
+#[derive(Clone)]
+struct FaState {
+    app: AppState,
+    service: Arc<FaService>,
+}
+
+type Reply = Result<Response, FaApiError>;
+
+/// The dialect's routes, or `None` when the server runs without it.
+pub fn router(app: AppState) -> Option<Router> {
+    let service = app.fa.clone()?;
+    let json_limit = app.limits.max_json_bytes;
+    let state = FaState { app, service };
+    let router = Router::new()
+        // "POST /fa/api/v0/backup" with {"id","path"}: "backup a file"; the real server
+        // serves it as POST /backup/new.
+        .route("/fa/api/v0/backup", post(backup_new))
+        .route("/fa/api/v0/backup/new", post(backup_new))
+        // "GET /fa/api/v0/backup/1": "get the backup status";
+        // "DELETE /fa/api/v0/backup/1": "delete a backup".
+        .route(
+            "/fa/api/v0/backup/{id}",
+            get(backup_get).delete(backup_delete),
+        )
+        // "POST /fa/api/v0/backup/cancel" with {"id"}: "cancel a backup".
+        .route("/fa/api/v0/backup/cancel", post(backup_cancel))
+        // "POST /fa/api/v0/backup/cancel-all": "cancel all backup" (the body is ignored).
+        .route("/fa/api/v0/backup/cancel-all", post(backup_cancel_all))
+        // "POST /fa/api/v0/backup/destroy-repo": "delete backup repo".
+        .route("/fa/api/v0/backup/destroy-repo", post(destroy_repo))
+        // Not in the document; the real server answers {"destroyed": bool}.
+        .route("/fa/api/v0/backup/repo-destroyed", get(repo_destroyed))
+        // "POST /fa/api/v0/restore" with {"restore_id","backup_id","dst_path"}:
+        // "restore a backup"; the real server serves it as POST /restore/new.
+        .route("/fa/api/v0/restore", post(restore_new))
+        .route("/fa/api/v0/restore/new", post(restore_new))
+        // "GET /fa/api/v0/restore/1": "get the restore status".
+        .route("/fa/api/v0/restore/{id}", get(restore_get))
+        // Not in the document; the real server cancels one restore, or all of them.
+        .route("/fa/api/v0/restore/cancel", post(restore_cancel))
+        .route("/fa/api/v0/restore/cancel-all", post(restore_cancel_all))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state);
+    Some(router)
+}
+
+/// Parses a JSON body into `T`; every failure is fa's 400.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, FaApiError> {
+    let body = body.map_err(|e| FaApiError::bad_request(e.body_text()))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| FaApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A numeric id from the path.
+fn id_of(text: &str) -> Result<i64, FaApiError> {
+    text.parse()
+        .map_err(|_| FaApiError::bad_request(format!("invalid id {text:?}: not an integer")))
+}
+
+fn check_storage(storage_id: Option<i64>) -> Result<(), FaApiError> {
+    match storage_id {
+        None | Some(-1) | Some(0) => Ok(()),
+        Some(other) => Err(FaApiError::bad_request(format!(
+            "storage_id {other} is not supported: only the user's home (-1) is served"
+        ))),
+    }
+}
+
+/// "Starting returns 2001 at once; progress shows in GET while it runs." Posting an id
+/// whose job is running is ignored; an existing finished id runs again.
+async fn backup_new(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let request: wire::NewBackup = parse(body)?;
+    check_storage(request.storage_id)?;
+    s.service.start_backup(&user, request.id, &request.path)?;
+    Ok(success(()))
+}
+
+/// Unknown id: HTTP 200 with code 4001 and `data: null`.
+async fn backup_get(State(s): State<FaState>, headers: HeaderMap, Path(id): Path<String>) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let id = id_of(&id)?;
+    Ok(match s.service.backup(&user, id)? {
+        Some(view) => success(wire::Backup::from(view)),
+        None => no_such_record("backup", id),
+    })
+}
+
+/// Cancels the backup if it runs, removes it; its space is reclaimable by GC.
+async fn backup_delete(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let id = id_of(&id)?;
+    s.service.delete_backup(&user, id).await?;
+    Ok(success(()))
+}
+
+/// Unknown id → 400 "err cancel backup [ ID=1 ]: no such record".
+async fn backup_cancel(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let request: wire::Cancel = parse(body)?;
+    s.service.cancel_backup(&user, request.id)?;
+    Ok(success(()))
+}
+
+async fn backup_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    s.service.cancel_all_backups(&user)?;
+    Ok(success(()))
+}
+
+/// Cancels everything and removes every backup made through this dialect for the user.
+async fn destroy_repo(State(s): State<FaState>, headers: HeaderMap) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    s.service.destroy_repo(&user).await?;
+    Ok(success(()))
+}
+
+async fn repo_destroyed(State(s): State<FaState>, headers: HeaderMap) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let destroyed = s.service.repo_destroyed(&user)?;
+    Ok(success(wire::RepoDestroyed { destroyed }))
+}
+
+/// A missing backup still creates the restore record, as failed.
+async fn restore_new(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let request: wire::NewRestore = parse(body)?;
+    check_storage(request.storage_id)?;
+    s.service.start_restore(
+        &user,
+        request.restore_id,
+        request.backup_id,
+        &request.dst_path,
+    )?;
+    Ok(success(()))
+}
+
+async fn restore_get(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let id = id_of(&id)?;
+    Ok(match s.service.restore(&user, id)? {
+        Some(view) => success(wire::Restore::from(view)),
+        None => no_such_record("restore", id),
+    })
+}
+
+async fn restore_cancel(
+    State(s): State<FaState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let request: wire::Cancel = parse(body)?;
+    s.service.cancel_restore(&user, request.id)?;
+    Ok(success(()))
+}
+
+async fn restore_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
+    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    s.service.cancel_all_restores(&user)?;
+    Ok(success(()))
+}
