@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod corruption;
 mod dedup;
+mod fa;
 mod faults;
 mod gc;
 mod repair;

@@ -23,7 +23,7 @@ use stowage::service::keys::{KeyStore, Role};
 
 /// Server tests share it; the memory measurement takes it alone, so no other server in
 /// this process moves the peak RSS while it measures.
-static MEMORY: RwLock<()> = RwLock::const_new(());
+pub(crate) static MEMORY: RwLock<()> = RwLock::const_new(());
 
 const MIB: usize = 1 << 20;
 
