@@ -655,7 +655,12 @@ impl FaService {
                     action: "delete backup",
                     id,
                 })?;
-            if let Some(running) = inner.running.get(&(user.to_string(), JobKind::Backup, id)) {
+            // The cancelled run winds down on its own (and purges what it may still
+            // commit); the id is free for a new run at once.
+            if let Some(running) = inner
+                .running
+                .remove(&(user.to_string(), JobKind::Backup, id))
+            {
                 running.progress.cancel();
             }
             let restoring: Vec<i64> = inner
@@ -694,6 +699,9 @@ impl FaService {
         {
             let mut inner = self.lock();
             self.cancel_all_locked(&inner, user);
+            inner
+                .running
+                .retain(|(owner, kind, _), _| owner != user || *kind != JobKind::Backup);
             let state = Self::user_mut(&mut inner, user);
             state.backups.clear();
             state.destroyed = true;
