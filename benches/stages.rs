@@ -9,7 +9,7 @@
 //!     cargo bench --bench stages -- seal         # one group
 //!     cargo bench --bench stages -- --quick      # a quick pass
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,73 +43,6 @@ fn corpus_file() -> PathBuf {
     dir.join("linux-6.12.tar")
 }
 
-/// Text-like data: words drawn from a small vocabulary by a fixed-seed generator, so it
-/// compresses like source code does (roughly 3-4x with zstd -3).
-fn generated(len: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "static",
-        "int",
-        "struct",
-        "return",
-        "if",
-        "else",
-        "for",
-        "while",
-        "const",
-        "void",
-        "unsigned",
-        "long",
-        "char",
-        "*",
-        "(",
-        ")",
-        "{",
-        "}",
-        ";",
-        "=",
-        "==",
-        "->",
-        "0",
-        "1",
-        "NULL",
-        "err",
-        "dev",
-        "buf",
-        "len",
-        "size",
-        "data",
-        "ret",
-        "goto",
-        "out",
-        "\n",
-        "\t",
-        "kmalloc",
-        "kfree",
-        "spin_lock",
-        "mutex",
-        "u32",
-        "u64",
-        "#include",
-        "#define",
-    ];
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let word = WORDS[(state % WORDS.len() as u64) as usize];
-        out.extend_from_slice(word.as_bytes());
-        out.push(if state & 0x700 == 0 { b'\n' } else { b' ' });
-        if state & 0xFF_0000 == 0 {
-            // A number now and then, so not every byte sequence repeats.
-            write!(out, "{} ", state >> 40).expect("writing to a Vec");
-        }
-    }
-    out.truncate(len);
-    out
-}
-
 fn load_data() -> (Vec<u8>, &'static str) {
     let path = corpus_file();
     if let Ok(file) = std::fs::File::open(&path) {
@@ -118,7 +51,10 @@ fn load_data() -> (Vec<u8>, &'static str) {
             return (data, "linux-6.12.tar (first 64 MiB)");
         }
     }
-    (generated(DATA_LEN), "generated text-like data")
+    (
+        stowage::cli::bench::generated(DATA_LEN),
+        "generated text-like data",
+    )
 }
 
 /// The data cut into chunks with the default parameters, up to about `CHUNK_SAMPLE` bytes.

@@ -421,7 +421,7 @@ fn split<'a>(data: &'a [u8], lengths: &[usize], limit: usize) -> Vec<&'a [u8]> {
 
 /// Text-like data: words from a small vocabulary drawn by a fixed-seed generator, with a
 /// number now and then; it compresses about as well as source code.
-fn generated(len: usize) -> Vec<u8> {
+pub fn generated(len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
         "static",
         "int",

@@ -2,7 +2,7 @@
 //! printing results for people (tables, progress bars on a terminal) or scripts
 //! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
 
-mod bench;
+pub mod bench;
 mod commands;
 mod output;
 mod remote;
