@@ -22,6 +22,8 @@ use sha2::Sha512;
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role};
 
+use crate::support::{admin_key, serve_on_loopback};
+
 const SECRET: &str = "fa-test-secret";
 const API: &str = "/fa/api/v0";
 
@@ -75,21 +77,10 @@ impl Fa {
                 Err(e) => panic!("prepare: {e:#}"),
             }
         };
-        let admin = std::fs::read_to_string(data_dir.join("admin.key"))
-            .expect("admin.key")
-            .trim()
-            .to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, server::router(state))
-                .await
-                .expect("serve");
-        });
+        let admin = admin_key(&data_dir);
+        let (base, task) = serve_on_loopback(state).await;
         Fa {
-            base: format!("http://{addr}"),
+            base,
             client: Client::builder().no_proxy().build().expect("client"),
             admin,
             root,

@@ -21,6 +21,8 @@ use tokio::sync::RwLock;
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role};
 
+use crate::support::{admin_key, serve_on_loopback};
+
 /// Server tests share it; the memory measurement takes it alone, so no other server in
 /// this process moves the peak RSS while it measures.
 pub(crate) static MEMORY: RwLock<()> = RwLock::const_new(());
@@ -76,24 +78,13 @@ impl Server {
         };
         tweak(&mut config);
         let state = server::prepare(&config).await.expect("prepare");
-        let admin = std::fs::read_to_string(data_dir.join("admin.key"))
-            .expect("admin.key written on first start")
-            .trim()
-            .to_string();
+        let admin = admin_key(&data_dir);
         let keys = KeyStore::new(data_dir.join("keys.json"));
         let (_, writer) = keys.create("writer", Role::Writer).expect("writer key");
         let (reader_record, reader) = keys.create("reader", Role::Reader).expect("reader key");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, server::router(state))
-                .await
-                .expect("serve");
-        });
+        let (base, task) = serve_on_loopback(state).await;
         Server {
-            base: format!("http://{addr}"),
+            base,
             client: Client::builder().no_proxy().build().expect("client"),
             admin,
             writer,

@@ -468,3 +468,32 @@ pub fn init_for_cli(repo: &Path, options: InitOptions) {
         drop(repository);
     });
 }
+
+// ---------------------------------------------------------------------------------
+// Server helpers
+// ---------------------------------------------------------------------------------
+
+/// Serves the full router of a prepared server on a random loopback port; returns the
+/// base URL and the serving task.
+pub async fn serve_on_loopback(
+    state: stowage::http::AppState,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, stowage::server::router(state))
+            .await
+            .expect("serve");
+    });
+    (format!("http://{addr}"), task)
+}
+
+/// The admin key a first start wrote into the data directory.
+pub fn admin_key(data_dir: &std::path::Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.key"))
+        .expect("admin.key written on first start")
+        .trim()
+        .to_string()
+}
