@@ -58,6 +58,9 @@ pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i
         )
         .expect("XChaCha20-Poly1305 seals any length this code produces");
     envelope.extend_from_slice(&tag);
+    // The buffer was sized for zstd's worst case; give back what compression saved, so
+    // sealed blobs waiting for the packer hold only their own bytes.
+    envelope.shrink_to_fit();
     envelope
 }
 

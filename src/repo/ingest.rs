@@ -92,10 +92,11 @@ pub fn validate_series(series: &str) -> Result<(), RepoError> {
     }
 }
 
-/// Bytes read from the source per segment: at least twice the largest chunk, so every
-/// segment but the last yields at least one final chunk.
+/// Bytes read from the source per segment: more than the largest chunk, so every segment
+/// but the last yields at least one final chunk (a cut comes at `max_size` at the latest
+/// and something follows it), and not much more, since a few segments are alive at once.
 pub fn segment_size(params: &ChunkerParams) -> usize {
-    (2 * params.max_size as usize).max(8 << 20)
+    (params.max_size as usize + (4 << 20)).max(8 << 20)
 }
 
 impl Repository {
@@ -335,7 +336,7 @@ impl Session {
         let progress = self.progress.clone();
         std::thread::scope(|scope| {
             let (segment_tx, segment_rx) = sync_channel(SEGMENT_QUEUE);
-            let (observe_tx, observe_rx) = sync_channel::<Bytes>(SEGMENT_QUEUE * 2);
+            let (observe_tx, observe_rx) = sync_channel::<Bytes>(SEGMENT_QUEUE);
             scope.spawn(move || read_segments(source, params, segment_tx, observe_tx, &progress));
             let observer_thread = scope.spawn(move || {
                 let mut observer = observer;

@@ -49,11 +49,17 @@ struct FetchUnit {
     pieces: Vec<Piece>,
 }
 
-/// An ordered stream of the bytes of `range` within the stream `content`.
+/// Fetch units read ahead when a catalog is read beside its data: catalogs are small
+/// and read alongside the data stream, which has the memory budget.
+pub(crate) const CATALOG_READ_AHEAD_UNITS: usize = 1;
+
+/// An ordered stream of the bytes of `range` within the stream `content`, with up to
+/// `read_ahead` fetch units in flight.
 pub(crate) fn read_content(
     inner: Arc<RepoInner>,
     content: &ContentRef,
     range: Range<u64>,
+    read_ahead: usize,
 ) -> BoxStream<'static, Result<Bytes, RepoError>> {
     let mut leaves = Vec::new();
     let mut leaf_start = 0u64;
@@ -81,7 +87,7 @@ pub(crate) fn read_content(
                     .map_err(|e| RepoError::Internal(format!("restore task failed: {e}")))?
             }
         })
-        .buffered(READ_AHEAD_UNITS)
+        .buffered(read_ahead.max(1))
         .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok)))
         .try_flatten()
         .boxed()
@@ -300,7 +306,12 @@ impl Repository {
                 size: manifest.size,
             });
         }
-        Ok(read_content(self.inner.clone(), &manifest.content, range))
+        Ok(read_content(
+            self.inner.clone(),
+            &manifest.content,
+            range,
+            READ_AHEAD_UNITS,
+        ))
     }
 
     /// Writes a backup's bytes (or a range of them) to `out`. A full restore also checks

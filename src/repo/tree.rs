@@ -21,7 +21,9 @@ use super::ingest::{
 };
 use super::owners::OwnerNames;
 use super::progress::Progress;
-use super::restore::{read_content, unwrap_io, StreamReader};
+use super::restore::{
+    read_content, unwrap_io, StreamReader, CATALOG_READ_AHEAD_UNITS, READ_AHEAD_UNITS,
+};
 use super::spool::Spool;
 use super::{RepoError, RepoInner, Repository};
 use crate::format::catalog::{CatalogEntry, EntryKind, MAX_LINE_BYTES};
@@ -236,7 +238,12 @@ impl Repository {
         tokio::task::spawn_blocking(move || {
             let reader = StreamReader::new(
                 &handle,
-                read_content(inner, &catalog.content, 0..catalog.content.size),
+                read_content(
+                    inner,
+                    &catalog.content,
+                    0..catalog.content.size,
+                    CATALOG_READ_AHEAD_UNITS,
+                ),
             );
             for_each_entry(reader, &backup, visit)
         })
@@ -381,7 +388,12 @@ fn restore_tree_blocking(
             reason: "tree backup has no catalog".into(),
         })?;
     progress.set_total(manifest.size);
-    let data_stream = read_content(inner.clone(), &manifest.content, 0..manifest.size);
+    let data_stream = read_content(
+        inner.clone(),
+        &manifest.content,
+        0..manifest.size,
+        READ_AHEAD_UNITS,
+    );
     let mut data = HashingReader {
         inner: StreamReader::new(&handle, data_stream),
         sha: Sha256::new(),
@@ -389,7 +401,12 @@ fn restore_tree_blocking(
     };
     let catalog_reader = StreamReader::new(
         &handle,
-        read_content(inner, &catalog.content, 0..catalog.content.size),
+        read_content(
+            inner,
+            &catalog.content,
+            0..catalog.content.size,
+            CATALOG_READ_AHEAD_UNITS,
+        ),
     );
     let mut deferred = Deferred {
         dirs: Vec::new(),
