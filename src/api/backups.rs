@@ -261,8 +261,8 @@ pub async fn list(
 }
 
 fn view(state: &AppState, id: &str) -> Result<BackupView, ApiError> {
-    let manifest = state.repo.backup(id)?;
-    Ok(BackupView::new(&manifest, state.repo.recycled_at(id)?))
+    let entry = state.repo.backup_entry(id)?;
+    Ok(BackupView::new(&entry.manifest, entry.recycled_at))
 }
 
 pub async fn get(

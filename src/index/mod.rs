@@ -421,16 +421,30 @@ impl Index {
 
     /// Forgets pack records (after their chunks were removed or moved).
     pub fn remove_packs(&self, packs: &[Id]) -> Result<(), IndexError> {
-        self.relocate(
-            Id::default(),
-            PackRecord {
-                size: 0,
-                blobs: 0,
-                created: 0,
-            },
-            &[],
-            packs,
-        )
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(PACKS).map_err(db)?;
+            for pack in packs {
+                table.remove(pack.0).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// When a backup was recycled; `None` while it is live (or unknown).
+    pub fn recycled_at(&self, id: &str) -> Result<Option<String>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(RECYCLED).map_err(db)?;
+        let value = table.get(id).map_err(db)?;
+        Ok(value.map(|v| v.value().to_string()))
+    }
+
+    /// One series record's JSON bytes, if stored.
+    pub fn get_series(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SERIES).map_err(db)?;
+        let value = table.get(name).map_err(db)?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 }
 

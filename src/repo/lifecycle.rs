@@ -22,6 +22,11 @@ pub struct BackupEntry {
     pub recycled_at: Option<String>,
 }
 
+fn decode_series(name: &str, bytes: &[u8]) -> Result<SeriesRecord, RepoError> {
+    SeriesRecord::decode(bytes)
+        .map_err(|e| RepoError::Internal(format!("series {name} record: {e}")))
+}
+
 fn recycled_key(id: &str) -> String {
     format!("{RECYCLED_PREFIX}{id}")
 }
@@ -46,8 +51,15 @@ impl Repository {
 
     /// The recycle time of a backup, `None` when live; an error when unknown.
     pub fn recycled_at(&self, id: &str) -> Result<Option<String>, RepoError> {
-        self.backup(id)?;
-        Ok(self.inner.index.recycled()?.remove(id))
+        Ok(self.backup_entry(id)?.recycled_at)
+    }
+
+    /// One backup with its recycle state.
+    pub fn backup_entry(&self, id: &str) -> Result<BackupEntry, RepoError> {
+        Ok(BackupEntry {
+            manifest: self.backup(id)?,
+            recycled_at: self.inner.index.recycled_at(id)?,
+        })
     }
 
     /// Moves a backup to the recycle bin. Recycling a recycled backup changes nothing.
@@ -121,7 +133,11 @@ impl Repository {
 
     /// A series record, if one was stored.
     pub fn series(&self, name: &str) -> Result<Option<SeriesRecord>, RepoError> {
-        Ok(self.list_series()?.into_iter().find(|s| s.name == name))
+        self.inner
+            .index
+            .get_series(name)?
+            .map(|bytes| decode_series(name, &bytes))
+            .transpose()
     }
 
     /// Every stored series record, by name.
@@ -130,10 +146,7 @@ impl Repository {
             .index
             .list_series()?
             .into_iter()
-            .map(|(name, bytes)| {
-                SeriesRecord::decode(&bytes)
-                    .map_err(|e| RepoError::Internal(format!("series {name} record: {e}")))
-            })
+            .map(|(name, bytes)| decode_series(&name, &bytes))
             .collect()
     }
 

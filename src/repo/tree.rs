@@ -236,16 +236,7 @@ impl Repository {
         let handle = Handle::current();
         let backup = manifest.id.clone();
         tokio::task::spawn_blocking(move || {
-            let reader = StreamReader::new(
-                &handle,
-                read_content(
-                    inner,
-                    &catalog.content,
-                    0..catalog.content.size,
-                    CATALOG_READ_AHEAD_UNITS,
-                ),
-            );
-            for_each_entry(reader, &backup, visit)
+            for_each_entry(catalog_reader(inner, &handle, &catalog), &backup, visit)
         })
         .await
         .map_err(|e| RepoError::Internal(format!("catalog task failed: {e}")))?
@@ -313,6 +304,15 @@ fn backup_tree_blocking(
         tar: None,
     };
     Ok((session.commit(draft)?, skipped))
+}
+
+/// A blocking reader over a backup's catalog text (small, so little read-ahead).
+fn catalog_reader(inner: Arc<RepoInner>, handle: &Handle, catalog: &CatalogRef) -> StreamReader {
+    let content = &catalog.content;
+    StreamReader::new(
+        handle,
+        read_content(inner, content, 0..content.size, CATALOG_READ_AHEAD_UNITS),
+    )
 }
 
 /// Reads catalog lines from `reader`, decoding and checking each.
@@ -399,20 +399,12 @@ fn restore_tree_blocking(
         sha: Sha256::new(),
         read: 0,
     };
-    let catalog_reader = StreamReader::new(
-        &handle,
-        read_content(
-            inner,
-            &catalog.content,
-            0..catalog.content.size,
-            CATALOG_READ_AHEAD_UNITS,
-        ),
-    );
+    let catalog_lines = catalog_reader(inner, &handle, &catalog);
     let mut deferred = Deferred {
         dirs: Vec::new(),
         links: Vec::new(),
     };
-    for_each_entry(catalog_reader, &manifest.id, |entry| {
+    for_each_entry(catalog_lines, &manifest.id, |entry| {
         progress.check()?;
         restore_entry(
             target,
