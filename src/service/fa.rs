@@ -483,8 +483,35 @@ impl FaService {
             }
             other => other,
         };
+        // The new backup is recorded (durably) before the one it replaces is purged, and
+        // the run reads as a success only after that purge: a client that sees the
+        // success sees exactly one backup. Killed in between, the record names the new
+        // backup and the old one stays as an unreferenced backup of the series.
         let mut orphan = None;
         let mut obsolete = None;
+        if let Ok(manifest) = &outcome {
+            let mut inner = self.lock();
+            let record = inner
+                .state
+                .users
+                .get_mut(&user)
+                .and_then(|u| u.backups.get_mut(&id))
+                .filter(|r| r.run == run);
+            match record {
+                Some(record) => {
+                    obsolete = record
+                        .backup
+                        .replace(manifest.id.clone())
+                        .filter(|old| *old != manifest.id);
+                    self.persist_logged(&inner);
+                }
+                // The record was deleted (or the repository destroyed) meanwhile.
+                None => orphan = Some(manifest.id.clone()),
+            }
+        }
+        if let Some(old) = obsolete {
+            self.purge_quietly(&old).await;
+        }
         {
             let mut inner = self.lock();
             if inner.running.get(&key).map(|r| r.run) == Some(run) {
@@ -504,7 +531,6 @@ impl FaService {
                         pack_size: manifest.stored_bytes,
                     };
                     record.extra = String::new();
-                    obsolete = record.backup.replace(manifest.id.clone());
                 }
                 (Some(record), Err(RepoError::Cancelled)) => {
                     record.status = FaStatus::Cancel;
@@ -516,14 +542,13 @@ impl FaService {
                     record.stat.total_size = progress.done();
                     record.extra = error.to_string();
                 }
-                // The record was deleted (or the repository destroyed) meanwhile.
-                (None, Ok(manifest)) => orphan = Some(manifest.id),
-                (None, Err(_)) => {}
+                // Deleted between the two steps: the deletion purged what the record named.
+                (None, _) => {}
             }
             self.persist_logged(&inner);
         }
-        for id in orphan.iter().chain(obsolete.iter()) {
-            self.purge_quietly(id).await;
+        if let Some(id) = orphan {
+            self.purge_quietly(&id).await;
         }
     }
 
