@@ -33,6 +33,8 @@ pub enum RepoError {
     AlreadyInitialized { location: String },
     #[error("backup {id} not found")]
     BackupNotFound { id: String },
+    #[error("backup {id} already exists")]
+    BackupExists { id: String },
     #[error("chunk {chunk} is not in the index{}", backup.as_ref().map(|b| format!(" (backup {b})")).unwrap_or_default())]
     ChunkMissing { chunk: Id, backup: Option<String> },
     #[error("chunk {chunk} in pack {pack} is corrupt: {reason}")]
@@ -76,7 +78,9 @@ impl RepoError {
             RepoError::NotARepository { .. } | RepoError::BackupNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            RepoError::AlreadyInitialized { .. } => ErrorKind::AlreadyExists,
+            RepoError::AlreadyInitialized { .. } | RepoError::BackupExists { .. } => {
+                ErrorKind::AlreadyExists
+            }
             RepoError::Manifest { .. }
             | RepoError::CorruptManifest { .. }
             | RepoError::ChunkMissing { .. }

@@ -547,16 +547,9 @@ impl Session {
             catalog: draft.catalog,
             tar: draft.tar,
         };
-        let sealed = seal::seal(
-            &self.inner.keys,
-            Domain::Manifest,
-            manifest.id.as_bytes(),
-            &manifest.encode(),
-            3,
-        );
+        let sealed = super::objects::seal_manifest(&self.inner, &manifest);
         let key = manifest_key(&manifest.id);
-        self.handle
-            .block_on(self.inner.backend.put(&key, Bytes::from(sealed)))?;
+        self.handle.block_on(self.inner.backend.put(&key, sealed))?;
         self.inner.index.put_backup(&manifest)?;
         self.committed = true;
         Ok(manifest)

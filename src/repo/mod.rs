@@ -6,6 +6,7 @@
 //! the in-flight registry that lets them deduplicate against each other safely.
 
 pub mod check;
+pub mod compose;
 mod coordinator;
 mod error;
 pub mod gc;

@@ -105,6 +105,17 @@ pub(crate) fn parse_pack(
     read_trailer(inner, pack, bytes, bytes.len() as u64, 0)
 }
 
+/// A manifest sealed for storage under its backup id (the inverse of `fetch_manifest`).
+pub(crate) fn seal_manifest(inner: &RepoInner, manifest: &BackupManifest) -> bytes::Bytes {
+    bytes::Bytes::from(seal::seal(
+        &inner.keys,
+        Domain::Manifest,
+        manifest.id.as_bytes(),
+        &manifest.encode(),
+        3,
+    ))
+}
+
 /// Reads, opens and decodes the manifest of backup `id` from the backend.
 pub(crate) async fn fetch_manifest(
     inner: &RepoInner,

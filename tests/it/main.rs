@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod compose;
 mod corruption;
 mod dedup;
 mod fa;
