@@ -1,10 +1,13 @@
 //! Use-cases in domain terms, above the engine: retention policies today; series, jobs,
 //! keys and users as the server grows. No HTTP types in or out.
 
+pub mod durable;
 pub mod fa;
 pub mod forget;
 pub mod jobs;
 pub mod keys;
 pub mod retention;
+pub mod signed_urls;
 pub mod uploads;
 pub mod views;
+pub mod wings;
