@@ -16,6 +16,8 @@ use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
 use crate::service::fa::FaService;
+use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
+use crate::service::wings::{WingsService, WingsSettings};
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
 
@@ -37,6 +39,10 @@ pub struct ServerConfig {
     pub max_concurrent_uploads: usize,
     /// Finished jobs remembered.
     pub job_history: usize,
+    /// Base of the URLs the server hands out (download links, Wings upload parts), as
+    /// clients reach it, e.g. `https://backups.example.com`; default: `http://` plus the
+    /// request's Host header.
+    pub public_url: Option<String>,
     /// The dialects served beside the native API.
     pub dialects: DialectsConfig,
 }
@@ -46,6 +52,38 @@ pub struct ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DialectsConfig {
     pub fa: FaConfig,
+    pub wings: WingsConfig,
+}
+
+/// `[dialects.wings]`: the Pterodactyl Panel's remote backup API for Wings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WingsConfig {
+    pub enabled: bool,
+    /// Size of each upload part in bytes (`STOWAGE_WINGS_PART_SIZE` overrides).
+    pub part_size: u64,
+    /// Lifetime of a part upload URL, in seconds.
+    pub url_lifetime_secs: u64,
+    /// Uploads not completed this many seconds after they were announced expire; their
+    /// parts are purged (`STOWAGE_WINGS_UPLOAD_EXPIRY_SECS` overrides).
+    pub upload_expiry_secs: u64,
+    /// Series of completed Wings backups.
+    pub series: String,
+    /// Series holding received parts until their upload completes.
+    pub staging_series: String,
+}
+
+impl Default for WingsConfig {
+    fn default() -> Self {
+        WingsConfig {
+            enabled: true,
+            part_size: 128 << 20,
+            url_lifetime_secs: 3600,
+            upload_expiry_secs: 6 * 3600,
+            series: "wings".into(),
+            staging_series: "wings-parts".into(),
+        }
+    }
 }
 
 /// `[dialects.fa]`: server-side path backups under `/fa/api/v0`.
@@ -81,6 +119,7 @@ impl Default for ServerConfig {
             max_json_bytes: 1 << 20,
             max_concurrent_uploads: 16,
             job_history: 1000,
+            public_url: None,
             dialects: DialectsConfig::default(),
         }
     }
@@ -199,10 +238,78 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         max_json_bytes: config.max_json_bytes,
     };
     let jobs = Arc::new(JobRegistry::new(config.job_history));
+    if let Some(url) = &config.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("public_url {url:?} must start with http:// or https://");
+        }
+    }
     let fa = fa_service(config, &repo)?;
+    let wings = wings_service(config, &repo)?;
+    let signing_key = config.data_dir.join("url-signing.key");
+    let secret = crate::service::durable::load_or_create_secret(&signing_key)
+        .with_context(|| format!("reading the URL signing key {}", signing_key.display()))?;
     let mut state = ServerState::new(repo, keys, jobs, limits, config.max_concurrent_uploads);
     state.fa = fa;
-    Ok(Arc::new(state))
+    state.wings = wings;
+    state.signer = UrlSigner::new(secret);
+    state.public_url = config.public_url.clone();
+    let state = Arc::new(state);
+    spawn_wings_expiry(&state);
+    Ok(state)
+}
+
+/// The Wings dialect's service, when enabled.
+fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<WingsService>>> {
+    let wings = &config.dialects.wings;
+    if !wings.enabled {
+        return Ok(None);
+    }
+    let env_number = |name: &str| -> Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(
+                v.parse().with_context(|| format!("{name}={v:?} is not a number"))?,
+            )),
+            _ => Ok(None),
+        }
+    };
+    let part_size = env_number("STOWAGE_WINGS_PART_SIZE")?.unwrap_or(wings.part_size);
+    if part_size < 1 << 20 {
+        anyhow::bail!("the Wings part size must be at least 1 MiB (got {part_size} bytes)");
+    }
+    let settings = WingsSettings {
+        part_size,
+        url_lifetime_secs: wings.url_lifetime_secs.clamp(60, MAX_LIFETIME_SECS),
+        upload_expiry_secs: env_number("STOWAGE_WINGS_UPLOAD_EXPIRY_SECS")?
+            .unwrap_or(wings.upload_expiry_secs)
+            .max(1),
+        max_size: config.max_upload_bytes,
+        series: wings.series.clone(),
+        staging_series: wings.staging_series.clone(),
+    };
+    let records = config.data_dir.join("dialects").join("wings.json");
+    let service = WingsService::open(repo.clone(), settings, records)
+        .context("starting the Wings dialect")?;
+    Ok(Some(Arc::new(service)))
+}
+
+/// Expires unfinished Wings uploads while the server runs. The task holds the service
+/// weakly, so it ends with the server state and never keeps the repository open.
+fn spawn_wings_expiry(state: &AppState) {
+    let Some(service) = state.wings.as_ref() else {
+        return;
+    };
+    let period = (service.settings().upload_expiry_secs / 4).clamp(1, 60);
+    let service = Arc::downgrade(service);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(period));
+        loop {
+            ticks.tick().await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            service.expire(chrono::Utc::now().timestamp()).await;
+        }
+    });
 }
 
 /// The fa dialect's service, when enabled; `STOWAGE_FA_ROOT` and `STOWAGE_FA_JWT_SECRET`
@@ -231,6 +338,9 @@ pub fn router(state: AppState) -> axum::Router {
     let mut router = crate::api::router(state.clone());
     if let Some(fa) = crate::dialects::fa::router(state.clone()) {
         router = router.merge(fa);
+    }
+    if let Some(wings) = crate::dialects::wings::router(state.clone()) {
+        router = router.merge(wings);
     }
     router.layer(axum::middleware::from_fn_with_state(
         state,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
@@ -18,12 +18,14 @@ use super::ApiError;
 use crate::format::catalog::CatalogEntry;
 use crate::http::body::{self, BodyPump};
 use crate::http::metrics::Metrics;
+use crate::http::public_url;
 use crate::http::range::{self, RangeRequest};
 use crate::http::AppState;
 use crate::repo::ingest::validate_series;
 use crate::repo::{Progress, RepoError};
 use crate::service::jobs::JobKind;
 use crate::service::keys::Role;
+use crate::service::signed_urls::{self, MAX_LIFETIME_SECS};
 use crate::service::uploads;
 use crate::service::views::BackupView;
 
@@ -294,7 +296,17 @@ pub async fn content(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Reader)?;
-    let manifest = state.repo.backup(&id)?;
+    stream_content(&state, &id, &headers, "application/octet-stream")
+}
+
+/// A backup's bytes (or the requested range) as a streaming response.
+fn stream_content(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    content_type: &str,
+) -> Result<Response, ApiError> {
+    let manifest = state.repo.backup(id)?;
     let size = manifest.size;
     let requested = range::parse(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
@@ -328,7 +340,7 @@ pub async fn content(
         header::CONTENT_LENGTH,
         (byte_range.end - byte_range.start).to_string(),
     );
-    set(h, header::CONTENT_TYPE, "application/octet-stream".into());
+    set(h, header::CONTENT_TYPE, content_type.into());
     set(h, header::ETAG, format!("\"{}\"", manifest.sha256));
     set(h, header::ACCEPT_RANGES, "bytes".into());
     set(
@@ -336,7 +348,7 @@ pub async fn content(
         header::CONTENT_DISPOSITION,
         format!(
             "attachment; filename=\"{}\"",
-            download_name(&manifest.source, &id)
+            download_name(&manifest.source, id)
         ),
     );
     if status == StatusCode::PARTIAL_CONTENT {
@@ -351,6 +363,80 @@ pub async fn content(
         );
     }
     Ok(response)
+}
+
+/// The media type of a download: gzip for a source named like a gzip file (what
+/// Wings requires of a restore download), else plain bytes.
+fn media_type(source: &str) -> &'static str {
+    let lower = source.to_ascii_lowercase();
+    if lower.ends_with(".gz") || lower.ends_with(".tgz") {
+        "application/x-gzip"
+    } else if lower.ends_with(".tar") {
+        "application/x-tar"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignQuery {
+    /// Lifetime in seconds.
+    ttl: Option<u64>,
+}
+
+fn download_path(id: &str) -> String {
+    format!("/v1/download/{id}")
+}
+
+/// `POST /v1/backups/{id}/url?ttl=S`: a link that downloads the backup without a key
+/// until it expires.
+pub async fn sign_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<SignQuery>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    state.repo.backup(&id)?;
+    let ttl = query.ttl.unwrap_or(3600);
+    if ttl == 0 || ttl > MAX_LIFETIME_SECS {
+        return Err(ApiError::invalid(format!(
+            "ttl {ttl} must be between 1 and {MAX_LIFETIME_SECS} seconds"
+        )));
+    }
+    let base = public_url::base(state.public_url.as_deref(), &headers).ok_or_else(|| {
+        ApiError::invalid("the request has no usable Host header and no public_url is configured")
+    })?;
+    let expires = chrono::Utc::now().timestamp() + ttl as i64;
+    let path = download_path(&id);
+    let url = format!("{base}{path}?{}", state.signer.query("GET", &path, expires));
+    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    Ok(Json(json!({ "url": url, "expires_at": expires_at })))
+}
+
+/// `GET /v1/download/{id}?expires=..&signature=..`: the backup's bytes for whoever
+/// holds a signed link; Range works as on `/content`.
+pub async fn signed_download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (expires, signature) = signed_urls::parse_query(uri.query().unwrap_or(""));
+    state
+        .signer
+        .verify(
+            "GET",
+            &download_path(&id),
+            expires,
+            signature.as_deref(),
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|e| ApiError::link_refused(e.to_string()))?;
+    let manifest = state.repo.backup(&id)?;
+    stream_content(&state, &id, &headers, media_type(&manifest.source))
 }
 
 #[derive(Deserialize)]

@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/backups", get(backups::list))
         .route("/v1/backups/{id}", get(backups::get).delete(backups::purge))
         .route("/v1/backups/{id}/content", get(backups::content))
+        .route("/v1/backups/{id}/url", post(backups::sign_url))
+        .route("/v1/download/{id}", get(backups::signed_download))
         .route("/v1/backups/{id}/catalog", get(backups::catalog))
         .route("/v1/backups/{id}/recycle", post(backups::recycle))
         .route("/v1/backups/{id}/restore", post(backups::restore))

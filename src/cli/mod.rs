@@ -291,6 +291,10 @@ pub struct ServeArgs {
     /// Finished jobs remembered [default: 1000].
     #[arg(long, env = "STOWAGE_JOB_HISTORY")]
     job_history: Option<usize>,
+    /// Base of the URLs the server hands out, as clients reach it
+    /// [default: http:// + the request's Host header].
+    #[arg(long, env = "STOWAGE_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -320,6 +324,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.job_history {
             config.job_history = v;
+        }
+        if let Some(v) = &self.public_url {
+            config.public_url = Some(v.clone());
         }
         Ok(config)
     }

@@ -3,3 +3,4 @@
 //! services; none holds storage logic. See `docs/dialects/`.
 
 pub mod fa;
+pub mod wings;

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod metrics;
 pub mod principal;
+pub mod public_url;
 pub mod range;
 pub mod state;
 

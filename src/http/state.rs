@@ -9,6 +9,7 @@ use super::metrics::Metrics;
 use crate::repo::Repository;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::KeyStore;
+use crate::service::signed_urls::UrlSigner;
 
 /// Limits and settings handlers need at request time.
 #[derive(Debug, Clone)]
@@ -29,6 +30,13 @@ pub struct ServerState {
     pub upload_slots: Semaphore,
     /// The fa dialect's jobs, when the dialect is enabled.
     pub fa: Option<Arc<crate::service::fa::FaService>>,
+    /// The Wings dialect's uploads, when the dialect is enabled.
+    pub wings: Option<Arc<crate::service::wings::WingsService>>,
+    /// Signs and verifies capability URLs (downloads, Wings upload parts).
+    pub signer: UrlSigner,
+    /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
+    /// taken from each request's `Host` header.
+    pub public_url: Option<String>,
     shutting_down: AtomicBool,
 }
 
@@ -50,6 +58,9 @@ impl ServerState {
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
             fa: None,
+            wings: None,
+            signer: UrlSigner::new(rand::random()),
+            public_url: None,
             shutting_down: AtomicBool::new(false),
         }
     }

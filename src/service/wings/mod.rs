@@ -300,9 +300,10 @@ impl WingsService {
         uuid: &str,
         number: u32,
         body: Box<dyn Read + Send>,
-        progress: Arc<Progress>,
     ) -> Result<String, WingsError> {
         let expected = self.part_len(uuid, number)?;
+        let progress = Arc::new(Progress::new());
+        progress.set_total(expected);
         let (attempt, start) = {
             let inner = self.lock();
             let record = inner.file.uploads.get(uuid).ok_or_else(not_found)?;
@@ -339,36 +340,41 @@ impl WingsService {
         }
         self.repo.recycle(&manifest.id).await?;
         let etag = etag_of(&manifest.sha256);
-        let replaced = {
+        let recorded = {
             let mut inner = self.lock();
             let current = inner
                 .file
                 .uploads
                 .get_mut(uuid)
                 .filter(|r| r.attempt == attempt && r.status == UploadStatus::Pending);
-            let Some(record) = current else {
-                drop(inner);
-                self.purge_quietly([manifest.id]).await;
-                return Err(WingsError::Conflict(format!(
-                    "backup {uuid} was reset or finished while part {number} was uploading"
-                )));
-            };
-            let replaced = record.parts.insert(
-                number,
-                PartRecord {
-                    backup: manifest.id.clone(),
-                    size: manifest.size,
-                    etag: etag.clone(),
-                },
-            );
-            let state = hashed.map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
-            inner
-                .chains
-                .entry(uuid.to_string())
-                .or_default()
-                .record(number, state);
-            self.persist(&inner)?;
-            replaced
+            match current {
+                None => None,
+                Some(record) => {
+                    let replaced = record.parts.insert(
+                        number,
+                        PartRecord {
+                            backup: manifest.id.clone(),
+                            size: manifest.size,
+                            etag: etag.clone(),
+                        },
+                    );
+                    let state =
+                        hashed.map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                    inner
+                        .chains
+                        .entry(uuid.to_string())
+                        .or_default()
+                        .record(number, state);
+                    self.persist(&inner)?;
+                    Some(replaced)
+                }
+            }
+        };
+        let Some(replaced) = recorded else {
+            self.purge_quietly([manifest.id]).await;
+            return Err(WingsError::Conflict(format!(
+                "backup {uuid} was reset or finished while part {number} was uploading"
+            )));
         };
         if let Some(old) = replaced.filter(|old| old.backup != manifest.id) {
             self.purge_quietly([old.backup]).await;
