@@ -16,10 +16,10 @@ use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
 use crate::service::fa::FaService;
-use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
-use crate::service::wings::{WingsService, WingsSettings};
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
+use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
+use crate::service::wings::{WingsService, WingsSettings};
 
 /// Every server setting, with its default.
 #[derive(Debug, Clone, Deserialize)]
@@ -266,9 +266,11 @@ fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<
     }
     let env_number = |name: &str| -> Result<Option<u64>> {
         match std::env::var(name) {
-            Ok(v) if !v.is_empty() => Ok(Some(
-                v.parse().with_context(|| format!("{name}={v:?} is not a number"))?,
-            )),
+            Ok(v) if !v.is_empty() => {
+                Ok(Some(v.parse().with_context(|| {
+                    format!("{name}={v:?} is not a number")
+                })?))
+            }
             _ => Ok(None),
         }
     };

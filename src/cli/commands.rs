@@ -66,6 +66,12 @@ pub async fn run(command: Command) -> Result<Outcome> {
         } if repo.server.is_some() => {
             remote::get(&repo, &id, output.as_deref(), range.as_deref()).await
         }
+        Command::Url {
+            server,
+            ttl,
+            json,
+            id,
+        } => remote::url(&server, &id, ttl, json).await,
         Command::Ls {
             repo,
             series,

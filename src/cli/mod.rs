@@ -118,6 +118,19 @@ enum Command {
         target: PathBuf,
     },
     /// List backups (live ones; `--recycled` lists the recycle bin).
+    /// Print a link that downloads a backup without a key until it expires (asks a
+    /// running server; the key comes from STOWAGE_KEY). Wings restores from such links.
+    Url {
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "STOWAGE_SERVER")]
+        server: String,
+        /// Lifetime of the link, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        #[arg(long)]
+        json: bool,
+        id: String,
+    },
     Ls {
         #[command(flatten)]
         repo: RepoArgs,

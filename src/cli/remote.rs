@@ -19,7 +19,10 @@ struct Remote {
 
 impl Remote {
     fn new(args: &RepoArgs) -> Result<Remote> {
-        let base = args.server.clone().context("no --server URL")?;
+        Remote::connect(args.server.as_deref().context("no --server URL")?)
+    }
+
+    fn connect(base: &str) -> Result<Remote> {
         let key =
             std::env::var("STOWAGE_KEY").context("set STOWAGE_KEY to an API key for the server")?;
         Ok(Remote {
@@ -137,6 +140,29 @@ pub async fn get(
         }
     }
     sink.flush()?;
+    Ok(Outcome::Success)
+}
+
+pub async fn url(server: &str, id: &str, ttl: u64, json: bool) -> Result<Outcome> {
+    let remote = Remote::connect(server)?;
+    let response = remote
+        .request(reqwest::Method::POST, &format!("/v1/backups/{id}/url"))
+        .query(&[("ttl", ttl.to_string())])
+        .send()
+        .await?;
+    let link: Value = checked(response).await?.json().await?;
+    if json {
+        println!("{link}");
+    } else {
+        println!(
+            "{}",
+            link["url"].as_str().context("the server sent no url")?
+        );
+        eprintln!(
+            "valid until {}",
+            link["expires_at"].as_str().unwrap_or("(unknown)")
+        );
+    }
     Ok(Outcome::Success)
 }
 

@@ -30,7 +30,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(base(None, &headers), None);
         headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert_eq!(base(None, &headers).as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            base(None, &headers).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         assert_eq!(
             base(Some("https://backups.example.com/"), &headers).as_deref(),
             Some("https://backups.example.com")

@@ -15,3 +15,4 @@ mod roundtrip;
 mod serve;
 mod server;
 mod tree;
+mod wings;

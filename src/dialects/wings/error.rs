@@ -100,8 +100,7 @@ impl From<WingsError> for PanelError {
 impl IntoResponse for PanelError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
-        let mut response =
-            (self.status, Json(json!({ "errors": self.entries }))).into_response();
+        let mut response = (self.status, Json(json!({ "errors": self.entries }))).into_response();
         if unauthorized {
             response
                 .headers_mut()

@@ -176,7 +176,10 @@ async fn upload_part(
         )));
     }
     let _slot = state.app.upload_slots.acquire().await.map_err(|_| {
-        PanelError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
+        PanelError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
     })?;
     let (pump, reader) = body::channel(expected.saturating_add(1));
     let metrics = &state.app.metrics;
@@ -194,12 +197,18 @@ async fn upload_part(
 }
 
 /// Parses a JSON object body; anything else is a 400.
-fn parse_object(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Map<String, Value>, PanelError> {
+fn parse_object(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Map<String, Value>, PanelError> {
     let body = body.map_err(|e| PanelError::bad_request(e.body_text()))?;
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(PanelError::bad_request("the request body must be a JSON object")),
-        Err(e) => Err(PanelError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        Ok(_) => Err(PanelError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(PanelError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -232,9 +241,7 @@ fn as_count(value: &Value) -> Option<u64> {
 }
 
 /// The Panel's validation of a completion report, rule by rule.
-fn validate_report(
-    body: &serde_json::Map<String, Value>,
-) -> Result<CompletionReport, PanelError> {
+fn validate_report(body: &serde_json::Map<String, Value>) -> Result<CompletionReport, PanelError> {
     let mut failures: Vec<(String, &'static str, String)> = Vec::new();
     let present = |name: &str| body.get(name).filter(|v| !v.is_null());
     let successful = match present("successful") {
@@ -261,14 +268,21 @@ fn validate_report(
                 failures.push((
                     name.into(),
                     "required_if",
-                    format!("The {} field is required when successful is true.", name.replace('_', " ")),
+                    format!(
+                        "The {} field is required when successful is true.",
+                        name.replace('_', " ")
+                    ),
                 ));
             }
             None
         }
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            failures.push((name.into(), "string", format!("The {} must be a string.", name.replace('_', " "))));
+            failures.push((
+                name.into(),
+                "string",
+                format!("The {} must be a string.", name.replace('_', " ")),
+            ));
             None
         }
     };
@@ -286,7 +300,11 @@ fn validate_report(
             None
         }
         Some(value) => as_count(value).or_else(|| {
-            failures.push(("size".into(), "numeric", "The size must be a number.".into()));
+            failures.push((
+                "size".into(),
+                "numeric",
+                "The size must be a number.".into(),
+            ));
             None
         }),
     };
@@ -308,7 +326,9 @@ fn validate_report(
                     failures.push((
                         format!("parts.{i}.part_number"),
                         "numeric",
-                        format!("The parts.{i}.part_number field is required and must be a number."),
+                        format!(
+                            "The parts.{i}.part_number field is required and must be a number."
+                        ),
                     ));
                 }
                 if let (Some(etag), Some(number)) = (etag, number) {
@@ -318,7 +338,11 @@ fn validate_report(
             Some(parts)
         }
         Some(_) => {
-            failures.push(("parts".into(), "array", "The parts must be an array.".into()));
+            failures.push((
+                "parts".into(),
+                "array",
+                "The parts must be an array.".into(),
+            ));
             None
         }
     };
@@ -408,11 +432,17 @@ mod tests {
 
     #[test]
     fn each_broken_rule_is_named() {
-        let error = validate_report(&object(json!({"successful": true, "parts": [{}]})))
-            .unwrap_err();
+        let error =
+            validate_report(&object(json!({"successful": true, "parts": [{}]}))).unwrap_err();
         assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
         let body = format!("{error:?}");
-        for field in ["checksum", "checksum_type", "size", "parts.0.etag", "parts.0.part_number"] {
+        for field in [
+            "checksum",
+            "checksum_type",
+            "size",
+            "parts.0.etag",
+            "parts.0.part_number",
+        ] {
             assert!(body.contains(&format!("\"{field}\"")), "{field}: {body}");
         }
         let error = validate_report(&object(json!({"successful": "maybe"}))).unwrap_err();

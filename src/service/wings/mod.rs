@@ -33,6 +33,9 @@ use crate::repo::{Progress, RepoError, Repository};
 /// S3's limit on the parts of one multipart upload, which Wings' callers also observe.
 pub const MAX_PARTS: u32 = 10_000;
 
+/// How long the record of a failed upload is kept, at least.
+const FAILED_KEPT_SECS: i64 = 7 * 24 * 3600;
+
 /// Settings of the dialect.
 #[derive(Debug, Clone)]
 pub struct WingsSettings {
@@ -358,8 +361,7 @@ impl WingsService {
                             etag: etag.clone(),
                         },
                     );
-                    let state =
-                        hashed.map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                    let state = hashed.map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
                     inner
                         .chains
                         .entry(uuid.to_string())
@@ -611,7 +613,10 @@ impl WingsService {
                     UploadStatus::Completed => {
                         !matches!(repo.backup(uuid), Err(RepoError::BackupNotFound { .. }))
                     }
-                    UploadStatus::Failed => now.saturating_sub(record.created_at) < expiry,
+                    // Kept a while so Wings learns why, then forgotten (they hold nothing).
+                    UploadStatus::Failed => {
+                        now.saturating_sub(record.created_at) < expiry.max(FAILED_KEPT_SECS)
+                    }
                     UploadStatus::Pending => true,
                 });
             for record in inner.file.uploads.values_mut() {
