@@ -491,12 +491,7 @@ impl FaService {
         let mut obsolete = None;
         if let Ok(manifest) = &outcome {
             let mut inner = self.lock();
-            let record = inner
-                .state
-                .users
-                .get_mut(&user)
-                .and_then(|u| u.backups.get_mut(&id))
-                .filter(|r| r.run == run);
+            let record = Self::backup_of_run(&mut inner, &user, id, run);
             match record {
                 Some(record) => {
                     obsolete = record
@@ -517,12 +512,7 @@ impl FaService {
             if inner.running.get(&key).map(|r| r.run) == Some(run) {
                 inner.running.remove(&key);
             }
-            let record = inner
-                .state
-                .users
-                .get_mut(&user)
-                .and_then(|u| u.backups.get_mut(&id))
-                .filter(|r| r.run == run);
+            let record = Self::backup_of_run(&mut inner, &user, id, run);
             match (record, outcome) {
                 (Some(record), Ok(manifest)) => {
                     record.status = FaStatus::Success;
@@ -550,6 +540,21 @@ impl FaService {
         if let Some(id) = orphan {
             self.purge_quietly(&id).await;
         }
+    }
+
+    /// The record of backup `id` while it still belongs to run `run`.
+    fn backup_of_run<'a>(
+        inner: &'a mut Inner,
+        user: &str,
+        id: i64,
+        run: u64,
+    ) -> Option<&'a mut BackupRecord> {
+        inner
+            .state
+            .users
+            .get_mut(user)
+            .and_then(|u| u.backups.get_mut(&id))
+            .filter(|r| r.run == run)
     }
 
     async fn purge_quietly(&self, backup: &str) {
