@@ -274,9 +274,8 @@ fn the_cli_works_on_an_s3_repository() {
     let elsewhere = dir.path().join("elsewhere");
     run_ok(
         stowage()
-            .arg("--state-dir")
-            .arg(&elsewhere)
-            .args(["repair", "index"]),
+            .args(["repair", "index", "--state-dir"])
+            .arg(&elsewhere),
         None,
     );
     assert!(elsewhere.join("index.redb").is_file());
