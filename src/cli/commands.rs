@@ -201,7 +201,7 @@ fn location(args: &RepoArgs) -> Result<Location> {
 fn s3_settings(args: &RepoArgs) -> Result<S3Settings> {
     let mut config = crate::server::S3Config::default();
     args.s3.apply(&mut config);
-    Ok(config.settings()?)
+    config.settings()
 }
 
 /// The state directory: `--state-dir`, else `<repo>/state` for a directory, else a
