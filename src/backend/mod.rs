@@ -270,4 +270,16 @@ mod tests {
         assert!(validate_key(&parts.join("/")).is_err(), "513 bytes");
         assert!(validate_key(&parts.join("/")[1..]).is_ok(), "512 bytes");
     }
+
+    #[test]
+    fn locations() {
+        let local = Location::parse(Path::new("/srv/repo")).expect("directory");
+        assert_eq!(local, Location::Local(PathBuf::from("/srv/repo")));
+        let relative = Location::parse(Path::new("s3-backups/x")).expect("directory");
+        assert_eq!(relative, Location::Local(PathBuf::from("s3-backups/x")));
+        let s3 = Location::parse(Path::new("s3://bucket/a/b/")).expect("s3");
+        assert_eq!(s3.to_string(), "s3://bucket/a/b");
+        assert!(matches!(s3, Location::S3(ref l) if l.prefix() == "a/b"));
+        assert!(Location::parse(Path::new("s3://B/x")).is_err());
+    }
 }

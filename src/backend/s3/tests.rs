@@ -18,7 +18,7 @@ use server::{FailKind, S3Server, PART_SIZE};
 
 const BUCKET: &str = "stowage-test";
 
-async fn backend(_server: &S3Server, url: &str, settings: S3Settings) -> S3Backend {
+async fn backend(url: &str, settings: S3Settings) -> S3Backend {
     let location = S3Location::parse(url).expect("location");
     S3Backend::connect(location, settings)
         .await
@@ -46,14 +46,9 @@ async fn upload(b: &S3Backend, key: &str, data: &Bytes) -> Result<(), BackendErr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_under_a_prefix() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/some/prefix/", server.settings()).await;
+    let b = backend("s3://stowage-test/some/prefix/", server.settings()).await;
     // An object beside the prefix must never show through it.
-    let outside = backend(
-        &server,
-        "s3://stowage-test/some/prefixed",
-        server.settings(),
-    )
-    .await;
+    let outside = backend("s3://stowage-test/some/prefixed", server.settings()).await;
     outside
         .put("conf-list/c", Bytes::from_static(b"x"))
         .await
@@ -74,14 +69,14 @@ async fn conformance_under_a_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_at_the_bucket_root() {
     let server = S3Server::with_bucket(BUCKET);
-    let b: DynBackend = Arc::new(backend(&server, "s3://stowage-test", server.settings()).await);
+    let b: DynBackend = Arc::new(backend("s3://stowage-test", server.settings()).await);
     conformance::run_all(b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_go_up_in_parts_and_small_ones_in_one_put() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/r", server.settings()).await;
+    let b = backend("s3://stowage-test/r", server.settings()).await;
     let big = pattern(2 * PART_SIZE + 12345, 1);
     upload(&b, "packs/00/big", &big).await.expect("upload");
     let (parts, completes, _) = server.counts();
@@ -113,7 +108,7 @@ async fn large_objects_go_up_in_parts_and_small_ones_in_one_put() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_part_failure_is_retried() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/r", server.settings()).await;
+    let b = backend("s3://stowage-test/r", server.settings()).await;
     let data = pattern(2 * PART_SIZE + 1, 4);
     for kind in [FailKind::ServerError, FailKind::Drop] {
         server.fail_upload_parts(1, 1, kind);
@@ -128,7 +123,7 @@ async fn a_transient_part_failure_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_is_aborted_and_leaves_nothing() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/r", server.settings()).await;
+    let b = backend("s3://stowage-test/r", server.settings()).await;
     let data = pattern(3 * PART_SIZE + 7, 5);
     for kind in [FailKind::Denied, FailKind::ServerError, FailKind::Drop] {
         server.fail_upload_parts(1, u64::MAX, kind);
@@ -156,7 +151,7 @@ async fn a_failed_upload_is_aborted_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_inside_a_200_complete_is_detected() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/r", server.settings()).await;
+    let b = backend("s3://stowage-test/r", server.settings()).await;
     let data = pattern(PART_SIZE + 100, 6);
     // More hidden errors than the client makes attempts: the upload must fail.
     server.hide_errors_in_completes(10);
@@ -175,7 +170,7 @@ async fn an_error_inside_a_200_complete_is_detected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_and_aborted_writers_abort_their_uploads() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/r", server.settings()).await;
+    let b = backend("s3://stowage-test/r", server.settings()).await;
     let mut writer = b.create("packs/00/aborted").await.expect("create");
     writer
         .write(pattern(PART_SIZE + 1, 7))
@@ -205,8 +200,8 @@ async fn dropped_and_aborted_writers_abort_their_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_uploads_under_the_prefix_are_aborted() {
     let server = S3Server::with_bucket(BUCKET);
-    let b = backend(&server, "s3://stowage-test/repo", server.settings()).await;
-    let other = backend(&server, "s3://stowage-test/other", server.settings()).await;
+    let b = backend("s3://stowage-test/repo", server.settings()).await;
+    let other = backend("s3://stowage-test/other", server.settings()).await;
     // Uploads a crashed process left: started, never finished nor aborted.
     for (backend, key) in [
         (&b, "packs/00/a"),
@@ -244,7 +239,7 @@ async fn listing_pages_through_continuations() {
         list_page_size: 3,
         ..server.settings()
     };
-    let b = backend(&server, "s3://stowage-test/p", settings).await;
+    let b = backend("s3://stowage-test/p", settings).await;
     let keys: Vec<String> = (0..10)
         .map(|i| format!("packs/{:02}/k{i}", 9 - i))
         .collect();
@@ -266,7 +261,7 @@ async fn listing_pages_through_continuations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_are_created_once_and_errors_name_the_problem() {
     let server = S3Server::start();
-    let b = backend(&server, "s3://fresh-bucket/x", server.settings()).await;
+    let b = backend("s3://fresh-bucket/x", server.settings()).await;
     let missing = b.list("").await;
     assert!(
         matches!(&missing, Err(BackendError::Unavailable { message, .. }) if message.contains("NoSuchBucket")),
@@ -287,7 +282,7 @@ async fn buckets_are_created_once_and_errors_name_the_problem() {
         }),
         ..server.settings()
     };
-    let refused = backend(&server, "s3://fresh-bucket/x", wrong).await;
+    let refused = backend("s3://fresh-bucket/x", wrong).await;
     let error = refused.get("config", None).await.expect_err("refused");
     assert!(
         matches!(error, BackendError::CredentialsRefused { .. }),
@@ -296,5 +291,23 @@ async fn buckets_are_created_once_and_errors_name_the_problem() {
     assert!(
         error.to_string().contains("refused the credentials"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_service_is_unavailable_after_retries() {
+    let server = S3Server::with_bucket(BUCKET);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let settings = S3Settings {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        ..server.settings()
+    };
+    let b = backend("s3://stowage-test/r", settings).await;
+    let error = b.get("config", None).await.expect_err("nothing listens");
+    assert!(
+        matches!(&error, BackendError::Unavailable { key, .. } if key == "config"),
+        "{error:?}"
     );
 }
