@@ -466,3 +466,49 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_config(args: &[&str]) -> crate::server::ServerConfig {
+        let cli = Cli::try_parse_from(args).expect("parse");
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve");
+        };
+        serve.resolve().expect("resolve")
+    }
+
+    #[test]
+    fn serve_takes_an_s3_repository_and_its_settings() {
+        let config = serve_config(&[
+            "stowage",
+            "serve",
+            "--repo",
+            "s3://bucket/prefix",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-region",
+            "eu-west-3",
+            "--s3-path-style",
+            "--s3-profile",
+            "backup",
+        ]);
+        assert!(matches!(
+            config.location().expect("location"),
+            crate::backend::Location::S3(ref l) if l.bucket() == "bucket" && l.prefix() == "prefix"
+        ));
+        assert_eq!(config.state_dir().unwrap(), config.data_dir.join("state"));
+        let settings = config.s3.settings().expect("settings");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(settings.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(settings.profile.as_deref(), Some("backup"));
+        assert!(settings.path_style);
+
+        let off = serve_config(&["stowage", "serve", "--s3-path-style=false"]);
+        assert!(!off.s3.path_style);
+        let bad = serve_config(&["stowage", "serve", "--s3-endpoint", "localhost:9000"]);
+        let error = bad.s3.settings().expect_err("not a URL").to_string();
+        assert!(error.contains("endpoint"), "{error}");
+    }
+}
