@@ -123,7 +123,7 @@ async fn a_failure_mid_upload_aborts_it_and_keeps_the_repository_consistent() {
     for kind in [FailKind::Denied, FailKind::Drop] {
         // The second part of the first pack, and every part after it, fails.
         server.fail_upload_parts(1, u64::MAX, kind);
-        let failed = try_backup_bytes(&repo, random_bytes(14 * MIB, 4), "b").await;
+        let failed = try_backup_bytes(&repo, random_bytes(8 * MIB, 4), "b").await;
         assert!(failed.is_err(), "{kind:?}: the backup must fail");
         assert!(no_open_uploads(&server).await, "{kind:?}: uploads aborted");
         assert_eq!(repo.backups().unwrap().len(), 1, "no backup recorded");
@@ -132,7 +132,7 @@ async fn a_failure_mid_upload_aborts_it_and_keeps_the_repository_consistent() {
     }
 
     server.fail_upload_parts(0, 0, FailKind::ServerError);
-    let data = random_bytes(14 * MIB, 4);
+    let data = random_bytes(8 * MIB, 4);
     let b = backup_bytes(&repo, data.clone(), "b").await;
     assert!(restore_bytes(&repo, &b).await == data);
     repo.gc(GcOptions::default(), progress()).await.expect("gc");
@@ -229,7 +229,7 @@ fn the_cli_works_on_an_s3_repository() {
     let id = last_line(&run_ok(stowage().arg("put").arg(&input), None));
     let doomed = last_line(&run_ok(
         stowage().arg("put").arg("-"),
-        Some(&random_bytes(6 * MIB, 7)),
+        Some(&random_bytes(2 * MIB, 7)),
     ));
     let listed = stdout_text(&run_ok(stowage().arg("ls"), None));
     assert!(listed.contains(&id) && listed.contains(&doomed), "{listed}");
