@@ -165,6 +165,18 @@ async fn an_error_inside_a_200_complete_is_detected() {
         Err(BackendError::NotFound { .. })
     ));
     assert!(server.open_uploads().is_empty(), "the upload was aborted");
+
+    let (_, completes, _) = server.counts();
+    assert_eq!(
+        completes, 3,
+        "InternalError is transient: retried up to max_attempts"
+    );
+
+    // One hidden error: the retry completes the upload.
+    server.hide_errors_in_completes(1);
+    upload(&b, "packs/00/hidden", &data).await.expect("retried");
+    assert_eq!(server.counts().1, 5);
+    assert!(b.get("packs/00/hidden", None).await.expect("get") == data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
