@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::backend::s3::StaticCredentials;
-use crate::backend::{BackendError, Location, S3Backend, S3Settings};
+use crate::backend::{BackendError, DynBackend, Location, S3Backend, S3Settings};
 use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
@@ -225,22 +225,19 @@ fn passphrase(config: &ServerConfig) -> Result<Vec<u8>> {
 /// backend has no config object.
 async fn open_repository(config: &ServerConfig, passphrase: &[u8]) -> Result<Repository> {
     let location = config.location()?;
-    let settings = match location {
-        Location::S3(_) => config.s3.settings()?,
-        Location::Local(_) => S3Settings::default(),
-    };
-    match &location {
+    let backend: DynBackend = match &location {
         Location::Local(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            location.connect(&S3Settings::default()).await?
         }
         Location::S3(s3) => {
-            let backend = S3Backend::connect(s3.clone(), settings.clone()).await?;
+            let backend = S3Backend::connect(s3.clone(), config.s3.settings()?).await?;
             if backend.ensure_bucket().await? {
                 tracing::info!("created bucket {}", s3.bucket());
             }
+            Arc::new(backend)
         }
-    }
-    let backend = location.connect(&settings).await?;
+    };
     let state = config.state_dir()?;
     match backend.head(crate::repo::CONFIG_KEY).await {
         Ok(_) => Ok(Repository::open(backend, &state, passphrase).await?),

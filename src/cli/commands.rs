@@ -239,18 +239,20 @@ async fn open(args: &RepoArgs) -> Result<Repository> {
 async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
     let location = location(args)?;
     let passphrase = read_passphrase(args)?;
-    match &location {
+    let backend: DynBackend = match &location {
         Location::Local(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            location.connect(&S3Settings::default()).await?
         }
         Location::S3(s3) => {
             let backend = S3Backend::connect(s3.clone(), s3_settings(args)?).await?;
             if backend.ensure_bucket().await? {
                 eprintln!("created bucket {}", s3.bucket());
             }
+            Arc::new(backend)
         }
-    }
-    let (backend, state) = backend_and_state(args).await?;
+    };
+    let state = state_dir(args, &location)?;
     let repo = Repository::init(backend, &state, &passphrase, options).await?;
     eprintln!("created repository {} at {location}", repo.config().id);
     eprintln!("index in {}", state.display());
