@@ -1,14 +1,15 @@
 //! Repositories on S3, against a real S3-compatible server in the test process
 //! (`s3_server`): the whole cycle through the library and through the `stowage` binary,
 //! rebuilding a lost index from the bucket, a failure in the middle of a multipart
-//! upload, stale uploads found by GC, and the server's first start on S3.
+//! upload, an ingest killed mid-pack, stale uploads found by GC, and the server's first
+//! start on S3.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use stowage::backend::{Backend, DynBackend, S3Backend, S3Location};
+use stowage::backend::{Backend, DynBackend, FaultPlan, FaultyBackend, S3Backend, S3Location};
 use stowage::format::config::ChunkerParams;
 use stowage::repo::gc::GcOptions;
 use stowage::repo::{InitOptions, Repository};
@@ -179,6 +180,65 @@ async fn gc_aborts_stale_uploads_and_reports_them() {
         vec![],
         "never visible as an object"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_killed_mid_pack_leaves_only_an_upload_that_gc_aborts() {
+    let server = S3Server::with_bucket(BUCKET);
+    let plain: DynBackend = Arc::new(s3_backend(&server, "s3://backups/crash").await);
+    let state = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        plain.clone(),
+        state.path(),
+        PASSPHRASE.as_bytes(),
+        s3_options(),
+    )
+    .await
+    .expect("init");
+    let earlier_data = random_bytes(2 * MIB, 10);
+    let earlier = backup_bytes(&repo, earlier_data.clone(), "earlier").await;
+    drop(repo);
+
+    let mut left_open = 0;
+    for mutations in 2..=4 {
+        // The process "dies" after `mutations` backend mutations: its uploads stay open.
+        let faulty = Arc::new(FaultyBackend::new(
+            plain.clone(),
+            FaultPlan::StopAfter { mutations },
+        ));
+        let backend: DynBackend = faulty.clone();
+        let repo = Repository::open(backend, state.path(), PASSPHRASE.as_bytes())
+            .await
+            .expect("open");
+        let killed = try_backup_bytes(&repo, random_bytes(8 * MIB, 11), "new").await;
+        assert!(killed.is_err(), "stopped after {mutations}");
+        drop(repo);
+        let open = server.open_uploads().len() as u64;
+        left_open += open;
+
+        let repo = Repository::open(plain.clone(), state.path(), PASSPHRASE.as_bytes())
+            .await
+            .expect("reopen");
+        assert_consistent(&repo).await;
+        let ids: Vec<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![earlier.id.clone()], "stopped after {mutations}");
+        assert!(restore_bytes(&repo, &earlier).await == earlier_data);
+        let options = GcOptions {
+            stale_uploads_after: Duration::ZERO,
+            ..GcOptions::default()
+        };
+        let report = repo.gc(options, progress()).await.expect("gc");
+        assert_eq!(
+            report.stale_uploads_aborted, open,
+            "stopped after {mutations}"
+        );
+        assert!(server.open_uploads().is_empty());
+        assert_consistent(&repo).await;
+        drop(repo);
+        // Only now does the dead process's state go away.
+        drop(faulty);
+    }
+    assert!(left_open > 0, "some stop left a multipart upload open");
 }
 
 /// A `stowage` command on an S3 repository served by `server`.
