@@ -20,6 +20,10 @@ use super::config::S3Settings;
 const FALLBACK_REGION: &str = "us-east-1";
 /// Longest wait for a TCP and TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait from the start of a request to the start of its answer, the upload
+/// of its body included (a part of 8 MiB at 28 KB/s): a service that never answers
+/// fails the attempt, which is then retried, instead of hanging the ingest.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
@@ -34,6 +38,7 @@ pub(super) async fn build(settings: &S3Settings) -> Client {
         .with_max_backoff(MAX_BACKOFF);
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(RESPONSE_TIMEOUT)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
