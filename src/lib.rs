@@ -6,6 +6,11 @@
 //! `docs/ARCHITECTURE.md` for the map of the code and `docs/FORMAT.md` for every
 //! persisted byte.
 
+// Lets test helpers shared with `tests/it` (the in-process S3 server) name the crate
+// the same way from inside its unit tests.
+#[cfg(test)]
+extern crate self as stowage;
+
 pub mod api;
 pub mod backend;
 pub mod cli;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::backend::{DynBackend, LocalBackend};
+use crate::backend::s3::StaticCredentials;
+use crate::backend::{BackendError, DynBackend, Location, S3Backend, S3Settings};
 use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
@@ -29,8 +30,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory holding the repository, the index, keys and the generated passphrase.
     pub data_dir: PathBuf,
-    /// Repository directory (default: `<data_dir>/repo`).
+    /// Repository: a directory or `s3://bucket/prefix` (default: `<data_dir>/repo`).
     pub repo: Option<PathBuf>,
+    /// How to reach an S3 repository (`[s3]`).
+    pub s3: S3Config,
     /// Largest upload body in bytes.
     pub max_upload_bytes: u64,
     /// Largest JSON request body in bytes.
@@ -45,6 +48,70 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The dialects served beside the native API.
     pub dialects: DialectsConfig,
+}
+
+/// `[s3]`: how to reach an `s3://` repository. Whatever is left out comes from the
+/// standard AWS configuration (environment, shared files, profile); `STOWAGE_S3_*`
+/// variables and `--s3-*` flags override it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL of an S3-compatible service.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`).
+    pub path_style: bool,
+    /// Profile of the shared AWS config files.
+    pub profile: Option<String>,
+    /// Access keys, both or neither (else the AWS provider chain finds them).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Multipart part size in bytes (default 8 MiB, at least 5 MiB).
+    pub part_size: Option<usize>,
+    /// Parts of one upload in flight at once (default 4).
+    pub concurrent_parts: Option<usize>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("profile", &self.profile)
+            .field("access_key_id", &self.access_key_id)
+            .field("part_size", &self.part_size)
+            .field("concurrent_parts", &self.concurrent_parts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// The backend's settings, checked.
+    pub fn settings(&self) -> Result<S3Settings> {
+        let defaults = S3Settings::default();
+        let credentials = match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => Some(StaticCredentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: None,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("[s3] needs both access_key_id and secret_access_key, or neither"),
+        };
+        let settings = S3Settings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            profile: self.profile.clone(),
+            credentials,
+            part_size: self.part_size.unwrap_or(defaults.part_size),
+            concurrent_parts: self.concurrent_parts.unwrap_or(defaults.concurrent_parts),
+            ..defaults
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
 }
 
 /// `[dialects.*]` sections.
@@ -115,6 +182,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./stowage-data"),
             repo: None,
+            s3: S3Config::default(),
             max_upload_bytes: 1 << 40,
             max_json_bytes: 1 << 20,
             max_concurrent_uploads: 16,
@@ -133,16 +201,22 @@ impl ServerConfig {
         toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
     }
 
-    pub fn repo_dir(&self) -> PathBuf {
-        self.repo
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("repo"))
+    /// Where the repository is: `repo`, else `<data_dir>/repo`.
+    pub fn location(&self) -> Result<Location> {
+        match &self.repo {
+            Some(repo) => Ok(Location::parse(repo)?),
+            None => Ok(Location::Local(self.data_dir.join("repo"))),
+        }
     }
 
-    /// The index lives where the CLI looks for it (`<repo>/state`), so `stowage ls --repo`
-    /// and friends work on the server's repository while the server is stopped.
-    pub fn state_dir(&self) -> PathBuf {
-        self.repo_dir().join("state")
+    /// The index of a local repository lives where the CLI looks for it
+    /// (`<repo>/state`), so `stowage ls --repo` and friends work on the server's
+    /// repository while the server is stopped; an S3 repository's in `<data_dir>/state`.
+    pub fn state_dir(&self) -> Result<PathBuf> {
+        Ok(match self.location()? {
+            Location::Local(dir) => dir.join("state"),
+            Location::S3(_) => self.data_dir.join("state"),
+        })
     }
 
     pub fn keys_file(&self) -> PathBuf {
@@ -186,17 +260,31 @@ fn passphrase(config: &ServerConfig) -> Result<Vec<u8>> {
     }
 }
 
-/// Opens the repository, creating it on first start.
+/// Opens the repository, creating it (and an S3 bucket) on first start: when the
+/// backend has no config object.
 async fn open_repository(config: &ServerConfig, passphrase: &[u8]) -> Result<Repository> {
-    let dir = config.repo_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let backend: DynBackend = Arc::new(LocalBackend::new(&dir));
-    let state = config.state_dir();
-    if dir.join(crate::repo::CONFIG_KEY).exists() {
-        Ok(Repository::open(backend, &state, passphrase).await?)
-    } else {
-        tracing::info!("creating a new repository in {}", dir.display());
-        Ok(Repository::init(backend, &state, passphrase, InitOptions::default()).await?)
+    let location = config.location()?;
+    let backend: DynBackend = match &location {
+        Location::Local(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            location.connect(&S3Settings::default()).await?
+        }
+        Location::S3(s3) => {
+            let backend = S3Backend::connect(s3.clone(), config.s3.settings()?).await?;
+            if backend.ensure_bucket().await? {
+                tracing::info!("created bucket {}", s3.bucket());
+            }
+            Arc::new(backend)
+        }
+    };
+    let state = config.state_dir()?;
+    match backend.head(crate::repo::CONFIG_KEY).await {
+        Ok(_) => Ok(Repository::open(backend, &state, passphrase).await?),
+        Err(BackendError::NotFound { .. }) => {
+            tracing::info!("creating a new repository in {location}");
+            Ok(Repository::init(backend, &state, passphrase, InitOptions::default()).await?)
+        }
+        Err(error) => Err(error).with_context(|| format!("opening the repository {location}")),
     }
 }
 

@@ -249,6 +249,13 @@ impl Backend for FaultyBackend {
         self.inner.list(prefix).await
     }
 
+    async fn abort_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, BackendError> {
+        self.inner.abort_stale_uploads(older_than).await
+    }
+
     fn describe(&self) -> String {
         format!("faulty:{}", self.inner.describe())
     }

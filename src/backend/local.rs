@@ -142,6 +142,10 @@ impl Backend for LocalBackend {
         .await
     }
 
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, BackendError> {
+        Ok(self.clean_temporaries(older_than).await? as u64)
+    }
+
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
     }

@@ -21,12 +21,17 @@
 //! * `delete` is idempotent: deleting a missing object is `Ok`.
 //! * `list(prefix)` returns every object whose key starts with `prefix` (a plain string
 //!   prefix), sorted by key, never temporaries or unfinished uploads.
+//! * `abort_stale_uploads(older_than)` removes what unfinished uploads at least that old
+//!   left behind (local: temporaries; S3: multipart uploads under the prefix) and says
+//!   how many; a backend without the notion does nothing.
 //!
 //! Retries, metrics and fault injection are wrappers around a backend, not code inside
 //! each implementation.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,6 +41,7 @@ use crate::error::ErrorKind;
 pub mod fault;
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 #[cfg(test)]
 pub mod conformance;
@@ -43,6 +49,7 @@ pub mod conformance;
 pub use fault::{FaultPlan, FaultyBackend, Operation};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use s3::{S3Backend, S3Location, S3Settings};
 
 /// Longest accepted object key, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
@@ -84,6 +91,8 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the storage service refused the credentials (object {key}): {message}")]
+    CredentialsRefused { key: String, message: String },
     #[error("backend unavailable for object {key}: {message}")]
     Unavailable { key: String, message: String },
     #[error("injected fault on {operation:?} of object {key}")]
@@ -98,9 +107,11 @@ impl BackendError {
                 ErrorKind::InvalidInput
             }
             BackendError::Io { .. } => ErrorKind::Internal,
-            BackendError::Unavailable { .. } | BackendError::Injected { .. } => {
-                ErrorKind::Unavailable
-            }
+            // Refused credentials are the server's configuration problem, not the
+            // caller's: the storage is unavailable to it.
+            BackendError::Unavailable { .. }
+            | BackendError::CredentialsRefused { .. }
+            | BackendError::Injected { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -133,8 +144,54 @@ pub trait Backend: Send + Sync + 'static {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError>;
 
+    /// Removes the leftovers of unfinished uploads started at least `older_than` ago
+    /// and returns how many went. Pick a generous age: an upload still running that
+    /// long loses what it wrote and fails at `finish`.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, BackendError> {
+        let _ = older_than;
+        Ok(0)
+    }
+
     /// A short human description (`local:/srv/repo`, `memory`), for logs and errors.
     fn describe(&self) -> String;
+}
+
+/// Where a repository is: a local directory or an S3 bucket and prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3(S3Location),
+}
+
+impl Location {
+    /// An `s3://bucket/prefix` URL is an S3 location; anything else is a directory.
+    pub fn parse(text: &Path) -> Result<Location, s3::LocationError> {
+        match text.to_str() {
+            Some(url) if url.starts_with(s3::config::SCHEME) => {
+                Ok(Location::S3(S3Location::parse(url)?))
+            }
+            _ => Ok(Location::Local(text.to_path_buf())),
+        }
+    }
+
+    /// The backend of this location (S3: with `settings`; makes no request).
+    pub async fn connect(&self, settings: &S3Settings) -> Result<DynBackend, s3::SettingsError> {
+        Ok(match self {
+            Location::Local(dir) => Arc::new(LocalBackend::new(dir)),
+            Location::S3(location) => {
+                Arc::new(S3Backend::connect(location.clone(), settings.clone()).await?)
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(dir) => write!(f, "{}", dir.display()),
+            Location::S3(location) => write!(f, "{location}"),
+        }
+    }
 }
 
 /// One streaming upload started by [`Backend::create`].
@@ -212,5 +269,17 @@ mod tests {
         let parts = ["d".repeat(200), "d".repeat(200), "d".repeat(111)];
         assert!(validate_key(&parts.join("/")).is_err(), "513 bytes");
         assert!(validate_key(&parts.join("/")[1..]).is_ok(), "512 bytes");
+    }
+
+    #[test]
+    fn locations() {
+        let local = Location::parse(Path::new("/srv/repo")).expect("directory");
+        assert_eq!(local, Location::Local(PathBuf::from("/srv/repo")));
+        let relative = Location::parse(Path::new("s3-backups/x")).expect("directory");
+        assert_eq!(relative, Location::Local(PathBuf::from("s3-backups/x")));
+        let s3 = Location::parse(Path::new("s3://bucket/a/b/")).expect("s3");
+        assert_eq!(s3.to_string(), "s3://bucket/a/b");
+        assert!(matches!(s3, Location::S3(ref l) if l.prefix() == "a/b"));
+        assert!(Location::parse(Path::new("s3://B/x")).is_err());
     }
 }

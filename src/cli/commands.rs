@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::output::{self, ProgressBar};
 use super::remote;
 use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs};
-use crate::backend::{DynBackend, LocalBackend};
+use crate::backend::{DynBackend, Location, S3Backend, S3Settings};
 use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
 use crate::repo::gc::GcOptions;
@@ -112,8 +112,19 @@ pub async fn run(command: Command) -> Result<Outcome> {
             repo,
             dry_run,
             repack_below,
+            stale_uploads_after,
             json,
-        } => gc(&repo, dry_run, repack_below, json).await,
+        } => {
+            let Some(seconds) = parse_duration(&stale_uploads_after) else {
+                bail!("--stale-uploads-after {stale_uploads_after:?} is not a duration (e.g. 24h, 7d)");
+            };
+            let options = GcOptions {
+                dry_run,
+                repack_below,
+                stale_uploads_after: std::time::Duration::from_secs(seconds),
+            };
+            gc(&repo, options, json).await
+        }
         Command::Catalog { repo, id, json } => catalog(&repo, &id, json).await,
         Command::Stats { repo, json } => stats(&repo, json).await,
         Command::Check {
@@ -179,40 +190,78 @@ fn passphrase_from(file: Option<&Path>, variable: &str, flag: &str) -> Result<Ve
     Ok(passphrase)
 }
 
-fn repo_dir(args: &RepoArgs) -> Result<&Path> {
+/// The repository a command names, parsed.
+fn location(args: &RepoArgs) -> Result<Location> {
     match (&args.repo, &args.server) {
-        (Some(dir), _) => Ok(dir),
+        (Some(repo), _) => Ok(Location::parse(repo)?),
         (None, Some(_)) => {
             bail!("this command works on a repository (--repo), not through a server")
         }
-        (None, None) => bail!("no repository: pass --repo DIR or set STOWAGE_REPO"),
+        (None, None) => {
+            bail!("no repository: pass --repo DIR|s3://BUCKET/PREFIX or set STOWAGE_REPO")
+        }
     }
 }
 
-fn backend_and_state(args: &RepoArgs) -> Result<(DynBackend, PathBuf)> {
-    let dir = repo_dir(args)?;
-    let backend: DynBackend = Arc::new(LocalBackend::new(dir));
-    let state = args.state_dir.clone().unwrap_or_else(|| dir.join("state"));
+/// The S3 settings of the flags and `STOWAGE_S3_*` variables.
+fn s3_settings(args: &RepoArgs) -> Result<S3Settings> {
+    let mut config = crate::server::S3Config::default();
+    args.s3.apply(&mut config);
+    config.settings()
+}
+
+/// The state directory: `--state-dir`, else `<repo>/state` for a directory, else a
+/// directory per bucket and prefix under the user's state home.
+fn state_dir(args: &RepoArgs, location: &Location) -> Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    match location {
+        Location::Local(dir) => Ok(dir.join("state")),
+        Location::S3(s3) => {
+            let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+            let home = env("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+                .context("no state directory for an S3 repository: pass --state-dir or set STOWAGE_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)")?;
+            Ok(home.join("stowage").join("s3").join(s3.file_name()))
+        }
+    }
+}
+
+async fn backend_and_state(args: &RepoArgs) -> Result<(DynBackend, PathBuf)> {
+    let location = location(args)?;
+    let backend = location.connect(&s3_settings(args)?).await?;
+    let state = state_dir(args, &location)?;
     Ok((backend, state))
 }
 
 async fn open(args: &RepoArgs) -> Result<Repository> {
-    let (backend, state) = backend_and_state(args)?;
+    let (backend, state) = backend_and_state(args).await?;
     let passphrase = read_passphrase(args)?;
     Ok(Repository::open(backend, &state, &passphrase).await?)
 }
 
 async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
-    let dir = repo_dir(args)?;
+    let location = location(args)?;
     let passphrase = read_passphrase(args)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (backend, state) = backend_and_state(args)?;
+    let backend: DynBackend = match &location {
+        Location::Local(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            location.connect(&S3Settings::default()).await?
+        }
+        Location::S3(s3) => {
+            let backend = S3Backend::connect(s3.clone(), s3_settings(args)?).await?;
+            if backend.ensure_bucket().await? {
+                eprintln!("created bucket {}", s3.bucket());
+            }
+            Arc::new(backend)
+        }
+    };
+    let state = state_dir(args, &location)?;
     let repo = Repository::init(backend, &state, &passphrase, options).await?;
-    eprintln!(
-        "created repository {} at {}",
-        repo.config().id,
-        dir.display()
-    );
+    eprintln!("created repository {} at {location}", repo.config().id);
+    eprintln!("index in {}", state.display());
     eprintln!("keep the passphrase safe: without it the repository cannot be read");
     Ok(Outcome::Success)
 }
@@ -448,21 +497,14 @@ async fn forget(
     Ok(Outcome::Success)
 }
 
-async fn gc(args: &RepoArgs, dry_run: bool, repack_below: f64, json: bool) -> Result<Outcome> {
+async fn gc(args: &RepoArgs, options: GcOptions, json: bool) -> Result<Outcome> {
+    let repack_below = options.repack_below;
     if !(0.0..=1.0).contains(&repack_below) {
         bail!("--repack-below {repack_below} must be between 0 and 1");
     }
     let repo = open(args).await?;
     let progress = Arc::new(Progress::new());
-    let report = repo
-        .gc(
-            GcOptions {
-                dry_run,
-                repack_below,
-            },
-            progress,
-        )
-        .await?;
+    let report = repo.gc(options, progress).await?;
     output::print_gc(&report, json)?;
     Ok(Outcome::Success)
 }
@@ -521,7 +563,7 @@ async fn check(args: &RepoArgs, read_data: bool, json: bool) -> Result<Outcome> 
 }
 
 async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
-    let (backend, state) = backend_and_state(args)?;
+    let (backend, state) = backend_and_state(args).await?;
     let passphrase = read_passphrase(args)?;
     let repo = match Repository::open(backend.clone(), &state, &passphrase).await {
         Ok(repo) => repo,

@@ -29,7 +29,7 @@ pub struct Cli {
 /// Where the repository is and how to unlock it.
 #[derive(Args, Debug, Clone)]
 pub struct RepoArgs {
-    /// Repository location: a local directory.
+    /// Repository location: a local directory, or s3://bucket/prefix.
     #[arg(long, env = "STOWAGE_REPO", required_unless_present = "server")]
     repo: Option<PathBuf>,
     /// Talk to a running server instead (put, get, ls); the key comes from STOWAGE_KEY.
@@ -38,9 +38,55 @@ pub struct RepoArgs {
     /// File holding the passphrase (else STOWAGE_PASSWORD).
     #[arg(long, env = "STOWAGE_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
-    /// Local state directory holding the index (default: <repo>/state).
+    /// Local state directory holding the index (default: <repo>/state; for S3,
+    /// $XDG_STATE_HOME/stowage/s3/<bucket>+<prefix>, else under ~/.local/state).
     #[arg(long, env = "STOWAGE_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+/// How to reach an `s3://` repository, beyond the standard AWS configuration
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+/// `AWS_PROFILE`, the shared config files), which fills in whatever is not given here.
+#[derive(Args, Debug, Clone, Default)]
+pub struct S3Args {
+    /// S3 endpoint URL, for S3-compatible services (MinIO, Ceph, Garage...).
+    #[arg(long, env = "STOWAGE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region [default: the AWS configuration's, else us-east-1].
+    #[arg(long, env = "STOWAGE_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style addressing (endpoint/bucket/key), which most S3-compatible services need.
+    #[arg(
+        long,
+        env = "STOWAGE_S3_PATH_STYLE",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    s3_path_style: Option<bool>,
+    /// Profile of the shared AWS config and credentials files.
+    #[arg(long, env = "STOWAGE_S3_PROFILE")]
+    s3_profile: Option<String>,
+}
+
+impl S3Args {
+    /// Lays these values over `base` (the server's TOML `[s3]` section, or defaults).
+    pub fn apply(&self, base: &mut crate::server::S3Config) {
+        if let Some(v) = &self.s3_endpoint {
+            base.endpoint = Some(v.clone());
+        }
+        if let Some(v) = &self.s3_region {
+            base.region = Some(v.clone());
+        }
+        if let Some(v) = self.s3_path_style {
+            base.path_style = v;
+        }
+        if let Some(v) = &self.s3_profile {
+            base.profile = Some(v.clone());
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +233,10 @@ enum Command {
         /// Repack packs whose live share is below this fraction.
         #[arg(long, default_value_t = 0.8)]
         repack_below: f64,
+        /// Abort unfinished uploads (S3 multipart uploads, local temporaries) older
+        /// than this (e.g. 24h, 7d); keep it longer than any running backup.
+        #[arg(long, default_value = "24h")]
+        stale_uploads_after: String,
         #[arg(long)]
         json: bool,
     },
@@ -289,7 +339,7 @@ pub struct ServeArgs {
     /// Data directory: repository, index, keys, generated passphrase [default: ./stowage-data].
     #[arg(long, env = "STOWAGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Repository directory [default: <data-dir>/repo].
+    /// Repository: a directory or s3://bucket/prefix [default: <data-dir>/repo].
     #[arg(long, env = "STOWAGE_REPO")]
     repo: Option<PathBuf>,
     /// Largest upload body in bytes [default: 1 TiB].
@@ -308,6 +358,8 @@ pub struct ServeArgs {
     /// [default: http:// + the request's Host header].
     #[arg(long, env = "STOWAGE_PUBLIC_URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 impl ServeArgs {
@@ -341,6 +393,7 @@ impl ServeArgs {
         if let Some(v) = &self.public_url {
             config.public_url = Some(v.clone());
         }
+        self.s3.apply(&mut config.s3);
         Ok(config)
     }
 }
@@ -432,4 +485,50 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_config(args: &[&str]) -> crate::server::ServerConfig {
+        let cli = Cli::try_parse_from(args).expect("parse");
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve");
+        };
+        serve.resolve().expect("resolve")
+    }
+
+    #[test]
+    fn serve_takes_an_s3_repository_and_its_settings() {
+        let config = serve_config(&[
+            "stowage",
+            "serve",
+            "--repo",
+            "s3://bucket/prefix",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-region",
+            "eu-west-3",
+            "--s3-path-style",
+            "--s3-profile",
+            "backup",
+        ]);
+        assert!(matches!(
+            config.location().expect("location"),
+            crate::backend::Location::S3(ref l) if l.bucket() == "bucket" && l.prefix() == "prefix"
+        ));
+        assert_eq!(config.state_dir().unwrap(), config.data_dir.join("state"));
+        let settings = config.s3.settings().expect("settings");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(settings.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(settings.profile.as_deref(), Some("backup"));
+        assert!(settings.path_style);
+
+        let off = serve_config(&["stowage", "serve", "--s3-path-style=false"]);
+        assert!(!off.s3.path_style);
+        let bad = serve_config(&["stowage", "serve", "--s3-endpoint", "localhost:9000"]);
+        let error = bad.s3.settings().expect_err("not a URL").to_string();
+        assert!(error.contains("endpoint"), "{error}");
+    }
 }

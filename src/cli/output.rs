@@ -320,14 +320,15 @@ pub fn print_gc(report: &GcReport, json: bool) -> Result<()> {
     };
     writeln!(
         out,
-        "{prefix} {} ({} garbage chunks): {} packs deleted, {} repacked into {} new ({} rewritten), {} orphan packs deleted",
+        "{prefix} {} ({} garbage chunks): {} packs deleted, {} repacked into {} new ({} rewritten), {} orphan packs deleted, {} stale uploads aborted",
         bytes(report.bytes_reclaimed),
         report.garbage_chunks,
         report.packs_deleted,
         report.packs_repacked,
         report.packs_written,
         bytes(report.bytes_rewritten),
-        report.orphan_packs_deleted
+        report.orphan_packs_deleted,
+        report.stale_uploads_aborted
     )?;
     Ok(())
 }

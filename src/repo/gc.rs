@@ -16,6 +16,8 @@
 //! 3. forget, then delete, packs with no index entry left;
 //! 4. delete orphan packs: in the backend, not in the index, not being written. A kill
 //!    between any two steps leaves only unreferenced packs, which the next run deletes.
+//! 5. abort stale uploads: what uploads older than `stale_uploads_after` left in the
+//!    backend (S3 multipart uploads, local temporaries), invisible to the index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -40,13 +42,21 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Packs whose live share (live bytes / pack bytes) is below this are repacked.
     pub repack_below: f64,
+    /// Unfinished uploads at least this old are leftovers of crashes and are aborted.
+    /// Uploads of running ingests must stay younger, so keep it generous.
+    pub stale_uploads_after: std::time::Duration,
 }
+
+/// Default age past which an unfinished upload counts as abandoned.
+pub const DEFAULT_STALE_UPLOADS_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 
 impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {
             dry_run: false,
             repack_below: 0.8,
+            stale_uploads_after: DEFAULT_STALE_UPLOADS_AFTER,
         }
     }
 }
@@ -61,6 +71,8 @@ pub struct GcReport {
     pub packs_repacked: u64,
     pub packs_written: u64,
     pub orphan_packs_deleted: u64,
+    /// Abandoned uploads aborted (S3 multipart uploads, local temporaries).
+    pub stale_uploads_aborted: u64,
     /// Pack bytes given back to the backend, net of the bytes rewritten.
     pub bytes_reclaimed: u64,
     /// Live bytes copied into new packs.
@@ -123,6 +135,10 @@ async fn run(
     report.bytes_rewritten = written.bytes;
     delete_empty_packs(inner).await?;
     report.orphan_packs_deleted = delete_orphans(inner).await?;
+    report.stale_uploads_aborted = inner
+        .backend
+        .abort_stale_uploads(options.stale_uploads_after)
+        .await?;
     Ok(report)
 }
 

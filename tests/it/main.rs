@@ -12,6 +12,8 @@ mod faults;
 mod gc;
 mod repair;
 mod roundtrip;
+mod s3;
+mod s3_server;
 mod serve;
 mod server;
 mod tree;
