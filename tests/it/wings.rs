@@ -3,7 +3,8 @@
 //! completion with the parts and the SHA-1, then download through a signed link as a
 //! restore does. Two successive ~200 MiB archives with small changes (the second adds
 //! little storage), then the error cases: credentials, query, signatures, part sizes,
-//! retried parts, reports that do not match, failed uploads and expiry.
+//! retried parts, reports that do not match, failed uploads and expiry. The two archives
+//! run on a local repository and on an S3 repository in the in-process S3 server.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use sha2::Sha256;
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role};
 
+use crate::s3_server::S3Server;
 use crate::support::{admin_key, random_bytes, serve_on_loopback};
 
 const PART_SIZE: u64 = 32 << 20;
@@ -211,6 +213,32 @@ fn archive(len: usize, seed: u64) -> Vec<u8> {
 async fn wings_two_successive_backups_dedup_and_restore_byte_exact() {
     let dir = tempfile::tempdir().unwrap();
     let wings = Wings::start(dir.path(), |_| {}).await;
+    two_successive_backups(&wings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wings_two_successive_backups_on_an_s3_repository() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wings = Wings::start(dir.path(), |config| {
+        config.repo = Some("s3://wings-bucket/stowage".into());
+        config.s3.endpoint = Some(s3.endpoint());
+        config.s3.region = Some("us-east-1".into());
+        config.s3.path_style = true;
+        config.s3.access_key_id = Some(crate::s3_server::ACCESS_KEY.into());
+        config.s3.secret_access_key = Some(crate::s3_server::SECRET_KEY.into());
+    })
+    .await;
+    two_successive_backups(&wings).await;
+    assert!(
+        s3.stored_keys("wings-bucket")
+            .iter()
+            .any(|k| k.starts_with("stowage/packs/")),
+        "the packs live in the bucket"
+    );
+}
+
+async fn two_successive_backups(wings: &Wings) {
     let first = archive(200 << 20, 1);
     let uuid_a = "3f0c9a5e-8d21-4b7a-9c44-1e2f3a4b5c6d";
     wings.backup(uuid_a, &first).await;
@@ -240,8 +268,8 @@ async fn wings_two_successive_backups_dedup_and_restore_byte_exact() {
         "the second archive added {added} bytes of storage"
     );
 
-    assert_restores(&wings, uuid_a, &first).await;
-    assert_restores(&wings, uuid_b, &second).await;
+    assert_restores(wings, uuid_a, &first).await;
+    assert_restores(wings, uuid_b, &second).await;
 
     // A completed backup: announced again → 409, reported again → 400.
     let response = wings
