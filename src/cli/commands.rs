@@ -560,9 +560,17 @@ fn key(action: KeyCommand) -> Result<Outcome> {
     use crate::service::keys::{KeyStore, Role};
     let store = |data: &super::DataDirArgs| KeyStore::new(data.data_dir.join("keys.json"));
     match action {
-        KeyCommand::Create { data, name, role } => {
+        KeyCommand::Create {
+            data,
+            name,
+            role,
+            dialect,
+        } => {
             let role: Role = role.parse()?;
-            let (record, key) = store(&data).create(&name, role)?;
+            let (record, key) = match dialect {
+                Some(dialect) => store(&data).create_for_dialect(&name, role, &dialect)?,
+                None => store(&data).create(&name, role)?,
+            };
             eprintln!(
                 "created {role} key {} ({name}); it is shown only once:",
                 record.id
