@@ -29,6 +29,8 @@ pub struct ServerState {
     pub upload_slots: Semaphore,
     /// The fa dialect's jobs, when the dialect is enabled.
     pub fa: Option<Arc<crate::service::fa::FaService>>,
+    /// The Backup-chan dialect's service, when the dialect is enabled.
+    pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
     shutting_down: AtomicBool,
 }
 
@@ -50,6 +52,7 @@ impl ServerState {
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
             fa: None,
+            backupchan: None,
             shutting_down: AtomicBool::new(false),
         }
     }

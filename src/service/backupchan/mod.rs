@@ -160,6 +160,11 @@ impl BackupchanService {
         Ok(service)
     }
 
+    /// Files in one upload or sequential upload.
+    pub fn max_files(&self) -> usize {
+        self.settings.max_files
+    }
+
     fn lock(&self) -> MutexGuard<'_, StateFile> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
