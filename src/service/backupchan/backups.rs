@@ -90,8 +90,10 @@ fn header_safe(name: &str) -> String {
         .collect()
 }
 
+/// Newest first; of backups made in the same second, the one recorded last first.
 fn newest_first(backups: &mut [BackupRecord]) {
-    backups.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    backups.reverse();
+    backups.sort_by(|a, b| b.created_at.cmp(&a.created_at));
 }
 
 impl BackupchanService {

@@ -16,9 +16,11 @@ pub struct Candidate {
     pub hash: String,
 }
 
+/// Oldest first; backups made in the same second keep their order in `backups` (the
+/// order they were recorded in).
 fn oldest_first(backups: &[Candidate]) -> Vec<&Candidate> {
     let mut sorted: Vec<&Candidate> = backups.iter().collect();
-    sorted.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    sorted.sort_by_key(|c| c.created_at);
     sorted
 }
 
@@ -151,5 +153,15 @@ mod tests {
         list[2].hash = "h1".into(); // b2 equals b1
         assert_eq!(duplicates(&list), ["b2", "b4"]);
         assert!(duplicates(&backups(3)).is_empty());
+        // Made in the same second: the one recorded first is the oldest.
+        let same: Vec<Candidate> = ["z", "a", "m"]
+            .iter()
+            .map(|id| Candidate {
+                id: id.to_string(),
+                created_at: at(1, 0),
+                hash: "h".into(),
+            })
+            .collect();
+        assert_eq!(duplicates(&same), ["a", "m"]);
     }
 }

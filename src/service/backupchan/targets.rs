@@ -183,8 +183,7 @@ pub fn validate(spec: &TargetSpec, others: &[Target], roots: &[PathBuf]) -> Resu
         return invalid("Name template is not unique to this target");
     }
     validate_location(&spec.location, roots)?;
-    if spec.recycle_criteria != RecycleCriteria::None && !spec.recycle_value.is_some_and(|v| v >= 0)
-    {
+    if spec.recycle_criteria != RecycleCriteria::None && spec.recycle_value.is_none_or(|v| v < 0) {
         return invalid("Recycle value must be a non-negative integer for criteria count and age");
     }
     if spec.min_backups < 0 {
@@ -349,7 +348,7 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            message(&spec(), &[other.clone()]),
+            message(&spec(), std::slice::from_ref(&other)),
             "Name template is not unique to this target"
         );
         assert_eq!(
