@@ -582,7 +582,7 @@ fn key(action: KeyCommand) -> Result<Outcome> {
             if json {
                 let list: Vec<_> = records
                     .iter()
-                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "created_at": r.created_at, "revoked_at": r.revoked_at}))
+                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "dialect": r.dialect, "created_at": r.created_at, "revoked_at": r.revoked_at}))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
