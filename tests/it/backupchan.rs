@@ -470,6 +470,19 @@ async fn targets_missing_parameters_validation_pages_and_404s() {
         .get("/api/target/search?type=multi&tags=cool%20beans")
         .await;
     assert_eq!(found["targets"].as_array().unwrap().len(), 11);
+    for (method, path) in [
+        (Method::PUT, "/api/target"),
+        (Method::POST, "/api/stats"),
+        (Method::GET, "/api/target/web/unknown"),
+        (Method::GET, "/api/jobs/unknown/route"),
+    ] {
+        let (status, reply) = bc.send(method, path, None).await;
+        assert!(
+            status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND,
+            "{path}"
+        );
+        assert_eq!(reply["success"], false, "{path}");
+    }
     let (status, reply) = bc.get("/api/log?tail=many").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(failure(&reply).starts_with("Parameter 'tail'"));
@@ -643,6 +656,45 @@ async fn state_survives_a_restart() {
         format!("attachment; filename=\"keep-{backup}.bin\"").as_str()
     );
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"kept bytes");
+}
+
+#[test]
+fn key_create_issues_bakch_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = crate::support::run_ok(
+        crate::support::cli(&dir.path().join("repo"))
+            .args(["key", "create", "--data-dir"])
+            .arg(&data)
+            .args(["--name", "laptop", "--dialect", "backupchan"]),
+        None,
+    );
+    let key = crate::support::last_line(&output);
+    assert!(key.starts_with("bakch-") && key.len() == 70, "{key}");
+    assert!(key[6..]
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let stored = std::fs::read_to_string(data.join("keys.json")).unwrap();
+    assert!(!stored.contains(&key[6..]), "the secret itself is stored");
+    assert!(KeyStore::new(data.join("keys.json"))
+        .verify_backupchan(&key)
+        .is_ok());
+    let listed = crate::support::run_ok(
+        crate::support::cli(&dir.path().join("repo"))
+            .args(["key", "list", "--json", "--data-dir"])
+            .arg(&data),
+        None,
+    );
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["dialect"], "backupchan");
+    let refused = crate::support::run(
+        crate::support::cli(&dir.path().join("repo"))
+            .args(["key", "create", "--data-dir"])
+            .arg(&data)
+            .args(["--name", "x", "--dialect", "fa"]),
+        None,
+    );
+    assert!(!refused.status.success());
 }
 
 /// The virtual environment with the pinned clients, made once under `target/` (a lock

@@ -17,7 +17,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use futures::StreamExt;
 use serde_json::json;
@@ -101,9 +101,24 @@ pub fn router(app: AppState) -> Option<Router> {
         // Not in the document: the event log and statistics.
         .route("/api/log", get(log))
         .route("/api/stats", get(stats))
+        // Every answer is JSON: unknown paths below the dialect's prefixes and wrong
+        // methods too (the client parses every body).
+        .route("/api/target/{id}/{*rest}", any(not_found))
+        .route("/api/backup/{id}/{*rest}", any(not_found))
+        .route("/api/seq/{id}/{*rest}", any(not_found))
+        .route("/api/jobs/{*rest}", any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state);
     Some(router)
+}
+
+async fn not_found() -> BcApiError {
+    BcApiError::new(StatusCode::NOT_FOUND, "Not found")
+}
+
+async fn method_not_allowed() -> BcApiError {
+    BcApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
 }
 
 fn body(bytes: JsonBody) -> Result<Body, BcApiError> {

@@ -196,7 +196,11 @@ impl BackupchanService {
         let recorded = {
             let mut state = self.lock();
             match state.targets.iter().find(|t| t.id == target_id) {
-                None => Err(BcError::target(target_id)),
+                None => {
+                    // A finished sequential upload left the state in memory only.
+                    self.save_logged(&state);
+                    Err(BcError::target(target_id))
+                }
                 Some(target) => {
                     let id = uuid::Uuid::new_v4().to_string();
                     let record = BackupRecord {
