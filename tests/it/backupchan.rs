@@ -697,6 +697,79 @@ fn key_create_issues_bakch_keys() {
     assert!(!refused.status.success());
 }
 
+/// Every pack file of the server's repository.
+fn pack_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut packs = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(data_dir.join("repo/packs")) else {
+        return packs; // none written yet
+    };
+    for dir in dirs {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            packs.push(file.unwrap().path());
+        }
+    }
+    packs.sort();
+    packs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_check_job_flags_a_damaged_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    bc.target("db", "single", "db-$I", Some("db")).await;
+    let mut packs_of = Vec::new();
+    for seed in [1, 2] {
+        let before = pack_files(&bc.data_dir);
+        let data = crate::support::random_bytes(200_000, seed);
+        let form = Form::new()
+            .text("manual", "1")
+            .part("backup_file", file_part("d.bin", &data));
+        let (_, reply) = bc.form("/api/target/db/upload", form).await;
+        assert_eq!(
+            bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+            "FINISHED"
+        );
+        let new: Vec<PathBuf> = pack_files(&bc.data_dir)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "one pack per upload");
+        packs_of.push(new[0].clone());
+    }
+    let (_, view) = bc.get("/api/target/db").await;
+    // Newest first: the damaged pack holds the older backup.
+    let damaged = view["backups"][1]["id"].clone();
+    let len = std::fs::metadata(&packs_of[0]).unwrap().len();
+    crate::support::flip_byte(&packs_of[0], len / 2);
+    let (status, _) = bc.get("/api/jobs/force_run/integrity_check_job").await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = bc.get("/api/target/db").await;
+        let flagged: Vec<&Value> = view["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["hash_mismatch"] == true)
+            .map(|b| &b["id"])
+            .collect();
+        if !flagged.is_empty() {
+            assert_eq!(flagged, [&damaged], "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "integrity_check_job did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, log) = bc.get("/api/log?tail=1").await;
+    assert!(
+        log["log"]
+            .as_str()
+            .unwrap()
+            .contains("1 backups with a hash mismatch"),
+        "{log}"
+    );
+}
+
 /// The virtual environment with the pinned clients, made once under `target/` (a lock
 /// file keeps concurrent test processes from building it twice).
 fn client_venv() -> PathBuf {

@@ -152,10 +152,10 @@ while len(live(web)) != 2:
 recycled = [b for b in api.list_recycled_backups()]
 check([b.id for b in recycled] == [first], recycled)
 stats = api.view_stats()
-check(stats.total_targets == 3 and stats.total_backups == 2, stats)
+check(stats.total_targets == 3 and stats.total_backups == 3, stats)
 check(stats.total_recycled_backups == 1 and stats.total_recycle_bin_size == len(payload), stats)
 out = cli("stats", "view")
-check("Total number of backups: 2 (1 recycled)" in out, out)
+check("Total number of backups: 3 (1 recycled)" in out, out)
 cli("recyclebin", "clear", "--delete-files")
 check(api.list_recycled_backups() == [], "bin cleared")
 check(len(api.get_target(web)[1]) == 2, "cleared backup gone")

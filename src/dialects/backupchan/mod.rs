@@ -300,14 +300,20 @@ async fn upload_backup(
     let target = s.service.target(&id)?;
     let limit = s.app.limits.max_upload_bytes;
     let form = upload::form(request, limit).await?;
-    let _slot = s.app.upload_slots.acquire().await.map_err(|_| {
-        BcApiError::new(
+    // The job is IDLE while the upload waits for a slot.
+    let job = s.service.begin_job("upload_job")?;
+    let Ok(_slot) = s.app.upload_slots.acquire().await else {
+        s.service
+            .end_job(job, Err("the server is shutting down".into()));
+        return Err(BcApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The server is shutting down",
-        )
-    })?;
-    let job = upload::backup_upload(
+        ));
+    };
+    s.service.start_job(job);
+    upload::backup_upload(
         &s.service,
+        job,
         &target.id,
         target.target_type,
         form,

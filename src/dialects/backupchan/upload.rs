@@ -111,13 +111,13 @@ fn file_name(field: &Field<'_>) -> String {
 /// is read, while the files become durable in the background.
 pub async fn backup_upload(
     service: &Arc<BackupchanService>,
+    job: u64,
     target_id: &str,
     target_type: TargetType,
     mut form: Multipart,
     limit: u64,
     max_files: usize,
 ) -> Result<u64, BcApiError> {
-    let job = service.begin_job("upload_job")?;
     let mut pending = Vec::new();
     let mut names = std::collections::HashSet::new();
     let mut manual_value = None;

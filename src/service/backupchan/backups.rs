@@ -37,7 +37,8 @@ pub struct Download {
     pub stream: BoxStream<'static, Result<Bytes, BcError>>,
 }
 
-/// `GET /api/stats`.
+/// `GET /api/stats`: sizes of live and recycled backups; `total_backups` counts both, as
+/// the real server's does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub total_target_size: u64,
@@ -400,7 +401,7 @@ impl BackupchanService {
             total_target_size: live.iter().map(|b| b.filesize).sum(),
             total_recycle_bin_size: recycled.iter().map(|b| b.filesize).sum(),
             total_targets: state.targets.len() as u64,
-            total_backups: live.len() as u64,
+            total_backups: state.backups.len() as u64,
             total_recycled_backups: recycled.len() as u64,
         }
     }

@@ -72,7 +72,7 @@ impl Schedule {
 }
 
 impl BackupchanService {
-    /// Registers a delayed job, running from now.
+    /// Registers a delayed job, `IDLE` until [`start_job`](Self::start_job).
     pub fn begin_job(&self, name: &str) -> Result<u64, BcError> {
         let mut state = self.lock();
         let id = state.next_job_id.max(1);
@@ -80,7 +80,7 @@ impl BackupchanService {
         state.delayed_jobs.push(DelayedJob {
             id,
             name: name.to_string(),
-            status: JobStatus::Running,
+            status: JobStatus::Idle,
             start_time: Utc::now().timestamp(),
             end_time: None,
             error: None,
@@ -102,6 +102,16 @@ impl BackupchanService {
         }
         self.save(&state)?;
         Ok(id)
+    }
+
+    /// A delayed job starts running (its start time is now).
+    pub fn start_job(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(job) = state.delayed_jobs.iter_mut().find(|j| j.id == id) {
+            job.status = JobStatus::Running;
+            job.start_time = Utc::now().timestamp();
+        }
+        self.save_logged(&state);
     }
 
     /// Ends a delayed job.
