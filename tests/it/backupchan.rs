@@ -559,7 +559,7 @@ async fn uploads_refused_for_bad_forms_and_sequential_conflicts() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         failure(&reply),
-        "Sequential uploads need a multi-file target"
+        "Cannot begin sequential upload on single-file target"
     );
     let escape = json!({"manual": 1, "file_list": [{"path": "/..", "name": "x"}]});
     let (status, _) = bc
@@ -606,8 +606,16 @@ async fn uploads_refused_for_bad_forms_and_sequential_conflicts() {
         .send(Method::POST, "/api/seq/many/terminate", Some(json!({})))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = bc.get("/api/seq/many").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, reply) = bc.get("/api/seq/many").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        failure(&reply),
+        "No sequential upload in progress on target many"
+    );
+    let (status, _) = bc
+        .send(Method::POST, "/api/seq/many/finish", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, view) = bc.get("/api/target/many").await;
     assert_eq!(view["backups"], json!([]));
 }

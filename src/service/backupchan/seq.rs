@@ -1,7 +1,8 @@
 //! Sequential uploads: a client announces a multi target's file list (`begin`), sends
 //! the files one request each (each stored at once as a stowage backup in the target's
 //! series), then `finish`es, which records one backup of them all, or `terminate`s,
-//! which drops what was sent. One per target; a second `begin` is "Target busy". Sessions
+//! which drops what was sent. One per target; a second `begin` is "Target busy"; calls
+//! on a target without one are refused (400, as the real server answers). Sessions
 //! live in the state file, so an interrupted upload resumes after a restart; one idle for
 //! the configured timeout is terminated by `stale_seq_upload_job`.
 
@@ -56,8 +57,16 @@ impl BackupchanService {
         manual: bool,
         files: Vec<(String, String)>,
     ) -> Result<(), BcError> {
-        if files.is_empty() {
-            return Err(BcError::Invalid("file_list must not be empty".into()));
+        let mut state = self.lock();
+        let target = Self::find_target(&state, reference)?.clone();
+        if target.target_type != TargetType::Multi {
+            return Err(BcError::Invalid(
+                "Cannot begin sequential upload on single-file target".into(),
+            ));
+        }
+        // Busy comes first: the CLI resumes an interrupted upload on this answer.
+        if state.seq_uploads.contains_key(&target.id) {
+            return Err(BcError::Busy);
         }
         if files.len() > self.settings.max_files {
             return Err(BcError::Invalid(format!(
@@ -72,16 +81,6 @@ impl BackupchanService {
                     "File {path}/{name} is listed twice"
                 )));
             }
-        }
-        let mut state = self.lock();
-        let target = Self::find_target(&state, reference)?.clone();
-        if target.target_type != TargetType::Multi {
-            return Err(BcError::Invalid(
-                "Sequential uploads need a multi-file target".into(),
-            ));
-        }
-        if state.seq_uploads.contains_key(&target.id) {
-            return Err(BcError::Busy);
         }
         let session = SeqSession {
             manual,
@@ -108,10 +107,9 @@ impl BackupchanService {
         if state.seq_uploads.contains_key(&id) {
             Ok(id)
         } else {
-            Err(BcError::NotFound {
-                what: "sequential upload on target",
-                id: reference.to_string(),
-            })
+            Err(BcError::Invalid(format!(
+                "No sequential upload in progress on target {reference}"
+            )))
         }
     }
 
@@ -178,10 +176,9 @@ impl BackupchanService {
                 Some(_) => Some(BcError::Conflict(format!(
                     "File {relative} was already uploaded"
                 ))),
-                None => Some(BcError::NotFound {
-                    what: "sequential upload on target",
-                    id: target_id.to_string(),
-                }),
+                None => Some(BcError::Invalid(format!(
+                    "No sequential upload in progress on target {target_id}"
+                ))),
             }
         };
         match stale {
