@@ -1,7 +1,8 @@
 //! The Backup-chan dialect over real HTTP (`/api`), in-process like `server.rs`. First
 //! with reqwest: the 401/403 bodies, missing parameters, validation messages, 404s,
-//! pagination, aliases, uploads refused for bad forms, sequential-upload conflicts, and
-//! state surviving a restart. Then with Backup-chan's own clients from PyPI
+//! pagination, aliases, uploads refused for bad forms, sequential-upload conflicts, state
+//! surviving a restart, the bytes living in the target's series (recycled, restored, kept
+//! or purged with the backup), and the integrity job flagging a damaged backup. Then with Backup-chan's own clients from PyPI
 //! (`backupchan-client-lib` and `backupchan-cli`, pinned, in a virtual environment under
 //! `target/`), driven by `backupchan_clients.py`.
 
@@ -703,6 +704,97 @@ fn key_create_issues_bakch_keys() {
         None,
     );
     assert!(!refused.status.success());
+}
+
+/// The stowage backups of a series through the native API: (live, recycled).
+async fn native_backups(bc: &Bc, series: &str) -> (u64, u64) {
+    let admin = crate::support::admin_key(&bc.data_dir);
+    let mut counts = [0, 0];
+    for (i, recycled) in ["false", "true"].iter().enumerate() {
+        let response = bc
+            .client
+            .get(format!(
+                "{}/v1/backups?series={series}&recycled={recycled}",
+                bc.base
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("list");
+        let body: Value = response.json().await.expect("json");
+        counts[i] = body["total"].as_u64().expect("total");
+    }
+    (counts[0], counts[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_live_in_the_targets_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    let mut series = Vec::new();
+    for name in ["kept", "purged"] {
+        let id = bc
+            .target(name, "multi", &format!("{name}-$I"), Some(name))
+            .await;
+        let form = Form::new()
+            .text("manual", "1")
+            .part("backup_file", file_part("a", b"first file"))
+            .part("backup_file", file_part("b", b"second file"));
+        let (_, reply) = bc.form(&format!("/api/target/{name}/upload"), form).await;
+        assert_eq!(
+            bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+            "FINISHED"
+        );
+        let series_name = format!("bc-{id}");
+        assert_eq!(
+            native_backups(&bc, &series_name).await,
+            (2, 0),
+            "one per file"
+        );
+        series.push(series_name);
+    }
+    // Recycling a Backup-chan backup recycles its stowage backups; restoring undeletes.
+    let (_, view) = bc.get("/api/target/kept").await;
+    let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
+    let recycle = |on: bool| json!({ "is_recycled": on });
+    bc.send(
+        Method::PATCH,
+        &format!("/api/backup/{backup}"),
+        Some(recycle(true)),
+    )
+    .await;
+    assert_eq!(native_backups(&bc, &series[0]).await, (0, 2));
+    bc.send(
+        Method::PATCH,
+        &format!("/api/backup/{backup}"),
+        Some(recycle(false)),
+    )
+    .await;
+    assert_eq!(native_backups(&bc, &series[0]).await, (2, 0));
+    // Deleting without files keeps the bytes in the series; with files purges them.
+    let keep = json!({ "delete_files": false });
+    let (status, _) = bc
+        .send(Method::DELETE, "/api/target/kept", Some(keep))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(native_backups(&bc, &series[0]).await, (2, 0));
+    let purge = json!({ "delete_files": true });
+    let (status, _) = bc
+        .send(Method::DELETE, "/api/target/purged", Some(purge))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(native_backups(&bc, &series[1]).await, (0, 0));
+    let (status, _) = bc.get("/api/target/purged").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Deleting a missing target answers success, as the real server does.
+    let (status, _) = bc
+        .send(
+            Method::DELETE,
+            "/api/target/purged",
+            Some(json!({ "delete_files": true })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// Every pack file of the server's repository.
