@@ -42,14 +42,19 @@ impl Drop for Bc {
 
 impl Bc {
     async fn start(dir: &Path) -> Bc {
+        Bc::start_with(dir, |_| {}).await
+    }
+
+    async fn start_with(dir: &Path, adjust: impl FnOnce(&mut ServerConfig)) -> Bc {
         assert!(std::env::var_os("STOWAGE_ADMIN_KEY").is_none());
         assert!(std::env::var_os("STOWAGE_PASSWORD").is_none());
         let guard = super::server::MEMORY.read().await;
         let data_dir = dir.join("data");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             data_dir: data_dir.clone(),
             ..ServerConfig::default()
         };
+        adjust(&mut config);
         // A server dropped just before may still hold the index for a moment.
         let mut attempts = 0;
         let state = loop {
@@ -704,6 +709,61 @@ fn key_create_issues_bakch_keys() {
         None,
     );
     assert!(!refused.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start_with(dir.path(), |c| c.max_upload_bytes = 64 * 1024).await;
+    let id = bc.target("small", "multi", "small-$I", Some("small")).await;
+    // Announced too large: refused before reading.
+    let big = crate::support::random_bytes(100 * 1024, 3);
+    let form = Form::new()
+        .text("manual", "1")
+        .part("backup_file", file_part("big", &big));
+    let (status, reply) = bc.form("/api/target/small/upload", form).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(failure(&reply).contains("65536 bytes"), "{reply}");
+    // Sent without a length (chunked), a small file and then one over the limit: the
+    // upload is refused while streaming, and the small file already stored is dropped.
+    let form = Form::new()
+        .text("manual", "1")
+        .part("backup_file", file_part("ok", b"fine"))
+        .part("backup_file", file_part("big", &big));
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        form.finish().chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    let response = bc
+        .client
+        .post(format!("{}/api/target/small/upload", bc.base))
+        .bearer_auth(&bc.key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reply: Value = response.json().await.unwrap();
+    assert!(failure(&reply).contains("65536 bytes"), "{reply}");
+    assert_eq!(native_backups(&bc, &format!("bc-{id}")).await, (0, 0));
+    let (_, view) = bc.get("/api/target/small").await;
+    assert_eq!(view["backups"], json!([]));
+    let (_, jobs) = bc.get("/api/jobs").await;
+    assert_eq!(jobs["delayed"][0]["status"], "ERROR");
+    // Files under the limit are taken.
+    let form = Form::new()
+        .text("manual", "1")
+        .part("backup_file", file_part("ok", b"fine"))
+        .part("backup_file", file_part("big", &big[..60 * 1024]));
+    let (status, reply) = bc.form("/api/target/small/upload", form).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+        "FINISHED"
+    );
+    assert_eq!(native_backups(&bc, &format!("bc-{id}")).await, (2, 0));
 }
 
 /// The stowage backups of a series through the native API: (live, recycled).

@@ -112,7 +112,7 @@ check([t.id for t in api.search_targets(tags=["db", "nightly"])] == [web], "sear
 check(api.search_targets(deduplicate=True)[0].id == files, "search by deduplicate")
 
 # Single backups: upload through the CLI, download byte-exact under the template's name.
-payload = os.urandom(300_000)
+payload = os.urandom(1_500_000)  # over the JSON body limit of 1 MiB
 write("dump.sql", payload)
 out = cli("backup", "upload", "web", "dump.sql")
 check("being processed by job #" in out, out)
@@ -164,7 +164,7 @@ check(len(api.get_target(web)[1]) == 2, "cleared backup gone")
 # the form is posted with requests, as the library does), a folder upload through the CLI
 # (a tar.gz the server keeps as one file) and a sequential upload of the folder.
 write("tree/a.txt", b"alpha\n")
-write("tree/sub/b.bin", os.urandom(70_000))
+write("tree/sub/b.bin", os.urandom(1_200_000))
 write("tree/sub/deeper/c.txt", b"c" * 1000)
 original = tree_of("tree")
 form = [("backup_file", ("one.txt", io.BytesIO(b"one"))), ("backup_file", ("two.bin", io.BytesIO(b"2" * 5000)))]

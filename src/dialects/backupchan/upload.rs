@@ -159,7 +159,8 @@ pub async fn backup_upload(
     let manual = match outcome {
         Ok(manual) => manual,
         Err(error) => {
-            service.abandon(pending);
+            // Answered once nothing of the upload is left in the repository.
+            service.discard(pending).await;
             service.end_job(job, Err(error.message.clone()));
             return Err(error);
         }

@@ -160,12 +160,16 @@ impl BackupchanService {
         });
     }
 
-    /// Drops the files of an upload refused after they were read.
-    pub fn abandon(self: &Arc<Self>, pending: Vec<PendingPart>) {
-        let service = self.clone();
-        tokio::spawn(async move {
-            let _ = service.gather(pending).await;
-        });
+    /// Drops the files of an upload refused after they were read: waits for their ingests
+    /// to end (their bodies are complete or failed), then purges what they stored.
+    pub async fn discard(&self, pending: Vec<PendingPart>) {
+        let mut stored = Vec::new();
+        for part in pending {
+            if let Ok(part) = part.wait().await {
+                stored.push(part);
+            }
+        }
+        self.purge_parts(&stored).await;
     }
 
     /// Waits for every file; on any failure purges the stored ones.
