@@ -596,8 +596,13 @@ fn key(action: KeyCommand) -> Result<Outcome> {
                     } else {
                         "active"
                     };
+                    let dialect = r
+                        .dialect
+                        .as_deref()
+                        .map(|d| format!(" [{d}]"))
+                        .unwrap_or_default();
                     println!(
-                        "{:<16}  {:<7}  {:<20}  {:<8}  {}",
+                        "{:<16}  {:<7}  {:<20}  {:<8}  {}{dialect}",
                         r.id, r.role, r.created_at, state, r.name
                     );
                 }

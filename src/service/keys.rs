@@ -236,7 +236,7 @@ impl KeyStore {
     /// Creates a key; returns its record and the full key, which is never shown again.
     pub fn create(&self, name: &str, role: Role) -> Result<(KeyRecord, String), KeyStoreError> {
         let secret = random_hex(KEY_SECRET_HEX);
-        self.insert(name, role, &random_hex(KEY_ID_HEX), &secret)
+        self.insert(name, role, &random_hex(KEY_ID_HEX), &secret, None)
     }
 
     /// Creates a key in a dialect's own shape; only `backupchan` (`bakch-<64 hex>`, the
@@ -253,13 +253,8 @@ impl KeyStore {
             )));
         }
         let secret = random_hex(KEY_SECRET_HEX);
-        let (mut record, _) = self.insert(name, role, &random_hex(KEY_ID_HEX), &secret)?;
-        let mut records = self.list()?;
-        if let Some(stored) = records.iter_mut().find(|r| r.id == record.id) {
-            stored.dialect = Some(dialect.to_string());
-        }
-        self.save(&records)?;
-        record.dialect = Some(dialect.to_string());
+        let id = random_hex(KEY_ID_HEX);
+        let (record, _) = self.insert(name, role, &id, &secret, Some(dialect))?;
         Ok((record, format!("{BACKUPCHAN_PREFIX}{secret}")))
     }
 
@@ -302,7 +297,7 @@ impl KeyStore {
         if let Some(existing) = self.list()?.into_iter().find(|r| r.id == id) {
             return Ok(existing);
         }
-        Ok(self.insert(name, role, &id, &secret)?.0)
+        Ok(self.insert(name, role, &id, &secret, None)?.0)
     }
 
     fn insert(
@@ -311,6 +306,7 @@ impl KeyStore {
         role: Role,
         id: &str,
         secret: &str,
+        dialect: Option<&str>,
     ) -> Result<(KeyRecord, String), KeyStoreError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 128 {
@@ -326,7 +322,7 @@ impl KeyStore {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             secret_sha256: sha256_hex(secret.as_bytes()),
             revoked_at: None,
-            dialect: None,
+            dialect: dialect.map(str::to_string),
         };
         records.push(record.clone());
         self.save(&records)?;
