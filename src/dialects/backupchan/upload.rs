@@ -168,3 +168,16 @@ pub async fn backup_upload(
     service.complete_upload(job, target_id.to_string(), manual, pending);
     Ok(job)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_as_the_document_and_the_client_send_it() {
+        for (text, value) in [("true", true), ("1", true), ("False", false), ("0", false)] {
+            assert_eq!(manual(text).unwrap(), value, "{text}");
+        }
+        assert!(manual("yes").is_err());
+    }
+}

@@ -282,3 +282,27 @@ impl Body {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_times_as_flask_renders_them() {
+        assert_eq!(http_date(1_754_933_609), "Mon, 11 Aug 2025 17:33:29 GMT");
+    }
+
+    #[test]
+    fn bodies_name_the_missing_parameter() {
+        let body = Body::parse(br#"{"name":"n","recycle_criteria":"none"}"#).unwrap();
+        let error = body.target_spec().unwrap_err();
+        assert_eq!(error.message, "Parameter 'recycle_value' required");
+        assert!(Body::parse(b"[1]").is_err());
+        assert!(Body::parse(b"  ").unwrap().0.is_empty());
+        let body = Body::parse(br#"{"delete_files":"yes"}"#).unwrap();
+        assert_eq!(
+            body.boolean("delete_files").unwrap_err().message,
+            "Parameter 'delete_files' must be true or false"
+        );
+    }
+}

@@ -127,6 +127,10 @@ pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
+fn sort_by_name(targets: &mut [Target]) {
+    targets.sort_by_cached_key(|t| (t.name.to_lowercase(), t.name.clone(), t.id.clone()));
+}
+
 impl BackupchanService {
     /// Reads the state file; jobs left running by a previous process are marked failed.
     pub fn open(
@@ -220,10 +224,11 @@ impl BackupchanService {
         Ok(Self::find_target(&self.lock(), reference)?.clone())
     }
 
-    /// One page (from 1) of targets ordered by name.
+    /// One page (from 1) of targets ordered by name, ignoring case (as the real server's
+    /// database collates).
     pub fn list_targets(&self, page: usize) -> Vec<Target> {
         let mut targets = self.lock().targets.clone();
-        targets.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        sort_by_name(&mut targets);
         let size = self.settings.page_size.max(1);
         targets
             .into_iter()
@@ -240,7 +245,7 @@ impl BackupchanService {
             .filter(|t| query.matches(t))
             .cloned()
             .collect();
-        found.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_by_name(&mut found);
         found
     }
 
