@@ -766,6 +766,93 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
     assert_eq!(native_backups(&bc, &format!("bc-{id}")).await, (2, 0));
 }
 
+/// A plain tar of `files` (path, bytes), written with GNU tar when it is there.
+fn plain_tar(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let root = dir.join("tar-src");
+    for (path, data) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, data).unwrap();
+    }
+    let output = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg("-")
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .output()
+        .expect("tar (GNU tar is installed by .ci/run)");
+    assert!(output.status.success());
+    output.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_downloads_are_one_tar_with_archives_extracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    bc.target("mix", "multi", "mix-$I", Some("mix")).await;
+    let inner = [
+        ("etc/app.conf", b"key = value\n".to_vec()),
+        ("data/blob.bin", crate::support::random_bytes(300_000, 9)),
+    ];
+    let tar = plain_tar(dir.path(), &inner);
+    let notes = crate::support::random_bytes(5_000, 10);
+    let form = Form::new()
+        .text("manual", "false")
+        .part("backup_file", file_part("notes.txt", &notes))
+        .part("backup_file", file_part("bundle.tar", &tar));
+    let (_, reply) = bc.form("/api/target/mix/upload", form).await;
+    assert_eq!(
+        bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+        "FINISHED"
+    );
+    let (_, view) = bc.get("/api/target/mix").await;
+    let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
+    let response = bc
+        .client
+        .get(format!("{}/api/backup/{backup}/download", bc.base))
+        .bearer_auth(&bc.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"mix_{backup}.tar\"").as_str()
+    );
+    let declared: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), declared);
+    let mut parser = stowage::format::tar::TarCatalogParser::new();
+    let mut entries = Vec::new();
+    parser.feed(&bytes, &mut |e| entries.push(e));
+    parser.finish(&mut |e| entries.push(e)).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for entry in entries
+        .iter()
+        .filter(|e| e.kind == stowage::format::catalog::EntryKind::File)
+    {
+        let start = entry.offset.unwrap() as usize;
+        files.insert(
+            entry.path.clone(),
+            bytes[start..start + entry.size as usize].to_vec(),
+        );
+    }
+    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = inner
+        .iter()
+        .map(|(p, d)| (p.to_string(), d.clone()))
+        .collect();
+    expected.insert("notes.txt".into(), notes);
+    assert_eq!(files, expected);
+    assert!(entries
+        .iter()
+        .any(|e| e.path == "etc" && e.kind == stowage::format::catalog::EntryKind::Dir));
+}
+
 /// The stowage backups of a series through the native API: (live, recycled).
 async fn native_backups(bc: &Bc, series: &str) -> (u64, u64) {
     let admin = crate::support::admin_key(&bc.data_dir);

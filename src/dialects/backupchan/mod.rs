@@ -330,7 +330,7 @@ async fn download_backup(
     Path(id): Path<String>,
 ) -> Reply {
     auth::authorize(&s.app, &headers, Role::Reader)?;
-    let download = s.service.download(&id)?;
+    let download = s.service.download(&id).await?;
     let stream = download
         .stream
         .map(|item| item.map_err(std::io::Error::other));

@@ -1,11 +1,10 @@
 //! The archive a multi target's backup downloads as: a tar stream (ustar headers, GNU
 //! long names past 100 bytes) of its files at their relative paths, built while the files
-//! are read from the repository, with its length known before the first byte.
-
-use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
-
-use super::store::Part;
+//! are read from the repository, with its length known before the first byte. A file that
+//! stowage recognised as a tar archive (plain or gzip) contributes its entries instead of
+//! itself, as the real server extracts uploaded archives: headers are written anew from
+//! the backup's catalog (whose paths are checked safe), contents are copied from the
+//! (decompressed) stream.
 
 const BLOCK: u64 = 512;
 
@@ -25,11 +24,34 @@ fn octal(field: &mut [u8], value: u64) {
     }
 }
 
+/// Typeflags of the entries written.
+pub const FILE: u8 = b'0';
+pub const HARDLINK: u8 = b'1';
+pub const SYMLINK: u8 = b'2';
+pub const DIR: u8 = b'5';
+
+/// What one header describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: i64,
+    pub kind: u8,
+    pub link: Option<String>,
+}
+
 fn header(name: &[u8], size: u64, mtime: i64, kind: u8) -> [u8; 512] {
+    header_with(name, size, mtime, kind, 0o644, b"")
+}
+
+fn header_with(name: &[u8], size: u64, mtime: i64, kind: u8, mode: u32, link: &[u8]) -> [u8; 512] {
     let mut b = [0u8; 512];
     let n = name.len().min(100);
     b[..n].copy_from_slice(&name[..n]);
-    octal(&mut b[100..108], 0o644);
+    let l = link.len().min(100);
+    b[157..157 + l].copy_from_slice(&link[..l]);
+    octal(&mut b[100..108], (mode & 0o7777) as u64);
     octal(&mut b[108..116], 0);
     octal(&mut b[116..124], 0);
     octal(&mut b[124..136], size);
@@ -48,92 +70,119 @@ fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
-/// The header blocks of one member (a long-name entry first when the name needs one).
-pub fn member_header(name: &str, size: u64, mtime: i64) -> Vec<u8> {
+fn long_name(out: &mut Vec<u8>, kind: u8, text: &str) {
+    let long = format!("{text}\0");
+    out.extend_from_slice(&header(b"././@LongLink", long.len() as u64, 0, kind));
+    out.extend_from_slice(long.as_bytes());
+    out.resize(out.len() + padding(long.len() as u64) as usize, 0);
+}
+
+/// The header blocks of one entry (GNU long-name and long-link entries first when needed).
+pub fn entry_header(entry: &Entry) -> Vec<u8> {
     let mut out = Vec::with_capacity(1536);
-    if name.len() > 100 {
-        let long = format!("{name}\0");
-        out.extend_from_slice(&header(b"././@LongLink", long.len() as u64, 0, b'L'));
-        out.extend_from_slice(long.as_bytes());
-        out.resize(out.len() + padding(long.len() as u64) as usize, 0);
+    let link = entry.link.as_deref().unwrap_or("");
+    if link.len() > 100 {
+        long_name(&mut out, b'K', link);
     }
-    out.extend_from_slice(&header(name.as_bytes(), size, mtime, b'0'));
+    if entry.name.len() > 100 {
+        long_name(&mut out, b'L', &entry.name);
+    }
+    out.extend_from_slice(&header_with(
+        entry.name.as_bytes(),
+        entry.size,
+        entry.mtime,
+        entry.kind,
+        entry.mode,
+        link.as_bytes(),
+    ));
     out
 }
 
-/// The archive's total length.
-pub fn archive_len(parts: &[Part]) -> u64 {
-    parts
-        .iter()
-        .map(|p| member_header(&p.name, p.size, 0).len() as u64 + p.size + padding(p.size))
-        .sum::<u64>()
-        + 2 * BLOCK
+/// The header blocks of a plain file member.
+pub fn member_header(name: &str, size: u64, mtime: i64) -> Vec<u8> {
+    entry_header(&Entry {
+        name: name.to_string(),
+        size,
+        mode: 0o644,
+        mtime,
+        kind: FILE,
+        link: None,
+    })
 }
 
-/// Streams the archive; `read(part)` opens the stream of one part's bytes.
-pub fn archive<E, F>(parts: Vec<Part>, mtime: i64, read: F) -> BoxStream<'static, Result<Bytes, E>>
-where
-    E: Send + 'static,
-    F: Fn(&Part) -> Result<BoxStream<'static, Result<Bytes, E>>, E> + Send + 'static,
-{
-    let members = stream::iter(parts).flat_map(move |part| {
-        let head = stream::once(futures::future::ready(Ok(Bytes::from(member_header(
-            &part.name, part.size, mtime,
-        )))));
-        let body = match read(&part) {
-            Ok(body) => body,
-            Err(error) => stream::once(futures::future::ready(Err(error))).boxed(),
-        };
-        let pad = Bytes::from(vec![0u8; padding(part.size) as usize]);
-        head.chain(body)
-            .chain(stream::once(futures::future::ready(Ok(pad))))
-            .boxed()
-    });
-    let end = stream::once(futures::future::ready(Ok(Bytes::from(vec![
-        0u8;
-        2 * BLOCK
-            as usize
-    ]))));
-    members.chain(end).boxed()
+/// Bytes an entry takes in the archive: headers, content, padding.
+pub fn entry_len(entry: &Entry) -> u64 {
+    entry_header(entry).len() as u64 + entry.size + padding(entry.size)
+}
+
+/// Zero bytes after `size` bytes of content, up to the next block.
+pub fn pad(size: u64) -> Vec<u8> {
+    vec![0u8; padding(size) as usize]
+}
+
+/// The end-of-archive marker.
+pub fn end_marker() -> Vec<u8> {
+    vec![0u8; 2 * BLOCK as usize]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::catalog::EntryKind;
     use crate::format::tar::TarCatalogParser;
 
-    #[tokio::test]
-    async fn archives_parse_back() {
+    fn file(name: &str, size: u64) -> Entry {
+        Entry {
+            name: name.into(),
+            size,
+            mode: 0o640,
+            mtime: 1_700_000_000,
+            kind: FILE,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn archives_parse_back() {
         let long = format!("{}/file.bin", "d".repeat(120));
-        let contents: Vec<(String, Vec<u8>)> = vec![
-            ("a.txt".into(), b"hello".to_vec()),
-            (long.clone(), vec![7u8; 1000]),
-            ("empty".into(), Vec::new()),
+        let link_target = "t".repeat(150);
+        let entries = vec![
+            Entry {
+                kind: DIR,
+                ..file("dir/", 0)
+            },
+            file("dir/a.txt", 5),
+            file(&long, 1000),
+            Entry {
+                kind: SYMLINK,
+                link: Some(link_target.clone()),
+                ..file("dir/link", 0)
+            },
+            file("empty", 0),
         ];
-        let parts: Vec<Part> = contents
-            .iter()
-            .map(|(name, data)| Part {
-                name: name.clone(),
-                backup: name.clone(),
-                size: data.len() as u64,
-                sha256: String::new(),
-            })
-            .collect();
-        let expected_len = archive_len(&parts);
-        let map = contents.clone();
-        let stream = archive::<std::io::Error, _>(parts, 1_700_000_000, move |p| {
-            let data = map.iter().find(|(n, _)| *n == p.backup).unwrap().1.clone();
-            Ok(stream::iter(vec![Ok(Bytes::from(data))]).boxed())
-        });
-        let chunks: Vec<Bytes> = stream.map(|r| r.unwrap()).collect().await;
-        let bytes: Vec<u8> = chunks.concat();
-        assert_eq!(bytes.len() as u64, expected_len);
+        let mut bytes = Vec::new();
+        let mut expected = 0;
+        for entry in &entries {
+            bytes.extend(entry_header(entry));
+            bytes.extend(vec![7u8; entry.size as usize]);
+            bytes.extend(pad(entry.size));
+            expected += entry_len(entry);
+        }
+        bytes.extend(end_marker());
+        assert_eq!(bytes.len() as u64, expected + 1024);
         let mut parser = TarCatalogParser::new();
-        let mut entries = Vec::new();
-        parser.feed(&bytes, &mut |e| entries.push(e));
-        parser.finish(&mut |e| entries.push(e)).unwrap();
-        let names: Vec<_> = entries.iter().map(|e| e.path.clone()).collect();
-        assert_eq!(names, ["a.txt", long.as_str(), "empty"]);
-        assert_eq!(entries[1].size, 1000);
+        let mut parsed = Vec::new();
+        parser.feed(&bytes, &mut |e| parsed.push(e));
+        parser.finish(&mut |e| parsed.push(e)).unwrap();
+        let names: Vec<_> = parsed.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dir", "dir/a.txt", long.as_str(), "dir/link", "empty"]
+        );
+        assert_eq!(parsed[0].kind, EntryKind::Dir);
+        assert_eq!((parsed[1].size, parsed[1].mode), (5, 0o640));
+        assert_eq!(parsed[2].size, 1000);
+        assert_eq!(parsed[3].link.as_deref(), Some(link_target.as_str()));
+        assert_eq!(parsed[4].mtime, 1_700_000_000);
     }
 }
