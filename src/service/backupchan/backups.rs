@@ -1,7 +1,8 @@
 //! Backups of targets: ingesting uploaded files into the target's series (each file one
 //! stowage backup, ingested while the request body streams in), recording a backup once
 //! every file of an upload is durable, the recycle bin, deletion, downloads (a single
-//! target's file as stored, a multi target's files as one tar) and statistics.
+//! target's file as stored; a multi target's files as one tar, uploaded tar archives
+//! extracted, written by a task while the files are read) and statistics.
 
 use std::io::Read;
 use std::path::Path;
