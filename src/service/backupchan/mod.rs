@@ -6,6 +6,7 @@
 
 pub mod archive;
 mod backups;
+mod download;
 mod jobs;
 pub mod recycling;
 mod seq;
@@ -20,7 +21,8 @@ use chrono::{NaiveDateTime, Utc};
 
 use crate::error::ErrorKind;
 use crate::repo::{RepoError, Repository};
-pub use backups::{BackupView, Download, Stats};
+pub use backups::{BackupView, Stats};
+pub use download::Download;
 pub use jobs::{ScheduledView, SCHEDULED_JOBS};
 use store::StateFile;
 pub use store::{DelayedJob, JobStatus, Part, SeqFile};
