@@ -120,6 +120,7 @@ impl S3Config {
 pub struct DialectsConfig {
     pub fa: FaConfig,
     pub wings: WingsConfig,
+    pub backupchan: BackupchanConfig,
 }
 
 /// `[dialects.wings]`: the Pterodactyl Panel's remote backup API for Wings.
@@ -149,6 +150,37 @@ impl Default for WingsConfig {
             upload_expiry_secs: 6 * 3600,
             series: "wings".into(),
             staging_series: "wings-parts".into(),
+        }
+    }
+}
+
+/// `[dialects.backupchan]`: Backup-chan's `/api` for its Python client and CLI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupchanConfig {
+    pub enabled: bool,
+    /// Targets per page of `GET /api/target`.
+    pub page_size: usize,
+    /// Directories target locations must lie in; empty: any location (it is recorded).
+    pub location_roots: Vec<PathBuf>,
+    /// Seconds after which an idle sequential upload is terminated.
+    pub seq_timeout_secs: u64,
+    /// Files in one upload, and in one sequential upload's file list.
+    pub max_files: usize,
+    /// Scheduled job name → interval in seconds, overriding the defaults.
+    pub job_intervals: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for BackupchanConfig {
+    fn default() -> Self {
+        let defaults = crate::service::backupchan::Settings::default();
+        BackupchanConfig {
+            enabled: true,
+            page_size: defaults.page_size,
+            location_roots: Vec::new(),
+            seq_timeout_secs: defaults.seq_timeout_secs,
+            max_files: defaults.max_files,
+            job_intervals: Default::default(),
         }
     }
 }
@@ -341,6 +373,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
+    state.backupchan = backupchan_service(config, &state.repo)?;
     let state = Arc::new(state);
     spawn_wings_expiry(&state);
     Ok(state)
@@ -402,6 +435,36 @@ fn spawn_wings_expiry(state: &AppState) {
     });
 }
 
+/// The Backup-chan dialect's service with its scheduler running, when enabled.
+fn backupchan_service(
+    config: &ServerConfig,
+    repo: &Repository,
+) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
+    use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
+    let bc = &config.dialects.backupchan;
+    if !bc.enabled {
+        return Ok(None);
+    }
+    for name in bc.job_intervals.keys() {
+        if !SCHEDULED_JOBS.iter().any(|(known, _)| known == name) {
+            anyhow::bail!("[dialects.backupchan] job_intervals: no scheduled job {name:?}");
+        }
+    }
+    let settings = Settings {
+        page_size: bc.page_size.max(1),
+        location_roots: bc.location_roots.clone(),
+        seq_timeout_secs: bc.seq_timeout_secs,
+        max_files: bc.max_files.max(1),
+        intervals: bc.job_intervals.clone().into_iter().collect(),
+    };
+    let file = config.data_dir.join("dialects").join("backupchan.json");
+    let service = BackupchanService::open(repo.clone(), file.clone(), settings)
+        .with_context(|| format!("starting the Backup-chan dialect ({})", file.display()))?;
+    let service = Arc::new(service);
+    service.start_scheduler();
+    Ok(Some(service))
+}
+
 /// The fa dialect's service, when enabled; `STOWAGE_FA_ROOT` and `STOWAGE_FA_JWT_SECRET`
 /// override the config file.
 fn fa_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<FaService>>> {
@@ -431,6 +494,9 @@ pub fn router(state: AppState) -> axum::Router {
     }
     if let Some(wings) = crate::dialects::wings::router(state.clone()) {
         router = router.merge(wings);
+    }
+    if let Some(backupchan) = crate::dialects::backupchan::router(state.clone()) {
+        router = router.merge(backupchan);
     }
     router.layer(axum::middleware::from_fn_with_state(
         state,

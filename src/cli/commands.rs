@@ -608,9 +608,17 @@ fn key(action: KeyCommand) -> Result<Outcome> {
     use crate::service::keys::{KeyStore, Role};
     let store = |data: &super::DataDirArgs| KeyStore::new(data.data_dir.join("keys.json"));
     match action {
-        KeyCommand::Create { data, name, role } => {
+        KeyCommand::Create {
+            data,
+            name,
+            role,
+            dialect,
+        } => {
             let role: Role = role.parse()?;
-            let (record, key) = store(&data).create(&name, role)?;
+            let (record, key) = match dialect {
+                Some(dialect) => store(&data).create_for_dialect(&name, role, &dialect)?,
+                None => store(&data).create(&name, role)?,
+            };
             eprintln!(
                 "created {role} key {} ({name}); it is shown only once:",
                 record.id
@@ -622,7 +630,7 @@ fn key(action: KeyCommand) -> Result<Outcome> {
             if json {
                 let list: Vec<_> = records
                     .iter()
-                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "created_at": r.created_at, "revoked_at": r.revoked_at}))
+                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "dialect": r.dialect, "created_at": r.created_at, "revoked_at": r.revoked_at}))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
@@ -636,8 +644,13 @@ fn key(action: KeyCommand) -> Result<Outcome> {
                     } else {
                         "active"
                     };
+                    let dialect = r
+                        .dialect
+                        .as_deref()
+                        .map(|d| format!(" [{d}]"))
+                        .unwrap_or_default();
                     println!(
-                        "{:<16}  {:<7}  {:<20}  {:<8}  {}",
+                        "{:<16}  {:<7}  {:<20}  {:<8}  {}{dialect}",
                         r.id, r.role, r.created_at, state, r.name
                     );
                 }

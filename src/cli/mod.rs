@@ -418,6 +418,10 @@ enum KeyCommand {
         /// reader, writer or admin.
         #[arg(long, default_value = "writer")]
         role: String,
+        /// Issue the key in a dialect's own shape: `backupchan` gives `bakch-<64 hex>`,
+        /// the only shape Backup-chan's clients accept.
+        #[arg(long)]
+        dialect: Option<String>,
     },
     /// List keys (ids, names, roles; never secrets).
     List {

@@ -37,6 +37,8 @@ pub struct ServerState {
     /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
     /// taken from each request's `Host` header.
     pub public_url: Option<String>,
+    /// The Backup-chan dialect's service, when the dialect is enabled.
+    pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
     shutting_down: AtomicBool,
 }
 
@@ -61,6 +63,7 @@ impl ServerState {
             wings: None,
             signer: UrlSigner::new(rand::random()),
             public_url: None,
+            backupchan: None,
             shutting_down: AtomicBool::new(false),
         }
     }

@@ -61,6 +61,10 @@ pub struct KeyRecord {
     pub secret_sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// The dialect whose key shape this key has (`backupchan`: `bakch-<secret>`); `None`
+    /// for stowage's own `<id>.<secret>` keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
 }
 
 /// Who is calling, once a key was verified.
@@ -127,6 +131,9 @@ impl KeyStoreError {
 type FileIdentity = (SystemTime, u64, u64);
 
 pub const KEY_ID_HEX: usize = 16;
+/// The dialect name of Backup-chan keys, `bakch-` + 64 lowercase hex digits.
+pub const BACKUPCHAN: &str = "backupchan";
+const BACKUPCHAN_PREFIX: &str = "bakch-";
 pub const KEY_SECRET_HEX: usize = 64;
 
 /// The key file and a cache of its contents, refreshed when the file changes.
@@ -229,7 +236,58 @@ impl KeyStore {
     /// Creates a key; returns its record and the full key, which is never shown again.
     pub fn create(&self, name: &str, role: Role) -> Result<(KeyRecord, String), KeyStoreError> {
         let secret = random_hex(KEY_SECRET_HEX);
-        self.insert(name, role, &random_hex(KEY_ID_HEX), &secret)
+        self.insert(name, role, &random_hex(KEY_ID_HEX), &secret, None)
+    }
+
+    /// Creates a key in a dialect's own shape; only `backupchan` (`bakch-<64 hex>`, the
+    /// shape Backup-chan clients insist on) exists. The id is for listing and revoking.
+    pub fn create_for_dialect(
+        &self,
+        name: &str,
+        role: Role,
+        dialect: &str,
+    ) -> Result<(KeyRecord, String), KeyStoreError> {
+        if dialect != BACKUPCHAN {
+            return Err(KeyStoreError::InvalidInput(format!(
+                "dialect {dialect:?} has no keys of its own (known: {BACKUPCHAN})"
+            )));
+        }
+        let secret = random_hex(KEY_SECRET_HEX);
+        let id = random_hex(KEY_ID_HEX);
+        let (record, _) = self.insert(name, role, &id, &secret, Some(dialect))?;
+        Ok((record, format!("{BACKUPCHAN_PREFIX}{secret}")))
+    }
+
+    /// Verifies a Backup-chan key (`bakch-<64 lowercase hex>`) against the active keys
+    /// made for that dialect, comparing each hash in constant time.
+    pub fn verify_backupchan(&self, key: &str) -> Result<Principal, KeyStoreError> {
+        let secret = key
+            .strip_prefix(BACKUPCHAN_PREFIX)
+            .filter(|s| {
+                s.len() == KEY_SECRET_HEX
+                    && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+            .ok_or(KeyStoreError::Malformed)?;
+        let presented = Sha256::digest(secret.as_bytes());
+        let mut found = None;
+        for record in self.list()? {
+            if record.revoked_at.is_some() || record.dialect.as_deref() != Some(BACKUPCHAN) {
+                continue;
+            }
+            let mut stored = [0u8; 32];
+            if hex::decode_to_slice(&record.secret_sha256, &mut stored).is_err() {
+                continue;
+            }
+            if bool::from(presented.as_slice().ct_eq(&stored)) {
+                found = Some(record);
+            }
+        }
+        let record = found.ok_or(KeyStoreError::Unknown)?;
+        Ok(Principal {
+            key_id: record.id,
+            name: record.name,
+            role: record.role,
+        })
     }
 
     /// Stores a key whose text the caller chose (automation: `STOWAGE_ADMIN_KEY`).
@@ -239,7 +297,7 @@ impl KeyStore {
         if let Some(existing) = self.list()?.into_iter().find(|r| r.id == id) {
             return Ok(existing);
         }
-        Ok(self.insert(name, role, &id, &secret)?.0)
+        Ok(self.insert(name, role, &id, &secret, None)?.0)
     }
 
     fn insert(
@@ -248,6 +306,7 @@ impl KeyStore {
         role: Role,
         id: &str,
         secret: &str,
+        dialect: Option<&str>,
     ) -> Result<(KeyRecord, String), KeyStoreError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 128 {
@@ -263,6 +322,7 @@ impl KeyStore {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             secret_sha256: sha256_hex(secret.as_bytes()),
             revoked_at: None,
+            dialect: dialect.map(str::to_string),
         };
         records.push(record.clone());
         self.save(&records)?;
@@ -293,7 +353,9 @@ impl KeyStore {
         let records = self.list()?;
         let record = records
             .iter()
-            .find(|r| r.id.eq_ignore_ascii_case(id) && r.revoked_at.is_none())
+            .find(|r| {
+                r.id.eq_ignore_ascii_case(id) && r.revoked_at.is_none() && r.dialect.is_none()
+            })
             .ok_or(KeyStoreError::Unknown)?;
         let mut stored = [0u8; 32];
         hex::decode_to_slice(&record.secret_sha256, &mut stored)
@@ -341,5 +403,38 @@ mod tests {
             &std::fs::metadata(store.path()).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn backupchan_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path().join("keys.json"));
+        let (record, key) = store
+            .create_for_dialect("bc", Role::Writer, BACKUPCHAN)
+            .unwrap();
+        assert!(key.starts_with("bakch-") && key.len() == 70);
+        assert!(!std::fs::read_to_string(store.path())
+            .unwrap()
+            .contains(&key[6..]));
+        assert_eq!(store.verify_backupchan(&key).unwrap().key_id, record.id);
+        let wrong = format!("bakch-{}", "0".repeat(64));
+        assert!(matches!(
+            store.verify_backupchan(&wrong),
+            Err(KeyStoreError::Unknown)
+        ));
+        assert!(matches!(
+            store.verify_backupchan(&key.to_uppercase()),
+            Err(KeyStoreError::Malformed)
+        ));
+        // A dialect key is not a stowage key, and the other way round.
+        assert!(store
+            .verify(&format!("{}.{}", record.id, &key[6..]))
+            .is_err());
+        let (_, native) = store.create("n", Role::Writer).unwrap();
+        let secret = native.split_once('.').unwrap().1;
+        assert!(store.verify_backupchan(&format!("bakch-{secret}")).is_err());
+        assert!(store.create_for_dialect("x", Role::Writer, "fa").is_err());
+        store.revoke(&record.id).unwrap();
+        assert!(store.verify_backupchan(&key).is_err());
     }
 }

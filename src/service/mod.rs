@@ -1,6 +1,7 @@
 //! Use-cases in domain terms, above the engine: retention policies today; series, jobs,
 //! keys and users as the server grows. No HTTP types in or out.
 
+pub mod backupchan;
 pub mod durable;
 pub mod fa;
 pub mod forget;

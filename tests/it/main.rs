@@ -3,6 +3,7 @@
 mod support;
 
 mod architecture;
+mod backupchan;
 mod cli;
 mod compose;
 mod corruption;
