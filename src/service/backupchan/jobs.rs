@@ -171,7 +171,11 @@ impl BackupchanService {
                     return;
                 };
                 service.run_due().await;
-                let wake = async { service.wake.notified().await };
+                // Only a weak reference is held while waiting, so dropping the server
+                // state closes the repository at once.
+                let wake = service.wake.clone();
+                drop(service);
+                let wake = async move { wake.notified().await };
                 tokio::select! {
                     _ = wake => {},
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},

@@ -15,7 +15,7 @@ pub mod targets;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{NaiveDateTime, Utc};
 
@@ -117,7 +117,7 @@ pub struct BackupchanService {
     state: Mutex<StateFile>,
     log: Mutex<VecDeque<String>>,
     schedule: Mutex<jobs::Schedule>,
-    wake: tokio::sync::Notify,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The series holding a target's bytes.
@@ -158,7 +158,7 @@ impl BackupchanService {
             state: Mutex::new(state),
             log: Mutex::new(VecDeque::new()),
             schedule: Mutex::new(schedule),
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         if changed {
             service.save(&service.lock())?;
