@@ -9,7 +9,6 @@
 //! home as their source. No HTTP types in or out.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -289,19 +288,9 @@ impl FaService {
 
     /// Writes the records: temp file, fsync, rename, fsync of the directory.
     fn persist(&self, inner: &Inner) -> Result<(), FaError> {
-        let dir = self.state_file.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| FaError::io(dir, e))?;
         let bytes = serde_json::to_vec_pretty(&inner.state).expect("job records serialize");
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| FaError::io(dir, e))?;
-        temp.write_all(&bytes)
-            .and_then(|_| temp.as_file().sync_all())
-            .map_err(|e| FaError::io(temp.path(), e))?;
-        temp.persist(&self.state_file)
-            .map_err(|e| FaError::io(&self.state_file, e.error))?;
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        crate::service::durable::replace_file(&self.state_file, &bytes)
+            .map_err(|e| FaError::io(&self.state_file, e))
     }
 
     /// Persists, logging failures: used where the change already happened in memory.

@@ -5,7 +5,6 @@
 //! in `docs/FORMAT.md`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -142,16 +141,6 @@ pub fn load(path: &Path) -> Result<StateFile, BcError> {
 
 /// Replaces the state file atomically.
 pub fn save(path: &Path, state: &StateFile) -> Result<(), BcError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-    temp.write_all(&bytes)
-        .and_then(|_| temp.as_file().sync_all())
-        .map_err(|e| io(temp.path(), e))?;
-    temp.persist(path).map_err(|e| io(path, e.error))?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::service::durable::replace_file(path, &bytes).map_err(|e| io(path, e))
 }
