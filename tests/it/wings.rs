@@ -49,7 +49,18 @@ impl Wings {
         };
         config.dialects.wings.part_size = PART_SIZE;
         configure(&mut config);
-        let state = server::prepare(&config).await.expect("prepare");
+        // A server dropped just before may still hold the index for a moment.
+        let mut attempts = 0;
+        let state = loop {
+            match server::prepare(&config).await {
+                Ok(state) => break state,
+                Err(e) if attempts < 50 && e.to_string().contains("in use") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("prepare: {e:#}"),
+            }
+        };
         let admin = admin_key(&data_dir);
         let (_, node) = KeyStore::new(data_dir.join("keys.json"))
             .create("wings-node", Role::Writer)
@@ -602,4 +613,36 @@ async fn wings_unfinished_uploads_expire_and_their_parts_are_purged() {
             .contains("failed"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wings_staging_backups_no_upload_names_are_purged_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash between storing a part and recording it leaves: a staging backup
+    // that no upload record names.
+    {
+        let wings = Wings::start(dir.path(), |_| {}).await;
+        let response = wings
+            .client
+            .post(format!("{}/v1/series/wings-parts/backups", wings.base))
+            .bearer_auth(&wings.admin)
+            .body(vec![3u8; 1000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(
+            wings.native("/v1/backups?series=wings-parts").await["total"],
+            1
+        );
+    }
+    let wings = Wings::start(dir.path(), |config| {
+        config.dialects.wings.upload_expiry_secs = 1;
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while wings.native("/v1/backups?series=wings-parts").await["total"] != 0 {
+        assert!(Instant::now() < deadline, "the stray part was never purged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

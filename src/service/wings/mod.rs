@@ -106,6 +106,10 @@ struct Inner {
 
 pub struct WingsService {
     repo: Repository,
+    /// Whether the staging backups no record names (left by a crash) are all gone. Only
+    /// a crash makes them, so once none is left no sweep of this process looks again:
+    /// looking reads every backup record, too much for every sweep and announcement.
+    strays_swept: std::sync::atomic::AtomicBool,
     settings: WingsSettings,
     records_path: PathBuf,
     inner: Mutex<Inner>,
@@ -160,6 +164,7 @@ impl WingsService {
         }
         Ok(WingsService {
             repo,
+            strays_swept: std::sync::atomic::AtomicBool::new(false),
             settings,
             records_path,
             inner: Mutex::new(Inner {
@@ -597,8 +602,9 @@ impl WingsService {
     }
 
     /// Expires uploads not completed in time (their parts are purged), forgets records
-    /// whose backup was deleted, and purges staging backups no record names (left by a
-    /// crash between storing a part and recording it).
+    /// whose backup was deleted, and, until none is left, purges staging backups no
+    /// record names (left by a crash between storing a part and recording it) once
+    /// they are as old as the expiry.
     pub async fn expire(&self, now: i64) {
         let expiry = i64::try_from(self.settings.upload_expiry_secs).unwrap_or(i64::MAX);
         let (expired, named) = {
@@ -654,22 +660,30 @@ impl WingsService {
             (expired, named)
         };
         self.purge_quietly(expired).await;
-        let strays: Vec<String> = match self.repo.backup_entries() {
-            Ok(entries) => entries
-                .into_iter()
-                .filter(|e| e.manifest.series == self.settings.staging_series)
-                .filter(|e| !named.contains(&e.manifest.id))
-                .filter(|e| {
-                    chrono::DateTime::parse_from_rfc3339(&e.manifest.created_at)
-                        .is_ok_and(|t| now.saturating_sub(t.timestamp()) >= expiry)
-                })
-                .map(|e| e.manifest.id)
-                .collect(),
+        if self.strays_swept.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let entries = match self.repo.backup_entries() {
+            Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(%error, "cannot list backups to find stray Wings parts");
-                Vec::new()
+                return;
             }
         };
+        let (strays, young): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .filter(|e| e.manifest.series == self.settings.staging_series)
+            .filter(|e| !named.contains(&e.manifest.id))
+            .partition(|e| {
+                chrono::DateTime::parse_from_rfc3339(&e.manifest.created_at)
+                    .is_ok_and(|t| now.saturating_sub(t.timestamp()) >= expiry)
+            });
+        // Until the leftovers of a crash are old enough and gone, look again next time.
+        if young.is_empty() {
+            self.strays_swept
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let strays: Vec<String> = strays.into_iter().map(|e| e.manifest.id).collect();
         self.purge_quietly(strays).await;
     }
 }
