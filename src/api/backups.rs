@@ -21,7 +21,7 @@ use crate::http::metrics::Metrics;
 use crate::http::public_url;
 use crate::http::range::{self, RangeRequest};
 use crate::http::AppState;
-use crate::repo::ingest::validate_series;
+use crate::repo::ingest::{validate_series, IngestOptions};
 use crate::repo::{Progress, RepoError};
 use crate::service::jobs::JobKind;
 use crate::service::keys::Role;
@@ -34,6 +34,9 @@ pub struct UploadQuery {
     name: Option<String>,
     #[serde(default = "yes")]
     wait: bool,
+    /// Also record the stream's SHA-256.
+    #[serde(default)]
+    sha256: bool,
 }
 
 fn yes() -> bool {
@@ -110,6 +113,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let source_name = query.name.clone().unwrap_or_else(|| series.clone());
+    let options = IngestOptions::new(series, source_name).with_sha256(query.sha256);
     let body = if is_form {
         UploadBody::Multipart(
             Multipart::from_request(request, &())
@@ -124,7 +128,7 @@ pub async fn upload(
         progress.set_total(len);
     }
     if query.wait {
-        let work = run_upload(state.clone(), series, source_name, body, progress, None);
+        let work = run_upload(state.clone(), options, body, progress, None);
         let view = work.await?;
         return Ok((StatusCode::CREATED, Json(view)).into_response());
     }
@@ -134,8 +138,7 @@ pub async fn upload(
     let (received_tx, received_rx) = tokio::sync::oneshot::channel();
     let work = run_upload(
         state.clone(),
-        series,
-        source_name,
+        options,
         body,
         progress.clone(),
         Some(received_tx),
@@ -169,8 +172,7 @@ fn api_to_repo(error: ApiError) -> RepoError {
 
 async fn run_upload(
     state: AppState,
-    series: String,
-    source_name: String,
+    options: IngestOptions,
     body: UploadBody,
     progress: Arc<Progress>,
     body_received: Option<tokio::sync::oneshot::Sender<u64>>,
@@ -187,13 +189,7 @@ async fn run_upload(
         .metrics
         .uploads_in_flight
         .fetch_add(1, Ordering::Relaxed);
-    let ingest = uploads::upload(
-        &state.repo,
-        &series,
-        &source_name,
-        Box::new(reader),
-        progress,
-    );
+    let ingest = uploads::upload(&state.repo, options, Box::new(reader), progress);
     let reading = async {
         let received = feed(body, pump).await;
         if let Some(signal) = body_received {
@@ -341,7 +337,11 @@ fn stream_content(
         (byte_range.end - byte_range.start).to_string(),
     );
     set(h, header::CONTENT_TYPE, content_type.into());
-    set(h, header::ETAG, format!("\"{}\"", manifest.sha256));
+    set(
+        h,
+        header::ETAG,
+        format!("\"{}\"", manifest.verified_digest().1),
+    );
     set(h, header::ACCEPT_RANGES, "bytes".into());
     set(
         h,

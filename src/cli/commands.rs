@@ -55,9 +55,10 @@ pub async fn run(command: Command) -> Result<Outcome> {
             repo,
             series,
             json,
+            sha256,
             path,
             ..
-        } if repo.server.is_some() => remote::put(&repo, &series, json, &path).await,
+        } if repo.server.is_some() => remote::put(&repo, &series, json, sha256, &path).await,
         Command::Get {
             repo,
             id,
@@ -83,8 +84,15 @@ pub async fn run(command: Command) -> Result<Outcome> {
             series,
             json,
             no_tar_catalog,
+            sha256,
             path,
-        } => put(&repo, series, json, !no_tar_catalog, &path).await,
+        } => {
+            let options = IngestOptions {
+                detect_tar: !no_tar_catalog,
+                ..IngestOptions::new(series, "").with_sha256(sha256)
+            };
+            put(&repo, options, json, &path).await
+        }
         Command::Get {
             repo,
             id,
@@ -266,25 +274,23 @@ async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Backs up `path`; `options` gives everything but the source name.
 async fn put(
     args: &RepoArgs,
-    series: String,
+    mut options: IngestOptions,
     json: bool,
-    detect_tar: bool,
     path: &Path,
 ) -> Result<Outcome> {
     let repo = open(args).await?;
     let progress = Arc::new(Progress::new());
     let is_stdin = path == Path::new("-");
-    let source_name = if is_stdin {
+    options.source = if is_stdin {
         "-".to_string()
     } else {
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string())
     };
-    let mut options = IngestOptions::new(series, source_name);
-    options.detect_tar = detect_tar;
     let is_dir = !is_stdin
         && std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?

@@ -137,6 +137,9 @@ enum Command {
         /// Do not record a tar stream's entries as its catalog.
         #[arg(long)]
         no_tar_catalog: bool,
+        /// Also record the stream's SHA-256 (every backup records its BLAKE3).
+        #[arg(long)]
+        sha256: bool,
         /// A file, a directory, or `-` for stdin.
         path: PathBuf,
     },

@@ -53,7 +53,13 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response> {
     bail!("server answered {status}: {message}")
 }
 
-pub async fn put(args: &RepoArgs, series: &str, json: bool, path: &Path) -> Result<Outcome> {
+pub async fn put(
+    args: &RepoArgs,
+    series: &str,
+    json: bool,
+    sha256: bool,
+    path: &Path,
+) -> Result<Outcome> {
     let remote = Remote::new(args)?;
     let (name, body) = if path == Path::new("-") {
         let stdin = tokio_util::io::ReaderStream::new(tokio::io::stdin());
@@ -83,6 +89,7 @@ pub async fn put(args: &RepoArgs, series: &str, json: bool, path: &Path) -> Resu
             &format!("/v1/series/{series}/backups"),
         )
         .query(&[("name", name.as_str())])
+        .query(&[("sha256", sha256)])
         .body(body)
         .send()
         .await

@@ -53,8 +53,13 @@ pub struct BackupManifest {
     pub source: String,
     /// Logical size of the stream in bytes.
     pub size: u64,
-    /// sha256 of the stream, hex.
-    pub sha256: String,
+    /// BLAKE3 (unkeyed) of the stream, hex: what a full restore verifies. Absent only in
+    /// backups recorded with a SHA-256 alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// SHA-256 of the stream, hex, when the writer asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub chunks: u64,
     /// Chunks (data and content-list leaves) this backup stored that were not in the
     /// repository before.
@@ -78,6 +83,29 @@ pub enum ManifestError {
     TooLarge { len: usize },
     #[error("manifest content list is inconsistent: {reason}")]
     Inconsistent { reason: &'static str },
+    #[error("manifest stream digest is invalid: {reason}")]
+    Digest { reason: &'static str },
+}
+
+/// A digest of a whole stream, as a manifest records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    Blake3,
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Blake3 => "blake3",
+            DigestAlgorithm::Sha256 => "sha256",
+        }
+    }
+}
+
+/// Whether `text` is a 32-byte digest in lowercase hex.
+pub fn is_digest_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl BackupManifest {
@@ -96,11 +124,44 @@ impl BackupManifest {
                 version: manifest.version,
             });
         }
+        manifest.check_digests()?;
         check_content(&manifest.content)?;
         if let Some(catalog) = &manifest.catalog {
             check_content(&catalog.content)?;
         }
         Ok(manifest)
+    }
+}
+
+impl BackupManifest {
+    /// The digest a full restore verifies: BLAKE3 when recorded (fast on one core),
+    /// else SHA-256.
+    pub fn verified_digest(&self) -> (DigestAlgorithm, &str) {
+        match (&self.blake3, &self.sha256) {
+            (Some(blake3), _) => (DigestAlgorithm::Blake3, blake3),
+            (None, Some(sha256)) => (DigestAlgorithm::Sha256, sha256),
+            // `decode` refuses a manifest with neither; one built in memory always has one.
+            (None, None) => (DigestAlgorithm::Blake3, ""),
+        }
+    }
+
+    /// Every recorded digest is 32 bytes of lowercase hex, and there is at least one.
+    pub fn check_digests(&self) -> Result<(), ManifestError> {
+        if self.blake3.is_none() && self.sha256.is_none() {
+            return Err(ManifestError::Digest {
+                reason: "neither blake3 nor sha256 is recorded",
+            });
+        }
+        let well_formed = [&self.blake3, &self.sha256]
+            .into_iter()
+            .flatten()
+            .all(|d| is_digest_hex(d));
+        if !well_formed {
+            return Err(ManifestError::Digest {
+                reason: "a digest is not 64 lowercase hex digits",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -122,4 +183,65 @@ pub fn check_content(content: &ContentRef) -> Result<(), ManifestError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> BackupManifest {
+        BackupManifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".into(),
+            series: "s".into(),
+            kind: BackupKind::Stream,
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            source: "-".into(),
+            size: 0,
+            blake3: Some(blake3::hash(b"").to_hex().to_string()),
+            sha256: None,
+            chunks: 0,
+            new_chunks: 0,
+            stored_bytes: 0,
+            content: ContentRef::default(),
+            catalog: None,
+            tar: None,
+        }
+    }
+
+    #[test]
+    fn a_manifest_needs_a_well_formed_digest() {
+        let good = manifest();
+        let decoded = BackupManifest::decode(&good.encode()).expect("decodes");
+        assert_eq!(decoded.verified_digest().0, DigestAlgorithm::Blake3);
+
+        let sha_only = BackupManifest {
+            blake3: None,
+            sha256: Some("ab".repeat(32)),
+            ..manifest()
+        };
+        let decoded = BackupManifest::decode(&sha_only.encode()).expect("decodes");
+        assert_eq!(decoded.verified_digest().0, DigestAlgorithm::Sha256);
+
+        for (blake3, sha256) in [
+            (None, None),
+            (Some("AB".repeat(32)), None),
+            (Some("ab".repeat(31)), None),
+            (None, Some("zz".repeat(32))),
+        ] {
+            let bad = BackupManifest {
+                blake3,
+                sha256,
+                ..manifest()
+            };
+            assert!(
+                matches!(
+                    BackupManifest::decode(&bad.encode()),
+                    Err(ManifestError::Digest { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! so every chunk is referenced by some backup at every instant. The caller removes the
 //! parts afterwards.
 
+use super::digest::StreamDigests;
 use super::ingest::{now_rfc3339, validate_series};
 use super::{manifest_key, objects, RepoError, Repository};
 use crate::format::content::ContentRef;
@@ -24,9 +25,9 @@ pub struct ComposeSpec {
     pub series: String,
     /// Name of the source, as an ingest records it.
     pub source: String,
-    /// SHA-256 of the joined stream, hex. The caller computed it over the bytes as they
-    /// arrived; a full restore verifies it.
-    pub sha256: String,
+    /// Digests of the joined stream, at least one. The caller computed them over the
+    /// bytes as they arrived; a full restore verifies the BLAKE3 (else the SHA-256).
+    pub digests: StreamDigests,
 }
 
 /// Checks that `id` can name a backup: a canonical lowercase hyphenated UUID, the form
@@ -50,12 +51,6 @@ impl Repository {
     ) -> Result<BackupManifest, RepoError> {
         validate_series(&spec.series)?;
         validate_backup_id(&spec.id)?;
-        if spec.sha256.len() != 64 || !spec.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RepoError::InvalidInput(format!(
-                "{:?} is not a SHA-256 in hex",
-                spec.sha256
-            )));
-        }
         if self.inner.index.get_backup(&spec.id)?.is_some() {
             return Err(RepoError::BackupExists { id: spec.id });
         }
@@ -94,7 +89,8 @@ impl Repository {
             created_at: now_rfc3339(),
             source: spec.source,
             size: content.size,
-            sha256: spec.sha256.to_ascii_lowercase(),
+            blake3: spec.digests.blake3.map(|d| d.to_ascii_lowercase()),
+            sha256: spec.digests.sha256.map(|d| d.to_ascii_lowercase()),
             chunks: content.chunks,
             new_chunks,
             stored_bytes,
@@ -102,6 +98,9 @@ impl Repository {
             catalog: None,
             tar: None,
         };
+        manifest
+            .check_digests()
+            .map_err(|e| RepoError::InvalidInput(format!("joined stream: {e}")))?;
         let sealed = objects::seal_manifest(&self.inner, &manifest);
         self.inner
             .backend

@@ -41,9 +41,10 @@ pub enum RepoError {
     CorruptChunk { chunk: Id, pack: Id, reason: String },
     #[error("pack {pack} is corrupt: {reason}")]
     CorruptPack { pack: Id, reason: String },
-    #[error("backup {backup}: restored stream has sha256 {actual}, expected {expected}")]
+    #[error("backup {backup}: restored stream has {algorithm} {actual}, expected {expected}")]
     ChecksumMismatch {
         backup: String,
+        algorithm: &'static str,
         expected: String,
         actual: String,
     },

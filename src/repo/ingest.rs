@@ -5,18 +5,20 @@
 //!
 //! 1. the reader thread fills segments of [`segment_size`] bytes from the source and cuts
 //!    them into chunks with FastCDC, carrying an unfinished chunk into the next segment;
-//! 2. the observer thread computes the stream's sha256 and, when asked, recognises a tar
-//!    archive and spools its catalog;
+//! 2. the observer thread computes the stream's digests (`digest`) and, when asked,
+//!    recognises a tar archive and spools its catalog;
 //! 3. the calling thread hashes each segment's chunks on the rayon pool, decides which are
-//!    new (index, then the in-flight registry), and compresses and seals the new ones on
-//!    the rayon pool; it also builds the content list;
+//!    new (index, then the in-flight registry), and hands the new ones to a sealing task
+//!    on the rayon pool (compress and encrypt); it also builds the content list. It goes
+//!    on with the next segment while a segment seals, so the pool always holds the next
+//!    segment's work when the last, largest chunks of one are still compressing;
 //! 4. the packer thread streams sealed blobs into packs (`pack_writer`).
 //!
 //! After the last pack is durable and indexed, and every chunk shared with a concurrent
 //! ingest is durable too, the manifest is written to the backend, then the backup record
 //! is committed to the index: nothing is visible before everything it references is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -24,9 +26,9 @@ use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
+use super::digest::{DigestRequest, StreamDigests, StreamHasher};
 use super::inflight::{Registration, Ticket, TicketState};
 use super::pack_writer::{PackTotals, PackWriter, SealedBlob};
 use super::progress::Progress;
@@ -49,6 +51,10 @@ use crate::pipeline::seal;
 const SEGMENT_QUEUE: usize = 1;
 /// Sealed batches waiting for the packer.
 const PACKER_QUEUE: usize = 1;
+/// Sealing tasks left running while the next segment is hashed and handed over: one,
+/// so two segments seal at once at most (one segment's tail overlaps the next one's
+/// start) and memory stays bounded.
+const SEALING_BEHIND: usize = 1;
 /// Dependencies tracked before durable ones are pruned.
 const MAX_TRACKED_DEPENDENCIES: usize = 4096;
 
@@ -60,6 +66,8 @@ pub struct IngestOptions {
     pub source: String,
     /// Recognise a tar (plain or gzip) stream and record its entries as the catalog.
     pub detect_tar: bool,
+    /// Digests to record besides BLAKE3.
+    pub digests: DigestRequest,
 }
 
 impl IngestOptions {
@@ -68,7 +76,14 @@ impl IngestOptions {
             series: series.into(),
             source: source.into(),
             detect_tar: true,
+            digests: DigestRequest::default(),
         }
+    }
+
+    /// Also records the stream's SHA-256.
+    pub fn with_sha256(mut self, sha256: bool) -> IngestOptions {
+        self.digests.sha256 = sha256;
+        self
     }
 }
 
@@ -128,9 +143,13 @@ fn ingest_stream_backup(
 ) -> Result<BackupManifest, RepoError> {
     let created_at = now_rfc3339();
     let mut session = Session::new(inner.clone(), handle, progress);
-    let observer = StreamObserver::new(options.detect_tar, inner.state_dir.join("tmp"));
+    let observer = StreamObserver::new(
+        options.digests,
+        options.detect_tar,
+        inner.state_dir.join("tmp"),
+    );
     let (content, observer) = session.ingest(source, observer)?;
-    let (sha256, tar) = observer.finish();
+    let (digests, tar) = observer.finish();
     let mut catalog = None;
     let mut tar_encoding = None;
     if let Some((encoding, entries, spool)) = tar {
@@ -149,7 +168,7 @@ fn ingest_stream_backup(
         kind: BackupKind::Stream,
         created_at,
         source: options.source,
-        sha256,
+        digests,
         content,
         catalog,
         tar: tar_encoding,
@@ -163,7 +182,7 @@ pub(crate) struct ManifestDraft {
     pub kind: BackupKind,
     pub created_at: String,
     pub source: String,
-    pub sha256: String,
+    pub digests: StreamDigests,
     pub content: ContentRef,
     pub catalog: Option<CatalogRef>,
     pub tar: Option<TarEncoding>,
@@ -175,7 +194,7 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// Sees every byte of a stream once, in order, on its own thread.
 pub(crate) struct StreamObserver {
-    sha256: Option<Sha256>,
+    hasher: Option<StreamHasher>,
     tar: Option<TarObserver>,
 }
 
@@ -203,9 +222,13 @@ impl TarObserver {
 }
 
 impl StreamObserver {
-    fn new(detect_tar: bool, spool_dir: std::path::PathBuf) -> StreamObserver {
+    fn new(
+        digests: DigestRequest,
+        detect_tar: bool,
+        spool_dir: std::path::PathBuf,
+    ) -> StreamObserver {
         StreamObserver {
-            sha256: Some(Sha256::new()),
+            hasher: Some(StreamHasher::new(digests)),
             tar: detect_tar.then(|| TarObserver {
                 parser: TarCatalogParser::new(),
                 spool: Spool::new(spool_dir),
@@ -215,25 +238,25 @@ impl StreamObserver {
         }
     }
 
-    /// An observer that computes nothing (catalog streams need no checksum).
+    /// An observer that computes nothing (catalog streams need no digest).
     pub(crate) fn none() -> StreamObserver {
         StreamObserver {
-            sha256: None,
+            hasher: None,
             tar: None,
         }
     }
 
-    /// An observer computing only the sha256.
-    pub(crate) fn checksum_only() -> StreamObserver {
+    /// An observer computing only the digests.
+    pub(crate) fn digests_only(digests: DigestRequest) -> StreamObserver {
         StreamObserver {
-            sha256: Some(Sha256::new()),
+            hasher: Some(StreamHasher::new(digests)),
             tar: None,
         }
     }
 
     fn observe(&mut self, data: &[u8]) {
-        if let Some(sha) = self.sha256.as_mut() {
-            sha.update(data);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(data);
         }
         if let Some(tar) = self.tar.as_mut() {
             let TarObserver {
@@ -246,12 +269,9 @@ impl StreamObserver {
         }
     }
 
-    /// The stream's sha256 (hex), and its catalog when it was a complete tar archive.
-    pub(crate) fn finish(self) -> (String, Option<(TarEncoding, u64, Spool)>) {
-        let sha256 = self
-            .sha256
-            .map(|sha| hex::encode(sha.finalize()))
-            .unwrap_or_default();
+    /// The stream's digests, and its catalog when it was a complete tar archive.
+    pub(crate) fn finish(self) -> (StreamDigests, Option<(TarEncoding, u64, Spool)>) {
+        let digests = self.hasher.map(StreamHasher::finish).unwrap_or_default();
         let tar = self.tar.and_then(|tar| {
             let TarObserver {
                 parser,
@@ -273,7 +293,7 @@ impl StreamObserver {
             };
             (!spool_failed && entries > 0).then_some((encoding, entries, spool))
         });
-        (sha256, tar)
+        (digests, tar)
     }
 }
 
@@ -292,6 +312,8 @@ pub(crate) struct Session {
     packer_tx: Option<SyncSender<Vec<SealedBlob>>>,
     packer: Option<JoinHandle<Result<PackTotals, RepoError>>>,
     dependencies: HashMap<Id, Arc<Ticket>>,
+    /// Sealing tasks on the pool, oldest first; their batches go to the packer in order.
+    sealing: VecDeque<Receiver<Vec<SealedBlob>>>,
     /// This session's number and chunk references, known to garbage collection.
     session_number: u64,
     refs: super::coordinator::SessionRefs,
@@ -317,6 +339,7 @@ impl Session {
             packer_tx: Some(packer_tx),
             packer: Some(packer),
             dependencies: HashMap::new(),
+            sealing: VecDeque::new(),
             session_number,
             refs,
             committed: false,
@@ -386,12 +409,11 @@ impl Session {
             .collect();
         let keys = &self.inner.keys;
         let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
-        let plaintexts: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
-        self.store_blobs(&ids, &plaintexts, BlobKind::Data)?;
-        for (id, chunk) in ids.iter().zip(&chunks) {
+        self.store_blobs(&ids, chunks, BlobKind::Data)?;
+        for (id, &len) in ids.iter().zip(&segment.cuts) {
             let entry = ContentEntry {
                 id: *id,
-                len: chunk.len() as u32,
+                len: len as u32,
             };
             if let Some(leaf) = list.push(entry) {
                 self.store_leaf(leaf, list)?;
@@ -406,9 +428,9 @@ impl Session {
         entries: Vec<ContentEntry>,
         list: &mut ContentListBuilder,
     ) -> Result<(), RepoError> {
-        let payload = encode_leaf(&entries);
+        let payload = Bytes::from(encode_leaf(&entries));
         let id = self.inner.keys.chunk_id(&payload);
-        self.store_blobs(&[id], &[&payload], BlobKind::List)?;
+        self.store_blobs(&[id], vec![payload], BlobKind::List)?;
         list.content.leaves.push(LeafRef {
             id,
             size: entries.iter().map(|e| u64::from(e.len)).sum(),
@@ -417,12 +439,13 @@ impl Session {
         Ok(())
     }
 
-    /// Decides which of `ids` are new, seals those in parallel and hands them to the
-    /// packer; records the ones another ingest is storing as dependencies.
+    /// Decides which of `ids` are new and starts sealing those on the pool (their batch
+    /// reaches the packer in order); records the ones another ingest is storing as
+    /// dependencies.
     fn store_blobs(
         &mut self,
         ids: &[Id],
-        plaintexts: &[&[u8]],
+        plaintexts: Vec<Bytes>,
         kind: BlobKind,
     ) -> Result<(), RepoError> {
         // Decide under the GC gate and record every reference before releasing it, so a
@@ -458,36 +481,62 @@ impl Session {
         if new.is_empty() {
             return Ok(());
         }
-        let keys = &self.inner.keys;
-        let level = self.inner.config.compression_level;
-        let sealed: Vec<SealedBlob> = new
-            .into_par_iter()
-            .map(|(position, owner)| {
-                let plaintext = plaintexts[position];
-                SealedBlob {
-                    id: owner.id(),
-                    kind,
-                    envelope: seal::seal(
-                        keys,
-                        Domain::Chunk,
-                        owner.id().as_bytes(),
-                        plaintext,
-                        level,
-                    ),
-                    raw_len: plaintext.len() as u32,
-                    owner,
-                }
-            })
-            .collect();
-        self.new_chunks += sealed.len() as u64;
-        self.stored_bytes += sealed.iter().map(|b| b.envelope.len() as u64).sum::<u64>();
-        let sender = self.packer_tx.as_ref().expect("packer runs until commit");
-        if sender.send(sealed).is_err() {
-            // The packer stopped: its error is reported when it is joined.
-            return Err(self
-                .join_packer()
-                .err()
-                .unwrap_or_else(|| RepoError::Internal("packer stopped early".into())));
+        let (done_tx, done_rx) = sync_channel(1);
+        let inner = self.inner.clone();
+        rayon::spawn(move || {
+            // `inner` is dropped before the batch is sent: once the session has its
+            // last batch, no task holds the repository any more.
+            let sealed: Vec<SealedBlob> = {
+                let inner = inner;
+                let level = inner.config.compression_level;
+                new.into_par_iter()
+                    .map(|(position, owner)| {
+                        let plaintext = &plaintexts[position];
+                        SealedBlob {
+                            id: owner.id(),
+                            kind,
+                            envelope: seal::seal(
+                                &inner.keys,
+                                Domain::Chunk,
+                                owner.id().as_bytes(),
+                                plaintext,
+                                level,
+                            ),
+                            raw_len: plaintext.len() as u32,
+                            owner,
+                        }
+                    })
+                    .collect()
+            };
+            // The session may have given up meanwhile; the owners then fail their
+            // tickets as they are dropped.
+            let _ = done_tx.send(sealed);
+        });
+        self.sealing.push_back(done_rx);
+        self.forward_sealed(SEALING_BEHIND)
+    }
+
+    /// Hands sealed batches to the packer, oldest first, until at most `keep` sealing
+    /// tasks remain.
+    fn forward_sealed(&mut self, keep: usize) -> Result<(), RepoError> {
+        while self.sealing.len() > keep {
+            let task = self.sealing.pop_front().expect("more than `keep` tasks");
+            let sealed = task
+                .recv()
+                .map_err(|_| RepoError::Internal("a sealing task panicked".into()))?;
+            self.new_chunks += sealed.len() as u64;
+            self.stored_bytes += sealed.iter().map(|b| b.envelope.len() as u64).sum::<u64>();
+            let sent = self
+                .packer_tx
+                .as_ref()
+                .is_some_and(|sender| sender.send(sealed).is_ok());
+            if !sent {
+                // The packer stopped: its error is reported when it is joined.
+                return Err(self
+                    .join_packer()
+                    .err()
+                    .unwrap_or_else(|| RepoError::Internal("packer stopped early".into())));
+            }
         }
         Ok(())
     }
@@ -523,6 +572,7 @@ impl Session {
     /// Waits for every pack and shared chunk to be durable, then writes the manifest and
     /// commits the backup record.
     pub(crate) fn commit(mut self, draft: ManifestDraft) -> Result<BackupManifest, RepoError> {
+        self.forward_sealed(0)?;
         self.join_packer()?;
         for (chunk, ticket) in self.dependencies.drain() {
             if !ticket.wait() {
@@ -539,7 +589,8 @@ impl Session {
             created_at: draft.created_at,
             source: draft.source,
             size: draft.content.size,
-            sha256: draft.sha256,
+            blake3: draft.digests.blake3,
+            sha256: draft.digests.sha256,
             chunks: draft.content.chunks,
             new_chunks: self.new_chunks,
             stored_bytes: self.stored_bytes,
@@ -560,7 +611,13 @@ impl Drop for Session {
     fn drop(&mut self) {
         // An abandoned session still lets its packer close and index what it already
         // sealed: those chunks may be shared with concurrent ingests; unreferenced, they
-        // are reclaimed by garbage collection.
+        // are reclaimed by garbage collection. Sealing tasks still running hold the
+        // repository, so they are waited for: nothing of a session outlives it.
+        if self.forward_sealed(0).is_err() {
+            for task in self.sealing.drain(..) {
+                let _ = task.recv();
+            }
+        }
         let _ = self.join_packer();
         self.inner
             .coordinator

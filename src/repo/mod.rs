@@ -8,6 +8,7 @@
 pub mod check;
 pub mod compose;
 mod coordinator;
+pub mod digest;
 mod error;
 pub mod gc;
 pub mod inflight;

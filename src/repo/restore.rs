@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
 
+use super::digest::StreamVerifier;
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef, LeafRef};
@@ -315,7 +315,7 @@ impl Repository {
     }
 
     /// Writes a backup's bytes (or a range of them) to `out`. A full restore also checks
-    /// the stream's sha256 against the one recorded at ingest.
+    /// the stream's digest against the one recorded at ingest.
     pub async fn export(
         &self,
         manifest: &BackupManifest,
@@ -331,26 +331,19 @@ impl Repository {
             // through an intermediate buffer.
             let mut reader = StreamReader::new(&handle, stream);
             let mut out = out;
-            let mut sha = full.then(Sha256::new);
+            let mut verifier = full.then(|| StreamVerifier::for_manifest(&manifest));
             let mut written = 0u64;
             while let Some(piece) = reader.next_piece()? {
-                if let Some(sha) = sha.as_mut() {
-                    sha.update(&piece);
+                if let Some(verifier) = verifier.as_mut() {
+                    verifier.update(&piece);
                 }
                 out.write_all(&piece)
                     .map_err(|e| RepoError::io("output", e))?;
                 written += piece.len() as u64;
             }
             out.flush().map_err(|e| RepoError::io("output", e))?;
-            if let Some(sha) = sha {
-                let actual = hex::encode(sha.finalize());
-                if actual != manifest.sha256 {
-                    return Err(RepoError::ChecksumMismatch {
-                        backup: manifest.id.clone(),
-                        expected: manifest.sha256.clone(),
-                        actual,
-                    });
-                }
+            if let Some(verifier) = verifier {
+                verifier.verify(&manifest)?;
             }
             Ok(written)
         })

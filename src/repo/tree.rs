@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use filetime::FileTime;
-use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
+use super::digest::StreamVerifier;
 use super::ingest::{
     now_rfc3339, validate_series, IngestOptions, ManifestDraft, Session, StreamObserver,
 };
@@ -279,12 +279,12 @@ fn backup_tree_blocking(
     let mut source = TreeSource::new(root, inner.state_dir.join("tmp"))?;
     let mut session = Session::new(inner, handle, progress);
     let (content, observer) = session
-        .ingest(&mut source, StreamObserver::checksum_only())
+        .ingest(&mut source, StreamObserver::digests_only(options.digests))
         .map_err(|e| match e {
             RepoError::Io { source, .. } => unwrap_io(source, &root.display().to_string()),
             other => other,
         })?;
-    let (sha256, _) = observer.finish();
+    let (digests, _) = observer.finish();
     let (spool, entries, skipped) = source.into_catalog();
     let mut reader = spool
         .into_reader()
@@ -295,7 +295,7 @@ fn backup_tree_blocking(
         kind: BackupKind::Tree,
         created_at,
         source: options.source,
-        sha256,
+        digests,
         content,
         catalog: Some(CatalogRef {
             entries,
@@ -396,7 +396,7 @@ fn restore_tree_blocking(
     );
     let mut data = HashingReader {
         inner: StreamReader::new(&handle, data_stream),
-        sha: Sha256::new(),
+        verifier: StreamVerifier::for_manifest(manifest),
         read: 0,
     };
     let catalog_lines = catalog_reader(inner, &handle, &catalog);
@@ -426,28 +426,22 @@ fn restore_tree_blocking(
             reason: "the catalog accounts for fewer bytes than the backup holds".into(),
         });
     }
-    let actual = hex::encode(std::mem::take(&mut data.sha).finalize());
-    if actual != manifest.sha256 {
-        return Err(RepoError::ChecksumMismatch {
-            backup: manifest.id.clone(),
-            expected: manifest.sha256.clone(),
-            actual,
-        });
-    }
+    let read = data.read;
+    data.verifier.verify(manifest)?;
     apply_deferred(target, deferred)?;
-    Ok(data.read)
+    Ok(read)
 }
 
 struct HashingReader<R> {
     inner: R,
-    sha: Sha256,
+    verifier: StreamVerifier,
     read: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(out)?;
-        self.sha.update(&out[..n]);
+        self.verifier.update(&out[..n]);
         self.read += n as u64;
         Ok(n)
     }

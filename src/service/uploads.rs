@@ -8,18 +8,16 @@ use crate::format::manifest::BackupManifest;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{Progress, RepoError, Repository};
 
-/// Ingests `source` into `series`, then applies the series policy.
+/// Ingests `source` into `options.series`, then applies the series policy.
 pub async fn upload(
     repo: &Repository,
-    series: &str,
-    source_name: &str,
+    options: IngestOptions,
     source: Box<dyn Read + Send>,
     progress: Arc<Progress>,
 ) -> Result<BackupManifest, RepoError> {
-    let manifest = repo
-        .backup_stream(source, IngestOptions::new(series, source_name), progress)
-        .await?;
-    apply_policy(repo, series).await;
+    let series = options.series.clone();
+    let manifest = repo.backup_stream(source, options, progress).await?;
+    apply_policy(repo, &series).await;
     Ok(manifest)
 }
 

@@ -15,7 +15,10 @@ pub struct BackupView {
     pub stored_bytes: u64,
     pub chunks: u64,
     pub new_chunks: u64,
-    pub sha256: String,
+    /// BLAKE3 of the stream (hex); null only for a backup recorded with a SHA-256 alone.
+    pub blake3: Option<String>,
+    /// SHA-256 of the stream (hex) when the upload asked for it, else null.
+    pub sha256: Option<String>,
     pub catalog_entries: Option<u64>,
     pub tar: Option<TarEncoding>,
     pub recycled_at: Option<String>,
@@ -33,6 +36,7 @@ impl BackupView {
             stored_bytes: m.stored_bytes,
             chunks: m.chunks,
             new_chunks: m.new_chunks,
+            blake3: m.blake3.clone(),
             sha256: m.sha256.clone(),
             catalog_entries: m.catalog.as_ref().map(|c| c.entries),
             tar: m.tar,

@@ -118,7 +118,7 @@ fn put_of_a_file_stdin_and_a_directory_prints_the_backup_id_last() {
 
     let file_id = r.put(&file);
     let stdin_out = run_ok(
-        cli(&r.repo).args(["put", "--series", "piped", "-"]),
+        cli(&r.repo).args(["put", "--series", "piped", "--sha256", "-"]),
         Some(&stdin_data),
     );
     let stdin_id = last_line(&stdin_out);
@@ -147,7 +147,13 @@ fn put_of_a_file_stdin_and_a_directory_prints_the_backup_id_last() {
         (Some("tree"), Some("photos"))
     );
     assert_eq!(s["size"], stdin_data.len() as u64);
-    assert_eq!(s["sha256"], sha256_hex(&stdin_data));
+    assert_eq!(
+        s["sha256"],
+        sha256_hex(&stdin_data),
+        "asked for with --sha256"
+    );
+    assert_eq!(s["blake3"], blake3_hex(&stdin_data));
+    assert!(f["sha256"].is_null(), "not asked for: {f}");
 
     let filtered = r.json(&["ls", "--series", "piped", "--json"]);
     assert_eq!(filtered.as_array().map(Vec::len), Some(1));
@@ -185,7 +191,7 @@ fn put_json_prints_one_object_describing_the_backup() {
         assert_eq!(json["series"], "nightly");
         assert_eq!(json["kind"], "stream");
         assert_eq!(json["size"], data.len() as u64);
-        assert_eq!(json["sha256"], sha256_hex(&data));
+        assert_eq!(json["blake3"], blake3_hex(&data));
         let chunks = json["chunks"].as_u64().expect("chunks");
         let new_chunks = json["new_chunks"].as_u64().expect("new_chunks");
         let stored = json["stored_bytes"].as_u64().expect("stored_bytes");

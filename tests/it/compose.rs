@@ -1,8 +1,9 @@
 //! Joining stream backups into one without moving bytes: the joined backup restores
-//! byte-exact (sha256 checked) after its parts are purged and space is collected, and
+//! byte-exact (its digest checked) after its parts are purged and space is collected, and
 //! bad requests are refused without recording anything.
 
 use stowage::repo::compose::ComposeSpec;
+use stowage::repo::digest::StreamDigests;
 use stowage::repo::gc::GcOptions;
 use stowage::repo::RepoError;
 
@@ -13,7 +14,10 @@ fn spec(id: &str, sha256: String) -> ComposeSpec {
         id: id.into(),
         series: "joined".into(),
         source: "joined.bin".into(),
-        sha256,
+        digests: StreamDigests {
+            blake3: None,
+            sha256: Some(sha256),
+        },
     }
 }
 
@@ -49,7 +53,7 @@ async fn joined_backup_survives_purging_its_parts_and_gc() {
     let report = repo.gc(GcOptions::default(), progress()).await.unwrap();
     assert_eq!(report.garbage_chunks, 0, "{report:?}");
 
-    // A full export checks the recorded sha256; a range reads across part boundaries.
+    // A full export checks the recorded sha256 (the only digest given here); a range reads across part boundaries.
     let manifest = repo.backup(JOINED_ID).unwrap();
     let sink = SharedBuf::default();
     repo.export(&manifest, None, Box::new(sink.clone()))

@@ -15,7 +15,7 @@ async fn added_by(repo: &Repository, data: Bytes, case: &str) -> (u64, u64, Byte
     let before = repo.stats().expect("stats").stored_bytes;
     let manifest = backup_bytes(repo, data.clone(), "dedup").await;
     assert_eq!(manifest.size, data.len() as u64);
-    assert_eq!(manifest.sha256, sha256_hex(&data));
+    assert_eq!(manifest.blake3, Some(blake3_hex(&data)));
     // Spot checks that the stored stream is the edited one: its start and its end.
     let len = data.len() as u64;
     for range in [0..2 * MIB as u64, len - MIB as u64..len] {
@@ -154,7 +154,7 @@ async fn concurrent_overlapping_ingests_deduplicate_and_restore_exactly() {
     assert!(stats.stored_bytes < logical / 2, "{stats:?}");
 
     for (manifest, data) in manifests.iter().zip(&streams) {
-        assert_eq!(manifest.sha256, sha256_hex(data));
+        assert_eq!(manifest.blake3, Some(blake3_hex(data)));
         assert!(
             restore_bytes(&repo, manifest).await == data[..],
             "backup {} ({}) differs",

@@ -319,6 +319,6 @@ async fn a_source_with_short_reads_and_interruptions_round_trips() {
         .backup_stream(Box::new(source), stream_options("trickle"), progress())
         .await
         .expect("ingest");
-    assert_eq!(manifest.sha256, sha256_hex(&data));
+    assert_eq!(manifest.blake3, Some(blake3_hex(&data)));
     assert!(restore_bytes(&repo, &manifest).await == data);
 }

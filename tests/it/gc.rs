@@ -14,7 +14,7 @@ async fn put(repo: &Repository, series: &str, data: &[u8]) -> String {
     backup_bytes(repo, data.to_vec(), series).await.id
 }
 
-/// A full restore through `export`, which also checks the recorded sha256.
+/// A full restore through `export`, which also checks the recorded digest.
 async fn restore(repo: &Repository, id: &str) -> Vec<u8> {
     let manifest = repo.backup(id).expect("backup record");
     let sink = SharedBuf::default();

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use stowage::error::ErrorKind;
 use stowage::format::config::ChunkerParams;
 use stowage::pipeline::chunker::cut_points;
@@ -27,10 +26,11 @@ async fn assert_round_trip(
     let manifest = backup_bytes(repo, data.clone(), "sizes").await;
     assert_eq!(manifest.size, len as u64, "size of {len}-byte stream");
     assert_eq!(
-        manifest.sha256,
-        sha256_hex(&data),
-        "sha256 of {len}-byte stream"
+        manifest.blake3,
+        Some(blake3_hex(&data)),
+        "blake3 of {len}-byte stream"
     );
+    assert_eq!(manifest.sha256, None, "sha256 only when asked for");
     let (min, max) = (params.min_size as u64, params.max_size as u64);
     let len64 = len as u64;
     if len == 0 {
@@ -174,10 +174,18 @@ async fn uncompressed_repository_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_empty_stream_is_a_backup_with_no_chunks() {
     let (repo, _state) = memory_repo(small_options()).await;
-    let manifest = backup_bytes(&repo, Vec::new(), "empty").await;
+    let manifest = repo
+        .backup_stream(
+            Box::new(std::io::empty()),
+            stream_options("empty").with_sha256(true),
+            progress(),
+        )
+        .await
+        .expect("ingest");
     assert_eq!(manifest.size, 0);
     assert_eq!(manifest.chunks, 0);
-    assert_eq!(manifest.sha256, sha256_hex(b""));
+    assert_eq!(manifest.blake3, Some(blake3_hex(b"")));
+    assert_eq!(manifest.sha256, Some(sha256_hex(b"")));
     assert!(restore_bytes(&repo, &manifest).await.is_empty());
     let empty = read_all(&repo, &manifest, Some(0..0)).await.expect("0..0");
     assert!(empty.is_empty());
@@ -351,20 +359,24 @@ async fn big_stream_child_process_entry() {
     let ingest_time = started.elapsed();
     let expected = digest.lock().unwrap().clone().expect("generator finished");
     assert_eq!(manifest.size, len);
-    assert_eq!(manifest.sha256, expected);
+    assert_eq!(manifest.blake3, Some(expected.clone()));
 
     let started = Instant::now();
     let mut stream = repo.read_backup(&manifest, None).expect("read_backup");
-    let mut sha = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut read = 0u64;
     while let Some(piece) = stream.next().await {
         let piece = piece.expect("restore piece");
         read += piece.len() as u64;
-        sha.update(&piece);
+        hasher.update(&piece);
     }
     let restore_time = started.elapsed();
     assert_eq!(read, len);
-    assert_eq!(hex::encode(sha.finalize()), expected, "restored sha256");
+    assert_eq!(
+        hasher.finalize().to_hex().to_string(),
+        expected,
+        "restored blake3"
+    );
 
     let peak = status_kib("VmHWM:") * 1024;
     let stored = dir_size(&local.root());

@@ -254,6 +254,10 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+fn blake3_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
@@ -278,7 +282,9 @@ async fn server_raw_upload_download_and_ranges() {
     let data = random_bytes(3 * MIB + 12_345, 1);
     let size = data.len() as u64;
     let before = chrono::Utc::now().timestamp();
-    let response = server.upload_raw("db", "?name=db.sql", data.clone()).await;
+    let response = server
+        .upload_raw("db", "?name=db.sql&sha256=true", data.clone())
+        .await;
     let (status, backup) = json_of(response).await;
     assert_eq!(status, StatusCode::CREATED, "{backup}");
     let id = backup["id"].as_str().expect("id").to_string();
@@ -287,7 +293,12 @@ async fn server_raw_upload_download_and_ranges() {
     assert_eq!(backup["source"], "db.sql");
     assert_eq!(backup["kind"], "stream");
     assert_eq!(backup["size"], size);
-    assert_eq!(backup["sha256"], sha256_hex(&data));
+    assert_eq!(backup["blake3"], blake3_hex(&data));
+    assert_eq!(
+        backup["sha256"],
+        sha256_hex(&data),
+        "asked for with ?sha256=true"
+    );
     assert!(backup["stored_bytes"].as_u64().expect("stored_bytes") > 0);
     assert!(backup["chunks"].as_u64().expect("chunks") > 0);
     assert!(backup["recycled_at"].is_null(), "{backup}");
@@ -310,7 +321,7 @@ async fn server_raw_upload_download_and_ranges() {
     assert_eq!(header(&headers, "content-length"), size.to_string());
     assert_eq!(
         header(&headers, "etag"),
-        format!("\"{}\"", sha256_hex(&data))
+        format!("\"{}\"", blake3_hex(&data))
     );
     assert_eq!(header(&headers, "accept-ranges"), "bytes");
     assert_eq!(
@@ -411,7 +422,8 @@ async fn server_multipart_upload() {
     let (status, backup) = json_of(response).await;
     assert_eq!(status, StatusCode::CREATED, "{backup}");
     assert_eq!(backup["size"], data.len() as u64, "{backup}");
-    assert_eq!(backup["sha256"], sha256_hex(&data));
+    assert_eq!(backup["blake3"], blake3_hex(&data));
+    assert!(backup["sha256"].is_null(), "not asked for: {backup}");
     let id = backup["id"].as_str().unwrap();
     assert!(
         server.download(id).await == data,
@@ -458,7 +470,7 @@ async fn server_upload_as_job() {
     assert!(finished["finished_at"].is_string(), "{finished}");
     let result = &finished["result"];
     assert_eq!(result["size"], data.len() as u64, "{finished}");
-    assert_eq!(result["sha256"], sha256_hex(&data));
+    assert_eq!(result["blake3"], blake3_hex(&data));
     assert_eq!(result["source"], "later.bin");
     let id = result["id"].as_str().expect("backup id in the job result");
 
@@ -1037,7 +1049,7 @@ async fn server_concurrent_overlapping_uploads() {
     let mut ids = Vec::new();
     for (i, (status, backup)) in answers.iter().enumerate() {
         assert_eq!(*status, StatusCode::CREATED, "upload {i}: {backup}");
-        assert_eq!(backup["sha256"], sha256_hex(&inputs[i]), "upload {i}");
+        assert_eq!(backup["blake3"], blake3_hex(&inputs[i]), "upload {i}");
         ids.push(backup["id"].as_str().unwrap().to_string());
     }
     assert_eq!(server.total("?series=many").await, 16);
@@ -1195,7 +1207,7 @@ async fn server_large_streamed_upload_memory_is_flat() {
             .map(|i| Bytes::from(random_bytes(MIB, 500 + i)))
             .collect(),
     );
-    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
     let generated = {
         let (pool, hasher) = (pool.clone(), hasher.clone());
         futures::stream::unfold(0u64, move |sent| {
@@ -1225,9 +1237,9 @@ async fn server_large_streamed_upload_memory_is_flat() {
     let (status, backup) = json_of(response).await;
     let upload_time = started.elapsed();
     assert_eq!(status, StatusCode::CREATED, "{backup}");
-    let expected_sha = hex::encode(hasher.lock().unwrap().clone().finalize());
+    let expected = hasher.lock().unwrap().finalize().to_hex().to_string();
     assert_eq!(backup["size"], total, "{backup}");
-    assert_eq!(backup["sha256"], expected_sha.as_str(), "{backup}");
+    assert_eq!(backup["blake3"], expected.as_str(), "{backup}");
     let (peak_upload, _) = memory();
 
     let started = Instant::now();
@@ -1241,7 +1253,7 @@ async fn server_large_streamed_upload_memory_is_flat() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut stream = response.bytes_stream();
-    let mut download_hasher = Sha256::new();
+    let mut download_hasher = blake3::Hasher::new();
     let mut received = 0u64;
     while let Some(piece) = stream.next().await {
         let piece = piece.expect("download stream");
@@ -1250,7 +1262,7 @@ async fn server_large_streamed_upload_memory_is_flat() {
     }
     let download_time = started.elapsed();
     assert_eq!(received, total);
-    assert_eq!(hex::encode(download_hasher.finalize()), expected_sha);
+    assert_eq!(download_hasher.finalize().to_hex().to_string(), expected);
     let (peak_end, _) = memory();
 
     let mib = |b: u64| b as f64 / MIB as f64;

@@ -213,9 +213,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// The BLAKE3 every backup records of its stream, in hex.
+pub fn blake3_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
 /// A reader producing `len` bytes on the fly, never holding more than one block: each
 /// 64 KiB block is drawn at random from a small pool of compressible blocks, so the
-/// stream is large, deduplicates and compresses well, and costs little disk. The sha256
+/// stream is large, deduplicates and compresses well, and costs little disk. The BLAKE3
 /// of everything read is available once the reader has been read to its end.
 pub struct PoolStream {
     pool: Arc<Vec<Vec<u8>>>,
@@ -223,7 +228,7 @@ pub struct PoolStream {
     remaining: u64,
     block: usize,
     position: usize,
-    sha: Sha256,
+    hasher: blake3::Hasher,
     digest: Arc<Mutex<Option<String>>>,
 }
 
@@ -247,7 +252,7 @@ impl PoolStream {
             remaining: len,
             block,
             position: 0,
-            sha: Sha256::new(),
+            hasher: blake3::Hasher::new(),
             digest: digest.clone(),
         };
         (stream, digest)
@@ -259,7 +264,7 @@ impl Read for PoolStream {
         if self.remaining == 0 {
             let mut digest = self.digest.lock().unwrap();
             if digest.is_none() {
-                *digest = Some(hex::encode(std::mem::take(&mut self.sha).finalize()));
+                *digest = Some(self.hasher.finalize().to_hex().to_string());
             }
             return Ok(0);
         }
@@ -272,7 +277,7 @@ impl Read for PoolStream {
             .min(POOL_BLOCK - self.position)
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         out[..n].copy_from_slice(&self.pool[self.block][self.position..self.position + n]);
-        self.sha.update(&out[..n]);
+        self.hasher.update(&out[..n]);
         self.position += n;
         self.remaining -= n as u64;
         Ok(n)

@@ -91,7 +91,8 @@ impl BackupchanService {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "-".into());
-        let options = IngestOptions::new(series, source);
+        // The protocol reports each file's SHA-256.
+        let options = IngestOptions::new(series, source).with_sha256(true);
         let manifest = self
             .repo
             .backup_stream(reader, options, Arc::new(Progress::new()))
@@ -100,7 +101,8 @@ impl BackupchanService {
             name,
             backup: manifest.id,
             size: manifest.size,
-            sha256: manifest.sha256,
+            // Requested above, so always recorded.
+            sha256: manifest.sha256.unwrap_or_default(),
         })
     }
 

@@ -274,8 +274,9 @@ impl BackupchanService {
         Ok(format!("{deleted} duplicate backups deleted"))
     }
 
-    /// Reads every backup's files back, checking each chunk and the whole file's sha256
-    /// against the recorded hash; sets `hash_mismatch` accordingly.
+    /// Reads every backup's files back, checking each chunk and the whole file's digest,
+    /// and compares the recorded SHA-256 with the target's; sets `hash_mismatch`
+    /// accordingly.
     async fn check_integrity(&self) -> Result<String, BcError> {
         let backups = self.lock().backups.clone();
         let mut mismatched = 0;
@@ -284,7 +285,7 @@ impl BackupchanService {
             for part in &backup.parts {
                 let verified = match self.repo.backup(&part.backup) {
                     Ok(manifest) => {
-                        manifest.sha256 == part.sha256
+                        manifest.sha256.as_ref() == Some(&part.sha256)
                             && self
                                 .repo
                                 .export(&manifest, None, Box::new(std::io::sink()))

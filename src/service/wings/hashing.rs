@@ -1,5 +1,5 @@
 //! The checksums of a stream that arrives in parts: SHA-1 (what Wings reports) and
-//! SHA-256 (what every stowage backup records) of the whole archive, computed as the
+//! BLAKE3 (what every stowage backup records) of the whole archive, computed as the
 //! parts stream in, so completing an upload of any size takes no re-reading.
 //!
 //! The state after each part is kept; a part's bytes are hashed starting from the state
@@ -10,27 +10,26 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha1::{Digest, Sha1};
 
 /// Both hash states at one point of the stream.
 #[derive(Clone, Default)]
 pub struct HashState {
     sha1: Sha1,
-    sha256: Sha256,
+    blake3: blake3::Hasher,
 }
 
 impl HashState {
     pub fn update(&mut self, bytes: &[u8]) {
         self.sha1.update(bytes);
-        self.sha256.update(bytes);
+        self.blake3.update(bytes);
     }
 
-    /// `(sha1, sha256)` in lowercase hex.
+    /// `(sha1, blake3)` in lowercase hex.
     pub fn finish(self) -> (String, String) {
         (
             hex::encode(self.sha1.finalize()),
-            hex::encode(self.sha256.finalize()),
+            self.blake3.finalize().to_hex().to_string(),
         )
     }
 }

@@ -27,6 +27,7 @@ use self::records::{
     part_count, PartRecord, RecordsFile, RestoreReport, UploadRecord, UploadStatus, RECORDS_VERSION,
 };
 use crate::repo::compose::{validate_backup_id, ComposeSpec};
+use crate::repo::digest::StreamDigests;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{Progress, RepoError, Repository};
 
@@ -129,8 +130,8 @@ fn validate_uuid(uuid: &str) -> Result<(), WingsError> {
 }
 
 /// The ETag of a part: the first half of its SHA-256, quoted as S3 quotes ETags.
-fn etag_of(sha256: &str) -> String {
-    format!("\"{}\"", &sha256[..32.min(sha256.len())])
+fn etag_of(digest: &str) -> String {
+    format!("\"{}\"", &digest[..32.min(digest.len())])
 }
 
 impl WingsService {
@@ -347,7 +348,7 @@ impl WingsService {
             )));
         }
         self.repo.recycle(&manifest.id).await?;
-        let etag = etag_of(&manifest.sha256);
+        let etag = etag_of(manifest.verified_digest().1);
         let recorded = {
             let mut inner = self.lock();
             let current = inner
@@ -445,7 +446,7 @@ impl WingsService {
         }
         let checksum = self.check_report(uuid, &record, &report)?;
         let parts: Vec<PartRecord> = record.parts.values().cloned().collect();
-        let (sha1, sha256) = self.archive_hashes(uuid, &parts).await?;
+        let (sha1, blake3) = self.archive_hashes(uuid, &parts).await?;
         if sha1 != checksum {
             let reason = format!(
                 "checksum mismatch: Wings reported sha1 {checksum}, the {} bytes received hash \
@@ -460,13 +461,19 @@ impl WingsService {
             id: uuid.to_string(),
             series: self.settings.series.clone(),
             source: format!("{uuid}.tar.gz"),
-            sha256: sha256.clone(),
+            digests: StreamDigests {
+                blake3: Some(blake3.clone()),
+                sha256: None,
+            },
         };
         match self.repo.compose(&part_ids, spec).await {
             Ok(_) => {}
             // Joined before a crash kept the records from saying so.
             Err(RepoError::BackupExists { .. })
-                if self.repo.backup(uuid).is_ok_and(|m| m.sha256 == sha256) => {}
+                if self
+                    .repo
+                    .backup(uuid)
+                    .is_ok_and(|m| m.blake3.as_ref() == Some(&blake3)) => {}
             Err(RepoError::BackupExists { .. }) => {
                 return Err(WingsError::Conflict(format!(
                     "a different backup with id {uuid} already exists"
