@@ -3,7 +3,9 @@
 //! `format::blob`.
 //!
 //! zstd contexts are kept per thread and reused, because creating one costs more than
-//! compressing a small chunk.
+//! compressing a small chunk; so is the buffer zstd compresses into, so that sealing
+//! neither zero-fills a worst-case buffer per chunk nor shrinks one afterwards: the
+//! envelope is allocated once at its exact size.
 
 use std::cell::RefCell;
 
@@ -23,6 +25,7 @@ const MIN_SAVING_SHIFT: u32 = 5;
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Opening a blob failed. Never yields wrong bytes: any alteration is detected.
@@ -40,8 +43,18 @@ pub enum OpenError {
 
 /// Compresses (at `level`, 0 = never) and seals `plaintext` under `name` in `domain`.
 pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i32) -> Vec<u8> {
-    let mut envelope = vec![0u8; HEADER_LEN];
-    let compression = compress_into(plaintext, level, &mut envelope);
+    let compression = COMPRESSED.with(|cell| {
+        let mut compressed = cell.borrow_mut();
+        let (compression, payload) = match compress(plaintext, level, &mut compressed) {
+            true => (Compression::Zstd, compressed.as_slice()),
+            false => (Compression::None, plaintext),
+        };
+        let mut envelope = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+        envelope.extend_from_slice(&[0u8; HEADER_LEN]);
+        envelope.extend_from_slice(payload);
+        (compression, envelope)
+    });
+    let (compression, mut envelope) = compression;
     let mut nonce = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut nonce);
     let header: &mut [u8; HEADER_LEN] = (&mut envelope[..HEADER_LEN])
@@ -58,37 +71,28 @@ pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i
         )
         .expect("XChaCha20-Poly1305 seals any length this code produces");
     envelope.extend_from_slice(&tag);
-    // The buffer was sized for zstd's worst case; give back what compression saved, so
-    // sealed blobs waiting for the packer hold only their own bytes.
-    envelope.shrink_to_fit();
     envelope
 }
 
-/// Appends the payload to `out` (compressed when it pays) and says which encoding it got.
-fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Compression {
-    let start = out.len();
-    if level > 0 && plaintext.len() >= 64 {
-        let bound = zstd::zstd_safe::compress_bound(plaintext.len());
-        out.resize(start + bound, 0);
-        let written = COMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-                *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-            }
-            let (_, compressor) = slot.as_mut()?;
-            compressor
-                .compress_to_buffer(plaintext, &mut out[start..])
-                .ok()
-        });
-        let limit = plaintext.len() - (plaintext.len() >> MIN_SAVING_SHIFT);
-        if let Some(written) = written.filter(|&w| w < limit) {
-            out.truncate(start + written);
-            return Compression::Zstd;
-        }
-        out.truncate(start);
+/// Compresses `plaintext` into `out` (replacing its contents); false when compression
+/// is off, fails, or does not pay, and the plaintext is to be stored as it is.
+fn compress(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    if level <= 0 || plaintext.len() < 64 {
+        return false;
     }
-    out.extend_from_slice(plaintext);
-    Compression::None
+    out.clear();
+    // zstd writes into the spare capacity: reserving does not touch the memory.
+    out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
+    let written = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        let (_, compressor) = slot.as_mut()?;
+        compressor.compress_to_buffer(plaintext, out).ok()
+    });
+    let limit = plaintext.len() - (plaintext.len() >> MIN_SAVING_SHIFT);
+    matches!(written, Some(w) if w < limit && w == out.len())
 }
 
 /// Opens an envelope sealed under `name` in `domain`, returning the plaintext, which
