@@ -3,14 +3,20 @@
 # kernel corpus, every tool in one run, each backing up to a fresh local repository with
 # its inputs in the page cache. Prints a table of medians with ratios.
 #
-#   scripts/compare.sh [--runs N] [--trees] [--files-cache] [--keep]
+#   scripts/compare.sh [--runs N] [--trees | --trees-only] [--files-cache] [--keep]
 #
 #   --runs N        repetitions per tool; medians are reported (default 3, or $RUNS)
 #   --trees         also back up and restore the extracted linux-6.12 tree (86,629 files)
+#   --trees-only    only the tree steps
 #   --files-cache   let restic/borg skip unchanged files by metadata on the re-ingest
 #                   (their default); without it they re-read and re-chunk every byte,
 #                   like stowage, which has no files cache
 #   --keep          keep the work directory (repositories, restored files)
+#
+# Restored trees are kept until the end: on an ext4 without a journal, the inode allocator
+# scans past inodes deleted in the last minutes (RECENTCY_MIN/DIRTY, 60 to 300 s), which
+# made a restore of 86,629 files right after deleting another take 25 to 50 s of kernel
+# time instead of 7, whichever tool ran it.
 #
 # Steps per tool and run: init; back up linux-6.1.tar; linux-6.12.tar; linux-6.12.tar
 # again (unchanged); restore 6.12 to a file and cmp it; du -sm of the repository. Each
@@ -20,6 +26,7 @@ set -euo pipefail
 
 runs=${RUNS:-3}
 trees=0
+trees_only=0
 files_cache=0
 keep=0
 while [ $# -gt 0 ]; do
@@ -27,9 +34,10 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --runs=*) runs=${1#--runs=} ;;
     --trees) trees=1 ;;
+    --trees-only) trees=1; trees_only=1 ;;
     --files-cache) files_cache=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -93,9 +101,17 @@ warm_tree() { find "$1" -type f -print0 | xargs -0 cat >/dev/null; }
 
 # One run of every step for one tool, in a fresh repository.
 run_tool() {
-  local tool=$1 r=$work/repo-$1 out=$work/restored-$1
+  local tool=$1 run=$2 r=$work/repo-$1 out=$work/restored-$1
   rm -rf "$r" "$out" "$work/cache" "$BORG_BASE_DIR"
   mkdir -p "$out"
+  if [ "$trees_only" = 0 ]; then run_streams "$tool" "$r" "$out"; fi
+  if [ "$trees" = 1 ]; then run_trees "$tool" "$run"; fi
+  rm -rf "$r" "$out"
+}
+
+# The stream steps: two tars, the second again, a restore, the repository size.
+run_streams() {
+  local tool=$1 r=$2 out=$3
   case $tool in
     stowage) "$stowage_bin" init --repo "$r" 2>/dev/null ;;
     restic) restic init --repository-version 2 -r "$r" -q >/dev/null ;;
@@ -131,45 +147,45 @@ run_tool() {
   cmp "$tar612" "$restored" || { echo "$tool restored a different linux-6.12.tar" >&2; exit 1; }
   rm -f "$restored"
   du -sm "$r" | cut -f1 >>"$results/$tool.size"
+}
 
-  if [ "$trees" = 1 ]; then
-    local tr=$work/tree-repo-$1 tout=$work/tree-restored-$1
-    rm -rf "$tr" "$tout" "$work/cache" "$BORG_BASE_DIR"
-    mkdir -p "$tout"
-    case $tool in
-      stowage) "$stowage_bin" init --repo "$tr" 2>/dev/null ;;
-      restic) restic init --repository-version 2 -r "$tr" -q >/dev/null ;;
-      rustic) rustic init -r "$tr" >/dev/null 2>&1 ;;
-      borg) borg init -e repokey "$tr" >/dev/null 2>&1 ;;
-    esac
-    warm_tree "$tree612"
-    case $tool in
-      stowage)
-        timed "$tool" treebackup "$stowage_bin" put --repo "$tr" "$tree612"
-        timed "$tool" treerestore "$stowage_bin" restore --repo "$tr" "$(tail -n 1 "$work/cmd.out")" --target "$tout/linux-6.12" ;;
-      restic)
-        timed "$tool" treebackup restic -r "$tr" backup -q "$tree612"
-        timed "$tool" treerestore restic -r "$tr" restore -q latest --target "$tout" ;;
-      rustic)
-        timed "$tool" treebackup rustic -r "$tr" backup "$tree612"
-        timed "$tool" treerestore rustic -r "$tr" restore latest "$tout" ;;
-      borg)
-        timed "$tool" treebackup borg create --compression zstd,3 "$tr::tree" "$tree612"
-        timed "$tool" treerestore sh -c 'cd "$2" && borg extract "$1::tree"' - "$tr" "$tout" ;;
-    esac
-    local want got
-    want=$(find "$tree612" -type f | wc -l)
-    got=$(find "$tout" -type f | wc -l)
-    [ "$want" = "$got" ] || { echo "$tool restored $got files of $want" >&2; exit 1; }
-    rm -rf "$tr" "$tout"
-  fi
-  rm -rf "$r" "$out"
+# The tree steps: back up the extracted tree, restore it into a new directory (kept).
+run_trees() {
+  local tool=$1 tr=$work/tree-repo-$1 tout=$work/tree-restored-$1-$2
+  rm -rf "$tr" "$work/cache" "$BORG_BASE_DIR"
+  mkdir -p "$tout"
+  case $tool in
+    stowage) "$stowage_bin" init --repo "$tr" 2>/dev/null ;;
+    restic) restic init --repository-version 2 -r "$tr" -q >/dev/null ;;
+    rustic) rustic init -r "$tr" >/dev/null 2>&1 ;;
+    borg) borg init -e repokey "$tr" >/dev/null 2>&1 ;;
+  esac
+  warm_tree "$tree612"
+  case $tool in
+    stowage)
+      timed "$tool" treebackup "$stowage_bin" put --repo "$tr" "$tree612"
+      timed "$tool" treerestore "$stowage_bin" restore --repo "$tr" "$(tail -n 1 "$work/cmd.out")" --target "$tout/linux-6.12" ;;
+    restic)
+      timed "$tool" treebackup restic -r "$tr" backup -q "$tree612"
+      timed "$tool" treerestore restic -r "$tr" restore -q latest --target "$tout" ;;
+    rustic)
+      timed "$tool" treebackup rustic -r "$tr" backup "$tree612"
+      timed "$tool" treerestore rustic -r "$tr" restore latest "$tout" ;;
+    borg)
+      timed "$tool" treebackup borg create --compression zstd,3 "$tr::tree" "$tree612"
+      timed "$tool" treerestore sh -c 'cd "$2" && borg extract "$1::tree"' - "$tr" "$tout" ;;
+  esac
+  local want got
+  want=$(find "$tree612" -type f | wc -l)
+  got=$(find "$tout" -type f | wc -l)
+  [ "$want" = "$got" ] || { echo "$tool restored $got files of $want" >&2; exit 1; }
+  rm -rf "$tr"
 }
 
 for ((i = 1; i <= runs; i++)); do
   for tool in "${tools[@]}"; do
     echo "run $i/$runs: $tool" >&2
-    run_tool "$tool"
+    run_tool "$tool" "$i"
   done
 done
 
@@ -185,7 +201,8 @@ mb61=$(mb "$tar61")
 mb612=$(mb "$tar612")
 
 # Rows: label, kind (speed: MB/s from seconds; secs; rss; size), step, MB for speed rows.
-rows=(
+rows=()
+[ "$trees_only" = 1 ] || rows=(
   "first ingest 6.1 (MB/s)|speed|ingest61|$mb61"
   "6.12 after 6.1 (MB/s)|speed|ingest612|$mb612"
   "re-ingest unchanged 6.12 (MB/s)|speed|reingest612|$mb612"
