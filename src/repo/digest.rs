@@ -7,6 +7,10 @@
 //! A SHA-256 is also computed when the writer asks for one (to compare with `sha256sum`,
 //! or a protocol that reports it).
 
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::RepoError;
@@ -99,6 +103,67 @@ impl StreamVerifier {
     }
 }
 
+/// Pieces waiting for the verifying thread: a couple of chunks, so the writer runs ahead of
+/// the hashing by a bounded amount of memory.
+const VERIFY_QUEUE: usize = 2;
+
+/// A [`StreamVerifier`] on its own thread, so a restore's writer and its digest run on two
+/// cores instead of one after the other.
+pub struct BackgroundVerifier {
+    pieces: Option<SyncSender<Bytes>>,
+    thread: Option<JoinHandle<StreamVerifier>>,
+}
+
+impl BackgroundVerifier {
+    pub fn start(manifest: &BackupManifest) -> BackgroundVerifier {
+        let mut verifier = StreamVerifier::for_manifest(manifest);
+        let (pieces, received) = sync_channel::<Bytes>(VERIFY_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("stowage-verify".into())
+            .spawn(move || {
+                for piece in received {
+                    verifier.update(&piece);
+                }
+                verifier
+            })
+            .expect("spawning the verifying thread");
+        BackgroundVerifier {
+            pieces: Some(pieces),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hashes the next piece of the stream (a cheap reference count, not a copy).
+    pub fn update(&mut self, piece: Bytes) {
+        if let Some(pieces) = &self.pieces {
+            // The thread only stops when the sender is dropped.
+            let _ = pieces.send(piece);
+        }
+    }
+
+    /// Waits for every piece to be hashed and compares the digest with `manifest`'s.
+    pub fn verify(mut self, manifest: &BackupManifest) -> Result<(), RepoError> {
+        self.pieces = None;
+        let verifier = self
+            .thread
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| RepoError::Internal("the verifying thread panicked".into()))?;
+        verifier.verify(manifest)
+    }
+}
+
+impl Drop for BackgroundVerifier {
+    fn drop(&mut self) {
+        // An abandoned restore stops its thread before it returns.
+        self.pieces = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +214,23 @@ mod tests {
         let mut verifier = StreamVerifier::for_manifest(manifest);
         verifier.update(bytes);
         verifier.verify(manifest)
+    }
+
+    #[test]
+    fn the_background_verifier_sees_every_piece_in_order() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let manifest = manifest_with(Some(blake3::hash(&data).to_hex().to_string()), None);
+        let mut verifier = BackgroundVerifier::start(&manifest);
+        for piece in data.chunks(7919) {
+            verifier.update(Bytes::copy_from_slice(piece));
+        }
+        assert!(verifier.verify(&manifest).is_ok());
+        let mut verifier = BackgroundVerifier::start(&manifest);
+        verifier.update(Bytes::copy_from_slice(&data[1..]));
+        assert!(matches!(
+            verifier.verify(&manifest),
+            Err(RepoError::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]

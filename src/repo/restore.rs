@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
-use super::digest::StreamVerifier;
+use super::digest::BackgroundVerifier;
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef, LeafRef};
@@ -331,15 +331,15 @@ impl Repository {
             // through an intermediate buffer.
             let mut reader = StreamReader::new(&handle, stream);
             let mut out = out;
-            let mut verifier = full.then(|| StreamVerifier::for_manifest(&manifest));
+            let mut verifier = full.then(|| BackgroundVerifier::start(&manifest));
             let mut written = 0u64;
             while let Some(piece) = reader.next_piece()? {
-                if let Some(verifier) = verifier.as_mut() {
-                    verifier.update(&piece);
-                }
                 out.write_all(&piece)
                     .map_err(|e| RepoError::io("output", e))?;
                 written += piece.len() as u64;
+                if let Some(verifier) = verifier.as_mut() {
+                    verifier.update(piece);
+                }
             }
             out.flush().map_err(|e| RepoError::io("output", e))?;
             if let Some(verifier) = verifier {
