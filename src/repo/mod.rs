@@ -10,6 +10,7 @@ pub mod compose;
 mod coordinator;
 pub mod digest;
 mod error;
+mod file_writers;
 pub mod gc;
 pub mod inflight;
 pub mod ingest;

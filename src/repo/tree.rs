@@ -16,6 +16,7 @@ use filetime::FileTime;
 use tokio::runtime::Handle;
 
 use super::digest::StreamVerifier;
+use super::file_writers::{create_file, finish_file, FileWriters, MAX_HANDED_OFF};
 use super::ingest::{
     now_rfc3339, validate_series, IngestOptions, ManifestDraft, Session, StreamObserver,
 };
@@ -378,7 +379,7 @@ fn restore_tree_blocking(
     handle: Handle,
     manifest: &BackupManifest,
     target: &Path,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<u64, RepoError> {
     let catalog = manifest
         .catalog
@@ -404,6 +405,7 @@ fn restore_tree_blocking(
         dirs: Vec::new(),
         links: Vec::new(),
     };
+    let mut writers = FileWriters::start(progress.clone());
     for_each_entry(catalog_lines, &manifest.id, |entry| {
         progress.check()?;
         restore_entry(
@@ -412,9 +414,11 @@ fn restore_tree_blocking(
             entry,
             &mut data,
             &mut deferred,
+            &mut writers,
             progress,
         )
     })?;
+    writers.finish()?;
     let mut rest = [0u8; 1];
     if data
         .read(&mut rest)
@@ -453,19 +457,36 @@ fn restore_entry(
     entry: CatalogEntry,
     data: &mut impl Read,
     deferred: &mut Deferred,
+    writers: &mut FileWriters,
     progress: &Progress,
 ) -> Result<(), RepoError> {
     let path = root.join(&entry.path);
+    let short = |copied: u64, entry: &CatalogEntry| RepoError::CorruptCatalog {
+        backup: backup.to_string(),
+        reason: format!(
+            "{} should hold {} bytes, the stream ended after {copied}",
+            entry.path, entry.size
+        ),
+    };
     match entry.kind {
         EntryKind::Dir => {
             fs::create_dir_all(&path).map_err(|e| RepoError::io(&path, e))?;
             deferred.dirs.push(entry);
         }
-        EntryKind::File => {
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
+        EntryKind::File if entry.size <= MAX_HANDED_OFF => {
+            // Small files are read whole and written by the writer threads.
+            let mut bytes = Vec::with_capacity(entry.size as usize);
+            data.by_ref()
+                .take(entry.size)
+                .read_to_end(&mut bytes)
+                .map_err(|e| unwrap_io(e, "backup data"))?;
+            if bytes.len() as u64 != entry.size {
+                return Err(short(bytes.len() as u64, &entry));
             }
-            let mut file = File::create(&path).map_err(|e| RepoError::io(&path, e))?;
+            writers.write(path, entry, bytes)?;
+        }
+        EntryKind::File => {
+            let mut file = create_file(&path, &entry)?;
             let copied = copy_cancellable(
                 &mut data.by_ref().take(entry.size),
                 &mut file,
@@ -473,16 +494,9 @@ fn restore_entry(
                 progress,
             )?;
             if copied != entry.size {
-                return Err(RepoError::CorruptCatalog {
-                    backup: backup.to_string(),
-                    reason: format!(
-                        "{} should hold {} bytes, the stream ended after {copied}",
-                        entry.path, entry.size
-                    ),
-                });
+                return Err(short(copied, &entry));
             }
-            drop(file);
-            apply_metadata(&path, &entry)?;
+            finish_file(&file, &path, &entry)?;
         }
         EntryKind::Symlink => deferred.links.push(entry),
         EntryKind::Hardlink | EntryKind::Other => {
@@ -530,7 +544,7 @@ fn apply_metadata(path: &Path, entry: &CatalogEntry) -> Result<(), RepoError> {
     filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| RepoError::io(path, e))
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
