@@ -101,7 +101,7 @@ const OPERATIONS: &[Operation] = &[
         "Upload a backup (raw body or multipart file field); 202 with a job when wait=false",
         "writer",
         "201",
-        &["name", "wait"],
+        &["name", "wait", "sha256"],
         Body::Stream,
     ),
     (
@@ -293,7 +293,8 @@ fn schemas() -> Value {
             "id": {"type": "string"}, "series": {"type": "string"}, "kind": {"type": "string", "enum": ["stream", "tree"]},
             "source": {"type": "string"}, "created_at": {"type": "string"}, "size": {"type": "integer"},
             "stored_bytes": {"type": "integer"}, "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
-            "sha256": {"type": "string"}, "catalog_entries": {"type": ["integer", "null"]},
+            "blake3": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
+            "catalog_entries": {"type": ["integer", "null"]},
             "tar": {"type": ["string", "null"]}, "recycled_at": {"type": ["string", "null"]}}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "kind": {"type": "string", "enum": ["upload", "check", "gc"]},
