@@ -99,6 +99,16 @@ timed() {
 warm() { cat "$@" >/dev/null; }
 warm_tree() { find "$1" -type f -print0 | xargs -0 cat >/dev/null; }
 
+# Creates an empty repository of one tool at a path.
+init_repo() {
+  case $1 in
+    stowage) "$stowage_bin" init --repo "$2" 2>/dev/null ;;
+    restic) restic init --repository-version 2 -r "$2" -q >/dev/null ;;
+    rustic) rustic init -r "$2" >/dev/null 2>&1 ;;
+    borg) borg init -e repokey "$2" >/dev/null 2>&1 ;;
+  esac
+}
+
 # One run of every step for one tool, in a fresh repository.
 run_tool() {
   local tool=$1 run=$2 r=$work/repo-$1 out=$work/restored-$1
@@ -112,12 +122,7 @@ run_tool() {
 # The stream steps: two tars, the second again, a restore, the repository size.
 run_streams() {
   local tool=$1 r=$2 out=$3
-  case $tool in
-    stowage) "$stowage_bin" init --repo "$r" 2>/dev/null ;;
-    restic) restic init --repository-version 2 -r "$r" -q >/dev/null ;;
-    rustic) rustic init -r "$r" >/dev/null 2>&1 ;;
-    borg) borg init -e repokey "$r" >/dev/null 2>&1 ;;
-  esac
+  init_repo "$tool" "$r"
   local step file
   for step in ingest61 ingest612 reingest612; do
     case $step in ingest61) file=$tar61 ;; *) file=$tar612 ;; esac
@@ -154,12 +159,7 @@ run_trees() {
   local tool=$1 tr=$work/tree-repo-$1 tout=$work/tree-restored-$1-$2
   rm -rf "$tr" "$work/cache" "$BORG_BASE_DIR"
   mkdir -p "$tout"
-  case $tool in
-    stowage) "$stowage_bin" init --repo "$tr" 2>/dev/null ;;
-    restic) restic init --repository-version 2 -r "$tr" -q >/dev/null ;;
-    rustic) rustic init -r "$tr" >/dev/null 2>&1 ;;
-    borg) borg init -e repokey "$tr" >/dev/null 2>&1 ;;
-  esac
+  init_repo "$tool" "$tr"
   warm_tree "$tree612"
   case $tool in
     stowage)
