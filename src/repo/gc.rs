@@ -372,17 +372,21 @@ async fn retire(inner: &RepoInner, packs: &[Id]) -> Result<(), RepoError> {
 }
 
 async fn delete_empty_packs(inner: &RepoInner) -> Result<(), RepoError> {
-    let mut used: HashSet<Id> = HashSet::new();
-    inner.index.for_each_chunk(|_, location| {
-        used.insert(location.pack);
-    })?;
-    let empty: Vec<Id> = inner
+    // Order matters: packs are listed before their chunks are read. An ingest commits a
+    // pack and its chunk entries together, so a pack listed here has its entries in the
+    // scan that follows; read the other way round, a pack committed between the two reads
+    // was listed without its entries, taken for empty and deleted under live chunks.
+    let listed: Vec<Id> = inner
         .index
         .list_packs()?
         .into_iter()
         .map(|(id, _)| id)
-        .filter(|id| !used.contains(id))
         .collect();
+    let mut used: HashSet<Id> = HashSet::new();
+    inner.index.for_each_chunk(|_, location| {
+        used.insert(location.pack);
+    })?;
+    let empty: Vec<Id> = listed.into_iter().filter(|id| !used.contains(id)).collect();
     retire(inner, &empty).await
 }
 
