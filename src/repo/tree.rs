@@ -12,10 +12,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use filetime::FileTime;
 use tokio::runtime::Handle;
 
-use super::digest::StreamVerifier;
+use super::digest::BackgroundVerifier;
 use super::file_writers::{create_file, finish_file, FileWriters, MAX_HANDED_OFF};
 use super::ingest::{
     now_rfc3339, validate_series, IngestOptions, ManifestDraft, Session, StreamObserver,
@@ -395,9 +396,10 @@ fn restore_tree_blocking(
         0..manifest.size,
         READ_AHEAD_UNITS,
     );
-    let mut data = HashingReader {
+    let mut data = VerifyingReader {
         inner: StreamReader::new(&handle, data_stream),
-        verifier: StreamVerifier::for_manifest(manifest),
+        verifier: BackgroundVerifier::start(manifest),
+        current: Bytes::new(),
         read: 0,
     };
     let catalog_lines = catalog_reader(inner, &handle, &catalog);
@@ -436,16 +438,29 @@ fn restore_tree_blocking(
     Ok(read)
 }
 
-struct HashingReader<R> {
-    inner: R,
-    verifier: StreamVerifier,
+/// The restored stream as a [`Read`], each piece handed whole to the digest check on its
+/// own thread as it arrives.
+struct VerifyingReader {
+    inner: StreamReader,
+    verifier: BackgroundVerifier,
+    current: Bytes,
     read: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl Read for VerifyingReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.verifier.update(&out[..n]);
+        if self.current.is_empty() {
+            match self.inner.next_piece().map_err(io::Error::other)? {
+                Some(piece) => {
+                    self.verifier.update(piece.clone());
+                    self.current = piece;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
         self.read += n as u64;
         Ok(n)
     }
