@@ -59,36 +59,34 @@ impl StreamHasher {
 }
 
 /// Recomputes the one digest of a backup that a full restore checks.
-pub struct StreamVerifier {
-    algorithm: DigestAlgorithm,
-    blake3: blake3::Hasher,
-    sha256: Sha256,
+enum StreamVerifier {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
 }
 
 impl StreamVerifier {
-    pub fn for_manifest(manifest: &BackupManifest) -> StreamVerifier {
-        StreamVerifier {
-            algorithm: manifest.verified_digest().0,
-            blake3: blake3::Hasher::new(),
-            sha256: Sha256::new(),
+    fn for_manifest(manifest: &BackupManifest) -> StreamVerifier {
+        match manifest.verified_digest().0 {
+            DigestAlgorithm::Blake3 => StreamVerifier::Blake3(Box::default()),
+            DigestAlgorithm::Sha256 => StreamVerifier::Sha256(Sha256::new()),
         }
     }
 
-    pub fn update(&mut self, data: &[u8]) {
-        match self.algorithm {
-            DigestAlgorithm::Blake3 => {
-                self.blake3.update(data);
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            StreamVerifier::Blake3(hasher) => {
+                hasher.update(data);
             }
-            DigestAlgorithm::Sha256 => self.sha256.update(data),
+            StreamVerifier::Sha256(hasher) => hasher.update(data),
         }
     }
 
     /// Compares what was hashed with what `manifest` recorded.
-    pub fn verify(self, manifest: &BackupManifest) -> Result<(), RepoError> {
+    fn verify(self, manifest: &BackupManifest) -> Result<(), RepoError> {
         let (algorithm, expected) = manifest.verified_digest();
-        let actual = match algorithm {
-            DigestAlgorithm::Blake3 => self.blake3.finalize().to_hex().to_string(),
-            DigestAlgorithm::Sha256 => hex::encode(self.sha256.finalize()),
+        let actual = match self {
+            StreamVerifier::Blake3(hasher) => hasher.finalize().to_hex().to_string(),
+            StreamVerifier::Sha256(hasher) => hex::encode(hasher.finalize()),
         };
         if actual == expected {
             Ok(())
