@@ -24,7 +24,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rayon::prelude::*;
 use tokio::runtime::Handle;
 
@@ -32,6 +32,7 @@ use super::digest::{DigestRequest, StreamDigests, StreamHasher};
 use super::inflight::{Registration, Ticket, TicketState};
 use super::pack_writer::{PackTotals, PackWriter, SealedBlob};
 use super::progress::Progress;
+use super::segment_buffers::SegmentBuffers;
 use super::spool::Spool;
 use super::{manifest_key, RepoError, RepoInner, Repository};
 use crate::format::blob::Domain;
@@ -645,25 +646,28 @@ fn read_segments(
     observer: SyncSender<Bytes>,
     progress: &Progress,
 ) {
-    let size = segment_size(&params);
-    let mut buffer = BytesMut::new();
+    let buffers = SegmentBuffers::new(segment_size(&params));
+    // The incomplete chunk at the end of the last segment, carried into the next one;
+    // always shorter than a segment, since a segment holds more than a maximum chunk.
+    let mut carry = Bytes::new();
     loop {
-        let mut next = BytesMut::with_capacity(size);
-        next.extend_from_slice(&buffer);
-        buffer = next;
-        let at_end = match fill(source, &mut buffer, size) {
-            Ok((read, at_end)) => {
-                progress.add_done(read as u64);
-                at_end
-            }
+        let mut buffer = buffers.take();
+        let space = buffer.as_mut_slice();
+        let carried = std::mem::take(&mut carry);
+        space[..carried.len()].copy_from_slice(&carried);
+        let (filled, at_end) = match fill(source, space, carried.len()) {
+            Ok(filled) => filled,
             Err(error) => {
                 let _ = segments.send(Err(error));
                 return;
             }
         };
-        let cuts = cut_points(&buffer, &params, at_end);
+        progress.add_done((filled - carried.len()) as u64);
+        drop(carried);
+        let cuts = cut_points(&space[..filled], &params, at_end);
         let consumed: usize = cuts.iter().sum();
-        let data = buffer.split_to(consumed).freeze();
+        let mut data = buffer.freeze(filled);
+        carry = data.split_off(consumed);
         if !data.is_empty() && observer.send(data.clone()).is_err() {
             return;
         }
@@ -673,29 +677,22 @@ fn read_segments(
     }
 }
 
-/// Reads into `buffer` until it holds `size` bytes or the source ends. Returns the bytes
-/// read and whether the source ended.
+/// Reads into `space` after its first `filled` bytes until it is full or the source
+/// ends. Returns how many bytes it then holds and whether the source ended.
 fn fill(
     source: &mut (dyn Read + Send),
-    buffer: &mut BytesMut,
-    size: usize,
+    space: &mut [u8],
+    mut filled: usize,
 ) -> io::Result<(usize, bool)> {
-    let mut filled = buffer.len();
-    let start = filled;
-    buffer.resize(size, 0);
-    let result = loop {
-        if filled == size {
-            break Ok(false);
-        }
-        match source.read(&mut buffer[filled..]) {
-            Ok(0) => break Ok(true),
+    while filled < space.len() {
+        match source.read(&mut space[filled..]) {
+            Ok(0) => return Ok((filled, true)),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
-    };
-    buffer.truncate(filled);
-    result.map(|at_end| (filled - start, at_end))
+    }
+    Ok((filled, false))
 }
 
 /// Builds a content list in stream order, cutting leaves at content-defined points.

@@ -22,6 +22,7 @@ mod pack_writer;
 pub mod progress;
 pub mod repair;
 pub mod restore;
+mod segment_buffers;
 mod spool;
 pub mod stats;
 pub mod tree;
