@@ -166,7 +166,6 @@ enum Command {
         #[arg(long)]
         target: PathBuf,
     },
-    /// List backups (live ones; `--recycled` lists the recycle bin).
     /// Print a link that downloads a backup without a key until it expires (asks a
     /// running server; the key comes from STOWAGE_KEY). Wings restores from such links.
     Url {
@@ -180,6 +179,7 @@ enum Command {
         json: bool,
         id: String,
     },
+    /// List backups (live ones; `--recycled` lists the recycle bin).
     Ls {
         #[command(flatten)]
         repo: RepoArgs,
@@ -537,5 +537,29 @@ mod tests {
         let bad = serve_config(&["stowage", "serve", "--s3-endpoint", "localhost:9000"]);
         let error = bad.s3.settings().expect_err("not a URL").to_string();
         assert!(error.contains("endpoint"), "{error}");
+    }
+
+    #[test]
+    fn every_command_has_its_own_description() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let mut seen = std::collections::HashMap::new();
+        for command in cli.get_subcommands() {
+            let about = command
+                .get_about()
+                .unwrap_or_else(|| panic!("`{}` has no description", command.get_name()))
+                .to_string();
+            if let Some(other) = seen.insert(about.clone(), command.get_name().to_string()) {
+                panic!("`{other}` and `{}` share \"{about}\"", command.get_name());
+            }
+        }
+        let about = |name: &str| {
+            cli.find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        };
+        assert!(about("ls").starts_with("List backups"), "{}", about("ls"));
+        assert!(about("url").starts_with("Print a link"), "{}", about("url"));
     }
 }
