@@ -20,7 +20,6 @@ use bytes::Bytes;
 const KEEP: usize = 8;
 
 /// A pool of equally sized buffers shared by one reader and the slices it hands out.
-#[derive(Clone)]
 pub(crate) struct SegmentBuffers {
     shared: Arc<Shared>,
 }
