@@ -77,9 +77,6 @@ impl SegmentBuffer {
 impl Drop for SegmentBuffer {
     fn drop(&mut self) {
         let bytes = std::mem::take(&mut self.bytes);
-        if bytes.len() != self.pool.size {
-            return;
-        }
         let mut free = self
             .pool
             .free
