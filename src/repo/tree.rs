@@ -449,7 +449,8 @@ struct VerifyingReader {
 
 impl Read for VerifyingReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.current.is_empty() {
+        // A loop, not a test: an empty piece is not the end of the stream.
+        while self.current.is_empty() {
             match self.inner.next_piece().map_err(io::Error::other)? {
                 Some(piece) => {
                     self.verifier.update(piece.clone());
