@@ -271,11 +271,16 @@ impl Read for StreamReader {
                 None => return Ok(0),
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
+        Ok(copy_from_piece(&mut self.current, out))
     }
+}
+
+/// Copies the front of `piece` into `out`, drops it from `piece`, and says how much.
+pub(crate) fn copy_from_piece(piece: &mut Bytes, out: &mut [u8]) -> usize {
+    let n = out.len().min(piece.len());
+    out[..n].copy_from_slice(&piece[..n]);
+    *piece = piece.slice(n..);
+    n
 }
 
 /// Recovers the engine error carried inside an `io::Error`, or wraps a plain one.

@@ -24,7 +24,8 @@ use super::ingest::{
 use super::owners::OwnerNames;
 use super::progress::Progress;
 use super::restore::{
-    read_content, unwrap_io, StreamReader, CATALOG_READ_AHEAD_UNITS, READ_AHEAD_UNITS,
+    copy_from_piece, read_content, unwrap_io, StreamReader, CATALOG_READ_AHEAD_UNITS,
+    READ_AHEAD_UNITS,
 };
 use super::spool::Spool;
 use super::{RepoError, RepoInner, Repository};
@@ -459,9 +460,7 @@ impl Read for VerifyingReader {
                 None => return Ok(0),
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
+        let n = copy_from_piece(&mut self.current, out);
         self.read += n as u64;
         Ok(n)
     }
