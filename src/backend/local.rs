@@ -120,6 +120,7 @@ impl Backend for LocalBackend {
             Ok(ObjectMeta {
                 key: owned_key,
                 size,
+                modified: metadata.modified().ok(),
             })
         })
         .await
@@ -452,6 +453,7 @@ fn visit(
             found.push(ObjectMeta {
                 key,
                 size: metadata.len(),
+                modified: metadata.modified().ok(),
             });
             Ok(())
         }

@@ -79,6 +79,7 @@ impl Backend for MemoryBackend {
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
+            modified: None,
         })
     }
 
@@ -97,6 +98,7 @@ impl Backend for MemoryBackend {
             .map(|(key, data)| ObjectMeta {
                 key: key.clone(),
                 size: data.len() as u64,
+                modified: None,
             })
             .collect();
         Ok(listed)

@@ -20,7 +20,9 @@
 //! * `head` returns the size of an existing object, `NotFound` otherwise.
 //! * `delete` is idempotent: deleting a missing object is `Ok`.
 //! * `list(prefix)` returns every object whose key starts with `prefix` (a plain string
-//!   prefix), sorted by key, never temporaries or unfinished uploads.
+//!   prefix), sorted by key, never temporaries or unfinished uploads; each with its size
+//!   and, where the backend records it, when it was written (`gc` deletes an unindexed
+//!   pack only once it is older than a grace period).
 //! * `abort_stale_uploads(older_than)` removes what unfinished uploads at least that old
 //!   left behind (local: temporaries; S3: multipart uploads under the prefix) and says
 //!   how many; a backend without the notion does nothing.
@@ -64,11 +66,27 @@ pub const RESERVED_COMPONENT: &str = "tmp";
 /// A shared handle to any backend.
 pub type DynBackend = Arc<dyn Backend>;
 
-/// Size and key of one stored object.
+/// Key, size and age of one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
+    /// When the object was last written, where the backend knows it (local: the file's
+    /// mtime; S3: `LastModified`); `None` for the memory backend.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl ObjectMeta {
+    /// Whether the object is known to be at least `age` old at `now`; an object of
+    /// unknown age is not.
+    pub fn is_older_than(&self, age: Duration, now: std::time::SystemTime) -> bool {
+        match self.modified {
+            Some(modified) => now
+                .duration_since(modified)
+                .is_ok_and(|elapsed| elapsed >= age),
+            None => age.is_zero(),
+        }
+    }
 }
 
 /// Failures of a backend operation. Each names the key it concerns.

@@ -121,15 +121,20 @@ pub async fn run(command: Command) -> Result<Outcome> {
             dry_run,
             repack_below,
             stale_uploads_after,
+            orphan_grace,
             json,
         } => {
             let Some(seconds) = parse_duration(&stale_uploads_after) else {
                 bail!("--stale-uploads-after {stale_uploads_after:?} is not a duration (e.g. 24h, 7d)");
             };
+            let Some(grace) = parse_duration(&orphan_grace) else {
+                bail!("--orphan-grace {orphan_grace:?} is not a duration (e.g. 24h, 0s)");
+            };
             let options = GcOptions {
                 dry_run,
                 repack_below,
                 stale_uploads_after: std::time::Duration::from_secs(seconds),
+                orphan_grace: std::time::Duration::from_secs(grace),
             };
             gc(&repo, options, json).await
         }
@@ -247,7 +252,11 @@ async fn backend_and_state(args: &RepoArgs) -> Result<(DynBackend, PathBuf)> {
 async fn open(args: &RepoArgs) -> Result<Repository> {
     let (backend, state) = backend_and_state(args).await?;
     let passphrase = read_passphrase(args)?;
-    Ok(Repository::open(backend, &state, &passphrase).await?)
+    let repo = Repository::open(backend, &state, &passphrase).await?;
+    if let Some(report) = repo.reconciled_on_open() {
+        output::print_reconciliation(report);
+    }
+    Ok(repo)
 }
 
 async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
@@ -571,28 +580,16 @@ async fn check(args: &RepoArgs, read_data: bool, json: bool) -> Result<Outcome> 
 async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
     let (backend, state) = backend_and_state(args).await?;
     let passphrase = read_passphrase(args)?;
-    let repo = match Repository::open(backend.clone(), &state, &passphrase).await {
-        Ok(repo) => repo,
-        Err(crate::repo::RepoError::Index(error))
-            if error.kind() != crate::error::ErrorKind::Unavailable =>
-        {
-            // An index that cannot even be opened is set aside and rebuilt from scratch.
-            let path = state.join(crate::repo::INDEX_FILE);
-            let aside = state.join(format!("{}.broken", crate::repo::INDEX_FILE));
-            eprintln!(
-                "index {} cannot be opened ({error}); moving it to {}",
-                path.display(),
-                aside.display()
-            );
-            std::fs::rename(&path, &aside)
-                .with_context(|| format!("moving {} aside", path.display()))?;
-            Repository::open(backend, &state, &passphrase).await?
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let report = repo.rebuild_index().await?;
+    let (_repo, report, aside) =
+        Repository::open_rebuilding_index(backend, &state, &passphrase).await?;
+    if let Some(aside) = aside {
+        eprintln!(
+            "the previous index file was moved to {} (delete it once the repository checks clean)",
+            aside.display()
+        );
+    }
     for reason in &report.skipped {
-        eprintln!("warning: left out {reason}");
+        eprintln!("error: left out {reason}");
     }
     eprintln!(
         "index rebuilt: {} packs, {} chunks, {} backups",
@@ -601,6 +598,10 @@ async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
     Ok(if report.skipped.is_empty() {
         Outcome::Success
     } else {
+        eprintln!(
+            "{} objects could not be read and are not in the index (listed above); run `stowage check` to see what they affect",
+            report.skipped.len()
+        );
         Outcome::Problems
     })
 }

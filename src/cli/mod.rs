@@ -240,6 +240,11 @@ enum Command {
         /// than this (e.g. 24h, 7d); keep it longer than any running backup.
         #[arg(long, default_value = "24h")]
         stale_uploads_after: String,
+        /// Delete packs no index knows (left by interrupted backups) only once older
+        /// than this (e.g. 24h, 0s); keep it longer than any backup still running
+        /// elsewhere against this repository.
+        #[arg(long, default_value = "24h")]
+        orphan_grace: String,
         #[arg(long)]
         json: bool,
     },
@@ -443,7 +448,8 @@ enum KeyCommand {
 
 #[derive(Subcommand, Debug)]
 enum RepairCommand {
-    /// Rebuild the index from the pack trailers and manifests in the repository.
+    /// Set the index file aside (without opening it) and rebuild the index from the
+    /// pack trailers and manifests in the repository.
     Index {
         #[command(flatten)]
         repo: RepoArgs,

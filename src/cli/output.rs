@@ -307,6 +307,19 @@ pub fn print_decisions(
     Ok(())
 }
 
+/// Tells, on stderr, that opening brought the index in line with the repository.
+pub fn print_reconciliation(report: &crate::repo::repair::RepairReport) {
+    if report.changed() {
+        eprintln!(
+            "the local index did not match the repository and was brought up to date: {} packs and {} backups added, {} packs and {} backups removed",
+            report.packs, report.backups, report.packs_removed, report.backups_removed
+        );
+    }
+    for reason in &report.skipped {
+        eprintln!("warning: left out of the index: {reason}");
+    }
+}
+
 pub fn print_gc(report: &GcReport, json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {
@@ -330,5 +343,20 @@ pub fn print_gc(report: &GcReport, json: bool) -> Result<()> {
         report.orphan_packs_deleted,
         report.stale_uploads_aborted
     )?;
+    if report.orphan_packs_kept > 0 {
+        writeln!(
+            out,
+            "kept {} unindexed packs younger than the orphan grace period",
+            report.orphan_packs_kept
+        )?;
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for pack in &report.deleted_packs {
+        writeln!(out, "{verb} pack {pack}")?;
+    }
     Ok(())
 }

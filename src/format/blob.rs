@@ -37,6 +37,8 @@ pub enum Domain {
     Series = 3,
     /// A recycle mark; the name is the backup id's text.
     Recycled = 4,
+    /// The repository generation; the name is `generation`.
+    Generation = 5,
 }
 
 /// How a payload is encoded inside the ciphertext.

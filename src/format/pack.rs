@@ -203,7 +203,7 @@ mod tests {
     fn entry(n: u8, offset: u32, len: u32) -> PackEntry {
         PackEntry {
             id: Id([n; 32]),
-            kind: if n % 2 == 0 {
+            kind: if n.is_multiple_of(2) {
                 BlobKind::Data
             } else {
                 BlobKind::List

@@ -5,6 +5,7 @@
 //! Batch-oriented typed methods; no redb type escapes this module. Table definitions and
 //! the schema version live in [`schema`].
 
+mod guard;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use crate::format::manifest::BackupManifest;
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::Id;
 use schema::{
-    BACKUPS, CHUNKS, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SERIES,
+    BACKUPS, CHUNKS, GENERATION_KEY, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY, SERIES, SYNC,
 };
 
 /// Where a chunk is stored.
@@ -62,6 +64,14 @@ pub enum IndexError {
     },
     #[error("index entry for {what} is malformed")]
     Corrupt { what: String },
+    #[error("index {path} is damaged ({reason}); run `stowage repair index`, which sets it aside and rebuilds it from the repository")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("index {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("index storage error: {0}")]
     Redb(#[from] Box<redb::Error>),
     #[error("backup record for {id} does not decode: {source}")]
@@ -79,8 +89,14 @@ impl IndexError {
             IndexError::SchemaVersion { .. } | IndexError::WrongRepository { .. } => {
                 ErrorKind::Conflict
             }
-            IndexError::Corrupt { .. } | IndexError::Manifest { .. } => ErrorKind::Corrupt,
-            IndexError::Redb(_) => ErrorKind::Internal,
+            IndexError::Corrupt { .. }
+            | IndexError::Damaged { .. }
+            | IndexError::Manifest { .. } => ErrorKind::Corrupt,
+            IndexError::Io { .. } => ErrorKind::Internal,
+            IndexError::Redb(error) => match **error {
+                redb::Error::Corrupted(_) => ErrorKind::Corrupt,
+                _ => ErrorKind::Internal,
+            },
         }
     }
 }
@@ -93,25 +109,106 @@ fn db<E: Into<redb::Error>>(error: E) -> IndexError {
 
 /// The open index database.
 pub struct Index {
-    db: Database,
+    /// Always `Some` until dropped: taken out in `Drop` so that redb's own drop (which
+    /// reads the file again) runs where its panics are contained.
+    db: Option<Database>,
     path: PathBuf,
 }
 
+impl Drop for Index {
+    fn drop(&mut self) {
+        if let Some(database) = self.db.take() {
+            if let Err(reason) = guard::contain(move || drop(database)) {
+                tracing::warn!(index = %self.path.display(), %reason, "closing a damaged index");
+            }
+        }
+    }
+}
+
 impl Index {
-    /// Opens (creating when missing) the index at `path`.
+    /// Opens (creating when missing or empty) the index at `path` and checks its
+    /// integrity. A file that is not a sound redb database is [`IndexError::Damaged`]:
+    /// nothing in it is trusted, and `stowage repair index` sets it aside.
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let database = Database::create(path).map_err(|error| match error {
+        let damaged = |reason: String| IndexError::Damaged {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let opened = guard::contain(|| Database::builder().create(path)).map_err(&damaged)?;
+        let mut database = opened.map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
                 path: path.to_path_buf(),
             },
-            other => db(other),
+            // redb reports a file that is not one of its databases as invalid data.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if !matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                IndexError::Io {
+                    path: path.to_path_buf(),
+                    source: io,
+                }
+            }
+            other => damaged(other.to_string()),
         })?;
+        // redb checks only what a crash can leave; a file damaged any other way is
+        // found by walking every page and checking its checksum.
+        let checked = guard::contain(|| database.check_integrity());
+        if !matches!(checked, Ok(Ok(_))) {
+            // redb's drop reads the file again: contain it too.
+            let _ = guard::contain(move || drop(database));
+            return Err(damaged(match checked {
+                Ok(Err(error)) => error.to_string(),
+                Err(reason) => reason,
+                Ok(Ok(_)) => unreachable!("matched above"),
+            }));
+        }
         let index = Index {
-            db: database,
+            db: Some(database),
             path: path.to_path_buf(),
         };
-        index.ensure_schema()?;
+        index.guarded(|| index.ensure_schema())?;
         Ok(index)
+    }
+
+    fn database(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is only taken out when the index is dropped")
+    }
+
+    /// Runs one operation on the database, turning a panic inside redb (which asserts
+    /// on what it reads from the file) into [`IndexError::Damaged`].
+    fn guarded<T>(&self, work: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
+        guard::contain(work).map_err(|reason| IndexError::Damaged {
+            path: self.path.clone(),
+            reason,
+        })?
+    }
+
+    /// Moves the index file at `path` to `aside` without opening it as a database, so a
+    /// damaged file cannot misbehave; returns whether there was a file to move. A file
+    /// a running process holds (redb keeps an exclusive `flock` on it) is refused.
+    pub fn set_aside(path: &Path, aside: &Path) -> Result<bool, IndexError> {
+        let io = |source: std::io::Error| IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(io(error)),
+        };
+        if is_locked(&file) {
+            return Err(IndexError::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        drop(file);
+        std::fs::rename(path, aside).map_err(io)?;
+        Ok(true)
     }
 
     pub fn path(&self) -> &Path {
@@ -119,7 +216,7 @@ impl Index {
     }
 
     fn ensure_schema(&self) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.database().begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
             let found = meta.get(SCHEMA_VERSION_KEY).map_err(db)?.map(|v| v.value());
@@ -141,6 +238,7 @@ impl Index {
             txn.open_table(BACKUPS).map_err(db)?;
             txn.open_table(RECYCLED).map_err(db)?;
             txn.open_table(SERIES).map_err(db)?;
+            txn.open_table(SYNC).map_err(db)?;
         }
         txn.commit().map_err(db)
     }
@@ -149,37 +247,41 @@ impl Index {
     /// another one: dedup against a foreign index would reference chunks that are not
     /// there.
     pub fn bind_repository(&self, repository: &Id) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut table = txn.open_table(REPOSITORY).map_err(db)?;
-            let found = table.get("id").map_err(db)?.map(|v| Id(v.value()));
-            match found {
-                None => {
-                    table.insert("id", repository.0).map_err(db)?;
-                }
-                Some(found) if found == *repository => {}
-                Some(found) => {
-                    return Err(IndexError::WrongRepository {
-                        path: self.path.clone(),
-                        expected: *repository,
-                        found,
-                    })
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut table = txn.open_table(REPOSITORY).map_err(db)?;
+                let found = table.get("id").map_err(db)?.map(|v| Id(v.value()));
+                match found {
+                    None => {
+                        table.insert("id", repository.0).map_err(db)?;
+                    }
+                    Some(found) if found == *repository => {}
+                    Some(found) => {
+                        return Err(IndexError::WrongRepository {
+                            path: self.path.clone(),
+                            expected: *repository,
+                            found,
+                        })
+                    }
                 }
             }
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// Looks up every id of `ids`, in one read transaction.
     pub fn lookup_chunks(&self, ids: &[Id]) -> Result<Vec<Option<ChunkLocation>>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(CHUNKS).map_err(db)?;
-        ids.iter()
-            .map(|id| match table.get(id.0).map_err(db)? {
-                Some(value) => schema::decode_location(id, value.value()).map(Some),
-                None => Ok(None),
-            })
-            .collect()
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(CHUNKS).map_err(db)?;
+            ids.iter()
+                .map(|id| match table.get(id.0).map_err(db)? {
+                    Some(value) => schema::decode_location(id, value.value()).map(Some),
+                    None => Ok(None),
+                })
+                .collect()
+        })
     }
 
     /// Records a durable pack and every blob in it, in one write transaction. An id
@@ -190,65 +292,75 @@ impl Index {
         record: PackRecord,
         entries: &[PackEntry],
     ) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-            for entry in entries {
-                if chunks.get(entry.id.0).map_err(db)?.is_none() {
-                    let value = schema::encode_location(&pack, entry);
-                    chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+                for entry in entries {
+                    if chunks.get(entry.id.0).map_err(db)?.is_none() {
+                        let value = schema::encode_location(&pack, entry);
+                        chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                    }
                 }
+                let mut packs = txn.open_table(PACKS).map_err(db)?;
+                packs
+                    .insert(pack.0, schema::encode_pack(&record).as_slice())
+                    .map_err(db)?;
             }
-            let mut packs = txn.open_table(PACKS).map_err(db)?;
-            packs
-                .insert(pack.0, schema::encode_pack(&record).as_slice())
-                .map_err(db)?;
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// Records a backup (replacing a record with the same id).
     pub fn put_backup(&self, manifest: &BackupManifest) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut backups = txn.open_table(BACKUPS).map_err(db)?;
-            backups
-                .insert(manifest.id.as_str(), manifest.encode().as_slice())
-                .map_err(db)?;
-        }
-        txn.commit().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut backups = txn.open_table(BACKUPS).map_err(db)?;
+                backups
+                    .insert(manifest.id.as_str(), manifest.encode().as_slice())
+                    .map_err(db)?;
+            }
+            txn.commit().map_err(db)
+        })
     }
 
     pub fn get_backup(&self, id: &str) -> Result<Option<BackupManifest>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(BACKUPS).map_err(db)?;
-        let value = table.get(id).map_err(db)?;
-        value.map(|v| decode_manifest(id, v.value())).transpose()
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(BACKUPS).map_err(db)?;
+            let value = table.get(id).map_err(db)?;
+            value.map(|v| decode_manifest(id, v.value())).transpose()
+        })
     }
 
     /// Every backup record, ordered by id.
     pub fn list_backups(&self) -> Result<Vec<BackupManifest>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(BACKUPS).map_err(db)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(db)? {
-            let (key, value) = item.map_err(db)?;
-            out.push(decode_manifest(key.value(), value.value())?);
-        }
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(BACKUPS).map_err(db)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(db)? {
+                let (key, value) = item.map_err(db)?;
+                out.push(decode_manifest(key.value(), value.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// Every pack the index knows, ordered by id.
     pub fn list_packs(&self) -> Result<Vec<(Id, PackRecord)>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(PACKS).map_err(db)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(db)? {
-            let (key, value) = item.map_err(db)?;
-            let id = Id(key.value());
-            out.push((id, schema::decode_pack(&id, value.value())?));
-        }
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(PACKS).map_err(db)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(db)? {
+                let (key, value) = item.map_err(db)?;
+                let id = Id(key.value());
+                out.push((id, schema::decode_pack(&id, value.value())?));
+            }
+            Ok(out)
+        })
     }
 
     /// Calls `visit` with every chunk entry, in id order.
@@ -256,136 +368,160 @@ impl Index {
         &self,
         mut visit: impl FnMut(Id, ChunkLocation),
     ) -> Result<(), IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(CHUNKS).map_err(db)?;
-        for item in table.iter().map_err(db)? {
-            let (key, value) = item.map_err(db)?;
-            let id = Id(key.value());
-            visit(id, schema::decode_location(&id, value.value())?);
-        }
-        Ok(())
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(CHUNKS).map_err(db)?;
+            for item in table.iter().map_err(db)? {
+                let (key, value) = item.map_err(db)?;
+                let id = Id(key.value());
+                visit(id, schema::decode_location(&id, value.value())?);
+            }
+            Ok(())
+        })
     }
 
     /// Totals over chunks and packs (a scan: linear in the number of chunks).
     pub fn totals(&self) -> Result<IndexTotals, IndexError> {
-        let mut totals = IndexTotals::default();
-        self.for_each_chunk(|_, location| {
-            totals.chunks += 1;
-            totals.chunk_raw_bytes += u64::from(location.raw_len);
-            totals.chunk_stored_bytes += u64::from(location.stored_len);
-        })?;
-        for (_, pack) in self.list_packs()? {
-            totals.packs += 1;
-            totals.pack_bytes += pack.size;
-        }
-        Ok(totals)
+        self.guarded(|| {
+            let mut totals = IndexTotals::default();
+            self.for_each_chunk(|_, location| {
+                totals.chunks += 1;
+                totals.chunk_raw_bytes += u64::from(location.raw_len);
+                totals.chunk_stored_bytes += u64::from(location.stored_len);
+            })?;
+            for (_, pack) in self.list_packs()? {
+                totals.packs += 1;
+                totals.pack_bytes += pack.size;
+            }
+            Ok(totals)
+        })
     }
 
     /// Number of chunk entries (cheap: no scan).
     pub fn chunk_count(&self) -> Result<u64, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(CHUNKS).map_err(db)?;
-        table.len().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(CHUNKS).map_err(db)?;
+            table.len().map_err(db)
+        })
     }
 
     /// Removes every chunk, pack and backup entry (before a rebuild).
     pub fn clear(&self) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        txn.delete_table(CHUNKS).map_err(db)?;
-        txn.delete_table(PACKS).map_err(db)?;
-        txn.delete_table(BACKUPS).map_err(db)?;
-        txn.delete_table(RECYCLED).map_err(db)?;
-        txn.delete_table(SERIES).map_err(db)?;
-        txn.open_table(CHUNKS).map_err(db)?;
-        txn.open_table(PACKS).map_err(db)?;
-        txn.open_table(BACKUPS).map_err(db)?;
-        txn.open_table(RECYCLED).map_err(db)?;
-        txn.open_table(SERIES).map_err(db)?;
-        txn.commit().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.delete_table(CHUNKS).map_err(db)?;
+            txn.delete_table(PACKS).map_err(db)?;
+            txn.delete_table(BACKUPS).map_err(db)?;
+            txn.delete_table(RECYCLED).map_err(db)?;
+            txn.delete_table(SERIES).map_err(db)?;
+            txn.delete_table(SYNC).map_err(db)?;
+            txn.open_table(CHUNKS).map_err(db)?;
+            txn.open_table(PACKS).map_err(db)?;
+            txn.open_table(BACKUPS).map_err(db)?;
+            txn.open_table(RECYCLED).map_err(db)?;
+            txn.open_table(SERIES).map_err(db)?;
+            txn.open_table(SYNC).map_err(db)?;
+            txn.commit().map_err(db)
+        })
     }
 
     /// Removes a backup record and its recycled mark.
     pub fn remove_backup(&self, id: &str) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            txn.open_table(BACKUPS)
-                .map_err(db)?
-                .remove(id)
-                .map_err(db)?;
-            txn.open_table(RECYCLED)
-                .map_err(db)?
-                .remove(id)
-                .map_err(db)?;
-        }
-        txn.commit().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                txn.open_table(BACKUPS)
+                    .map_err(db)?
+                    .remove(id)
+                    .map_err(db)?;
+                txn.open_table(RECYCLED)
+                    .map_err(db)?
+                    .remove(id)
+                    .map_err(db)?;
+            }
+            txn.commit().map_err(db)
+        })
     }
 
     /// Marks a backup recycled at `when`, or live again with `None`.
     pub fn set_recycled(&self, id: &str, when: Option<&str>) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut table = txn.open_table(RECYCLED).map_err(db)?;
-            match when {
-                Some(when) => table.insert(id, when).map(|_| ()).map_err(db)?,
-                None => table.remove(id).map(|_| ()).map_err(db)?,
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut table = txn.open_table(RECYCLED).map_err(db)?;
+                match when {
+                    Some(when) => table.insert(id, when).map(|_| ()).map_err(db)?,
+                    None => table.remove(id).map(|_| ()).map_err(db)?,
+                }
             }
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// Every recycled backup id with the time it was recycled.
     pub fn recycled(&self) -> Result<std::collections::HashMap<String, String>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(RECYCLED).map_err(db)?;
-        let mut out = std::collections::HashMap::new();
-        for item in table.iter().map_err(db)? {
-            let (key, value) = item.map_err(db)?;
-            out.insert(key.value().to_string(), value.value().to_string());
-        }
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(RECYCLED).map_err(db)?;
+            let mut out = std::collections::HashMap::new();
+            for item in table.iter().map_err(db)? {
+                let (key, value) = item.map_err(db)?;
+                out.insert(key.value().to_string(), value.value().to_string());
+            }
+            Ok(out)
+        })
     }
 
     /// Stores a series record (JSON bytes) under its name.
     pub fn put_series(&self, name: &str, record: &[u8]) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        txn.open_table(SERIES)
-            .map_err(db)?
-            .insert(name, record)
-            .map_err(db)?;
-        txn.commit().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.open_table(SERIES)
+                .map_err(db)?
+                .insert(name, record)
+                .map_err(db)?;
+            txn.commit().map_err(db)
+        })
     }
 
     pub fn remove_series(&self, name: &str) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        txn.open_table(SERIES)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?;
-        txn.commit().map_err(db)
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.open_table(SERIES)
+                .map_err(db)?
+                .remove(name)
+                .map_err(db)?;
+            txn.commit().map_err(db)
+        })
     }
 
     /// Every series record, by name.
     pub fn list_series(&self) -> Result<Vec<(String, Vec<u8>)>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(SERIES).map_err(db)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(db)? {
-            let (key, value) = item.map_err(db)?;
-            out.push((key.value().to_string(), value.value().to_vec()));
-        }
-        Ok(out)
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(SERIES).map_err(db)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(db)? {
+                let (key, value) = item.map_err(db)?;
+                out.push((key.value().to_string(), value.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// Removes chunk entries (garbage collection's sweep of the index).
     pub fn remove_chunks(&self, ids: &[Id]) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-            for id in ids {
-                chunks.remove(id.0).map_err(db)?;
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+                for id in ids {
+                    chunks.remove(id.0).map_err(db)?;
+                }
             }
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// Points `entries` at the new pack `pack` and forgets the packs in `retired`, in one
@@ -397,54 +533,178 @@ impl Index {
         entries: &[PackEntry],
         retired: &[Id],
     ) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-            for entry in entries {
-                if chunks.get(entry.id.0).map_err(db)?.is_some() {
-                    let value = schema::encode_location(&pack, entry);
-                    chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+                for entry in entries {
+                    if chunks.get(entry.id.0).map_err(db)?.is_some() {
+                        let value = schema::encode_location(&pack, entry);
+                        chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                    }
+                }
+                let mut packs = txn.open_table(PACKS).map_err(db)?;
+                if !entries.is_empty() {
+                    packs
+                        .insert(pack.0, schema::encode_pack(&record).as_slice())
+                        .map_err(db)?;
+                }
+                for old in retired {
+                    packs.remove(old.0).map_err(db)?;
                 }
             }
-            let mut packs = txn.open_table(PACKS).map_err(db)?;
-            if !entries.is_empty() {
-                packs
-                    .insert(pack.0, schema::encode_pack(&record).as_slice())
-                    .map_err(db)?;
-            }
-            for old in retired {
-                packs.remove(old.0).map_err(db)?;
-            }
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// Forgets pack records (after their chunks were removed or moved).
     pub fn remove_packs(&self, packs: &[Id]) -> Result<(), IndexError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut table = txn.open_table(PACKS).map_err(db)?;
-            for pack in packs {
-                table.remove(pack.0).map_err(db)?;
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            {
+                let mut table = txn.open_table(PACKS).map_err(db)?;
+                for pack in packs {
+                    table.remove(pack.0).map_err(db)?;
+                }
             }
-        }
-        txn.commit().map_err(db)
+            txn.commit().map_err(db)
+        })
     }
 
     /// When a backup was recycled; `None` while it is live (or unknown).
     pub fn recycled_at(&self, id: &str) -> Result<Option<String>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(RECYCLED).map_err(db)?;
-        let value = table.get(id).map_err(db)?;
-        Ok(value.map(|v| v.value().to_string()))
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(RECYCLED).map_err(db)?;
+            let value = table.get(id).map_err(db)?;
+            Ok(value.map(|v| v.value().to_string()))
+        })
     }
 
     /// One series record's JSON bytes, if stored.
     pub fn get_series(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(SERIES).map_err(db)?;
-        let value = table.get(name).map_err(db)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(SERIES).map_err(db)?;
+            let value = table.get(name).map_err(db)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+    }
+}
+
+impl Index {
+    /// The repository generation this index was last reconciled with (see
+    /// `repo::generation`); `None` for an index never reconciled.
+    pub fn generation(&self) -> Result<Option<Vec<u8>>, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(SYNC).map_err(db)?;
+            let value = table.get(GENERATION_KEY).map_err(db)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Records the repository generation this index now matches.
+    pub fn set_generation(&self, generation: &[u8]) -> Result<(), IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.open_table(SYNC)
+                .map_err(db)?
+                .insert(GENERATION_KEY, generation)
+                .map_err(db)?;
+            txn.commit().map_err(db)
+        })
+    }
+
+    /// Every backup id recorded, in id order (keys only: no manifest is decoded).
+    pub fn backup_ids(&self) -> Result<Vec<String>, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(BACKUPS).map_err(db)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(db)? {
+                out.push(item.map_err(db)?.0.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forgets packs and every chunk entry that points into them, in one transaction
+    /// (the packs are gone from the backend). Returns the number of chunk entries
+    /// removed. A scan of the chunks table.
+    pub fn forget_packs_and_their_chunks(&self, packs: &[Id]) -> Result<u64, IndexError> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let gone: std::collections::HashSet<Id> = packs.iter().copied().collect();
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            let mut removed = 0;
+            {
+                let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+                let mut doomed = Vec::new();
+                for item in chunks.iter().map_err(db)? {
+                    let (key, value) = item.map_err(db)?;
+                    let id = Id(key.value());
+                    if gone.contains(&schema::decode_location(&id, value.value())?.pack) {
+                        doomed.push(id);
+                    }
+                }
+                for id in doomed {
+                    chunks.remove(id.0).map_err(db)?;
+                    removed += 1;
+                }
+                let mut table = txn.open_table(PACKS).map_err(db)?;
+                for pack in packs {
+                    table.remove(pack.0).map_err(db)?;
+                }
+            }
+            txn.commit().map_err(db)?;
+            Ok(removed)
+        })
+    }
+
+    /// Replaces every recycle mark with `marks` (backup id → when), in one transaction.
+    pub fn replace_recycled(&self, marks: &[(String, String)]) -> Result<(), IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.delete_table(RECYCLED).map_err(db)?;
+            {
+                let mut table = txn.open_table(RECYCLED).map_err(db)?;
+                for (id, when) in marks {
+                    table.insert(id.as_str(), when.as_str()).map_err(db)?;
+                }
+            }
+            txn.commit().map_err(db)
+        })
+    }
+
+    /// Replaces every series record with `records` (name → JSON), in one transaction.
+    pub fn replace_series(&self, records: &[(String, Vec<u8>)]) -> Result<(), IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_write().map_err(db)?;
+            txn.delete_table(SERIES).map_err(db)?;
+            {
+                let mut table = txn.open_table(SERIES).map_err(db)?;
+                for (name, record) in records {
+                    table.insert(name.as_str(), record.as_slice()).map_err(db)?;
+                }
+            }
+            txn.commit().map_err(db)
+        })
+    }
+}
+
+/// Whether another open file description holds redb's exclusive lock on `file` (redb
+/// takes it with `flock`, as `File::try_lock` does).
+fn is_locked(file: &std::fs::File) -> bool {
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
     }
 }
 

@@ -10,6 +10,8 @@
 //! * `recycled`: backup id text → RFC 3339 time it was recycled
 //! * `series`: series name → series record JSON (`format::series`)
 //! * `repository`: `"id"` → the 32-byte id of the repository this index describes
+//! * `sync`: `"generation"` → the repository generation token (16 bytes) this index was
+//!   last reconciled with (`repo::generation`); absent until the first reconciliation
 
 use redb::TableDefinition;
 
@@ -28,6 +30,10 @@ pub const RECYCLED: TableDefinition<&str, &str> = TableDefinition::new("recycled
 pub const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
 /// One row, `"id"` → the repository id this index belongs to.
 pub const REPOSITORY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("repository");
+
+/// `"generation"` → the backend generation this index matches.
+pub const SYNC: TableDefinition<&str, &[u8]> = TableDefinition::new("sync");
+pub const GENERATION_KEY: &str = "generation";
 
 const LOCATION_LEN: usize = 45;
 const PACK_RECORD_LEN: usize = 20;

@@ -1,5 +1,7 @@
-//! Verifying a repository: the index against the packs, the backups against the index,
-//! and, with `read_data`, every blob of every pack opened and its id recomputed.
+//! Verifying a repository: the index against the packs; every manifest, recycle mark and
+//! series record stored in the backend read, authenticated and compared with the index's
+//! copy; every backup's chunks against the index; and, with `read_data`, every blob of
+//! every pack opened and its id recomputed, and every catalog decoded entry by entry.
 //!
 //! Every problem names what it concerns (backup, chunk, pack), so an operator knows
 //! which backups are damaged. Check never changes anything.
@@ -9,7 +11,7 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use super::objects::{list_manifests, list_packs, parse_pack};
+use super::objects::{fetch_manifest, list_manifests, list_packs, parse_pack};
 use super::progress::Progress;
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::format::content::{decode_leaf, ContentRef};
@@ -19,6 +21,8 @@ use crate::index::ChunkLocation;
 
 /// Packs read at once by `--read-data`.
 const CONCURRENT_PACK_READS: usize = 2;
+/// Manifests read at once.
+const CONCURRENT_MANIFEST_READS: usize = 16;
 
 /// One thing found wrong.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,6 +54,10 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct CheckReport {
     pub backups: u64,
+    /// Manifests read from the backend and authenticated.
+    pub manifests_read: u64,
+    /// Catalog entries decoded (with `read_data`).
+    pub catalog_entries: u64,
     pub packs: u64,
     pub chunks: u64,
     pub blobs_read: u64,
@@ -101,22 +109,150 @@ impl Repository {
             progress.set_total(total);
             read_all_packs(&inner, &stored, &mut report, &mut damaged, &progress).await?;
         }
-        let stored_manifests: std::collections::HashSet<String> =
-            list_manifests(&inner).await?.into_iter().collect();
-        for manifest in self.backups()? {
+        let manifests = self.compare_manifests(&mut report, &progress).await?;
+        self.compare_lifecycle(&mut report).await?;
+        for manifest in manifests {
             progress.check()?;
             report.backups += 1;
-            if !stored_manifests.contains(&manifest.id) {
-                report.problem(
-                    Some(&manifest.id),
-                    None,
-                    None,
-                    "manifest object is missing from the backend".into(),
-                );
-            }
             check_backup(&inner, &manifest, &damaged, &mut report).await;
+            if read_data {
+                self.check_catalog(&manifest, &mut report).await;
+            }
         }
         Ok(report)
+    }
+
+    /// Reads every stored manifest and compares it with the index's copy; returns the
+    /// manifests to check (the stored copy when readable, else the index's).
+    async fn compare_manifests(
+        &self,
+        report: &mut CheckReport,
+        progress: &Progress,
+    ) -> Result<Vec<BackupManifest>, RepoError> {
+        let inner = self.inner.clone();
+        let mut indexed: BTreeMap<String, BackupManifest> = self
+            .backups()?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        let mut stored = stream::iter(list_manifests(&inner).await?)
+            .map(|id| {
+                let inner = inner.clone();
+                async move {
+                    let manifest = fetch_manifest(&inner, &id).await;
+                    (id, manifest)
+                }
+            })
+            .buffered(CONCURRENT_MANIFEST_READS);
+        let mut out = Vec::new();
+        while let Some((id, read)) = stored.next().await {
+            progress.check()?;
+            let copy = indexed.remove(&id);
+            match (read, copy) {
+                (Ok(manifest), Some(copy)) => {
+                    report.manifests_read += 1;
+                    if manifest != copy {
+                        report.problem(
+                            Some(&id),
+                            None,
+                            None,
+                            "the stored manifest differs from the index's copy (run `stowage repair index`)".into(),
+                        );
+                    }
+                    out.push(manifest);
+                }
+                (Ok(manifest), None) => {
+                    report.manifests_read += 1;
+                    report.problem(
+                        Some(&id),
+                        None,
+                        None,
+                        "backup is stored in the backend but missing from the index (run `stowage repair index`)".into(),
+                    );
+                    out.push(manifest);
+                }
+                (Err(error), copy) => {
+                    report.problem(
+                        Some(&id),
+                        None,
+                        None,
+                        format!("stored manifest cannot be read: {error}"),
+                    );
+                    out.extend(copy);
+                }
+            }
+        }
+        for (id, copy) in indexed {
+            report.problem(
+                Some(&id),
+                None,
+                None,
+                "manifest object is missing from the backend".into(),
+            );
+            out.push(copy);
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Reads every recycle mark and series record and compares them with the index.
+    async fn compare_lifecycle(&self, report: &mut CheckReport) -> Result<(), RepoError> {
+        let mut unreadable = Vec::new();
+        let (marks, records) = self.read_lifecycle(&mut unreadable).await?;
+        for reason in unreadable {
+            report.problem(None, None, None, reason);
+        }
+        let stored: BTreeMap<String, String> = marks.into_iter().collect();
+        let indexed: BTreeMap<String, String> = self.inner.index.recycled()?.into_iter().collect();
+        if stored != indexed {
+            report.problem(
+                None,
+                None,
+                None,
+                "the recycle marks stored differ from the index's (run `stowage repair index`)"
+                    .into(),
+            );
+        }
+        let stored: BTreeMap<String, Vec<u8>> = records.into_iter().collect();
+        let indexed: BTreeMap<String, Vec<u8>> =
+            self.inner.index.list_series()?.into_iter().collect();
+        if stored != indexed {
+            report.problem(
+                None,
+                None,
+                None,
+                "the series records stored differ from the index's (run `stowage repair index`)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Decodes every entry of a backup's catalog.
+    async fn check_catalog(&self, manifest: &BackupManifest, report: &mut CheckReport) {
+        if manifest.catalog.is_none() {
+            return;
+        }
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = count.clone();
+        let result = self
+            .catalog(
+                manifest,
+                Box::new(move |_| {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }),
+            )
+            .await;
+        report.catalog_entries += count.load(std::sync::atomic::Ordering::Relaxed);
+        if let Err(error) = result {
+            report.problem(
+                Some(&manifest.id),
+                None,
+                None,
+                format!("catalog cannot be read: {error}"),
+            );
+        }
     }
 }
 

@@ -102,11 +102,13 @@ impl Repository {
             .check_digests()
             .map_err(|e| RepoError::InvalidInput(format!("joined stream: {e}")))?;
         let sealed = objects::seal_manifest(&self.inner, &manifest);
+        let change = self.inner.generations.begin(&self.inner).await?;
         self.inner
             .backend
             .put(&manifest_key(&manifest.id), sealed)
             .await?;
         self.inner.index.put_backup(&manifest)?;
+        change.finish()?;
         Ok(manifest)
     }
 }

@@ -27,6 +27,12 @@ pub enum RepoError {
     },
     #[error("manifest of backup {backup} is corrupt: {reason}")]
     CorruptManifest { backup: String, reason: String },
+    #[error("object {key} is corrupt: {reason}")]
+    CorruptObject { key: String, reason: String },
+    #[error("the index does not match the repository: {reason}; nothing was deleted (run `stowage repair index`)")]
+    IndexMismatch { reason: String },
+    #[error("gc stopped before deleting anything: {reason}")]
+    GcStopped { reason: String },
     #[error("no repository at {location} (run `stowage init` first)")]
     NotARepository { location: String },
     #[error("a repository already exists at {location}")]
@@ -84,6 +90,9 @@ impl RepoError {
             }
             RepoError::Manifest { .. }
             | RepoError::CorruptManifest { .. }
+            | RepoError::CorruptObject { .. }
+            | RepoError::IndexMismatch { .. }
+            | RepoError::GcStopped { .. }
             | RepoError::ChunkMissing { .. }
             | RepoError::CorruptChunk { .. }
             | RepoError::CorruptPack { .. }

@@ -601,8 +601,11 @@ impl Session {
         };
         let sealed = super::objects::seal_manifest(&self.inner, &manifest);
         let key = manifest_key(&manifest.id);
-        self.handle.block_on(self.inner.backend.put(&key, sealed))?;
-        self.inner.index.put_backup(&manifest)?;
+        let inner = &self.inner;
+        let change = self.handle.block_on(inner.generations.begin(inner))?;
+        self.handle.block_on(inner.backend.put(&key, sealed))?;
+        inner.index.put_backup(&manifest)?;
+        change.finish()?;
         self.committed = true;
         Ok(manifest)
     }

@@ -75,12 +75,13 @@ impl Repository {
             when.as_bytes(),
             0,
         );
+        let change = self.inner.generations.begin(&self.inner).await?;
         self.inner
             .backend
             .put(&recycled_key(id), Bytes::from(sealed))
             .await?;
         self.inner.index.set_recycled(id, Some(&when))?;
-        Ok(())
+        change.finish()
     }
 
     /// Takes a backup out of the recycle bin.
@@ -88,19 +89,21 @@ impl Repository {
         if self.recycled_at(id)?.is_none() {
             return Ok(());
         }
+        let change = self.inner.generations.begin(&self.inner).await?;
         self.inner.backend.delete(&recycled_key(id)).await?;
         self.inner.index.set_recycled(id, None)?;
-        Ok(())
+        change.finish()
     }
 
     /// Removes a backup for good; its chunks become reclaimable by `gc`.
     pub async fn purge(&self, id: &str) -> Result<(), RepoError> {
         self.backup(id)?;
+        let change = self.inner.generations.begin(&self.inner).await?;
         // The manifest goes first: once it is gone, a rebuild cannot resurrect the backup.
         self.inner.backend.delete(&manifest_key(id)).await?;
         self.inner.backend.delete(&recycled_key(id)).await?;
         self.inner.index.remove_backup(id)?;
-        Ok(())
+        change.finish()
     }
 
     /// Creates or replaces a series record.
@@ -123,11 +126,13 @@ impl Repository {
             &encoded,
             0,
         );
+        let change = self.inner.generations.begin(&self.inner).await?;
         self.inner
             .backend
             .put(&series_key(name), Bytes::from(sealed))
             .await?;
         self.inner.index.put_series(name, &encoded)?;
+        change.finish()?;
         Ok(record)
     }
 
@@ -152,16 +157,30 @@ impl Repository {
 
     /// Deletes a series record (its backups stay).
     pub async fn delete_series(&self, name: &str) -> Result<(), RepoError> {
+        let change = self.inner.generations.begin(&self.inner).await?;
         self.inner.backend.delete(&series_key(name)).await?;
         self.inner.index.remove_series(name)?;
-        Ok(())
+        change.finish()
     }
 
-    /// Reloads recycle marks and series records from the backend into the index.
+    /// Replaces the index's recycle marks and series records with the backend's.
     pub(crate) async fn rebuild_lifecycle(
         &self,
         skipped: &mut Vec<String>,
     ) -> Result<(), RepoError> {
+        let (marks, records) = self.read_lifecycle(skipped).await?;
+        self.inner.index.replace_recycled(&marks)?;
+        self.inner.index.replace_series(&records)?;
+        Ok(())
+    }
+
+    /// Reads every recycle mark (backup id, when) and series record (name, JSON) stored
+    /// in the backend; those that cannot be read are described in `unreadable`.
+    pub(crate) async fn read_lifecycle(
+        &self,
+        unreadable: &mut Vec<String>,
+    ) -> Result<(Vec<(String, String)>, Vec<(String, Vec<u8>)>), RepoError> {
+        let mut marks = Vec::new();
         for object in self.inner.backend.list(RECYCLED_PREFIX).await? {
             let Some(id) = object.key.strip_prefix(RECYCLED_PREFIX) else {
                 continue;
@@ -171,12 +190,12 @@ impl Repository {
                 .await
             {
                 Ok(when) => {
-                    let when = String::from_utf8_lossy(&when).into_owned();
-                    self.inner.index.set_recycled(id, Some(&when))?;
+                    marks.push((id.to_string(), String::from_utf8_lossy(&when).into_owned()))
                 }
-                Err(e) => skipped.push(format!("recycle mark {id}: {e}")),
+                Err(e) => unreadable.push(format!("recycle mark {id}: {e}")),
             }
         }
+        let mut records = Vec::new();
         for object in self.inner.backend.list(SERIES_PREFIX).await? {
             let name = object
                 .key
@@ -189,13 +208,13 @@ impl Repository {
                 .await
             {
                 Ok(bytes) => match SeriesRecord::decode(&bytes) {
-                    Ok(_) => self.inner.index.put_series(&name, &bytes)?,
-                    Err(e) => skipped.push(format!("series {name}: {e}")),
+                    Ok(_) => records.push((name, bytes)),
+                    Err(e) => unreadable.push(format!("series {name}: {e}")),
                 },
-                Err(e) => skipped.push(format!("series {name}: {e}")),
+                Err(e) => unreadable.push(format!("series {name}: {e}")),
             }
         }
-        Ok(())
+        Ok((marks, records))
     }
 
     async fn read_sealed(

@@ -12,6 +12,7 @@ pub mod digest;
 mod error;
 mod file_writers;
 pub mod gc;
+pub mod generation;
 pub mod inflight;
 pub mod ingest;
 mod keys_object;
@@ -55,6 +56,8 @@ pub const RECYCLED_PREFIX: &str = "recycled/";
 pub const SERIES_PREFIX: &str = "series/";
 /// Name of the index file inside the state directory.
 pub const INDEX_FILE: &str = "index.redb";
+/// Where `repair index` moves the index file it replaces, inside the state directory.
+pub const INDEX_SET_ASIDE_FILE: &str = "index.redb.before-repair";
 
 /// Object key of a pack: `packs/<first two hex digits>/<64 hex digits>`.
 pub fn pack_key(pack: &Id) -> String {
@@ -120,6 +123,9 @@ pub(crate) struct RepoInner {
     pub inflight: Arc<InFlight>,
     pub coordinator: coordinator::GcCoordinator,
     pub state_dir: PathBuf,
+    pub(crate) generations: generation::Generations,
+    /// What opening changed in an index that did not match the backend.
+    reconciled_on_open: std::sync::OnceLock<repair::RepairReport>,
 }
 
 impl Repository {
@@ -146,6 +152,7 @@ impl Repository {
         );
         config.validate()?;
         let master = MasterKey::random();
+        let keys = Keys::derive(&master);
         keys_object::write(
             &backend,
             DEFAULT_KEY_KEY,
@@ -155,19 +162,76 @@ impl Repository {
             options.kdf,
         )
         .await?;
+        let token = generation::write_new(&backend, &keys).await?;
         // The config goes last: its presence is what marks a repository as complete.
         backend
             .put(CONFIG_KEY, Bytes::from(config.encode()))
             .await?;
-        Self::assemble(backend, state_dir, config, &master)
+        let repo = Self::assemble(backend, state_dir, config, &master)?;
+        repo.inner.index.set_generation(&token)?;
+        Ok(repo)
     }
 
     /// Opens an existing repository; a wrong passphrase is an `Unauthorized` error.
+    ///
+    /// The index is a cache of the backend: when its generation differs from the
+    /// backend's (a new, emptied, stale or interrupted index) it is reconciled with the
+    /// backend before anything reads it ([`Repository::reconciled_on_open`] says what
+    /// changed). A damaged index file is an error naming `stowage repair index`.
     pub async fn open(
         backend: DynBackend,
         state_dir: &Path,
         passphrase: &[u8],
     ) -> Result<Repository, RepoError> {
+        let (config, master) = Self::unlock(&backend, passphrase).await?;
+        let repo = Self::assemble(backend, state_dir, config, &master)?;
+        repo.ensure_index_current().await?;
+        Ok(repo)
+    }
+
+    /// `repair index`: unlocks the repository, moves the index file aside without
+    /// opening it (it may be damaged in ways that make redb misbehave), and rebuilds a
+    /// new one from the backend. Returns where the old file went, if there was one.
+    pub async fn open_rebuilding_index(
+        backend: DynBackend,
+        state_dir: &Path,
+        passphrase: &[u8],
+    ) -> Result<(Repository, repair::RepairReport, Option<PathBuf>), RepoError> {
+        let (config, master) = Self::unlock(&backend, passphrase).await?;
+        let aside = state_dir.join(INDEX_SET_ASIDE_FILE);
+        let moved = Index::set_aside(&state_dir.join(INDEX_FILE), &aside)?;
+        let repo = Self::assemble(backend, state_dir, config, &master)?;
+        let report = repo.reconcile_index().await?;
+        Ok((repo, report, moved.then_some(aside)))
+    }
+
+    /// What opening changed in an index that did not match the backend; `None` when it
+    /// matched.
+    pub fn reconciled_on_open(&self) -> Option<&repair::RepairReport> {
+        self.inner.reconciled_on_open.get()
+    }
+
+    async fn ensure_index_current(&self) -> Result<(), RepoError> {
+        let inner = &self.inner;
+        let backend = generation::read(&inner.backend, &inner.keys).await?;
+        let indexed = inner.index.generation()?;
+        if backend.is_some() && backend.map(|t| t.to_vec()) == indexed {
+            return Ok(());
+        }
+        tracing::info!(
+            index = %inner.index.path().display(),
+            "the index does not match the repository's generation; reconciling it with the backend"
+        );
+        let report = self.reconcile_index().await?;
+        let _ = inner.reconciled_on_open.set(report);
+        Ok(())
+    }
+
+    /// Reads the config and unwraps the master key.
+    async fn unlock(
+        backend: &DynBackend,
+        passphrase: &[u8],
+    ) -> Result<(RepoConfig, MasterKey), RepoError> {
         let config_bytes = match backend.get(CONFIG_KEY, None).await {
             Ok(bytes) => bytes,
             Err(BackendError::NotFound { .. }) => {
@@ -178,8 +242,8 @@ impl Repository {
             Err(other) => return Err(other.into()),
         };
         let config = RepoConfig::decode(&config_bytes)?;
-        let master = keys_object::read(&backend, DEFAULT_KEY_KEY, passphrase, &config.id).await?;
-        Self::assemble(backend, state_dir, config, &master)
+        let master = keys_object::read(backend, DEFAULT_KEY_KEY, passphrase, &config.id).await?;
+        Ok((config, master))
     }
 
     fn assemble(
@@ -201,6 +265,8 @@ impl Repository {
                 inflight: Arc::new(InFlight::default()),
                 coordinator: coordinator::GcCoordinator::default(),
                 state_dir: state_dir.to_path_buf(),
+                generations: generation::Generations::default(),
+                reconciled_on_open: std::sync::OnceLock::new(),
             }),
         })
     }

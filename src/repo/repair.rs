@@ -1,37 +1,110 @@
-//! Rebuilding the index from the backend alone: every pack's trailer gives its chunks,
-//! every manifest gives a backup. Packs or manifests that cannot be read are reported
-//! and left out; the rest of the repository stays usable.
+//! Reconciling the index with the backend, which is the truth: packs the backend lost
+//! are forgotten with their chunk entries, packs the index lacks are read from their
+//! trailers, manifests are added or dropped to match the backend, and recycle marks and
+//! series records are reloaded. A rebuild is a reconciliation of an emptied index.
+//!
+//! `Repository::open` reconciles whenever the index's generation differs from the
+//! backend's (see `generation`), so a missing, emptied, stale or foreign-host index is
+//! never taken at its word. Objects that cannot be read are reported in
+//! [`RepairReport::skipped`], each naming the backup or pack, and left out; the rest of
+//! the repository stays usable.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
 use super::objects::{fetch_manifest, fetch_trailer, list_manifests, list_packs};
-use super::{RepoError, Repository};
+use super::{generation, RepoError, Repository};
+use crate::id::Id;
 use crate::index::PackRecord;
 
 /// Packs whose trailers are read at once.
 const CONCURRENT_TRAILERS: usize = 8;
+/// Manifests read at once.
+const CONCURRENT_MANIFESTS: usize = 16;
 
-/// What a rebuild found.
+/// What a reconciliation changed in the index.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RepairReport {
+    /// Packs added from their trailers.
     pub packs: u64,
+    /// Chunk entries those packs brought.
     pub chunks: u64,
+    /// Backups added from their manifests.
     pub backups: u64,
-    /// Objects left out, each with the reason.
+    /// Indexed packs the backend no longer holds, forgotten with their chunk entries.
+    pub packs_removed: u64,
+    /// Indexed backups whose manifest the backend no longer holds.
+    pub backups_removed: u64,
+    /// Objects left out, each with the reason; a backup left out is named here.
     pub skipped: Vec<String>,
+}
+
+impl RepairReport {
+    /// Whether the index changed at all.
+    pub fn changed(&self) -> bool {
+        self.packs + self.backups + self.packs_removed + self.backups_removed > 0
+    }
 }
 
 impl Repository {
     /// Clears the index and rebuilds it from pack trailers and manifests.
     pub async fn rebuild_index(&self) -> Result<RepairReport, RepoError> {
-        let inner = self.inner.clone();
-        inner.index.clear()?;
-        let packs = list_packs(&inner).await?;
+        self.inner.index.clear()?;
+        self.reconcile_index().await
+    }
+
+    /// Brings the index in line with the backend (see the module documentation) and
+    /// records the backend's generation in it.
+    pub async fn reconcile_index(&self) -> Result<RepairReport, RepoError> {
+        let inner = &self.inner;
+        // Read first: a change made while reconciling gives the backend a newer token,
+        // so the next open reconciles again.
+        let token = match generation::read(&inner.backend, &inner.keys).await? {
+            Some(token) => token,
+            // A repository from before generations: give it one.
+            None => generation::write_new(&inner.backend, &inner.keys).await?,
+        };
         let mut report = RepairReport::default();
+        self.reconcile_packs(&mut report).await?;
+        self.rebuild_lifecycle(&mut report.skipped).await?;
+        self.reconcile_backups(&mut report).await?;
+        inner.index.set_generation(&token)?;
+        for reason in &report.skipped {
+            tracing::warn!(%reason, "left out of the index");
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_packs(&self, report: &mut RepairReport) -> Result<(), RepoError> {
+        let inner = self.inner.clone();
+        let stored = list_packs(&inner).await?;
+        let indexed: BTreeSet<Id> = inner
+            .index
+            .list_packs()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let gone: Vec<Id> = indexed
+            .iter()
+            .filter(|p| !stored.contains_key(p))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            tracing::warn!(
+                packs = gone.len(),
+                "indexed packs are gone from the backend; forgetting them"
+            );
+            inner.index.forget_packs_and_their_chunks(&gone)?;
+            report.packs_removed = gone.len() as u64;
+        }
+        let missing: Vec<(Id, u64)> = stored
+            .into_iter()
+            .filter(|(pack, _)| !indexed.contains(pack))
+            .collect();
         let now = chrono::Utc::now().timestamp();
-        let mut trailers = stream::iter(packs)
+        let mut trailers = stream::iter(missing)
             .map(|(pack, size)| {
                 let inner = inner.clone();
                 async move { (pack, size, fetch_trailer(&inner, pack, size).await) }
@@ -58,16 +131,37 @@ impl Repository {
                 Err(e) => report.skipped.push(format!("pack {pack}: {e}")),
             }
         }
-        self.rebuild_lifecycle(&mut report.skipped).await?;
-        for id in list_manifests(&inner).await? {
-            match fetch_manifest(&inner, &id).await {
+        Ok(())
+    }
+
+    async fn reconcile_backups(&self, report: &mut RepairReport) -> Result<(), RepoError> {
+        let inner = self.inner.clone();
+        let stored: HashSet<String> = list_manifests(&inner).await?.into_iter().collect();
+        let indexed: HashSet<String> = inner.index.backup_ids()?.into_iter().collect();
+        for id in indexed.difference(&stored) {
+            inner.index.remove_backup(id)?;
+            report.backups_removed += 1;
+        }
+        let mut missing: Vec<String> = stored.difference(&indexed).cloned().collect();
+        missing.sort();
+        let mut manifests = stream::iter(missing)
+            .map(|id| {
+                let inner = inner.clone();
+                async move {
+                    let manifest = fetch_manifest(&inner, &id).await;
+                    (id, manifest)
+                }
+            })
+            .buffer_unordered(CONCURRENT_MANIFESTS);
+        while let Some((id, manifest)) = manifests.next().await {
+            match manifest {
                 Ok(manifest) => {
                     inner.index.put_backup(&manifest)?;
                     report.backups += 1;
                 }
-                Err(e) => report.skipped.push(e.to_string()),
+                Err(e) => report.skipped.push(format!("backup {id}: {e}")),
             }
         }
-        Ok(report)
+        Ok(())
     }
 }

@@ -431,8 +431,19 @@ async fn truncated_or_garbage_manifests_are_left_out_of_a_rebuild() {
     let err = d.repo.backup(&d.b.id).expect_err("left out");
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_restores(&d.repo, &d.a, &d.a_data).await;
+    // Check still reads the stored manifests and names the two it cannot read.
     let report = d.repo.check(true, progress()).await.expect("check");
-    assert!(report.is_ok(), "{}", problems_text(&report));
+    let text = problems_text(&report);
+    assert_eq!(report.problems.len(), 2, "{text}");
+    for id in [d.b.id.as_str(), "00000000-0000-0000-0000-000000000000"] {
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.backup.as_deref() == Some(id) && p.message.contains("cannot be read")),
+            "{id}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,11 @@ async fn count_mutations(base: &Base, data: &[u8]) -> u64 {
     let packs = faulty.operation_count(Operation::Create);
     assert!(packs >= 3, "several packs: {packs}");
     assert_eq!(faulty.operation_count(Operation::Finish), packs);
-    assert_eq!(faulty.operation_count(Operation::Put), 1, "one manifest");
+    assert_eq!(
+        faulty.operation_count(Operation::Put),
+        2,
+        "the repository generation, then one manifest"
+    );
     assert_eq!(faulty.operation_count(Operation::Delete), 0);
     faulty.mutation_count()
 }
@@ -293,7 +297,7 @@ struct Trickle {
 impl std::io::Read for Trickle {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         self.calls += 1;
-        if self.calls % 7 == 0 {
+        if self.calls.is_multiple_of(7) {
             return Err(std::io::ErrorKind::Interrupted.into());
         }
         let n = out

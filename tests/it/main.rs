@@ -11,6 +11,7 @@ mod dedup;
 mod fa;
 mod faults;
 mod gc;
+mod index_cache;
 mod repair;
 mod roundtrip;
 mod s3;

@@ -325,6 +325,7 @@ impl Backend for S3Backend {
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
+            modified: None,
         })
     }
 
@@ -375,6 +376,9 @@ impl Backend for S3Backend {
                 listed.push(ObjectMeta {
                     key: key.to_string(),
                     size: length(key, object.size())?,
+                    modified: object
+                        .last_modified()
+                        .and_then(|when| std::time::SystemTime::try_from(*when).ok()),
                 });
             }
             if page.is_truncated() != Some(true) {

@@ -1,0 +1,70 @@
+//! Turns a panic inside redb into an error. redb asserts on structures it reads from
+//! the file, so a damaged index file (truncated, pages overwritten) can panic inside any
+//! call; the index is a cache, and a damaged cache must give a clear error that names
+//! the way out (`stowage repair index`), never take the process down.
+//!
+//! [`contain`] runs a closure with a thread-local flag set; the panic hook installed
+//! once by [`install_hook`] keeps the message of a panic raised under the flag (instead
+//! of printing it) so the error can carry it, and hands every other panic to the
+//! previous hook unchanged.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+    static LAST_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Installs the hook that silences (and records) panics raised inside [`contain`].
+fn install_hook() {
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CONTAINED.with(Cell::get) {
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let payload = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                LAST_MESSAGE.with(|m| *m.borrow_mut() = Some(format!("{payload}{location}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `work`, returning `Err(message)` when it panicked.
+pub(super) fn contain<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    install_hook();
+    let was = CONTAINED.with(|c| c.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(work));
+    CONTAINED.with(|c| c.set(was));
+    result.map_err(|_| {
+        LAST_MESSAGE
+            .with(|m| m.borrow_mut().take())
+            .unwrap_or_else(|| "panic inside the index store".to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_its_message_and_the_flag_is_restored() {
+        let error = contain(|| -> u32 { panic!("page {} is bad", 7) }).unwrap_err();
+        assert!(error.starts_with("page 7 is bad at "), "{error}");
+        assert_eq!(contain(|| 5).unwrap(), 5);
+        assert!(!CONTAINED.with(Cell::get));
+    }
+}
