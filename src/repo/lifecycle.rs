@@ -95,9 +95,21 @@ impl Repository {
         change.finish()
     }
 
-    /// Removes a backup for good; its chunks become reclaimable by `gc`.
+    /// Removes a backup for good; its chunks become reclaimable by `gc`. A backup whose
+    /// manifest is stored but could not be read into the index (damaged) can be purged
+    /// too: that is how an operator lets `gc` run again after losing it.
     pub async fn purge(&self, id: &str) -> Result<(), RepoError> {
-        self.backup(id)?;
+        if self.inner.index.get_backup(id)?.is_none() {
+            let not_found = || RepoError::BackupNotFound { id: id.to_string() };
+            if uuid::Uuid::try_parse(id).is_err() {
+                return Err(not_found());
+            }
+            match self.inner.backend.head(&manifest_key(id)).await {
+                Ok(_) => {}
+                Err(crate::backend::BackendError::NotFound { .. }) => return Err(not_found()),
+                Err(other) => return Err(other.into()),
+            }
+        }
         let change = self.inner.generations.begin(&self.inner).await?;
         // The manifest goes first: once it is gone, a rebuild cannot resurrect the backup.
         self.inner.backend.delete(&manifest_key(id)).await?;

@@ -366,6 +366,16 @@ fn issue13_repair_index_names_every_backup_it_leaves_out() {
     );
     let listed = stdout_text(&run_ok(cli(&repo).arg("ls"), None));
     assert!(listed.contains(&good) && !listed.contains(&bad), "{listed}");
+    // gc will not run while a stored manifest is unreadable...
+    let gc = run(cli(&repo).arg("gc"), None);
+    assert!(!gc.status.success());
+    assert!(stderr_text(&gc).contains(&bad), "{}", stderr_text(&gc));
+    // ...until the operator purges the lost backup.
+    run_ok(cli(&repo).args(["delete", "--purge", &bad]), None);
+    run_ok(cli(&repo).arg("gc"), None);
+    run_ok(cli(&repo).args(["check", "--read-data"]), None);
+    let out = run(cli(&repo).args(["delete", "--purge", "not-a-backup"]), None);
+    assert!(!out.status.success());
 }
 
 /// Ways a damaged index file looks.
