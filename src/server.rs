@@ -20,6 +20,7 @@ use crate::service::fa::FaService;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
 use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
+use crate::service::tasks::TaskSet;
 use crate::service::wings::{WingsService, WingsSettings};
 
 /// Every server setting, with its default.
@@ -357,23 +358,31 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         max_upload_bytes: config.max_upload_bytes,
         max_json_bytes: config.max_json_bytes,
     };
-    let jobs = Arc::new(JobRegistry::new(config.job_history));
+    let tasks = TaskSet::new();
+    let jobs = Arc::new(JobRegistry::new(config.job_history, tasks.clone()));
     if let Some(url) = &config.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("public_url {url:?} must start with http:// or https://");
         }
     }
-    let fa = fa_service(config, &repo)?;
+    let fa = fa_service(config, &repo, &tasks)?;
     let wings = wings_service(config, &repo)?;
     let signing_key = config.data_dir.join("url-signing.key");
     let secret = crate::service::durable::load_or_create_secret(&signing_key)
         .with_context(|| format!("reading the URL signing key {}", signing_key.display()))?;
-    let mut state = ServerState::new(repo, keys, jobs, limits, config.max_concurrent_uploads);
+    let mut state = ServerState::new(
+        repo,
+        keys,
+        jobs,
+        limits,
+        config.max_concurrent_uploads,
+        tasks.clone(),
+    );
     state.fa = fa;
     state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
-    state.backupchan = backupchan_service(config, &state.repo)?;
+    state.backupchan = backupchan_service(config, &state.repo, &tasks)?;
     let state = Arc::new(state);
     spawn_wings_expiry(&state);
     Ok(state)
@@ -415,18 +424,22 @@ fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<
     Ok(Some(Arc::new(service)))
 }
 
-/// Expires unfinished Wings uploads while the server runs. The task holds the service
-/// weakly, so it ends with the server state and never keeps the repository open.
+/// Expires unfinished Wings uploads while the server runs, as a task of its set. The
+/// task holds the service weakly, so it never keeps the repository open.
 fn spawn_wings_expiry(state: &AppState) {
     let Some(service) = state.wings.as_ref() else {
         return;
     };
     let period = (service.settings().upload_expiry_secs / 4).clamp(1, 60);
     let service = Arc::downgrade(service);
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    state.tasks.spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(period));
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = tasks.cancelled() => return,
+            }
             let Some(service) = service.upgrade() else {
                 return;
             };
@@ -439,6 +452,7 @@ fn spawn_wings_expiry(state: &AppState) {
 fn backupchan_service(
     config: &ServerConfig,
     repo: &Repository,
+    tasks: &TaskSet,
 ) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
     use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
     let bc = &config.dialects.backupchan;
@@ -458,7 +472,7 @@ fn backupchan_service(
         intervals: bc.job_intervals.clone().into_iter().collect(),
     };
     let file = config.data_dir.join("dialects").join("backupchan.json");
-    let service = BackupchanService::open(repo.clone(), file.clone(), settings)
+    let service = BackupchanService::open(repo.clone(), file.clone(), settings, tasks.clone())
         .with_context(|| format!("starting the Backup-chan dialect ({})", file.display()))?;
     let service = Arc::new(service);
     service.start_scheduler();
@@ -467,7 +481,11 @@ fn backupchan_service(
 
 /// The fa dialect's service, when enabled; `STOWAGE_FA_ROOT` and `STOWAGE_FA_JWT_SECRET`
 /// override the config file.
-fn fa_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<FaService>>> {
+fn fa_service(
+    config: &ServerConfig,
+    repo: &Repository,
+    tasks: &TaskSet,
+) -> Result<Option<Arc<FaService>>> {
     let fa = &config.dialects.fa;
     if !fa.enabled {
         return Ok(None);
@@ -481,7 +499,7 @@ fn fa_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<FaS
         .map(|v| v.into_encoded_bytes())
         .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
     let jobs_file = config.data_dir.join("dialects").join("fa.json");
-    let service = FaService::open(repo.clone(), &root, jobs_file, secret)
+    let service = FaService::open(repo.clone(), &root, jobs_file, secret, tasks.clone())
         .with_context(|| format!("starting the fa dialect (root {})", root.display()))?;
     Ok(Some(Arc::new(service)))
 }
@@ -504,23 +522,68 @@ pub fn router(state: AppState) -> axum::Router {
     ))
 }
 
-/// Serves until SIGTERM or SIGINT, then stops accepting and lets requests in flight end.
+/// A server answering on a listener, until [`RunningServer::shutdown`].
+pub struct RunningServer {
+    address: std::net::SocketAddr,
+    state: AppState,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts answering on `listener` with the full router. Connections are served until
+/// shutdown begins (the task set's token), then each finishes its request in flight.
+pub fn start(state: AppState, listener: tokio::net::TcpListener) -> Result<RunningServer> {
+    let address = listener.local_addr()?;
+    let stopping = state.tasks.clone();
+    let app = router(state.clone());
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .await
+    });
+    Ok(RunningServer {
+        address,
+        state,
+        serving,
+    })
+}
+
+impl RunningServer {
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, lets requests in flight end, stops and awaits every background
+    /// task, and closes the repository: when this returns, nothing of the server runs
+    /// and its index can be opened again.
+    pub async fn shutdown(self) -> Result<()> {
+        let RunningServer { state, serving, .. } = self;
+        state.begin_shutdown();
+        let served = serving
+            .await
+            .map_err(|e| anyhow::anyhow!("the HTTP server task failed: {e}"));
+        state.shutdown().await;
+        drop(state);
+        served??;
+        Ok(())
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down (see [`RunningServer::shutdown`]).
 pub async fn serve(config: ServerConfig) -> Result<()> {
     let state = prepare(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!("stowage listening on http://{}", listener.local_addr()?);
-    eprintln!("stowage listening on http://{}", listener.local_addr()?);
-    let shutdown_state = state.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown_state.begin_shutdown();
-            tracing::info!("shutting down: finishing requests in flight");
-        })
-        .await?;
-    Ok(())
+    let running = start(state, listener)?;
+    tracing::info!("stowage listening on http://{}", running.address());
+    eprintln!("stowage listening on http://{}", running.address());
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight, stopping background work");
+    running.shutdown().await
 }
 
 async fn shutdown_signal() {

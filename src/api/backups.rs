@@ -143,9 +143,9 @@ pub async fn upload(
         progress.clone(),
         Some(received_tx),
     );
-    let id = state.jobs.begin(JobKind::Upload, progress);
+    let id = state.jobs.begin(JobKind::Upload, progress.clone());
     let (jobs, job) = (state.jobs.clone(), id.clone());
-    tokio::spawn(async move {
+    state.jobs.tasks().spawn_job(progress, async move {
         let outcome = work
             .await
             .map(|view| serde_json::to_value(view).unwrap_or_default());

@@ -10,6 +10,7 @@ use crate::repo::Repository;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::KeyStore;
 use crate::service::signed_urls::UrlSigner;
+use crate::service::tasks::TaskSet;
 
 /// Limits and settings handlers need at request time.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub public_url: Option<String>,
     /// The Backup-chan dialect's service, when the dialect is enabled.
     pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
+    /// Every background task of the server (jobs, schedulers, downloads).
+    pub tasks: TaskSet,
     shutting_down: AtomicBool,
 }
 
@@ -51,6 +54,7 @@ impl ServerState {
         jobs: Arc<JobRegistry>,
         limits: Limits,
         max_uploads: usize,
+        tasks: TaskSet,
     ) -> ServerState {
         ServerState {
             repo,
@@ -64,12 +68,23 @@ impl ServerState {
             signer: UrlSigner::new(rand::random()),
             public_url: None,
             backupchan: None,
+            tasks,
             shutting_down: AtomicBool::new(false),
         }
     }
 
+    /// Marks the server as stopping (`/readyz` answers 503) and cancels the task set's
+    /// token: schedulers stop, running jobs are asked to stop.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
+        self.tasks.cancel();
+    }
+
+    /// Stops every background task and waits for them: afterwards nothing of the server
+    /// runs, and once the last handle on this state is dropped the repository is closed.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.tasks.shutdown().await;
     }
 
     pub fn is_shutting_down(&self) -> bool {

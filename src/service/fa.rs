@@ -189,6 +189,8 @@ pub struct FaService {
     /// The secret signing fa users' tokens (HS512); the dialect verifies them.
     jwt_secret: Option<Vec<u8>>,
     inner: Mutex<Inner>,
+    /// Backups and restores run as tasks of the server's set.
+    tasks: super::tasks::TaskSet,
 }
 
 /// Checks that `name` can name a home directory and a series.
@@ -221,6 +223,7 @@ impl FaService {
         root: &Path,
         state_file: PathBuf,
         jwt_secret: Option<Vec<u8>>,
+        tasks: super::tasks::TaskSet,
     ) -> Result<FaService, FaError> {
         std::fs::create_dir_all(root.join("users"))
             .map_err(|e| FaError::io(&root.join("users"), e))?;
@@ -266,6 +269,7 @@ impl FaService {
                 state,
                 running: HashMap::new(),
             }),
+            tasks,
         };
         if changed {
             service.persist(&service.lock())?;
@@ -444,7 +448,7 @@ impl FaService {
                 },
             )
         };
-        tokio::spawn(async move {
+        self.tasks.spawn_job(progress.clone(), async move {
             let outcome = service
                 .repo
                 .backup_tree(&absolute, options, progress.clone())
@@ -829,7 +833,7 @@ impl FaService {
         };
         let service = self.clone();
         let dst = dst.to_string();
-        tokio::spawn(async move {
+        self.tasks.spawn_job(progress.clone(), async move {
             let outcome = service
                 .run_restore(&stowage, &target, &dst, &progress)
                 .await;

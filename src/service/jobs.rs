@@ -88,6 +88,7 @@ pub struct JobRegistry {
     jobs: Mutex<BTreeMap<String, JobEntry>>,
     next_sequence: Mutex<u64>,
     history: usize,
+    tasks: super::tasks::TaskSet,
 }
 
 fn now() -> String {
@@ -95,8 +96,10 @@ fn now() -> String {
 }
 
 impl JobRegistry {
-    pub fn new(history: usize) -> JobRegistry {
+    /// A registry whose jobs run as tasks of `tasks`.
+    pub fn new(history: usize, tasks: super::tasks::TaskSet) -> JobRegistry {
         JobRegistry {
+            tasks,
             jobs: Mutex::new(BTreeMap::new()),
             next_sequence: Mutex::new(0),
             history: history.max(1),
@@ -109,6 +112,11 @@ impl JobRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JobEntry>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The task set jobs run in (for work that records its job itself).
+    pub fn tasks(&self) -> &super::tasks::TaskSet {
+        &self.tasks
     }
 
     /// Registers a running job and returns its id and progress handle.
@@ -176,9 +184,9 @@ impl JobRegistry {
     {
         let progress = Arc::new(Progress::new());
         let id = self.begin(kind, progress.clone());
-        let future = work(progress);
+        let future = work(progress.clone());
         let (registry, job) = (self.clone(), id.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn_job(progress, async move {
             let outcome = future.await;
             registry.end(&job, outcome);
         });

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod keys;
 pub mod retention;
 pub mod signed_urls;
+pub mod tasks;
 pub mod uploads;
 pub mod views;
 pub mod wings;

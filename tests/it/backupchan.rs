@@ -30,17 +30,27 @@ struct Bc {
     client: Client,
     key: String,
     data_dir: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    server: Option<stowage::server::RunningServer>,
     _guard: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Drop for Bc {
     fn drop(&mut self) {
-        self.task.abort();
+        // Stops in the background; `stop` waits for it.
+        if let Some(server) = &self.server {
+            server.state().begin_shutdown();
+        }
     }
 }
 
 impl Bc {
+    /// Shuts the server down and waits until it has released everything, so another
+    /// can start on the same data at once.
+    async fn stop(mut self) {
+        let server = self.server.take().expect("running");
+        server.shutdown().await.expect("shutdown");
+    }
+
     async fn start(dir: &Path) -> Bc {
         Bc::start_with(dir, |_| {}).await
     }
@@ -55,18 +65,7 @@ impl Bc {
             ..ServerConfig::default()
         };
         adjust(&mut config);
-        // A server dropped just before may still hold the index for a moment.
-        let mut attempts = 0;
-        let state = loop {
-            match server::prepare(&config).await {
-                Ok(state) => break state,
-                Err(_) if attempts < 100 => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("prepare: {e:#}"),
-            }
-        };
+        let state = server::prepare(&config).await.expect("prepare");
         let keys = KeyStore::new(config.keys_file());
         let key = match std::fs::read_to_string(dir.join("bc.key")) {
             Ok(key) => key,
@@ -78,7 +77,7 @@ impl Bc {
                 key
             }
         };
-        let (base, task) = serve_on_loopback(state).await;
+        let (base, server) = serve_on_loopback(state).await;
         let port = base.rsplit(':').next().unwrap().parse().unwrap();
         Bc {
             base,
@@ -86,7 +85,7 @@ impl Bc {
             client: Client::builder().no_proxy().build().expect("client"),
             key,
             data_dir,
-            task,
+            server: Some(server),
             _guard: guard,
         }
     }
@@ -650,6 +649,7 @@ async fn state_survives_a_restart() {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
+        bc.stop().await;
         (target, backup)
     };
     let bc = Bc::start(dir.path()).await;

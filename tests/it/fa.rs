@@ -34,17 +34,27 @@ struct Fa {
     /// Homes are `<root>/users/<username>`.
     root: PathBuf,
     data_dir: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    server: Option<stowage::server::RunningServer>,
     _guard: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Drop for Fa {
     fn drop(&mut self) {
-        self.task.abort();
+        // Stops in the background; `stop` waits for it.
+        if let Some(server) = &self.server {
+            server.state().begin_shutdown();
+        }
     }
 }
 
 impl Fa {
+    /// Shuts the server down and waits until it has released everything, so another
+    /// can start on the same data at once.
+    async fn stop(mut self) {
+        let server = self.server.take().expect("running");
+        server.shutdown().await.expect("shutdown");
+    }
+
     /// Starts a server whose data and fa root live under `dir`.
     async fn start(dir: &Path) -> Fa {
         for name in [
@@ -64,28 +74,16 @@ impl Fa {
         };
         config.dialects.fa.root = Some(root.clone());
         config.dialects.fa.jwt_secret = Some(SECRET.into());
-        // A server dropped just before may still hold the index for a moment.
-        let mut attempts = 0;
-        let state = loop {
-            match server::prepare(&config).await {
-                Ok(state) => break state,
-                Err(e) if attempts < 100 => {
-                    attempts += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("prepare: {e:#}"),
-            }
-        };
+        let state = server::prepare(&config).await.expect("prepare");
         let admin = admin_key(&data_dir);
-        let (base, task) = serve_on_loopback(state).await;
+        let (base, server) = serve_on_loopback(state).await;
         Fa {
             base,
             client: Client::builder().no_proxy().build().expect("client"),
             admin,
             root,
             data_dir,
-            task,
+            server: Some(server),
             _guard: guard,
         }
     }
@@ -776,6 +774,7 @@ async fn fa_job_status_survives_a_restart() {
         )
         .await;
         assert_eq!(fa.wait(&token, "restore", 6).await["status"], "success");
+        fa.stop().await;
         done["stat"].clone()
     };
     // A job that was running when the server stopped.

@@ -489,22 +489,14 @@ async fn issue13_the_server_reconciles_a_lost_index_before_gc() {
     let data = random_bytes(2 * MIB, 1370);
     let stored = backup_bytes(&first.repo, data.clone(), "s").await;
     let state_dir = first.repo.index().path().parent().unwrap().to_path_buf();
+    first.shutdown().await;
     drop(first);
-    let mut attempts = 0;
-    let state = loop {
-        // A background task of the dropped server may hold the index for a moment.
-        let _ = fs::remove_file(state_dir.join(stowage::repo::INDEX_FILE));
-        match stowage::server::prepare(&config).await {
-            Ok(state) => break state,
-            Err(e) if attempts < 50 && e.to_string().contains("in use") => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("second start: {e:#}"),
-        }
-    };
+    fs::remove_file(state_dir.join(stowage::repo::INDEX_FILE)).unwrap();
+    let state = stowage::server::prepare(&config)
+        .await
+        .expect("second start");
     let admin = admin_key(&config.data_dir);
-    let (base, task) = serve_on_loopback(state).await;
+    let (base, server) = serve_on_loopback(state).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let started: serde_json::Value = client
         .post(format!("{base}/v1/repository/gc"))
@@ -547,5 +539,5 @@ async fn issue13_the_server_reconciles_a_lost_index_before_gc() {
         .unwrap();
     assert_eq!(body.status(), 200);
     assert!(body.bytes().await.unwrap() == data);
-    task.abort();
+    server.shutdown().await.unwrap();
 }

@@ -37,14 +37,17 @@ struct Server {
     reader: String,
     reader_id: String,
     data_dir: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    server: Option<stowage::server::RunningServer>,
     _dir: tempfile::TempDir,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        // Stops in the background; `stop` waits for it.
+        if let Some(server) = &self.server {
+            server.state().begin_shutdown();
+        }
     }
 }
 
@@ -82,7 +85,7 @@ impl Server {
         let keys = KeyStore::new(data_dir.join("keys.json"));
         let (_, writer) = keys.create("writer", Role::Writer).expect("writer key");
         let (reader_record, reader) = keys.create("reader", Role::Reader).expect("reader key");
-        let (base, task) = serve_on_loopback(state).await;
+        let (base, server) = serve_on_loopback(state).await;
         Server {
             base,
             client: Client::builder().no_proxy().build().expect("client"),
@@ -91,7 +94,7 @@ impl Server {
             reader,
             reader_id: reader_record.id,
             data_dir,
-            task,
+            server: Some(server),
             _dir: dir,
             _guard: guard,
         }

@@ -478,21 +478,16 @@ pub fn init_for_cli(repo: &Path, options: InitOptions) {
 // Server helpers
 // ---------------------------------------------------------------------------------
 
-/// Serves the full router of a prepared server on a random loopback port; returns the
-/// base URL and the serving task.
+/// Serves a prepared server on a random loopback port; returns the base URL and the
+/// running server (`shutdown().await` it before starting another on the same data).
 pub async fn serve_on_loopback(
     state: stowage::http::AppState,
-) -> (String, tokio::task::JoinHandle<()>) {
+) -> (String, stowage::server::RunningServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, stowage::server::router(state))
-            .await
-            .expect("serve");
-    });
-    (format!("http://{addr}"), task)
+    let running = stowage::server::start(state, listener).expect("serve");
+    (format!("http://{}", running.address()), running)
 }
 
 /// The admin key a first start wrote into the data directory.

@@ -29,17 +29,27 @@ struct Wings {
     /// A writer key: what the Panel's node token is here.
     node: String,
     data_dir: std::path::PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    server: Option<stowage::server::RunningServer>,
     _guard: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl Drop for Wings {
     fn drop(&mut self) {
-        self.task.abort();
+        // Stops in the background; `stop` waits for it.
+        if let Some(server) = &self.server {
+            server.state().begin_shutdown();
+        }
     }
 }
 
 impl Wings {
+    /// Shuts the server down and waits until it has released everything, so another
+    /// can start on the same data at once.
+    async fn stop(mut self) {
+        let server = self.server.take().expect("running");
+        server.shutdown().await.expect("shutdown");
+    }
+
     async fn start(dir: &Path, configure: impl FnOnce(&mut ServerConfig)) -> Wings {
         let guard = super::server::MEMORY.read().await;
         let data_dir = dir.join("data");
@@ -49,30 +59,19 @@ impl Wings {
         };
         config.dialects.wings.part_size = PART_SIZE;
         configure(&mut config);
-        // A server dropped just before may still hold the index for a moment.
-        let mut attempts = 0;
-        let state = loop {
-            match server::prepare(&config).await {
-                Ok(state) => break state,
-                Err(e) if attempts < 50 && e.to_string().contains("in use") => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("prepare: {e:#}"),
-            }
-        };
+        let state = server::prepare(&config).await.expect("prepare");
         let admin = admin_key(&data_dir);
         let (_, node) = KeyStore::new(data_dir.join("keys.json"))
             .create("wings-node", Role::Writer)
             .unwrap();
-        let (base, task) = serve_on_loopback(state).await;
+        let (base, server) = serve_on_loopback(state).await;
         Wings {
             base,
             client: Client::new(),
             admin,
             node,
             data_dir,
-            task,
+            server: Some(server),
             _guard: guard,
         }
     }
@@ -635,6 +634,7 @@ async fn wings_staging_backups_no_upload_names_are_purged_after_a_restart() {
             wings.native("/v1/backups?series=wings-parts").await["total"],
             1
         );
+        wings.stop().await;
     }
     let wings = Wings::start(dir.path(), |config| {
         config.dialects.wings.upload_expiry_secs = 1;

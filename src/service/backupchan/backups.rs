@@ -75,7 +75,7 @@ impl BackupchanService {
     ) -> PendingPart {
         let service = self.clone();
         let series = series_of(target_id);
-        PendingPart(tokio::spawn(async move {
+        PendingPart(self.tasks.spawn(async move {
             service.ingest(&series, name, reader).await
         }))
     }
@@ -116,7 +116,7 @@ impl BackupchanService {
         pending: Vec<PendingPart>,
     ) {
         let service = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let outcome = service.gather(pending).await;
             let outcome = match outcome {
                 Ok(parts) => service.record_backup(&target_id, manual, parts).await,

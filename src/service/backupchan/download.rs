@@ -347,10 +347,17 @@ impl BackupchanService {
     fn stream_members(&self, members: Vec<Member>) -> BoxStream<'static, Result<Bytes, BcError>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let repo = self.repo.clone();
-        tokio::spawn(async move {
+        let tasks = self.tasks.clone();
+        self.tasks.spawn(async move {
             let out = Out(sender);
-            if let Err(error) = write_members(&repo, members, &out).await {
-                let _ = out.0.send(Err(error)).await;
+            // On shutdown the download stops; its client sees the body end early.
+            tokio::select! {
+                written = write_members(&repo, members, &out) => {
+                    if let Err(error) = written {
+                        let _ = out.0.send(Err(error)).await;
+                    }
+                }
+                _ = tasks.cancelled() => {}
             }
         });
         futures::stream::unfold(receiver, |mut receiver| async move {

@@ -161,11 +161,12 @@ impl BackupchanService {
         known
     }
 
-    /// Starts the scheduler: a task that ticks every second and runs due jobs one at a
-    /// time. It ends when the service is dropped.
+    /// Starts the scheduler: a task of the server's set that ticks every second and runs
+    /// due jobs one at a time. It ends on shutdown, or when the service is dropped.
     pub fn start_scheduler(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let tasks = self.tasks.clone();
+        self.tasks.spawn(async move {
             loop {
                 let Some(service) = weak.upgrade() else {
                     return;
@@ -179,6 +180,7 @@ impl BackupchanService {
                 tokio::select! {
                     _ = wake => {},
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},
+                    _ = tasks.cancelled() => return,
                 }
             }
         });

@@ -118,6 +118,8 @@ pub struct BackupchanService {
     log: Mutex<VecDeque<String>>,
     schedule: Mutex<jobs::Schedule>,
     wake: Arc<tokio::sync::Notify>,
+    /// Uploads, downloads and the scheduler run as tasks of the server's set.
+    tasks: super::tasks::TaskSet,
 }
 
 /// The series holding a target's bytes.
@@ -139,6 +141,7 @@ impl BackupchanService {
         repo: Repository,
         state_file: PathBuf,
         settings: Settings,
+        tasks: super::tasks::TaskSet,
     ) -> Result<BackupchanService, BcError> {
         let mut state = store::load(&state_file)?;
         let mut changed = false;
@@ -158,6 +161,7 @@ impl BackupchanService {
             state: Mutex::new(state),
             log: Mutex::new(VecDeque::new()),
             schedule: Mutex::new(schedule),
+            tasks,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         if changed {
