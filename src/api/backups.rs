@@ -96,7 +96,7 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Writer)?;
+    caller.require(Role::Backup)?;
     validate_series(&series)?;
     let limit = state.limits.max_upload_bytes;
     let declared = request
@@ -501,7 +501,7 @@ pub async fn restore(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Writer)?;
+    caller.require(Role::Backup)?;
     state.repo.undelete(&id).await?;
     Ok(Json(view(&state, &id)?))
 }

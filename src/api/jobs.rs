@@ -33,6 +33,6 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Writer)?;
+    caller.require(Role::Backup)?;
     Ok((StatusCode::ACCEPTED, Json(state.jobs.cancel(&id)?)))
 }

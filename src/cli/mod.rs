@@ -423,7 +423,8 @@ enum KeyCommand {
         /// A name saying who uses the key.
         #[arg(long)]
         name: String,
-        /// reader, writer or admin.
+        /// reader, backup (create and read backups, never delete, recycle or purge:
+        /// the key for an agent), writer or admin.
         #[arg(long, default_value = "writer")]
         role: String,
         /// Issue the key in a dialect's own shape: `backupchan` gives `bakch-<64 hex>`,

@@ -18,10 +18,20 @@ use subtle::ConstantTimeEq;
 use crate::error::ErrorKind;
 
 /// What a key may do. Each role includes the ones before it.
+///
+/// * `reader`: list, read and download backups, see jobs and stats.
+/// * `backup`: also create backups (uploads in every dialect, sequential uploads, fa
+///   backups, Wings uploads), take a backup out of the recycle bin and cancel jobs; never
+///   recycle, delete or purge, nor change what a retention policy keeps. The key for an
+///   agent: ransomware on its host cannot use it to destroy the history.
+/// * `writer`: also recycle and delete backups, create and edit series, targets and
+///   their retention rules, restore into fa homes.
+/// * `admin`: everything (purge, series deletion, check, gc, keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Reader,
+    Backup,
     Writer,
     Admin,
 }
@@ -31,10 +41,11 @@ impl std::str::FromStr for Role {
     fn from_str(text: &str) -> Result<Role, KeyStoreError> {
         match text {
             "reader" => Ok(Role::Reader),
+            "backup" => Ok(Role::Backup),
             "writer" => Ok(Role::Writer),
             "admin" => Ok(Role::Admin),
             other => Err(KeyStoreError::InvalidInput(format!(
-                "role {other:?} must be reader, writer or admin"
+                "role {other:?} must be reader, backup, writer or admin"
             ))),
         }
     }
@@ -44,6 +55,7 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(match self {
             Role::Reader => "reader",
+            Role::Backup => "backup",
             Role::Writer => "writer",
             Role::Admin => "admin",
         })

@@ -1105,3 +1105,67 @@ async fn backupchan_python_clients_work_unchanged() {
     assert!(output.status.success(), "client script failed:\n{text}");
     assert!(text.contains("all client checks passed"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_key_uploads_but_never_recycles_or_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bc = Bc::start(dir.path()).await;
+    let target = bc.target("agent", "single", "agent-$I", None).await;
+    let writer = bc.key.clone();
+    let (_, agent) = KeyStore::new(bc.data_dir.join("keys.json"))
+        .create_for_dialect("agent", Role::Backup, BACKUPCHAN)
+        .expect("backup key");
+    bc.key = agent;
+    let form = Form::new()
+        .text("manual", "1")
+        .part("backup_file", file_part("a.bin", b"agent bytes"));
+    let (status, reply) = bc.form(&format!("/api/target/{target}/upload"), form).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+        "FINISHED"
+    );
+    let (_, view) = bc.get(&format!("/api/target/{target}")).await;
+    let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
+    let refusals = [
+        (
+            Method::PATCH,
+            format!("/api/backup/{backup}"),
+            Some(json!({"is_recycled": true})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/backup/{backup}"),
+            Some(json!({"delete_files": true})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/target/{target}/all"),
+            Some(json!({"delete_files": true})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/target/{target}"),
+            Some(json!({"delete_files": true})),
+        ),
+        (
+            Method::DELETE,
+            "/api/recycle_bin".to_string(),
+            Some(json!({"delete_files": true})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/target/{target}"),
+            Some(target_body("agent", "single", "agent-$I", None)),
+        ),
+    ];
+    for (method, path, body) in refusals {
+        let (status, reply) = bc.send(method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {reply}");
+        assert_eq!(reply["success"], false, "{reply}");
+    }
+    bc.key = writer;
+    let (_, view) = bc.get(&format!("/api/target/{target}")).await;
+    assert_eq!(view["backups"][0]["id"], backup.as_str());
+    assert_eq!(view["backups"][0]["is_recycled"], false);
+}

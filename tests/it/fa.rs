@@ -810,3 +810,31 @@ async fn fa_job_status_survives_a_restart() {
         vec![7u8; 100_000]
     );
 }
+
+#[tokio::test]
+async fn fa_a_backup_key_backs_up_but_never_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = Fa::start(dir.path()).await;
+    let keys = KeyStore::new(fa.data_dir.join("keys.json"));
+    let (_, agent) = keys.create("ivan", Role::Backup).unwrap();
+    std::fs::create_dir_all(fa.home("ivan").join("work")).unwrap();
+    std::fs::write(fa.home("ivan").join("work/a"), b"agent bytes").unwrap();
+    fa.ok(&agent, "/backup/new", json!({"id": 1, "path": "work"}))
+        .await;
+    assert_eq!(fa.wait(&agent, "backup", 1).await["status"], "success");
+
+    let (status, reply) = fa
+        .send(
+            reqwest::Method::DELETE,
+            Some(&agent),
+            &format!("{API}/backup/1"),
+            None,
+        )
+        .await;
+    // fa answers a refused role as it answers any refused credential.
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    let (status, reply) = fa.post(&agent, "/backup/destroy-repo", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(fa.native_backups("fa-ivan").await, 1);
+    assert_eq!(fa.wait(&agent, "backup", 1).await["status"], "success");
+}

@@ -1291,3 +1291,64 @@ async fn server_large_streamed_upload_memory_is_flat() {
         mib(total)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_key_creates_and_reads_backups_but_never_destroys_them() {
+    let server = Server::start().await;
+    let keys = KeyStore::new(server.data_dir.join("keys.json"));
+    let (_, agent) = keys.create("agent", Role::Backup).expect("backup key");
+    let data = vec![5u8; 300_000];
+    let response = server
+        .client
+        .post(server.url("/v1/series/agent/backups"))
+        .bearer_auth(&agent)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, backup) = json_of(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    let id = backup["id"].as_str().unwrap().to_string();
+    let content = server
+        .request(
+            reqwest::Method::GET,
+            &agent,
+            &format!("/v1/backups/{id}/content"),
+        )
+        .await;
+    assert_eq!(content.status(), StatusCode::OK);
+    assert!(content.bytes().await.unwrap() == data);
+
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/v1/backups/{id}/recycle")),
+        (reqwest::Method::DELETE, format!("/v1/backups/{id}")),
+        (reqwest::Method::DELETE, "/v1/series/agent".to_string()),
+        (reqwest::Method::POST, "/v1/repository/gc".to_string()),
+    ] {
+        let (status, body) = json_of(server.request(method.clone(), &agent, &path).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::PUT,
+            &agent,
+            "/v1/series/agent",
+            &json!({"keep_last": 1, "action": "delete"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a policy that would delete");
+    let (status, _) = server
+        .get(&server.reader, &format!("/v1/backups/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the backup is still there");
+    // A writer recycles it; the agent may take it back out of the recycle bin.
+    let (status, _) = server
+        .post(&server.writer, &format!("/v1/backups/{id}/recycle"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .post(&agent, &format!("/v1/backups/{id}/restore"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

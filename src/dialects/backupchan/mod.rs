@@ -296,7 +296,7 @@ async fn upload_backup(
     Path(id): Path<String>,
     request: Request,
 ) -> Reply {
-    auth::authorize(&s.app, &headers, Role::Writer)?;
+    auth::authorize(&s.app, &headers, Role::Backup)?;
     let target = s.service.target(&id)?;
     let limit = s.app.limits.max_upload_bytes;
     let form = upload::form(request, limit).await?;
@@ -379,7 +379,7 @@ async fn seq_begin(
     Path(id): Path<String>,
     bytes: JsonBody,
 ) -> Reply {
-    auth::authorize(&s.app, &headers, Role::Writer)?;
+    auth::authorize(&s.app, &headers, Role::Backup)?;
     let body = body(bytes)?;
     let manual = body.boolean("manual")?;
     let list = body
@@ -421,7 +421,7 @@ async fn seq_upload(
     Path(id): Path<String>,
     request: Request,
 ) -> Reply {
-    auth::authorize(&s.app, &headers, Role::Writer)?;
+    auth::authorize(&s.app, &headers, Role::Backup)?;
     s.service.seq_files(&id)?;
     let limit = s.app.limits.max_upload_bytes;
     let mut form = upload::form(request, limit).await?;
@@ -458,7 +458,7 @@ async fn seq_upload(
 }
 
 async fn seq_finish(State(s): State<BcState>, headers: HeaderMap, Path(id): Path<String>) -> Reply {
-    auth::authorize(&s.app, &headers, Role::Writer)?;
+    auth::authorize(&s.app, &headers, Role::Backup)?;
     s.service.seq_finish(&id).await?;
     Ok(success(json!({})))
 }
@@ -468,7 +468,7 @@ async fn seq_terminate(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    auth::authorize(&s.app, &headers, Role::Writer)?;
+    auth::authorize(&s.app, &headers, Role::Backup)?;
     s.service.seq_terminate(&id).await?;
     Ok(success(json!({})))
 }

@@ -100,7 +100,7 @@ async fn backup_new(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &headers, Role::Backup)?;
     let request: wire::NewBackup = parse(body)?;
     check_storage(request.storage_id)?;
     s.service.start_backup(&user, request.id, &request.path)?;
@@ -135,14 +135,14 @@ async fn backup_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &headers, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_backup(&user, request.id)?;
     Ok(success(()))
 }
 
 async fn backup_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &headers, Role::Backup)?;
     s.service.cancel_all_backups(&user)?;
     Ok(success(()))
 }
@@ -196,14 +196,14 @@ async fn restore_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &headers, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_restore(&user, request.id)?;
     Ok(success(()))
 }
 
 async fn restore_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &headers, Role::Backup)?;
     s.service.cancel_all_restores(&user)?;
     Ok(success(()))
 }

@@ -85,8 +85,10 @@ fn authenticate(state: &WingsState, headers: &HeaderMap) -> Result<(), PanelErro
         return Err(malformed_authorization());
     }
     match state.app.keys.verify(token) {
+        // The Panel API only creates backups and reports on them: an agent's backup key
+        // is enough.
         Ok(principal) => principal
-            .require(Role::Writer)
+            .require(Role::Backup)
             .map_err(|_| PanelError::forbidden()),
         Err(KeyStoreError::Malformed | KeyStoreError::Unknown) => Err(PanelError::forbidden()),
         Err(error) => {

@@ -75,9 +75,10 @@ impl BackupchanService {
     ) -> PendingPart {
         let service = self.clone();
         let series = series_of(target_id);
-        PendingPart(self.tasks.spawn(async move {
-            service.ingest(&series, name, reader).await
-        }))
+        PendingPart(
+            self.tasks
+                .spawn(async move { service.ingest(&series, name, reader).await }),
+        )
     }
 
     /// Ingests one file into a series.
