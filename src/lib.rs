@@ -24,3 +24,5 @@ pub mod pipeline;
 pub mod repo;
 pub mod server;
 pub mod service;
+pub mod state;
+pub mod unwind;

@@ -21,7 +21,9 @@ use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
 use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
 use crate::service::tasks::TaskSet;
+use crate::service::users::UserStore;
 use crate::service::wings::{WingsService, WingsSettings};
+use crate::state::StateStore;
 
 /// Every server setting, with its default.
 #[derive(Debug, Clone, Deserialize)]
@@ -252,8 +254,13 @@ impl ServerConfig {
         })
     }
 
+    /// Where the earlier layout kept API keys (moved into the state store on start).
     pub fn keys_file(&self) -> PathBuf {
         self.data_dir.join("keys.json")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.data_dir.join(crate::state::STATE_FILE)
     }
 }
 
@@ -350,9 +357,18 @@ fn ensure_admin_key(config: &ServerConfig, keys: &KeyStore) -> Result<()> {
 pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    // Settings are checked before anything is opened or locked.
+    if let Location::S3(_) = config.location()? {
+        config.s3.settings()?;
+    }
+    // The state store next: a second server on the same data directory stops here.
+    let store = Arc::new(StateStore::open(&config.state_file())?);
+    let keys = KeyStore::new(store.clone());
+    let users = UserStore::new(store);
+    keys.migrate_file(&config.keys_file())
+        .context("moving keys.json into the state store")?;
     let passphrase = passphrase(config)?;
     let repo = open_repository(config, &passphrase).await?;
-    let keys = KeyStore::new(config.keys_file());
     ensure_admin_key(config, &keys)?;
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
@@ -373,6 +389,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     let mut state = ServerState::new(
         repo,
         keys,
+        users,
         jobs,
         limits,
         config.max_concurrent_uploads,
@@ -385,7 +402,71 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.backupchan = backupchan_service(config, &state.repo, &tasks)?;
     let state = Arc::new(state);
     spawn_wings_expiry(&state);
+    spawn_control_socket(config, &state)?;
     Ok(state)
+}
+
+/// Answers `stowage key ...` on `<data_dir>/control.sock` (mode 0600) while the server
+/// holds the state store, as a task of its set; the socket file is removed on shutdown.
+fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
+    use crate::service::control::{handle_line, Stores, CONTROL_SOCKET, MAX_LINE_BYTES};
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let path = config.data_dir.join(CONTROL_SOCKET);
+    // This process holds the state store's lock, so a socket file left here is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(error) => {
+            // A data directory path too long for a socket name, a file system without
+            // sockets: the server runs, `stowage key` then needs it stopped.
+            tracing::warn!(socket = %path.display(), %error, "no control socket");
+            return Ok(());
+        }
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))?;
+    let (tasks, keys, users) = (state.tasks.clone(), state.keys.clone(), state.users.clone());
+    state.tasks.spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "control socket accept failed");
+                        continue;
+                    }
+                },
+                _ = tasks.cancelled() => break,
+            };
+            let (keys, users, stopping) = (keys.clone(), users.clone(), tasks.clone());
+            tasks.spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = Vec::new();
+                let mut reader = tokio::io::BufReader::new(read.take(MAX_LINE_BYTES as u64 + 1));
+                let read = tokio::select! {
+                    read = tokio::time::timeout(
+                        std::time::Duration::from_secs(30),
+                        reader.read_until(b'\n', &mut line),
+                    ) => read,
+                    _ = stopping.cancelled() => return,
+                };
+                if !matches!(read, Ok(Ok(_))) || line.len() > MAX_LINE_BYTES {
+                    return;
+                }
+                let stores = Stores {
+                    keys: &keys,
+                    users: &users,
+                };
+                let reply = handle_line(&stores, &line);
+                let mut bytes = serde_json::to_vec(&reply).expect("replies serialize");
+                bytes.push(b'\n');
+                let _ = write.write_all(&bytes).await;
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
 }
 
 /// The Wings dialect's service, when enabled.

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::output::{self, ProgressBar};
 use super::remote;
-use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs};
+use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs, UserCommand};
 use crate::backend::{DynBackend, Location, S3Backend, S3Settings};
 use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
@@ -30,7 +30,8 @@ pub async fn run(command: Command) -> Result<Outcome> {
             crate::server::serve(args.resolve()?).await?;
             Ok(Outcome::Success)
         }
-        Command::Key { action } => key(action),
+        Command::Key { action } => key(action).await,
+        Command::User { action } => user(action).await,
         Command::Init {
             repo,
             chunk_min,
@@ -611,64 +612,109 @@ pub fn stderr_is_terminal() -> bool {
     io::stderr().is_terminal()
 }
 
-fn key(action: KeyCommand) -> Result<Outcome> {
-    use crate::service::keys::{KeyStore, Role};
-    let store = |data: &super::DataDirArgs| KeyStore::new(data.data_dir.join("keys.json"));
-    match action {
+async fn key(action: KeyCommand) -> Result<Outcome> {
+    use crate::service::control::{ControlReply, ControlRequest};
+    use crate::service::keys::Role;
+    let (data, request) = match action {
         KeyCommand::Create {
             data,
             name,
             role,
             dialect,
+            user,
         } => {
             let role: Role = role.parse()?;
-            let (record, key) = match dialect {
-                Some(dialect) => store(&data).create_for_dialect(&name, role, &dialect)?,
-                None => store(&data).create(&name, role)?,
+            let request = ControlRequest::KeyCreate {
+                name,
+                role,
+                dialect,
+                user,
             };
+            (data, request)
+        }
+        KeyCommand::List { data, json } => {
+            let reply = super::control::run(&data.data_dir, ControlRequest::KeyList).await?;
+            let ControlReply::Keys { records } = reply else {
+                return reply_error(reply);
+            };
+            output::print_keys(&records, json);
+            return Ok(Outcome::Success);
+        }
+        KeyCommand::Revoke { data, id } => {
+            let reply =
+                super::control::run(&data.data_dir, ControlRequest::KeyRevoke { id: id.clone() })
+                    .await?;
+            let ControlReply::Done = reply else {
+                return reply_error(reply);
+            };
+            eprintln!("revoked key {id}");
+            return Ok(Outcome::Success);
+        }
+    };
+    match super::control::run(&data.data_dir, request).await? {
+        ControlReply::KeyCreated { record, key } => {
             eprintln!(
-                "created {role} key {} ({name}); it is shown only once:",
-                record.id
+                "created {} key {} ({}); it is shown only once:",
+                record.role, record.id, record.name
             );
             println!("{key}");
         }
-        KeyCommand::List { data, json } => {
-            let records = store(&data).list()?;
-            if json {
-                let list: Vec<_> = records
-                    .iter()
-                    .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "dialect": r.dialect, "created_at": r.created_at, "revoked_at": r.revoked_at}))
-                    .collect();
-                println!("{}", serde_json::Value::Array(list));
-            } else {
-                println!(
-                    "{:<16}  {:<7}  {:<20}  {:<8}  NAME",
-                    "ID", "ROLE", "CREATED", "STATE"
-                );
-                for r in records {
-                    let state = if r.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
-                    let dialect = r
-                        .dialect
-                        .as_deref()
-                        .map(|d| format!(" [{d}]"))
-                        .unwrap_or_default();
-                    println!(
-                        "{:<16}  {:<7}  {:<20}  {:<8}  {}{dialect}",
-                        r.id, r.role, r.created_at, state, r.name
-                    );
-                }
-            }
-        }
-        KeyCommand::Revoke { data, id } => {
-            store(&data).revoke(&id)?;
-            eprintln!("revoked key {id}");
-        }
+        other => return reply_error(other),
     }
     Ok(Outcome::Success)
+}
+
+async fn user(action: UserCommand) -> Result<Outcome> {
+    use crate::service::control::{ControlReply, ControlRequest};
+    use crate::service::users::NewUser;
+    let (data, request) = match action {
+        UserCommand::Create {
+            data,
+            email,
+            superuser,
+            first_name,
+            last_name,
+        } => {
+            let password = super::control::read_new_password()?;
+            let user = NewUser {
+                email,
+                first_name,
+                last_name,
+                superuser,
+            };
+            (data, ControlRequest::UserCreate { user, password })
+        }
+        UserCommand::List { data, json } => {
+            let reply = super::control::run(&data.data_dir, ControlRequest::UserList).await?;
+            let ControlReply::Users { users } = reply else {
+                return reply_error(reply);
+            };
+            output::print_users(&users, json)?;
+            return Ok(Outcome::Success);
+        }
+        UserCommand::Passwd { data, email } => {
+            let password = super::control::read_new_password()?;
+            (data, ControlRequest::UserPasswd { email, password })
+        }
+        UserCommand::Delete { data, email } => (data, ControlRequest::UserDelete { email }),
+    };
+    match super::control::run(&data.data_dir, request).await? {
+        ControlReply::User { user } => eprintln!(
+            "created {}user {}",
+            if user.superuser { "super" } else { "" },
+            user.email
+        ),
+        ControlReply::Done => eprintln!("done"),
+        other => return reply_error(other),
+    }
+    Ok(Outcome::Success)
+}
+
+fn reply_error(reply: crate::service::control::ControlReply) -> Result<Outcome> {
+    match reply {
+        crate::service::control::ControlReply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer from the state store: {other:?}"),
+    }
 }
 
 async fn passwd(args: &RepoArgs, new_file: Option<&Path>) -> Result<Outcome> {

@@ -4,6 +4,7 @@
 
 pub mod bench;
 mod commands;
+mod control;
 mod output;
 mod remote;
 
@@ -103,6 +104,12 @@ enum Command {
     Key {
         #[command(subcommand)]
         action: KeyCommand,
+    },
+    /// Manage users who sign in with email and password (works whether or not the
+    /// server runs).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
     },
     /// Create a new repository.
     Init {
@@ -415,6 +422,44 @@ pub struct DataDirArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user. The password comes from STOWAGE_USER_PASSWORD, else the first
+    /// line of stdin (asked twice, unechoed, on a terminal).
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Email address; unique, ignoring case.
+        email: String,
+        /// May do everything.
+        #[arg(long)]
+        superuser: bool,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+    },
+    /// List users (never passwords).
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password (read like `user create`'s).
+    Passwd {
+        #[command(flatten)]
+        data: DataDirArgs,
+        email: String,
+    },
+    /// Delete a user and revoke the keys they own.
+    Delete {
+        #[command(flatten)]
+        data: DataDirArgs,
+        email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum KeyCommand {
     /// Create a key and print it once.
     Create {
@@ -431,6 +476,9 @@ enum KeyCommand {
         /// the only shape Backup-chan's clients accept.
         #[arg(long)]
         dialect: Option<String>,
+        /// The email of the user the key belongs to (deleting the user revokes it).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// List keys (ids, names, roles; never secrets).
     List {

@@ -307,6 +307,65 @@ pub fn print_decisions(
     Ok(())
 }
 
+/// Prints API key records (never a secret: the store has none).
+pub fn print_keys(records: &[crate::service::keys::KeyRecord], json: bool) {
+    if json {
+        let list: Vec<_> = records
+            .iter()
+            .map(|r| serde_json::json!({"id": r.id, "name": r.name, "role": r.role, "dialect": r.dialect, "created_at": r.created_at, "revoked_at": r.revoked_at}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return;
+    }
+    println!(
+        "{:<16}  {:<7}  {:<20}  {:<8}  NAME",
+        "ID", "ROLE", "CREATED", "STATE"
+    );
+    for r in records {
+        let state = if r.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        let dialect = r
+            .dialect
+            .as_deref()
+            .map(|d| format!(" [{d}]"))
+            .unwrap_or_default();
+        println!(
+            "{:<16}  {:<7}  {:<20}  {:<8}  {}{dialect}",
+            r.id, r.role, r.created_at, state, r.name
+        );
+    }
+}
+
+/// Prints users (never a password: the store holds only hashes).
+pub fn print_users(users: &[crate::service::users::UserView], json: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(users)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<32}  {:<9}  {:<20}  {:<20}  NAME",
+        "EMAIL", "SUPERUSER", "CREATED", "LAST LOGIN"
+    )?;
+    for user in users {
+        writeln!(
+            out,
+            "{:<32}  {:<9}  {:<20}  {:<20}  {} {}",
+            user.email,
+            if user.superuser { "yes" } else { "no" },
+            user.created_at,
+            user.last_login.as_deref().unwrap_or("never"),
+            user.first_name,
+            user.last_name
+        )?;
+    }
+    Ok(())
+}
+
 /// Tells, on stderr, that opening brought the index in line with the repository.
 pub fn print_reconciliation(report: &crate::repo::repair::RepairReport) {
     if report.changed() {

@@ -11,6 +11,7 @@ use crate::service::jobs::JobRegistry;
 use crate::service::keys::KeyStore;
 use crate::service::signed_urls::UrlSigner;
 use crate::service::tasks::TaskSet;
+use crate::service::users::UserStore;
 
 /// Limits and settings handlers need at request time.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Limits {
 pub struct ServerState {
     pub repo: Repository,
     pub keys: KeyStore,
+    /// People who sign in with email and password.
+    pub users: UserStore,
     pub jobs: Arc<JobRegistry>,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -51,6 +54,7 @@ impl ServerState {
     pub fn new(
         repo: Repository,
         keys: KeyStore,
+        users: UserStore,
         jobs: Arc<JobRegistry>,
         limits: Limits,
         max_uploads: usize,
@@ -59,6 +63,7 @@ impl ServerState {
         ServerState {
             repo,
             keys,
+            users,
             jobs,
             metrics: Metrics::default(),
             limits,

@@ -5,7 +5,6 @@
 //! Batch-oriented typed methods; no redb type escapes this module. Table definitions and
 //! the schema version live in [`schema`].
 
-mod guard;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -118,7 +117,7 @@ pub struct Index {
 impl Drop for Index {
     fn drop(&mut self) {
         if let Some(database) = self.db.take() {
-            if let Err(reason) = guard::contain(move || drop(database)) {
+            if let Err(reason) = crate::unwind::contain(move || drop(database)) {
                 tracing::warn!(index = %self.path.display(), %reason, "closing a damaged index");
             }
         }
@@ -134,7 +133,8 @@ impl Index {
             path: path.to_path_buf(),
             reason,
         };
-        let opened = guard::contain(|| Database::builder().create(path)).map_err(&damaged)?;
+        let opened =
+            crate::unwind::contain(|| Database::builder().create(path)).map_err(&damaged)?;
         let mut database = opened.map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
                 path: path.to_path_buf(),
@@ -155,10 +155,10 @@ impl Index {
         })?;
         // redb checks only what a crash can leave; a file damaged any other way is
         // found by walking every page and checking its checksum.
-        let checked = guard::contain(|| database.check_integrity());
+        let checked = crate::unwind::contain(|| database.check_integrity());
         if !matches!(checked, Ok(Ok(_))) {
             // redb's drop reads the file again: contain it too.
-            let _ = guard::contain(move || drop(database));
+            let _ = crate::unwind::contain(move || drop(database));
             return Err(damaged(match checked {
                 Ok(Err(error)) => error.to_string(),
                 Err(reason) => reason,
@@ -182,7 +182,7 @@ impl Index {
     /// Runs one operation on the database, turning a panic inside redb (which asserts
     /// on what it reads from the file) into [`IndexError::Damaged`].
     fn guarded<T>(&self, work: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {
-        guard::contain(work).map_err(|reason| IndexError::Damaged {
+        crate::unwind::contain(work).map_err(|reason| IndexError::Damaged {
             path: self.path.clone(),
             reason,
         })?

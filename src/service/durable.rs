@@ -20,6 +20,12 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes a rename or removal in `path`'s directory durable (fsync of the directory).
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The 32-byte secret stored in `path` as hex, created (random, mode 0600) when missing.
 /// A file that holds anything else is an error, never silently replaced: URLs signed
 /// with the old secret would stop working.

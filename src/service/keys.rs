@@ -2,82 +2,22 @@
 //! logs, revocation); only the SHA-256 of the secret is stored, and it is compared in
 //! constant time. The shape is that of a Pterodactyl node token, so one key serves Wings.
 //!
-//! Keys live in one JSON file (mode 0600) in the data directory, replaced atomically on
-//! every change and re-read when it changes, so `stowage key ...` works whether or not a
-//! server is running.
+//! Key records live in the state store (`state::keys`); a server holds the store, and
+//! `stowage key ...` reaches it through the server's control socket while one runs
+//! (`service::control`), so a change is seen at once. Keys of the earlier layout (a
+//! `keys.json` file in the data directory) are moved into the store by
+//! [`KeyStore::migrate_file`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ErrorKind;
-
-/// What a key may do. Each role includes the ones before it.
-///
-/// * `reader`: list, read and download backups, see jobs and stats.
-/// * `backup`: also create backups (uploads in every dialect, sequential uploads, fa
-///   backups, Wings uploads), take a backup out of the recycle bin and cancel jobs; never
-///   recycle, delete or purge, nor change what a retention policy keeps. The key for an
-///   agent: ransomware on its host cannot use it to destroy the history.
-/// * `writer`: also recycle and delete backups, create and edit series, targets and
-///   their retention rules, restore into fa homes.
-/// * `admin`: everything (purge, series deletion, check, gc, keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Reader,
-    Backup,
-    Writer,
-    Admin,
-}
-
-impl std::str::FromStr for Role {
-    type Err = KeyStoreError;
-    fn from_str(text: &str) -> Result<Role, KeyStoreError> {
-        match text {
-            "reader" => Ok(Role::Reader),
-            "backup" => Ok(Role::Backup),
-            "writer" => Ok(Role::Writer),
-            "admin" => Ok(Role::Admin),
-            other => Err(KeyStoreError::InvalidInput(format!(
-                "role {other:?} must be reader, backup, writer or admin"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Role::Reader => "reader",
-            Role::Backup => "backup",
-            Role::Writer => "writer",
-            Role::Admin => "admin",
-        })
-    }
-}
-
-/// A stored key: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    pub created_at: String,
-    /// SHA-256 of the secret, hex.
-    pub secret_sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-    /// The dialect whose key shape this key has (`backupchan`: `bakch-<secret>`); `None`
-    /// for stowage's own `<id>.<secret>` keys.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dialect: Option<String>,
-}
+pub use crate::state::keys::{KeyRecord, Role};
+use crate::state::StateStore;
 
 /// Who is calling, once a key was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,12 +65,18 @@ pub enum KeyStoreError {
     NotFound { id: String },
     #[error("{0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Role(#[from] crate::state::keys::UnknownRole),
 }
 
 impl KeyStoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             KeyStoreError::Io { .. } | KeyStoreError::Json { .. } => ErrorKind::Internal,
+            KeyStoreError::State(error) => error.kind(),
+            KeyStoreError::Role(_) => ErrorKind::InvalidInput,
             KeyStoreError::Malformed | KeyStoreError::Unknown => ErrorKind::Unauthorized,
             KeyStoreError::Forbidden { .. } => ErrorKind::Forbidden,
             KeyStoreError::NotFound { .. } => ErrorKind::NotFound,
@@ -139,20 +85,16 @@ impl KeyStoreError {
     }
 }
 
-/// What tells one version of the key file from the next: mtime, inode, length.
-type FileIdentity = (SystemTime, u64, u64);
-
 pub const KEY_ID_HEX: usize = 16;
 /// The dialect name of Backup-chan keys, `bakch-` + 64 lowercase hex digits.
 pub const BACKUPCHAN: &str = "backupchan";
 const BACKUPCHAN_PREFIX: &str = "bakch-";
 pub const KEY_SECRET_HEX: usize = 64;
 
-/// The key file and a cache of its contents, refreshed when the file changes.
+/// The API keys, over the state store.
+#[derive(Clone)]
 pub struct KeyStore {
-    path: PathBuf,
-    /// The file's identity when last read (mtime, inode, length) and its records.
-    cache: Mutex<(Option<FileIdentity>, Vec<KeyRecord>)>,
+    store: Arc<StateStore>,
 }
 
 fn random_hex(len: usize) -> String {
@@ -177,72 +119,46 @@ pub fn split_key(key: &str) -> Result<(&str, &str), KeyStoreError> {
 }
 
 impl KeyStore {
-    pub fn new(path: impl Into<PathBuf>) -> KeyStore {
-        KeyStore {
-            path: path.into(),
-            cache: Mutex::new((None, Vec::new())),
-        }
+    pub fn new(store: Arc<StateStore>) -> KeyStore {
+        KeyStore { store }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn io(&self, source: std::io::Error) -> KeyStoreError {
-        KeyStoreError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Every key, re-reading the file when it changed since the last read.
+    /// Every key.
     pub fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
-        // Every save is a rename of a new file, so the inode changes even where mtimes
-        // are coarse.
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(meta) => Some((
-                meta.modified().map_err(|e| self.io(e))?,
-                std::os::unix::fs::MetadataExt::ino(&meta),
-                meta.len(),
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != modified || modified.is_none() {
-            let records = match modified {
-                None => Vec::new(),
-                Some(_) => {
-                    let bytes = std::fs::read(&self.path).map_err(|e| self.io(e))?;
-                    serde_json::from_slice(&bytes).map_err(|source| KeyStoreError::Json {
-                        path: self.path.clone(),
-                        source,
-                    })?
-                }
-            };
-            *cache = (modified, records);
-        }
-        Ok(cache.1.clone())
+        Ok(self.store.keys()?)
     }
 
-    fn save(&self, records: &[KeyRecord]) -> Result<(), KeyStoreError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        let temp = dir.join(format!(".keys-{}.tmp", random_hex(16)));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| self.io(e))?;
-        let json = serde_json::to_vec_pretty(records).expect("key records serialize");
-        file.write_all(&json)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| self.io(e))?;
-        std::fs::rename(&temp, &self.path).map_err(|e| self.io(e))?;
-        Ok(())
+    /// Moves the keys of a `keys.json` file (the earlier layout) into the store, then
+    /// renames the file to `keys.json.migrated` (kept, never read again). Keys already in
+    /// the store are left as they are. Returns how many were added.
+    pub fn migrate_file(&self, path: &Path) -> Result<usize, KeyStoreError> {
+        let io = |source: std::io::Error| KeyStoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(e)),
+        };
+        let records: Vec<KeyRecord> =
+            serde_json::from_slice(&bytes).map_err(|source| KeyStoreError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut added = 0;
+        for record in &records {
+            split_key(&format!("{}.{}", record.id, "0".repeat(KEY_SECRET_HEX)))?;
+            if self.store.insert_key(record)? {
+                added += 1;
+            }
+        }
+        let mut migrated = path.as_os_str().to_owned();
+        migrated.push(".migrated");
+        std::fs::rename(path, PathBuf::from(migrated)).map_err(io)?;
+        crate::service::durable::sync_parent(path).map_err(io)?;
+        tracing::info!(keys = added, file = %path.display(), "moved API keys into the state store");
+        Ok(added)
     }
 
     /// Creates a key; returns its record and the full key, which is never shown again.
@@ -306,7 +222,7 @@ impl KeyStore {
     pub fn import(&self, name: &str, role: Role, key: &str) -> Result<KeyRecord, KeyStoreError> {
         let (id, secret) = split_key(key)?;
         let (id, secret) = (id.to_ascii_lowercase(), secret.to_string());
-        if let Some(existing) = self.list()?.into_iter().find(|r| r.id == id) {
+        if let Some(existing) = self.store.key(&id)? {
             return Ok(existing);
         }
         Ok(self.insert(name, role, &id, &secret, None)?.0)
@@ -326,7 +242,6 @@ impl KeyStore {
                 "key name must be 1 to 128 characters".into(),
             ));
         }
-        let mut records = self.list()?;
         let record = KeyRecord {
             id: id.to_string(),
             name: name.to_string(),
@@ -335,22 +250,44 @@ impl KeyStore {
             secret_sha256: sha256_hex(secret.as_bytes()),
             revoked_at: None,
             dialect: dialect.map(str::to_string),
+            user: None,
         };
-        records.push(record.clone());
-        self.save(&records)?;
+        if !self.store.insert_key(&record)? {
+            return Err(KeyStoreError::InvalidInput(format!("key id {id} exists")));
+        }
         Ok((record, format!("{id}.{secret}")))
+    }
+
+    /// Makes a key belong to a user (by email, which must exist), or to nobody.
+    pub fn assign(&self, id: &str, user: Option<&str>) -> Result<KeyRecord, KeyStoreError> {
+        let mut record = self
+            .store
+            .key(&id.to_ascii_lowercase())?
+            .ok_or_else(|| KeyStoreError::NotFound { id: id.to_string() })?;
+        record.user = match user {
+            Some(email) => Some(
+                self.store
+                    .user(email)?
+                    .ok_or_else(|| {
+                        KeyStoreError::InvalidInput(format!("no user with email {email}"))
+                    })?
+                    .email,
+            ),
+            None => None,
+        };
+        self.store.update_key(&record)?;
+        Ok(record)
     }
 
     /// Revokes a key by id.
     pub fn revoke(&self, id: &str) -> Result<(), KeyStoreError> {
-        let mut records = self.list()?;
-        let record = records
-            .iter_mut()
-            .find(|r| r.id == id)
+        let mut record = self
+            .store
+            .key(&id.to_ascii_lowercase())?
             .ok_or_else(|| KeyStoreError::NotFound { id: id.to_string() })?;
         record.revoked_at =
             Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        self.save(&records)
+        Ok(self.store.update_key(&record)?)
     }
 
     /// True when at least one key is active.
@@ -362,12 +299,10 @@ impl KeyStore {
     pub fn verify(&self, key: &str) -> Result<Principal, KeyStoreError> {
         let (id, secret) = split_key(key)?;
         let presented = Sha256::digest(secret.as_bytes());
-        let records = self.list()?;
-        let record = records
-            .iter()
-            .find(|r| {
-                r.id.eq_ignore_ascii_case(id) && r.revoked_at.is_none() && r.dialect.is_none()
-            })
+        let record = self
+            .store
+            .key(&id.to_ascii_lowercase())?
+            .filter(|r| r.revoked_at.is_none() && r.dialect.is_none())
             .ok_or(KeyStoreError::Unknown)?;
         let mut stored = [0u8; 32];
         hex::decode_to_slice(&record.secret_sha256, &mut stored)
@@ -388,14 +323,20 @@ impl KeyStore {
 mod tests {
     use super::*;
 
+    fn store_in(dir: &Path) -> KeyStore {
+        let path = dir.join(crate::state::STATE_FILE);
+        KeyStore::new(Arc::new(StateStore::open(&path).unwrap()))
+    }
+
     #[test]
     fn create_verify_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path().join("keys.json"));
+        let store = store_in(dir.path());
         let (record, key) = store.create("ci", Role::Writer).unwrap();
         let principal = store.verify(&key).unwrap();
         assert_eq!(principal.role, Role::Writer);
         assert!(principal.require(Role::Reader).is_ok());
+        assert!(principal.require(Role::Backup).is_ok());
         assert!(matches!(
             principal.require(Role::Admin),
             Err(KeyStoreError::Forbidden { .. })
@@ -406,28 +347,46 @@ mod tests {
             store.verify("nonsense"),
             Err(KeyStoreError::Malformed)
         ));
-        // Another store on the same file sees the change (a CLI beside a running server).
-        let other = KeyStore::new(dir.path().join("keys.json"));
-        other.revoke(&record.id).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.revoke(&record.id.to_uppercase()).unwrap();
         assert!(store.verify(&key).is_err());
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(store.path()).unwrap().permissions(),
+        assert_eq!("backup".parse::<Role>().unwrap(), Role::Backup);
+        assert!("owner".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn a_keys_file_of_the_earlier_layout_is_moved_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "ab".repeat(32);
+        let records = serde_json::json!([{
+            "id": "0123456789abcdef",
+            "name": "old",
+            "role": "writer",
+            "created_at": "2026-01-01T00:00:00Z",
+            "secret_sha256": sha256_hex(secret.as_bytes()),
+        }]);
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, records.to_string()).unwrap();
+        let store = store_in(dir.path());
+        assert_eq!(store.migrate_file(&file).unwrap(), 1);
+        assert!(!file.exists());
+        assert!(dir.path().join("keys.json.migrated").exists());
+        let principal = store.verify(&format!("0123456789abcdef.{secret}")).unwrap();
+        assert_eq!(
+            (principal.name.as_str(), principal.role),
+            ("old", Role::Writer)
         );
-        assert_eq!(mode & 0o777, 0o600);
+        // Nothing left to move: a second start changes nothing.
+        assert_eq!(store.migrate_file(&file).unwrap(), 0);
     }
 
     #[test]
     fn backupchan_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path().join("keys.json"));
+        let store = store_in(dir.path());
         let (record, key) = store
             .create_for_dialect("bc", Role::Writer, BACKUPCHAN)
             .unwrap();
         assert!(key.starts_with("bakch-") && key.len() == 70);
-        assert!(!std::fs::read_to_string(store.path())
-            .unwrap()
-            .contains(&key[6..]));
         assert_eq!(store.verify_backupchan(&key).unwrap().key_id, record.id);
         let wrong = format!("bakch-{}", "0".repeat(64));
         assert!(matches!(

@@ -2,6 +2,7 @@
 //! keys and users as the server grows. No HTTP types in or out.
 
 pub mod backupchan;
+pub mod control;
 pub mod durable;
 pub mod fa;
 pub mod forget;
@@ -11,5 +12,6 @@ pub mod retention;
 pub mod signed_urls;
 pub mod tasks;
 pub mod uploads;
+pub mod users;
 pub mod views;
 pub mod wings;

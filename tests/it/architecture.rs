@@ -1,5 +1,5 @@
 //! The layering of the crate, checked on its source text: dependencies point one way,
-//! `error, id → format → pipeline → index, backend → repo → service → http → api, dialects → server → cli`.
+//! `error, id, unwind → format → pipeline → index, backend, state → repo → service → http → api, dialects → server → cli`.
 //!
 //! Every `crate::x` path (in `use` declarations, grouped `use crate::{...}` imports, and
 //! paths in code) and every `super::` path that climbs to the crate root is an edge to
@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 fn forbidden(layer: &str) -> &'static [&'static str] {
     const ABOVE_REPO: [&str; 6] = ["service", "http", "api", "dialects", "server", "cli"];
     match layer {
-        "error" | "id" => &[
-            "format", "pipeline", "index", "backend", "repo", "service", "http", "api", "dialects",
-            "server", "cli",
+        "error" | "id" | "unwind" => &[
+            "format", "pipeline", "index", "backend", "state", "repo", "service", "http", "api",
+            "dialects", "server", "cli",
         ],
         "format" => &[
             "pipeline", "index", "backend", "repo", "service", "http", "api", "dialects", "server",
@@ -24,10 +24,15 @@ fn forbidden(layer: &str) -> &'static [&'static str] {
             "index", "backend", "repo", "service", "http", "api", "dialects", "server", "cli",
         ],
         "index" => &[
-            "backend", "repo", "service", "http", "api", "dialects", "server", "cli",
+            "backend", "state", "repo", "service", "http", "api", "dialects", "server", "cli",
+        ],
+        // The state store is a storage façade beside the index: below the services that
+        // give its records meaning.
+        "state" => &[
+            "index", "backend", "repo", "service", "http", "api", "dialects", "server", "cli",
         ],
         "backend" => &[
-            "index", "repo", "service", "http", "api", "dialects", "server", "cli",
+            "index", "state", "repo", "service", "http", "api", "dialects", "server", "cli",
         ],
         "repo" => &ABOVE_REPO,
         "service" => &["http", "api", "dialects", "server", "cli"],
@@ -35,7 +40,7 @@ fn forbidden(layer: &str) -> &'static [&'static str] {
         "api" => &["dialects", "server", "cli"],
         // A dialect speaks through the services, like the native API, never to the engine.
         "dialects" => &[
-            "api", "server", "cli", "repo", "index", "backend", "pipeline",
+            "api", "server", "cli", "repo", "index", "backend", "pipeline", "state",
         ],
         "server" => &["cli"],
         "cli" | "lib" | "main" => &[],

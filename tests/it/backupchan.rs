@@ -44,6 +44,11 @@ impl Drop for Bc {
 }
 
 impl Bc {
+    /// The running server's API keys (its state store is held open by the server).
+    fn keys(&self) -> &KeyStore {
+        &self.server.as_ref().expect("running").state().keys
+    }
+
     /// Shuts the server down and waits until it has released everything, so another
     /// can start on the same data at once.
     async fn stop(mut self) {
@@ -66,7 +71,7 @@ impl Bc {
         };
         adjust(&mut config);
         let state = server::prepare(&config).await.expect("prepare");
-        let keys = KeyStore::new(config.keys_file());
+        let keys = state.keys.clone();
         let key = match std::fs::read_to_string(dir.join("bc.key")) {
             Ok(key) => key,
             Err(_) => {
@@ -292,7 +297,7 @@ async fn auth_answers_401_and_403_in_json() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // A reader key reads but does not write.
-    let keys = KeyStore::new(bc.data_dir.join("keys.json"));
+    let keys = bc.keys();
     let (_, reader) = keys
         .create_for_dialect("r", Role::Reader, BACKUPCHAN)
         .unwrap();
@@ -688,9 +693,13 @@ fn key_create_issues_bakch_keys() {
     assert!(key[6..]
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-    let stored = std::fs::read_to_string(data.join("keys.json")).unwrap();
-    assert!(!stored.contains(&key[6..]), "the secret itself is stored");
-    assert!(KeyStore::new(data.join("keys.json"))
+    let stored = std::fs::read(data.join(stowage::state::STATE_FILE)).unwrap();
+    assert!(
+        !stored.windows(64).any(|w| w == &key.as_bytes()[6..]),
+        "the secret itself is stored"
+    );
+    let store = stowage::state::StateStore::open(&data.join(stowage::state::STATE_FILE)).unwrap();
+    assert!(KeyStore::new(std::sync::Arc::new(store))
         .verify_backupchan(&key)
         .is_ok());
     let listed = crate::support::run_ok(
@@ -1112,7 +1121,8 @@ async fn a_backup_key_uploads_but_never_recycles_or_deletes() {
     let mut bc = Bc::start(dir.path()).await;
     let target = bc.target("agent", "single", "agent-$I", None).await;
     let writer = bc.key.clone();
-    let (_, agent) = KeyStore::new(bc.data_dir.join("keys.json"))
+    let (_, agent) = bc
+        .keys()
         .create_for_dialect("agent", Role::Backup, BACKUPCHAN)
         .expect("backup key");
     bc.key = agent;

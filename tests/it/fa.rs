@@ -33,7 +33,6 @@ struct Fa {
     admin: String,
     /// Homes are `<root>/users/<username>`.
     root: PathBuf,
-    data_dir: PathBuf,
     server: Option<stowage::server::RunningServer>,
     _guard: tokio::sync::RwLockReadGuard<'static, ()>,
 }
@@ -48,6 +47,11 @@ impl Drop for Fa {
 }
 
 impl Fa {
+    /// The running server's API keys (its state store is held open by the server).
+    fn keys(&self) -> &KeyStore {
+        &self.server.as_ref().expect("running").state().keys
+    }
+
     /// Shuts the server down and waits until it has released everything, so another
     /// can start on the same data at once.
     async fn stop(mut self) {
@@ -82,7 +86,6 @@ impl Fa {
             client: Client::builder().no_proxy().build().expect("client"),
             admin,
             root,
-            data_dir,
             server: Some(server),
             _guard: guard,
         }
@@ -689,7 +692,7 @@ async fn fa_unknown_ids_malformed_json_and_auth() {
     }
 
     // A stowage API key works too; its name is the username, its role applies.
-    let keys = KeyStore::new(fa.data_dir.join("keys.json"));
+    let keys = fa.keys();
     let (_, writer) = keys.create("frank", Role::Writer).unwrap();
     let (_, reader) = keys.create("frank", Role::Reader).unwrap();
     std::fs::create_dir_all(fa.home("frank").join("docs")).unwrap();
@@ -815,7 +818,7 @@ async fn fa_job_status_survives_a_restart() {
 async fn fa_a_backup_key_backs_up_but_never_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let fa = Fa::start(dir.path()).await;
-    let keys = KeyStore::new(fa.data_dir.join("keys.json"));
+    let keys = fa.keys();
     let (_, agent) = keys.create("ivan", Role::Backup).unwrap();
     std::fs::create_dir_all(fa.home("ivan").join("work")).unwrap();
     std::fs::write(fa.home("ivan").join("work/a"), b"agent bytes").unwrap();

@@ -44,7 +44,8 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
     let data = cwd.path().join("stowage-data");
     assert_eq!(mode(&data.join("passphrase")), 0o600);
     assert_eq!(mode(&data.join("admin.key")), 0o600);
-    assert_eq!(mode(&data.join("keys.json")), 0o600);
+    assert_eq!(mode(&data.join("state.redb")), 0o600);
+    assert_eq!(mode(&data.join("control.sock")), 0o600);
     assert!(data.join("repo").join("config").exists());
 
     let key = std::fs::read_to_string(data.join("admin.key")).unwrap();

@@ -52,6 +52,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The running server's API keys (its state store is held open by the server).
+    fn keys(&self) -> &KeyStore {
+        &self.server.as_ref().expect("running").state().keys
+    }
+
     async fn start() -> Server {
         Server::start_with(|_| {}).await
     }
@@ -82,7 +87,7 @@ impl Server {
         tweak(&mut config);
         let state = server::prepare(&config).await.expect("prepare");
         let admin = admin_key(&data_dir);
-        let keys = KeyStore::new(data_dir.join("keys.json"));
+        let keys = state.keys.clone();
         let (_, writer) = keys.create("writer", Role::Writer).expect("writer key");
         let (reader_record, reader) = keys.create("reader", Role::Reader).expect("reader key");
         let (base, server) = serve_on_loopback(state).await;
@@ -561,9 +566,7 @@ async fn server_auth_and_roles() {
     assert_eq!(server.download(&id).await, random_bytes(100_000, 4));
 
     // A revoked key is refused at once.
-    KeyStore::new(server.data_dir.join("keys.json"))
-        .revoke(&server.reader_id)
-        .expect("revoke");
+    server.keys().revoke(&server.reader_id).expect("revoke");
     let (status, body) = server.get(&server.reader, "/v1/backups").await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
     let (status, _) = server.get(&server.admin, "/v1/backups").await;
@@ -1295,7 +1298,7 @@ async fn server_large_streamed_upload_memory_is_flat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_key_creates_and_reads_backups_but_never_destroys_them() {
     let server = Server::start().await;
-    let keys = KeyStore::new(server.data_dir.join("keys.json"));
+    let keys = server.keys();
     let (_, agent) = keys.create("agent", Role::Backup).expect("backup key");
     let data = vec![5u8; 300_000];
     let response = server
@@ -1351,4 +1354,184 @@ async fn a_backup_key_creates_and_reads_backups_but_never_destroys_them() {
         .post(&agent, &format!("/v1/backups/{id}/restore"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stowage_key_beside_a_running_server_goes_through_its_control_socket() {
+    let server = Server::start().await;
+    let data_dir = server.data_dir.clone();
+    let cli = move |args: Vec<String>| {
+        let data_dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = crate::support::cli(&data_dir.join("repo"));
+            command.args(&args).arg("--data-dir").arg(&data_dir);
+            crate::support::run_ok(&mut command, None)
+        })
+    };
+    let created = cli(vec![
+        "key".into(),
+        "create".into(),
+        "--name".into(),
+        "from-cli".into(),
+        "--role".into(),
+        "reader".into(),
+    ])
+    .await
+    .unwrap();
+    let key = crate::support::last_line(&created);
+    let (status, _) = server.get(&key, "/v1/backups").await;
+    assert_eq!(status, StatusCode::OK, "the server knows the key at once");
+
+    let listed = cli(vec!["key".into(), "list".into(), "--json".into()])
+        .await
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = key.split_once('.').unwrap().0;
+    assert!(
+        listed.as_array().unwrap().iter().any(|k| k["id"] == id),
+        "{listed}"
+    );
+    cli(vec!["key".into(), "revoke".into(), id.into()])
+        .await
+        .unwrap();
+    let (status, _) = server.get(&key, "/v1/backups").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().join("data"),
+        ..ServerConfig::default()
+    };
+    let first = server::prepare(&config).await.expect("first start");
+    first.shutdown().await;
+    drop(first);
+    // The earlier layout: keys in keys.json, no state store.
+    let admin = admin_key(&config.data_dir);
+    let (id, secret) = admin.split_once('.').unwrap();
+    let old = json!([{
+        "id": id,
+        "name": "admin",
+        "role": "admin",
+        "created_at": "2026-01-01T00:00:00Z",
+        "secret_sha256": hex::encode(Sha256::digest(secret.as_bytes())),
+    }]);
+    std::fs::remove_file(config.state_file()).unwrap();
+    std::fs::write(config.keys_file(), old.to_string()).unwrap();
+
+    let state = server::prepare(&config)
+        .await
+        .expect("start on the earlier layout");
+    assert!(!config.keys_file().exists());
+    assert!(config.data_dir.join("keys.json.migrated").exists());
+    let principal = state
+        .keys
+        .verify(&admin)
+        .expect("the old admin key still works");
+    assert_eq!(principal.role, Role::Admin);
+    assert_eq!(
+        state.keys.list().unwrap().len(),
+        1,
+        "no second admin key made"
+    );
+    state.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stowage_user_manages_users_with_or_without_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let user = |args: &[&str], stdin: Option<&'static [u8]>, env: Option<&str>| {
+        let data_dir = data_dir.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env = env.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut command = crate::support::cli(&data_dir.join("repo"));
+            command
+                .arg("user")
+                .args(&args)
+                .arg("--data-dir")
+                .arg(&data_dir);
+            if let Some(password) = env {
+                command.env("STOWAGE_USER_PASSWORD", password);
+            }
+            crate::support::run(&mut command, stdin)
+        })
+    };
+    // No server: the CLI opens the state store itself.
+    let created = user(
+        &[
+            "create",
+            "Ada@Example.org",
+            "--superuser",
+            "--first-name",
+            "Ada",
+        ],
+        Some(b"first password\n"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::support::stderr_text(&created)
+    );
+    let again = user(
+        &["create", "ada@example.ORG"],
+        Some(b"another password\n"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(!again.status.success(), "emails are unique ignoring case");
+    let short = user(&["create", "bob@example.org"], Some(b"short\n"), None)
+        .await
+        .unwrap();
+    assert!(crate::support::stderr_text(&short).contains("8 to 1024"));
+
+    // With a server holding the store: the same commands go through its socket.
+    let config = ServerConfig {
+        data_dir: data_dir.clone(),
+        ..ServerConfig::default()
+    };
+    let state = server::prepare(&config).await.expect("start");
+    state
+        .users
+        .verify("ada@example.org", "first password")
+        .unwrap();
+    let changed = user(
+        &["passwd", "ADA@example.org"],
+        None,
+        Some("second password"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        changed.status.success(),
+        "{}",
+        crate::support::stderr_text(&changed)
+    );
+    assert!(state
+        .users
+        .verify("ada@example.org", "first password")
+        .is_err());
+    state
+        .users
+        .verify("ada@example.org", "second password")
+        .unwrap();
+    let listed = user(&["list", "--json"], None, None).await.unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["email"], "Ada@Example.org");
+    assert_eq!(listed[0]["superuser"], true);
+    assert!(listed[0]["last_login"].is_string());
+    assert!(!listed.to_string().contains("argon2"), "no hash is shown");
+    let deleted = user(&["delete", "ada@example.org"], None, None)
+        .await
+        .unwrap();
+    assert!(deleted.status.success());
+    assert!(state.users.list().unwrap().is_empty());
+    state.shutdown().await;
 }

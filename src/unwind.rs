@@ -1,7 +1,7 @@
-//! Turns a panic inside redb into an error. redb asserts on structures it reads from
-//! the file, so a damaged index file (truncated, pages overwritten) can panic inside any
-//! call; the index is a cache, and a damaged cache must give a clear error that names
-//! the way out (`stowage repair index`), never take the process down.
+//! Turns a panic inside a storage library into an error. redb asserts on structures it
+//! reads from its file, so a damaged database file (truncated, pages overwritten) can
+//! panic inside any call, its drop included; the index and the state store must give a
+//! clear error that names the way out, never take the process down.
 //!
 //! [`contain`] runs a closure with a thread-local flag set; the panic hook installed
 //! once by [`install_hook`] keeps the message of a panic raised under the flag (instead
@@ -44,7 +44,7 @@ fn install_hook() {
 }
 
 /// Runs `work`, returning `Err(message)` when it panicked.
-pub(super) fn contain<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn contain<T>(work: impl FnOnce() -> T) -> Result<T, String> {
     install_hook();
     let was = CONTAINED.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(work));

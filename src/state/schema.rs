@@ -1,0 +1,25 @@
+//! Every table of the state store and its schema version. Adding a table is
+//! compatible (it is created on open); changing a record's encoding means bumping
+//! [`SCHEMA_VERSION`] and writing its migration in `StateStore::ensure_schema`.
+//!
+//! * `meta`: `&str` → `u64` (`schema_version`)
+//! * `keys`: key id (16 lowercase hex digits) → the key's record, JSON (`state::keys`)
+//! * `users`: email folded to lower case → the user's record, JSON (`state::users`)
+
+use redb::TableDefinition;
+
+use super::{db, StateError};
+
+pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// Creates every table a fresh store lacks.
+pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
+    txn.open_table(KEYS).map_err(db)?;
+    txn.open_table(USERS).map_err(db)?;
+    Ok(())
+}
