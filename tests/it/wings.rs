@@ -43,6 +43,11 @@ impl Drop for Wings {
 }
 
 impl Wings {
+    /// The running server's API keys (its state store is held open by the server).
+    fn keys(&self) -> &KeyStore {
+        &self.server.as_ref().expect("running").state().keys
+    }
+
     /// Shuts the server down and waits until it has released everything, so another
     /// can start on the same data at once.
     async fn stop(mut self) {
@@ -61,9 +66,7 @@ impl Wings {
         configure(&mut config);
         let state = server::prepare(&config).await.expect("prepare");
         let admin = admin_key(&data_dir);
-        let (_, node) = KeyStore::new(data_dir.join("keys.json"))
-            .create("wings-node", Role::Writer)
-            .unwrap();
+        let (_, node) = state.keys.create("wings-node", Role::Writer).unwrap();
         let (base, server) = serve_on_loopback(state).await;
         Wings {
             base,
@@ -362,9 +365,7 @@ async fn wings_credentials_are_checked_like_the_panel() {
             "The Authorization header provided was not in a valid format."
         );
     }
-    let (_, reader) = KeyStore::new(wings.data_dir.join("keys.json"))
-        .create("watcher", Role::Reader)
-        .unwrap();
+    let (_, reader) = wings.keys().create("watcher", Role::Reader).unwrap();
     let wrong = format!("{}.{}", &wings.node[..16], "0".repeat(64));
     for token in [wrong.as_str(), "abc.def", reader.as_str()] {
         let response = wings
@@ -645,4 +646,48 @@ async fn wings_staging_backups_no_upload_names_are_purged_after_a_restart() {
         assert!(Instant::now() < deadline, "the stray part was never purged");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wings_part_urls_handed_out_before_a_restart_work_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = "6b2c8d5e-2f4a-4c1e-9d7b-3a5f0e1c2b4d";
+    let data = archive(PART_SIZE as usize + (5 << 20), 77);
+    let wings = Wings::start(dir.path(), |_| {}).await;
+    let (urls, part_size) = wings.announce(uuid, data.len() as u64).await;
+    assert_eq!(urls.len(), 2);
+    let first = wings
+        .put_part(&urls[0], data[..part_size as usize].to_vec())
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first_etag = first.headers()["etag"].to_str().unwrap().to_string();
+    wings.stop().await;
+
+    // The same links, on the restarted server (a new port: only the base changes; the
+    // signature covers method, path and expiry).
+    let wings = Wings::start(dir.path(), |_| {}).await;
+    let path = &urls[1][urls[1].find("/wings/").expect("part path")..];
+    let second = wings
+        .put_part(
+            &format!("{}{path}", wings.base),
+            data[part_size as usize..].to_vec(),
+        )
+        .await;
+    assert_eq!(
+        second.status(),
+        StatusCode::OK,
+        "a link from before the restart"
+    );
+    let second_etag = second.headers()["etag"].to_str().unwrap().to_string();
+    let (status, body) = wings
+        .report(
+            uuid,
+            json!({"checksum": sha1_hex(&data), "checksum_type": "sha1",
+                   "size": data.len(), "successful": true,
+                   "parts": [{"etag": first_etag, "part_number": 1},
+                             {"etag": second_etag, "part_number": 2}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_restores(&wings, uuid, &data).await;
 }
