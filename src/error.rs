@@ -5,7 +5,7 @@
 //! codes of each dialect) can map failures without knowing every layer's variants.
 
 /// What kind of failure happened, independent of the layer that saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     NotFound,

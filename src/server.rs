@@ -375,7 +375,11 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         max_json_bytes: config.max_json_bytes,
     };
     let tasks = TaskSet::new();
-    let jobs = Arc::new(JobRegistry::new(config.job_history, tasks.clone()));
+    let jobs = Arc::new(JobRegistry::open(
+        config.job_history,
+        tasks.clone(),
+        keys.state_store(),
+    )?);
     if let Some(url) = &config.public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("public_url {url:?} must start with http:// or https://");

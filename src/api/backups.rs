@@ -22,8 +22,8 @@ use crate::http::public_url;
 use crate::http::range::{self, RangeRequest};
 use crate::http::AppState;
 use crate::repo::ingest::{validate_series, IngestOptions};
-use crate::repo::{Progress, RepoError};
-use crate::service::jobs::JobKind;
+use crate::repo::Progress;
+use crate::service::jobs::{JobFailure, JobKind};
 use crate::service::keys::Role;
 use crate::service::signed_urls::{self, MAX_LIFETIME_SECS};
 use crate::service::uploads;
@@ -149,7 +149,7 @@ pub async fn upload(
         let outcome = work
             .await
             .map(|view| serde_json::to_value(view).unwrap_or_default());
-        jobs.end(&job, outcome.map_err(api_to_repo));
+        jobs.end(&job, outcome.map_err(job_failure));
     });
     // A failure before the body was read drops the sender: answer with the job anyway,
     // whose record carries the error.
@@ -161,12 +161,12 @@ pub async fn upload(
         .into_response())
 }
 
-/// Keeps a background upload's failure readable in its job record.
-fn api_to_repo(error: ApiError) -> RepoError {
-    if error.code == "cancelled" {
-        RepoError::Cancelled
-    } else {
-        RepoError::Internal(error.message)
+/// Keeps a background upload's failure, with its kind, in its job record.
+fn job_failure(error: ApiError) -> JobFailure {
+    JobFailure {
+        kind: error.kind(),
+        cancelled: error.code == "cancelled",
+        message: error.message,
     }
 }
 

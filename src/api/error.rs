@@ -24,6 +24,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The shared kind of this error, read back from its code.
+    pub fn kind(&self) -> ErrorKind {
+        match self.code {
+            "not_found" => ErrorKind::NotFound,
+            "conflict" | "cancelled" => ErrorKind::Conflict,
+            "invalid_input" | "range_not_satisfiable" => ErrorKind::InvalidInput,
+            "unauthorized" => ErrorKind::Unauthorized,
+            "forbidden" => ErrorKind::Forbidden,
+            "corrupt" => ErrorKind::Corrupt,
+            "unavailable" => ErrorKind::Unavailable,
+            "payload_too_large" => ErrorKind::LimitExceeded,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

@@ -1,64 +1,42 @@
 //! Jobs: asynchronous operations (uploads answered with 202, check, gc) with a status,
-//! progress, an error or a result, and cancellation. Kept in memory; the most recent
-//! [`JobRegistry::history`] finished jobs are remembered.
+//! progress, an error with its kind or a result, and cancellation. Every job is written
+//! to the state store when it starts and when it ends, and the most recent
+//! [`JobRegistry::history`] finished jobs are kept; a job that was running when the
+//! process stopped comes back as failed, "interrupted", never as running.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::error::ErrorKind;
 use crate::repo::{Progress, RepoError};
+use crate::state::jobs::JobRecord;
+use crate::state::{StateError, StateStore};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Upload,
-    Check,
-    Gc,
+/// The error of a job that came back after the process stopped while it ran.
+pub const INTERRUPTED: &str = "interrupted: the server stopped while the job was running";
+
+/// How a job failed.
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Stopped on request (cancel, shutdown): the job is `cancelled`, not `failed`.
+    pub cancelled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
-        )
+impl From<RepoError> for JobFailure {
+    fn from(error: RepoError) -> JobFailure {
+        JobFailure {
+            kind: error.kind(),
+            cancelled: matches!(error, RepoError::Cancelled),
+            message: error.to_string(),
+        }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct JobProgress {
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub rate_bytes_per_sec: u64,
-}
-
-/// A job as callers see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobView {
-    pub id: String,
-    pub kind: JobKind,
-    pub status: JobStatus,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub progress: JobProgress,
-    pub error: Option<String>,
-    pub result: Option<serde_json::Value>,
-}
+pub use crate::state::jobs::{JobKind, JobProgress, JobStatus, JobView};
 
 struct JobEntry {
     view: JobView,
@@ -89,6 +67,9 @@ pub struct JobRegistry {
     next_sequence: Mutex<u64>,
     history: usize,
     tasks: super::tasks::TaskSet,
+    store: Arc<StateStore>,
+    /// Orders writes to the store, so a job's end is never overwritten by its start.
+    writes: Mutex<()>,
 }
 
 fn now() -> String {
@@ -96,13 +77,57 @@ fn now() -> String {
 }
 
 impl JobRegistry {
-    /// A registry whose jobs run as tasks of `tasks`.
-    pub fn new(history: usize, tasks: super::tasks::TaskSet) -> JobRegistry {
-        JobRegistry {
-            tasks,
-            jobs: Mutex::new(BTreeMap::new()),
-            next_sequence: Mutex::new(0),
+    /// Opens the registry on the jobs of `store`; jobs that were running are recorded
+    /// as failed ([`INTERRUPTED`]). Jobs run as tasks of `tasks`.
+    pub fn open(
+        history: usize,
+        tasks: super::tasks::TaskSet,
+        store: Arc<StateStore>,
+    ) -> Result<JobRegistry, StateError> {
+        let mut jobs = BTreeMap::new();
+        let mut last = 0;
+        for mut record in store.jobs()? {
+            if !record.view.status.is_finished() {
+                record.view.status = JobStatus::Failed;
+                record.view.error = Some(INTERRUPTED.into());
+                record.view.error_kind = Some(ErrorKind::Unavailable);
+                record.view.finished_at = Some(now());
+                store.put_job(&record)?;
+            }
+            last = last.max(record.sequence);
+            jobs.insert(
+                record.view.id.clone(),
+                JobEntry {
+                    view: record.view,
+                    // Finished: nothing reads a finished job's progress.
+                    progress: Arc::new(Progress::new()),
+                    started: Instant::now(),
+                    sequence: record.sequence,
+                },
+            );
+        }
+        let registry = JobRegistry {
+            jobs: Mutex::new(jobs),
+            next_sequence: Mutex::new(last),
             history: history.max(1),
+            tasks,
+            store,
+            writes: Mutex::new(()),
+        };
+        let forgotten = prune(&mut registry.lock(), registry.history);
+        registry.store.remove_jobs(&forgotten)?;
+        Ok(registry)
+    }
+
+    /// Writes a job's record; a failure to write is logged, never fails the job.
+    fn persist(&self, record: JobRecord, forgotten: &[String]) {
+        let _ordered = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let written = self
+            .store
+            .put_job(&record)
+            .and_then(|()| self.store.remove_jobs(forgotten));
+        if let Err(error) = written {
+            tracing::error!(job = %record.view.id, %error, "cannot record the job in the state store");
         }
     }
 
@@ -141,39 +166,55 @@ impl JobRegistry {
                 rate_bytes_per_sec: 0,
             },
             error: None,
+            error_kind: None,
             result: None,
         };
         self.lock().insert(
             id.clone(),
             JobEntry {
-                view,
+                view: view.clone(),
                 progress,
                 started: Instant::now(),
                 sequence,
             },
         );
+        self.persist(JobRecord { sequence, view }, &[]);
         id
     }
 
     /// Records how a job ended.
-    pub fn end(&self, id: &str, outcome: Result<serde_json::Value, RepoError>) {
-        let mut jobs = self.lock();
-        if let Some(entry) = jobs.get_mut(id) {
-            let view = refresh(entry);
-            view.finished_at = Some(now());
-            match outcome {
-                Ok(result) => {
-                    view.status = JobStatus::Succeeded;
-                    view.result = Some(result);
+    pub fn end(&self, id: &str, outcome: Result<serde_json::Value, JobFailure>) {
+        let (record, forgotten) = {
+            let mut jobs = self.lock();
+            let record = jobs.get_mut(id).map(|entry| {
+                let sequence = entry.sequence;
+                let view = refresh(entry);
+                view.finished_at = Some(now());
+                match outcome {
+                    Ok(result) => {
+                        view.status = JobStatus::Succeeded;
+                        view.result = Some(result);
+                    }
+                    Err(failure) => {
+                        view.status = if failure.cancelled {
+                            JobStatus::Cancelled
+                        } else {
+                            JobStatus::Failed
+                        };
+                        view.error = Some(failure.message);
+                        view.error_kind = Some(failure.kind);
+                    }
                 }
-                Err(RepoError::Cancelled) => view.status = JobStatus::Cancelled,
-                Err(error) => {
-                    view.status = JobStatus::Failed;
-                    view.error = Some(error.to_string());
+                JobRecord {
+                    sequence,
+                    view: view.clone(),
                 }
-            }
+            });
+            (record, prune(&mut jobs, self.history))
+        };
+        if let Some(record) = record {
+            self.persist(record, &forgotten);
         }
-        prune(&mut jobs, self.history);
     }
 
     /// Runs `work` as a job on the runtime; returns the job's id at once.
@@ -188,7 +229,7 @@ impl JobRegistry {
         let (registry, job) = (self.clone(), id.clone());
         self.tasks.spawn_job(progress, async move {
             let outcome = future.await;
-            registry.end(&job, outcome);
+            registry.end(&job, outcome.map_err(JobFailure::from));
         });
         id
     }
@@ -260,18 +301,24 @@ fn refresh(entry: &mut JobEntry) -> &mut JobView {
     &mut entry.view
 }
 
-/// Forgets the oldest finished jobs beyond `history`.
-fn prune(jobs: &mut BTreeMap<String, JobEntry>, history: usize) {
+/// Forgets the oldest finished jobs beyond `history`; returns their ids.
+fn prune(jobs: &mut BTreeMap<String, JobEntry>, history: usize) -> Vec<String> {
     let mut finished: Vec<(u64, String)> = jobs
         .iter()
         .filter(|(_, e)| e.view.status.is_finished())
         .map(|(id, e)| (e.sequence, id.clone()))
         .collect();
     if finished.len() <= history {
-        return;
+        return Vec::new();
     }
     finished.sort();
-    for (_, id) in finished.iter().take(finished.len() - history) {
-        jobs.remove(id);
-    }
+    let excess = finished.len() - history;
+    finished
+        .into_iter()
+        .take(excess)
+        .map(|(_, id)| {
+            jobs.remove(&id);
+            id
+        })
+        .collect()
 }

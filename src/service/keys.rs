@@ -123,6 +123,11 @@ impl KeyStore {
         KeyStore { store }
     }
 
+    /// The state store the keys live in (shared with the other core stores).
+    pub fn state_store(&self) -> Arc<StateStore> {
+        self.store.clone()
+    }
+
     /// Every key.
     pub fn list(&self) -> Result<Vec<KeyRecord>, KeyStoreError> {
         Ok(self.store.keys()?)

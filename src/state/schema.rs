@@ -5,6 +5,7 @@
 //! * `meta`: `&str` → `u64` (`schema_version`)
 //! * `keys`: key id (16 lowercase hex digits) → the key's record, JSON (`state::keys`)
 //! * `users`: email folded to lower case → the user's record, JSON (`state::users`)
+//! * `jobs`: job id → the job's record, JSON (`state::jobs`)
 
 use redb::TableDefinition;
 
@@ -16,10 +17,12 @@ pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 /// Creates every table a fresh store lacks.
 pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
     txn.open_table(KEYS).map_err(db)?;
     txn.open_table(USERS).map_err(db)?;
+    txn.open_table(JOBS).map_err(db)?;
     Ok(())
 }

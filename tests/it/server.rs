@@ -1535,3 +1535,108 @@ async fn stowage_user_manages_users_with_or_without_a_running_server() {
     assert!(state.users.list().unwrap().is_empty());
     state.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted() {
+    use stowage::service::jobs::{JobKind, JobProgress, JobStatus, JobView, INTERRUPTED};
+    use stowage::state::jobs::JobRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().join("data"),
+        max_upload_bytes: MIB as u64,
+        ..ServerConfig::default()
+    };
+    let state = server::prepare(&config).await.expect("start");
+    let admin = admin_key(&config.data_dir);
+    let (base, running) = serve_on_loopback(state).await;
+    let client = Client::builder().no_proxy().build().unwrap();
+    // An upload over the limit, answered 202: its job fails with the limit's kind.
+    // Streamed without a length, so the limit is met while the job reads the body.
+    let chunks = futures::stream::iter(
+        (0..32).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 64 << 10]))),
+    );
+    let response = client
+        .post(format!("{base}/v1/series/big/backups?wait=false"))
+        .bearer_auth(&admin)
+        .body(Body::wrap_stream(chunks))
+        .send()
+        .await;
+    let job_id = match response {
+        Ok(response) => {
+            let (_, body) = json_of(response).await;
+            body["job"]["id"].as_str().map(str::to_string)
+        }
+        Err(_) => None,
+    };
+    let mut failed = Value::Null;
+    for _ in 0..600 {
+        let jobs: Value = client
+            .get(format!("{base}/v1/jobs"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        failed = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["kind"] == "upload")
+            .cloned()
+            .expect("the upload's job is listed");
+        if failed["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(id) = job_id {
+        assert_eq!(failed["id"], id.as_str());
+    }
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error_kind"], "limit_exceeded", "{failed}");
+    running.shutdown().await.unwrap();
+
+    // A job that was running when the process died, as the store would hold it.
+    let store = stowage::state::StateStore::open(&config.state_file()).unwrap();
+    let view = JobView {
+        id: "11111111-2222-4333-8444-555555555555".into(),
+        kind: JobKind::Gc,
+        status: JobStatus::Running,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        started_at: Some("2026-01-01T00:00:00.000Z".into()),
+        finished_at: None,
+        progress: JobProgress {
+            bytes_done: 0,
+            bytes_total: 0,
+            rate_bytes_per_sec: 0,
+        },
+        error: None,
+        error_kind: None,
+        result: None,
+    };
+    store
+        .put_job(&JobRecord {
+            sequence: 1000,
+            view: view.clone(),
+        })
+        .unwrap();
+    drop(store);
+
+    let state = server::prepare(&config).await.expect("restart");
+    let remembered = state
+        .jobs
+        .get(failed["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(remembered.status, JobStatus::Failed);
+    assert_eq!(
+        remembered.error_kind,
+        Some(stowage::error::ErrorKind::LimitExceeded)
+    );
+    let interrupted = state.jobs.get(&view.id).unwrap();
+    assert_eq!(interrupted.status, JobStatus::Failed);
+    assert_eq!(interrupted.error.as_deref(), Some(INTERRUPTED));
+    assert!(interrupted.finished_at.is_some());
+    state.shutdown().await;
+}
