@@ -194,6 +194,7 @@ mod tests {
     use super::*;
     use crate::format::catalog::EntryKind;
 
+    #[allow(unsafe_code)]
     fn entry(path: &str, mode: u32, mtime: i64) -> CatalogEntry {
         CatalogEntry {
             path: path.into(),
@@ -201,6 +202,7 @@ mod tests {
             mode,
             mtime,
             mtime_nsec: 0,
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
             user: String::new(),

@@ -26,6 +26,8 @@ impl OwnerNames {
     }
 }
 
+// One of the documented places with unsafe code (libc's reentrant passwd lookup).
+#[allow(unsafe_code)]
 fn lookup_user(uid: u32) -> String {
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: `passwd` is plain data; getpwuid_r writes into it and `buffer`, both of
@@ -49,6 +51,7 @@ fn lookup_user(uid: u32) -> String {
     }
 }
 
+#[allow(unsafe_code)]
 fn lookup_group(gid: u32) -> String {
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: as in `lookup_user`, for `group` and getgrgid_r.

@@ -559,6 +559,8 @@ fn apply_metadata(path: &Path, entry: &CatalogEntry) -> Result<(), RepoError> {
     filetime::set_symlink_file_times(path, mtime, mtime).map_err(|e| RepoError::io(path, e))
 }
 
+// One of the documented places with unsafe code.
+#[allow(unsafe_code)]
 pub(super) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

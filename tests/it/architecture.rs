@@ -38,9 +38,10 @@ fn forbidden(layer: &str) -> &'static [&'static str] {
         "service" => &["http", "api", "dialects", "server", "cli"],
         "http" => &["api", "dialects", "server", "cli"],
         "api" => &["dialects", "server", "cli"],
-        // A dialect speaks through the services, like the native API, never to the engine.
+        // A dialect speaks through the services, like the native API, never to the engine
+        // or to the byte formats.
         "dialects" => &[
-            "api", "server", "cli", "repo", "index", "backend", "pipeline", "state",
+            "api", "server", "cli", "repo", "index", "backend", "pipeline", "state", "format",
         ],
         "server" => &["cli"],
         "cli" | "lib" | "main" => &[],
@@ -390,5 +391,101 @@ fn the_scanner_finds_every_form_of_reference() {
     assert_eq!(
         heads("repo/x.rs", "macro_rules! m { () => { $crate::cli::x() } }"),
         Vec::<String>::new()
+    );
+}
+
+/// The layers where an external crate may be named; any other layer using it fails.
+const CRATE_HOMES: [(&str, &[&str]); 5] = [
+    // HTTP is the edge: the services and the engine know nothing of it.
+    ("axum", &["http", "api", "dialects", "server"]),
+    // The storage façades are the only users of redb; no redb type escapes them.
+    ("redb", &["index", "state"]),
+    ("aws_sdk_s3", &["backend"]),
+    ("aws_config", &["backend"]),
+    // The HTTP client is the CLI's, talking to a server.
+    ("reqwest", &["cli"]),
+];
+
+/// Layers that do no IO and run no runtime.
+const WITHOUT_TOKIO: [&str; 4] = ["format", "pipeline", "error", "id"];
+
+/// Lines of `source` (comments and strings removed) that name crate `name`.
+fn crate_uses(source: &str, name: &str) -> Vec<usize> {
+    let code = strip_comments_and_strings(source);
+    let mut lines = Vec::new();
+    for (number, line) in code.lines().enumerate() {
+        let mut from = 0;
+        while let Some(found) = line[from..].find(name) {
+            let at = from + found;
+            let before = line[..at].chars().next_back();
+            let after = &line[at + name.len()..];
+            let starts_word = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            if starts_word && (after.starts_with("::") || line[..at].trim_end().ends_with("use")) {
+                lines.push(number + 1);
+                break;
+            }
+            from = at + name.len();
+        }
+    }
+    lines
+}
+
+#[test]
+fn external_crates_stay_in_their_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut violations = Vec::new();
+    let mut homes_seen = BTreeSet::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let layer = layer_of(relative);
+        let source = std::fs::read_to_string(file).expect("read source");
+        for (name, homes) in CRATE_HOMES {
+            for line in crate_uses(&source, name) {
+                if homes.contains(&layer.as_str()) {
+                    homes_seen.insert(name);
+                } else {
+                    violations.push(format!(
+                        "src/{}:{line}: {layer} uses {name}",
+                        relative.display()
+                    ));
+                }
+            }
+        }
+        if WITHOUT_TOKIO.contains(&layer.as_str()) {
+            for line in crate_uses(&source, "tokio") {
+                violations.push(format!(
+                    "src/{}:{line}: {layer} uses tokio",
+                    relative.display()
+                ));
+            }
+        }
+    }
+    // Not passing vacuously: each crate is found where it lives.
+    for (name, _) in CRATE_HOMES {
+        assert!(homes_seen.contains(name), "{name} was found nowhere");
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn the_crate_scanner_finds_uses_and_ignores_lookalikes() {
+    assert_eq!(crate_uses("use redb::Database;", "redb"), [1]);
+    assert_eq!(
+        crate_uses("fn f() {\n let x = axum::Router::new();\n}", "axum"),
+        [2]
+    );
+    assert_eq!(
+        crate_uses("// redb::Database\nlet s = \"redb::x\";", "redb"),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        crate_uses("let x = my_redb::f();", "redb"),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        crate_uses("use crate::redb::x;", "redb"),
+        Vec::<usize>::new()
     );
 }

@@ -1,5 +1,8 @@
 //! Integration tests of stowage: one test binary, one module per area.
 
+// Tests may unwrap (a panic is a failed test) and call libc (signals, uids) directly.
+#![allow(clippy::unwrap_used, unsafe_code)]
+
 mod support;
 
 mod architecture;

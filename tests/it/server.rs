@@ -1625,10 +1625,7 @@ async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted(
     drop(store);
 
     let state = server::prepare(&config).await.expect("restart");
-    let remembered = state
-        .jobs
-        .get(failed["id"].as_str().unwrap())
-        .unwrap();
+    let remembered = state.jobs.get(failed["id"].as_str().unwrap()).unwrap();
     assert_eq!(remembered.status, JobStatus::Failed);
     assert_eq!(
         remembered.error_kind,
