@@ -19,6 +19,7 @@ use crate::repo::{InitOptions, Repository};
 use crate::service::fa::FaService;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
+use crate::service::mirror::StateMirror;
 use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
 use crate::service::tasks::TaskSet;
 use crate::service::users::UserStore;
@@ -364,11 +365,22 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     // The state store next: a second server on the same data directory stops here.
     let store = Arc::new(StateStore::open(&config.state_file())?);
     let keys = KeyStore::new(store.clone());
-    let users = UserStore::new(store);
+    let users = UserStore::new(store.clone());
     keys.migrate_file(&config.keys_file())
         .context("moving keys.json into the state store")?;
     let passphrase = passphrase(config)?;
     let repo = open_repository(config, &passphrase).await?;
+    // An empty data directory beside a repository that has a server state: a server
+    // rebuilt from its backend. Take the state back before anything reads it.
+    if store.is_empty()?
+        && crate::service::mirror::restore(&repo, &store, &config.data_dir)
+            .await
+            .context("restoring the server state from the repository")?
+    {
+        tracing::warn!(
+            "restored the server state (keys, users, jobs, dialect records) from the repository"
+        );
+    }
     ensure_admin_key(config, &keys)?;
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
@@ -404,6 +416,18 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
     state.backupchan = backupchan_service(config, &state.repo, &tasks)?;
+    let mirror = Arc::new(StateMirror::new(
+        state.repo.clone(),
+        store,
+        &config.data_dir,
+    ));
+    let stopping = tasks.clone();
+    tasks.spawn(
+        mirror
+            .clone()
+            .run(async move { stopping.cancelled().await }),
+    );
+    state.mirror = Some(mirror);
     let state = Arc::new(state);
     spawn_wings_expiry(&state);
     spawn_control_socket(config, &state)?;

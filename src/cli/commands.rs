@@ -153,6 +153,9 @@ pub async fn run(command: Command) -> Result<Outcome> {
         Command::Repair {
             what: RepairCommand::Index { repo },
         } => repair_index(&repo).await,
+        Command::Repair {
+            what: RepairCommand::State { repo, data },
+        } => repair_state(&repo, &data.data_dir).await,
         Command::Bench {
             size,
             levels,
@@ -605,6 +608,24 @@ async fn repair_index(args: &RepoArgs) -> Result<Outcome> {
         );
         Outcome::Problems
     })
+}
+
+async fn repair_state(args: &RepoArgs, data_dir: &Path) -> Result<Outcome> {
+    let store = crate::state::StateStore::open(&data_dir.join(crate::state::STATE_FILE))
+        .context("the server must be stopped to replace its state")?;
+    let repo = open(args).await?;
+    if !crate::service::mirror::restore(&repo, &store, data_dir).await? {
+        bail!("the repository holds no server state (no server ever ran on it, or it predates mirroring)");
+    }
+    let export = store.export()?;
+    eprintln!(
+        "server state restored into {}: {} keys, {} users, {} jobs, dialect records",
+        data_dir.display(),
+        export.keys.len(),
+        export.users.len(),
+        export.jobs.len()
+    );
+    Ok(Outcome::Success)
 }
 
 /// True when progress bars should be drawn.

@@ -503,6 +503,15 @@ enum RepairCommand {
         #[command(flatten)]
         repo: RepoArgs,
     },
+    /// Bring back the server's state (API keys, users, jobs history, dialect records,
+    /// the link-signing secret) from the copy mirrored into the repository, replacing
+    /// what the data directory holds. Stop the server first.
+    State {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
 }
 
 /// Runs the command line and returns the process exit status.

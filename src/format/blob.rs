@@ -39,6 +39,8 @@ pub enum Domain {
     Recycled = 4,
     /// The repository generation; the name is `generation`.
     Generation = 5,
+    /// The server's state, mirrored into the repository; the name is `server-state`.
+    ServerState = 6,
 }
 
 /// How a payload is encoded inside the ciphertext.

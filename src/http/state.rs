@@ -45,6 +45,8 @@ pub struct ServerState {
     pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
     /// Every background task of the server (jobs, schedulers, downloads).
     pub tasks: TaskSet,
+    /// Mirrors the server's state into the repository.
+    pub mirror: Option<Arc<crate::service::mirror::StateMirror>>,
     shutting_down: AtomicBool,
 }
 
@@ -74,6 +76,7 @@ impl ServerState {
             public_url: None,
             backupchan: None,
             tasks,
+            mirror: None,
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -90,6 +93,12 @@ impl ServerState {
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.tasks.shutdown().await;
+        // Last: every task that could change the state has ended.
+        if let Some(mirror) = &self.mirror {
+            if let Err(error) = mirror.write_if_changed().await {
+                tracing::error!(%error, "cannot mirror the server state into the repository on shutdown");
+            }
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -24,6 +24,7 @@ pub mod progress;
 pub mod repair;
 pub mod restore;
 mod segment_buffers;
+pub mod server_state;
 mod spool;
 pub mod stats;
 pub mod tree;

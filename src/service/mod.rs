@@ -8,6 +8,7 @@ pub mod fa;
 pub mod forget;
 pub mod jobs;
 pub mod keys;
+pub mod mirror;
 pub mod retention;
 pub mod signed_urls;
 pub mod tasks;

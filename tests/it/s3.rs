@@ -392,3 +392,114 @@ async fn the_server_creates_its_s3_repository_on_first_start() {
         "{error:#}"
     );
 }
+
+/// A server's data directory is lost; a fresh one with only the passphrase, pointed at
+/// the same S3 repository, brings back its keys, users, jobs, dialect records and
+/// signing secret, and its backups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_data_directory_is_lost_comes_back_from_its_s3_repository() {
+    use stowage::service::backupchan::targets::{
+        RecycleAction, RecycleCriteria, TargetSpec, TargetType,
+    };
+    use stowage::service::jobs::{JobKind, JobStatus};
+    use stowage::service::keys::Role;
+    use stowage::service::users::NewUser;
+
+    let server = S3Server::with_bucket("dr-bucket");
+    let configure = |data_dir: &Path| {
+        let mut config = stowage::server::ServerConfig {
+            data_dir: data_dir.to_path_buf(),
+            ..stowage::server::ServerConfig::default()
+        };
+        config.repo = Some("s3://dr-bucket/stowage".into());
+        config.s3.endpoint = Some(server.endpoint());
+        config.s3.region = Some("us-east-1".into());
+        config.s3.path_style = true;
+        config.s3.access_key_id = Some(crate::s3_server::ACCESS_KEY.into());
+        config.s3.secret_access_key = Some(crate::s3_server::SECRET_KEY.into());
+        config
+    };
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = configure(&first_dir.path().join("data"));
+    let state = stowage::server::prepare(&first).await.expect("first start");
+    let (_, agent) = state.keys.create("agent", Role::Backup).unwrap();
+    state
+        .users
+        .create(
+            NewUser {
+                email: "ops@example.org".into(),
+                superuser: true,
+                ..NewUser::default()
+            },
+            "a long password",
+        )
+        .unwrap();
+    let data = random_bytes(300 * KIB, 21);
+    let backup = backup_bytes(&state.repo, data.clone(), "s").await;
+    let target = state
+        .backupchan
+        .as_ref()
+        .expect("Backup-chan is on by default")
+        .create_target(
+            TargetType::Single,
+            TargetSpec {
+                name: "nightly".into(),
+                recycle_criteria: RecycleCriteria::None,
+                recycle_value: None,
+                recycle_action: RecycleAction::Recycle,
+                location: "/var/backups/nightly".into(),
+                name_template: "nightly-$I".into(),
+                deduplicate: false,
+                alias: None,
+                min_backups: 0,
+                tags: vec![],
+            },
+        )
+        .unwrap();
+    let repo = state.repo.clone();
+    let job = state
+        .jobs
+        .spawn(JobKind::Check, move |progress| async move {
+            let report = repo.check(false, progress).await?;
+            Ok(serde_json::to_value(report.is_ok()).unwrap())
+        });
+    while !state.jobs.get(&job).unwrap().status.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signing = std::fs::read(first.data_dir.join("url-signing.key")).unwrap();
+    let passphrase = std::fs::read(first.data_dir.join("passphrase")).unwrap();
+    state.shutdown().await;
+    drop(state);
+    drop(first_dir);
+
+    // A new machine: an empty data directory and the passphrase from the operator's safe.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = configure(&second_dir.path().join("data"));
+    std::fs::create_dir_all(&second.data_dir).unwrap();
+    std::fs::write(second.data_dir.join("passphrase"), &passphrase).unwrap();
+    let state = stowage::server::prepare(&second)
+        .await
+        .expect("rebuilt start");
+    assert_eq!(state.keys.verify(&agent).unwrap().role, Role::Backup);
+    assert!(
+        state
+            .users
+            .verify("ops@example.org", "a long password")
+            .unwrap()
+            .superuser
+    );
+    assert!(restore_bytes(&state.repo, &state.repo.backup(&backup.id).unwrap()).await == data);
+    let targets = state.backupchan.as_ref().unwrap().list_targets(1);
+    assert!(targets.iter().any(|t| t.id == target), "{targets:?}");
+    assert_eq!(state.jobs.get(&job).unwrap().status, JobStatus::Succeeded);
+    assert_eq!(
+        std::fs::read(second.data_dir.join("url-signing.key")).unwrap(),
+        signing,
+        "links handed out before still verify"
+    );
+    assert!(
+        !second.data_dir.join("admin.key").exists(),
+        "no new admin key: the restored ones stand"
+    );
+    state.shutdown().await;
+}

@@ -1,0 +1,181 @@
+//! The server's state survives the machine: the state store's tables and the data
+//! directory's record files are mirrored into the repository (`repo::server_state`,
+//! sealed under the repository's keys), a few seconds after each change and once more
+//! on shutdown. A server started with an empty data directory, its repository and the
+//! passphrase takes them back before anything else reads them; `stowage repair state`
+//! does the same on demand.
+//!
+//! The passphrase and the admin key file are never mirrored: the first is what opens the
+//! repository, the second is a copy of a key the store holds only as a hash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorKind;
+use crate::repo::{RepoError, Repository};
+use crate::state::export::Export;
+use crate::state::{StateError, StateStore};
+
+/// How often the mirror looks for changes.
+pub const MIRROR_INTERVAL: Duration = Duration::from_secs(5);
+/// Files of the data directory the mirror carries, by path relative to it.
+pub const MIRRORED_FILES: [&str; 4] = [
+    "url-signing.key",
+    "dialects/fa.json",
+    "dialects/wings.json",
+    "dialects/backupchan.json",
+];
+const FORMAT: &str = "stowage-server-state";
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server state in the repository does not decode: {0}")]
+    Decode(String),
+}
+
+impl MirrorError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MirrorError::Repo(e) => e.kind(),
+            MirrorError::State(e) => e.kind(),
+            MirrorError::Io { .. } => ErrorKind::Internal,
+            MirrorError::Decode(_) => ErrorKind::Corrupt,
+        }
+    }
+}
+
+/// What is mirrored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    format: String,
+    version: u32,
+    tables: Export,
+    /// Path relative to the data directory → the file's bytes, base64.
+    files: BTreeMap<String, String>,
+}
+
+/// Writes the server's state into its repository when it changed.
+pub struct StateMirror {
+    repo: Repository,
+    store: Arc<StateStore>,
+    data_dir: PathBuf,
+    /// BLAKE3 of the snapshot last written.
+    written: Mutex<Option<[u8; 32]>>,
+}
+
+impl StateMirror {
+    pub fn new(repo: Repository, store: Arc<StateStore>, data_dir: &Path) -> StateMirror {
+        StateMirror {
+            repo,
+            store,
+            data_dir: data_dir.to_path_buf(),
+            written: Mutex::new(None),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, MirrorError> {
+        let mut files = BTreeMap::new();
+        for name in MIRRORED_FILES {
+            let path = self.data_dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    files.insert(name.to_string(), STANDARD.encode(bytes));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(MirrorError::Io { path, source }),
+            }
+        }
+        let snapshot = Snapshot {
+            format: FORMAT.into(),
+            version: VERSION,
+            tables: self.store.export()?,
+            files,
+        };
+        Ok(serde_json::to_vec(&snapshot).expect("snapshots serialize"))
+    }
+
+    /// Writes the state into the repository unless it is what was written last.
+    /// Returns whether it wrote.
+    pub async fn write_if_changed(&self) -> Result<bool, MirrorError> {
+        let bytes = self.snapshot()?;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        if *self.written.lock().unwrap_or_else(|p| p.into_inner()) == Some(hash) {
+            return Ok(false);
+        }
+        self.repo.put_server_state(&bytes).await?;
+        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(hash);
+        Ok(true)
+    }
+
+    /// Mirrors every [`MIRROR_INTERVAL`] until `stop` resolves (the final write is the
+    /// shutdown's, once every other task has ended).
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(MIRROR_INTERVAL) => {}
+                _ = &mut stop => return,
+            }
+            if let Err(error) = self.write_if_changed().await {
+                tracing::warn!(%error, "cannot mirror the server state into the repository");
+            }
+        }
+    }
+}
+
+/// Takes the mirrored state back from the repository: replaces the store's tables and
+/// writes the mirrored files into `data_dir` (over existing ones). Returns whether the
+/// repository held a mirrored state.
+pub async fn restore(
+    repo: &Repository,
+    store: &StateStore,
+    data_dir: &Path,
+) -> Result<bool, MirrorError> {
+    let Some(bytes) = repo.server_state().await? else {
+        return Ok(false);
+    };
+    let snapshot: Snapshot =
+        serde_json::from_slice(&bytes).map_err(|e| MirrorError::Decode(e.to_string()))?;
+    if snapshot.format != FORMAT || snapshot.version > VERSION {
+        return Err(MirrorError::Decode(format!(
+            "format {:?} version {} (this build reads {FORMAT} up to {VERSION})",
+            snapshot.format, snapshot.version
+        )));
+    }
+    let mut files = Vec::new();
+    for (name, encoded) in &snapshot.files {
+        // Only the files the mirror writes: a name from the repository is not trusted.
+        if !MIRRORED_FILES.contains(&name.as_str()) {
+            return Err(MirrorError::Decode(format!("unexpected file {name:?}")));
+        }
+        let bytes = STANDARD
+            .decode(encoded)
+            .map_err(|e| MirrorError::Decode(format!("{name}: {e}")))?;
+        files.push((data_dir.join(name), bytes));
+    }
+    store.import(&snapshot.tables)?;
+    for (path, bytes) in files {
+        super::durable::replace_file(&path, &bytes).map_err(|source| MirrorError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(true)
+}
