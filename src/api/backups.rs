@@ -185,6 +185,7 @@ async fn run_upload(
         )
     })?;
     let (pump, reader) = body::channel(state.limits.max_upload_bytes);
+    let pump = pump.stopping_on(&state.tasks);
     state
         .metrics
         .uploads_in_flight

@@ -36,14 +36,10 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Writer)?;
     let request: CreateSeries = parse_json(&body)?;
-    if state.repo.series(&request.name)?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("series {} already exists", request.name),
-        ));
-    }
-    let record = state.repo.put_series(&request.name, request.policy).await?;
+    let record = state
+        .repo
+        .create_series(&request.name, request.policy)
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 

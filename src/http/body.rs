@@ -3,13 +3,16 @@
 //! An async pump moves body chunks into a bounded channel; the engine's reader thread
 //! takes them out. When the engine is slow, the channel fills, the pump stops polling the
 //! body, and the socket's flow control pushes back on the client. A body over the limit,
-//! or a client that goes away, makes the reader fail, so no backup is recorded.
+//! a client that goes away, or the server shutting down makes the reader fail, so no
+//! backup is recorded.
 
 use std::io::{self, Read};
 
 use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
+
+use crate::service::tasks::TaskSet;
 
 /// Body chunks buffered between the socket and the engine.
 const QUEUE_CHUNKS: usize = 64;
@@ -26,6 +29,11 @@ pub struct BodyTooLarge {
 #[error("request body could not be read: {0}")]
 pub struct BodyBroken(pub String);
 
+/// The server began shutting down while the body was being received.
+#[derive(Debug, thiserror::Error)]
+#[error("the server is shutting down; the upload was not recorded")]
+pub struct BodyStopped;
+
 /// The engine side: a blocking reader over the channel.
 pub struct BodyReader {
     receiver: mpsc::Receiver<io::Result<Bytes>>,
@@ -37,6 +45,8 @@ pub struct BodyPump {
     sender: mpsc::Sender<io::Result<Bytes>>,
     limit: u64,
     received: u64,
+    /// When set, shutdown of this task set ends the body with [`BodyStopped`].
+    stop: Option<TaskSet>,
 }
 
 /// A connected pump and reader.
@@ -47,6 +57,7 @@ pub fn channel(limit: u64) -> (BodyPump, BodyReader) {
             sender,
             limit,
             received: 0,
+            stop: None,
         },
         BodyReader {
             receiver,
@@ -56,7 +67,26 @@ pub fn channel(limit: u64) -> (BodyPump, BodyReader) {
 }
 
 impl BodyPump {
-    /// Sends one chunk; `false` once the reader is gone or the limit was passed.
+    /// Ends the body when `tasks` shuts down: the ingest reading it fails and records
+    /// nothing, so a shutdown does not wait for a long upload to finish.
+    pub fn stopping_on(mut self, tasks: &TaskSet) -> BodyPump {
+        self.stop = Some(tasks.clone());
+        self
+    }
+
+    async fn stopped(&self) {
+        match &self.stop {
+            Some(tasks) => tasks.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn fail_stopping(&mut self) {
+        let _ = self.sender.send(Err(io::Error::other(BodyStopped))).await;
+    }
+
+    /// Sends one chunk; `false` once the reader is gone, the limit was passed or the
+    /// server is shutting down.
     pub async fn send(&mut self, chunk: Bytes) -> bool {
         self.received += chunk.len() as u64;
         if self.received > self.limit {
@@ -66,7 +96,21 @@ impl BodyPump {
                 .await;
             return false;
         }
-        self.sender.send(Ok(chunk)).await.is_ok()
+        if self.stop.as_ref().is_some_and(TaskSet::is_cancelled) {
+            self.fail_stopping().await;
+            return false;
+        }
+        let sent = tokio::select! {
+            sent = self.sender.send(Ok(chunk)) => Some(sent.is_ok()),
+            _ = self.stopped() => None,
+        };
+        match sent {
+            Some(sent) => sent,
+            None => {
+                self.fail_stopping().await;
+                false
+            }
+        }
     }
 
     /// Reports a broken body to the reader.
@@ -83,7 +127,15 @@ impl BodyPump {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        while let Some(item) = stream.next().await {
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = self.stopped() => {
+                    self.fail_stopping().await;
+                    break;
+                }
+            };
+            let Some(item) = next else { break };
             match item {
                 Ok(chunk) => {
                     if !self.send(chunk).await {

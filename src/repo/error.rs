@@ -41,6 +41,8 @@ pub enum RepoError {
     BackupNotFound { id: String },
     #[error("backup {id} already exists")]
     BackupExists { id: String },
+    #[error("series {name} already exists")]
+    SeriesExists { name: String },
     #[error("chunk {chunk} is not in the index{}", backup.as_ref().map(|b| format!(" (backup {b})")).unwrap_or_default())]
     ChunkMissing { chunk: Id, backup: Option<String> },
     #[error("chunk {chunk} in pack {pack} is corrupt: {reason}")]
@@ -85,9 +87,9 @@ impl RepoError {
             RepoError::NotARepository { .. } | RepoError::BackupNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            RepoError::AlreadyInitialized { .. } | RepoError::BackupExists { .. } => {
-                ErrorKind::AlreadyExists
-            }
+            RepoError::AlreadyInitialized { .. }
+            | RepoError::BackupExists { .. }
+            | RepoError::SeriesExists { .. } => ErrorKind::AlreadyExists,
             RepoError::Manifest { .. }
             | RepoError::CorruptManifest { .. }
             | RepoError::CorruptObject { .. }

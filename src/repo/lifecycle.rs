@@ -118,8 +118,33 @@ impl Repository {
         change.finish()
     }
 
+    /// Creates a series record; [`RepoError::SeriesExists`] when one exists. Atomic
+    /// against every other series write of this process.
+    pub async fn create_series(
+        &self,
+        name: &str,
+        policy: RetentionPolicy,
+    ) -> Result<SeriesRecord, RepoError> {
+        let _one_writer = self.inner.series_writes.lock().await;
+        if self.series(name)?.is_some() {
+            return Err(RepoError::SeriesExists {
+                name: name.to_string(),
+            });
+        }
+        self.write_series(name, policy).await
+    }
+
     /// Creates or replaces a series record.
     pub async fn put_series(
+        &self,
+        name: &str,
+        policy: RetentionPolicy,
+    ) -> Result<SeriesRecord, RepoError> {
+        let _one_writer = self.inner.series_writes.lock().await;
+        self.write_series(name, policy).await
+    }
+
+    async fn write_series(
         &self,
         name: &str,
         policy: RetentionPolicy,

@@ -125,6 +125,8 @@ pub(crate) struct RepoInner {
     pub coordinator: coordinator::GcCoordinator,
     pub state_dir: PathBuf,
     pub(crate) generations: generation::Generations,
+    /// Makes a series record's check-then-write atomic (`create_series`).
+    series_writes: tokio::sync::Mutex<()>,
     /// What opening changed in an index that did not match the backend.
     reconciled_on_open: std::sync::OnceLock<repair::RepairReport>,
 }
@@ -267,6 +269,7 @@ impl Repository {
                 coordinator: coordinator::GcCoordinator::default(),
                 state_dir: state_dir.to_path_buf(),
                 generations: generation::Generations::default(),
+                series_writes: tokio::sync::Mutex::new(()),
                 reconciled_on_open: std::sync::OnceLock::new(),
             }),
         })

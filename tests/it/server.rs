@@ -1637,3 +1637,121 @@ async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted(
     assert!(interrupted.finished_at.is_some());
     state.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_state_brings_the_server_state_back_from_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().join("data"),
+        ..ServerConfig::default()
+    };
+    let state = server::prepare(&config).await.expect("start");
+    let (_, key) = state.keys.create("kept", Role::Reader).unwrap();
+    state.shutdown().await;
+    drop(state);
+    std::fs::remove_file(config.state_file()).unwrap();
+    std::fs::remove_file(config.data_dir.join("url-signing.key")).unwrap();
+
+    let passphrase = std::fs::read_to_string(config.data_dir.join("passphrase")).unwrap();
+    let data_dir = config.data_dir.clone();
+    let repaired = tokio::task::spawn_blocking(move || {
+        let mut command = crate::support::cli(&data_dir.join("repo"));
+        command
+            .env("STOWAGE_PASSWORD", passphrase.trim())
+            .args(["repair", "state", "--data-dir"])
+            .arg(&data_dir);
+        crate::support::run_ok(&mut command, None)
+    })
+    .await
+    .unwrap();
+    assert!(
+        crate::support::stderr_text(&repaired).contains("server state restored"),
+        "{}",
+        crate::support::stderr_text(&repaired)
+    );
+    assert!(config.data_dir.join("url-signing.key").exists());
+    let state = server::prepare(&config).await.expect("restart");
+    assert_eq!(state.keys.verify(&key).unwrap().name, "kept");
+    state.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_large_upload_stops_it_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().join("data"),
+        ..ServerConfig::default()
+    };
+    let state = server::prepare(&config).await.expect("start");
+    let admin = admin_key(&config.data_dir);
+    let (base, running) = serve_on_loopback(state).await;
+    // 1 GiB, made as it is sent: far more than the server ingests before it stops.
+    let chunks = futures::stream::iter((0..1024u64).map(|i| {
+        Ok::<_, std::io::Error>(Bytes::from(crate::support::random_bytes(MIB, 9000 + i)))
+    }));
+    let client = Client::builder().no_proxy().build().unwrap();
+    let upload = tokio::spawn(
+        client
+            .post(format!("{base}/v1/series/big/backups?name=huge.img"))
+            .bearer_auth(&admin)
+            .body(Body::wrap_stream(chunks))
+            .send(),
+    );
+    let in_flight = running.state().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while in_flight
+        .metrics
+        .uploads_in_flight
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(in_flight);
+    // Liveness, not speed: shutdown must not wait for the rest of the gigabyte.
+    tokio::time::timeout(Duration::from_secs(120), running.shutdown())
+        .await
+        .expect("shutdown ends while the upload is in flight")
+        .expect("shutdown");
+    if let Ok(Ok(response)) = upload.await {
+        assert!(!response.status().is_success(), "{}", response.status());
+    }
+    let state = server::prepare(&config).await.expect("restart");
+    assert!(
+        state
+            .repo
+            .backups()
+            .unwrap()
+            .iter()
+            .all(|b| b.series != "big"),
+        "nothing half-visible"
+    );
+    let report = state
+        .repo
+        .check(true, crate::support::progress())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    state.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_series_make_it_once() {
+    let server = Server::start().await;
+    let body = json!({"name": "raced", "policy": {"keep_last": 3}});
+    let attempts = (0..8)
+        .map(|_| server.send_json(reqwest::Method::POST, &server.writer, "/v1/series", &body));
+    let answers = futures::future::join_all(attempts).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (status, body) in &answers {
+        if *status != StatusCode::CREATED {
+            assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+            assert_eq!(body["error"]["code"], "conflict");
+        }
+    }
+}

@@ -137,6 +137,7 @@ pub async fn backup_upload(
                         )));
                     }
                     let (pump, reader) = body::channel(limit);
+                    let pump = pump.stopping_on(service.tasks());
                     pending.push(service.start_part(target_id, name, Box::new(reader)));
                     feed(field, pump, limit).await?;
                 }

@@ -255,6 +255,11 @@ impl BackupchanService {
         found
     }
 
+    /// The server's task set this service runs in.
+    pub fn tasks(&self) -> &super::tasks::TaskSet {
+        &self.tasks
+    }
+
     pub fn create_target(
         &self,
         target_type: TargetType,
