@@ -56,6 +56,39 @@ pub(crate) fn contain<T>(work: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// A value (an open database) whose drop also runs under [`contain`]: redb's drop reads
+/// the file again, so a damaged file could panic there too.
+pub(crate) struct DropContained<T> {
+    value: Option<T>,
+    /// What it is, for the warning when its drop panicked.
+    label: String,
+}
+
+impl<T> DropContained<T> {
+    pub(crate) fn new(value: T, label: String) -> DropContained<T> {
+        DropContained {
+            value: Some(value),
+            label,
+        }
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        self.value
+            .as_ref()
+            .expect("the value is only taken out when dropped")
+    }
+}
+
+impl<T> Drop for DropContained<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            if let Err(reason) = contain(move || drop(value)) {
+                tracing::warn!(what = %self.label, %reason, "closing a damaged database");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

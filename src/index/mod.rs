@@ -108,20 +108,8 @@ fn db<E: Into<redb::Error>>(error: E) -> IndexError {
 
 /// The open index database.
 pub struct Index {
-    /// Always `Some` until dropped: taken out in `Drop` so that redb's own drop (which
-    /// reads the file again) runs where its panics are contained.
-    db: Option<Database>,
+    db: crate::unwind::DropContained<Database>,
     path: PathBuf,
-}
-
-impl Drop for Index {
-    fn drop(&mut self) {
-        if let Some(database) = self.db.take() {
-            if let Err(reason) = crate::unwind::contain(move || drop(database)) {
-                tracing::warn!(index = %self.path.display(), %reason, "closing a damaged index");
-            }
-        }
-    }
 }
 
 impl Index {
@@ -166,7 +154,7 @@ impl Index {
             }));
         }
         let index = Index {
-            db: Some(database),
+            db: crate::unwind::DropContained::new(database, path.display().to_string()),
             path: path.to_path_buf(),
         };
         index.guarded(|| index.ensure_schema())?;
@@ -174,9 +162,7 @@ impl Index {
     }
 
     fn database(&self) -> &Database {
-        self.db
-            .as_ref()
-            .expect("the database is only taken out when the index is dropped")
+        self.db.get()
     }
 
     /// Runs one operation on the database, turning a panic inside redb (which asserts

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable};
 
 use crate::error::ErrorKind;
+use crate::unwind::DropContained;
 use schema::{META, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 
 /// File name of the state store inside the data directory.
@@ -67,20 +68,8 @@ fn db<E: Into<redb::Error>>(error: E) -> StateError {
 
 /// The open state store.
 pub struct StateStore {
-    /// Always `Some` until dropped: taken out in `Drop` so redb's own drop runs where
-    /// its panics are contained.
-    db: Option<Database>,
+    db: DropContained<Database>,
     path: PathBuf,
-}
-
-impl Drop for StateStore {
-    fn drop(&mut self) {
-        if let Some(database) = self.db.take() {
-            if let Err(reason) = crate::unwind::contain(move || drop(database)) {
-                tracing::warn!(state = %self.path.display(), %reason, "closing a damaged state store");
-            }
-        }
-    }
 }
 
 impl StateStore {
@@ -103,7 +92,7 @@ impl StateStore {
             other => damaged(other.to_string()),
         })?;
         let store = StateStore {
-            db: Some(database),
+            db: DropContained::new(database, path.display().to_string()),
             path: path.to_path_buf(),
         };
         store.guarded(|| store.ensure_schema())?;
@@ -115,9 +104,7 @@ impl StateStore {
     }
 
     fn database(&self) -> &Database {
-        self.db
-            .as_ref()
-            .expect("the database is only taken out when the store is dropped")
+        self.db.get()
     }
 
     /// Runs one operation, turning a panic inside redb into [`StateError::Damaged`].
