@@ -150,3 +150,112 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
     let backups: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     assert_eq!(backups.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_large_upload_exits_promptly_and_records_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("STOWAGE_PASSWORD")
+        .env_remove("STOWAGE_ADMIN_KEY")
+        .env_remove("STOWAGE_DATA_DIR")
+        .env_remove("STOWAGE_REPO")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stowage serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server prints where it listens")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let data = cwd.path().join("stowage-data");
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let client = reqwest::Client::new();
+    // 1 GiB, made as it is sent.
+    let chunks = futures::stream::iter((0..1024u64).map(|i| {
+        let block: Vec<u8> = (0..1 << 20)
+            .map(|j: u64| ((j * 2654435761 + i * 97) >> 13) as u8)
+            .collect();
+        Ok::<_, std::io::Error>(bytes::Bytes::from(block))
+    }));
+    let upload = tokio::spawn(
+        client
+            .post(format!("http://{address}/v1/series/big/backups"))
+            .bearer_auth(key.trim())
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    );
+    // Until the server reports the upload in flight.
+    let metrics = format!("http://{address}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text
+            .lines()
+            .any(|l| l.starts_with("stowage_uploads_in_flight") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    // A bound on liveness, as operators expect of a service manager's stop: 10 s.
+    let stopped_by = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < stopped_by,
+            "the server did not exit within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    if let Ok(Ok(response)) = upload.await {
+        assert!(!response.status().is_success(), "{}", response.status());
+    }
+    let passphrase = std::fs::read_to_string(data.join("passphrase")).unwrap();
+    let ls = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["ls", "--json", "--series", "big", "--repo"])
+        .arg(data.join("repo"))
+        .env("STOWAGE_PASSWORD", passphrase.trim())
+        .output()
+        .unwrap();
+    let backups: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(backups, serde_json::json!([]), "nothing half-visible");
+    let check = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["check", "--read-data", "--repo"])
+        .arg(data.join("repo"))
+        .env("STOWAGE_PASSWORD", passphrase.trim())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
