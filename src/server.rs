@@ -421,15 +421,9 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         store,
         &config.data_dir,
     ));
-    let stopping = tasks.clone();
-    tasks.spawn(
-        mirror
-            .clone()
-            .run(async move { stopping.cancelled().await }),
-    );
-    state.mirror = Some(mirror);
+    state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
-    spawn_wings_expiry(&state);
+    start_scheduler(&state, &mirror);
     spawn_control_socket(config, &state)?;
     Ok(state)
 }
@@ -533,28 +527,47 @@ fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<
     Ok(Some(Arc::new(service)))
 }
 
-/// Expires unfinished Wings uploads while the server runs, as a task of its set. The
-/// task holds the service weakly, so it never keeps the repository open.
-fn spawn_wings_expiry(state: &AppState) {
-    let Some(service) = state.wings.as_ref() else {
-        return;
-    };
-    let period = (service.settings().upload_expiry_secs / 4).clamp(1, 60);
-    let service = Arc::downgrade(service);
-    let tasks = state.tasks.clone();
-    state.tasks.spawn(async move {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(period));
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = tasks.cancelled() => return,
+/// Registers the core's periodic tasks and starts the scheduler: Wings upload expiry
+/// (holding the service weakly, so it never keeps the repository open) and the state
+/// mirror.
+fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
+    use futures::FutureExt;
+    let scheduler = &state.scheduler;
+    if let Some(service) = state.wings.as_ref() {
+        let period = (service.settings().upload_expiry_secs / 4).clamp(1, 60);
+        let service = Arc::downgrade(service);
+        scheduler.add(
+            "wings-upload-expiry",
+            std::time::Duration::from_secs(period),
+            Box::new(move || {
+                let service = service.clone();
+                async move {
+                    if let Some(service) = service.upgrade() {
+                        service.expire(chrono::Utc::now().timestamp()).await;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            }),
+        );
+    }
+    let mirror = mirror.clone();
+    scheduler.add(
+        "state-mirror",
+        crate::service::mirror::MIRROR_INTERVAL,
+        Box::new(move || {
+            let mirror = mirror.clone();
+            async move {
+                mirror
+                    .write_if_changed()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-            let Some(service) = service.upgrade() else {
-                return;
-            };
-            service.expire(chrono::Utc::now().timestamp()).await;
-        }
-    });
+            .boxed()
+        }),
+    );
+    scheduler.start(&state.tasks);
 }
 
 /// The Backup-chan dialect's service with its scheduler running, when enabled.

@@ -1,4 +1,4 @@
-//! Jobs: list, get, cancel.
+//! Jobs: list, get, cancel; and the scheduler's periodic tasks.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,6 +17,15 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
     Ok(Json(json!({ "jobs": state.jobs.list() })))
+}
+
+/// The core scheduler's tasks: next run, last run, last result, counts.
+pub async fn scheduler(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    Ok(Json(json!({ "tasks": state.scheduler.list() })))
 }
 
 pub async fn get(

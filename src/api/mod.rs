@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/backups/{id}/recycle", post(backups::recycle))
         .route("/v1/backups/{id}/restore", post(backups::restore))
         .route("/v1/jobs", get(jobs::list))
+        .route("/v1/scheduler", get(jobs::scheduler))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/repository/stats", get(repository::stats))

@@ -196,6 +196,15 @@ const OPERATIONS: &[Operation] = &[
     ),
     (
         "get",
+        "/v1/scheduler",
+        "The scheduler's periodic tasks: next run, last run, last result, counts",
+        "reader",
+        "200",
+        &[],
+        Body::None,
+    ),
+    (
+        "get",
         "/v1/jobs/{id}",
         "Get a job",
         "reader",

@@ -20,7 +20,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str)
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.jobs.counts());
+    let text = state
+        .metrics
+        .render(&state.jobs.counts(), &state.scheduler.list());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -30,8 +30,12 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The exposition text, with the job counts passed in.
-    pub fn render(&self, jobs: &BTreeMap<&'static str, u64>) -> String {
+    /// The exposition text, with the job counts and the scheduled tasks passed in.
+    pub fn render(
+        &self,
+        jobs: &BTreeMap<&'static str, u64>,
+        scheduled: &[crate::service::scheduler::ScheduledView],
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -88,6 +92,28 @@ impl Metrics {
         );
         for (status, n) in jobs {
             let _ = writeln!(out, "stowage_jobs{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stowage_scheduled_runs_total Runs of each scheduled task.\n# TYPE stowage_scheduled_runs_total counter"
+        );
+        for task in scheduled {
+            let _ = writeln!(
+                out,
+                "stowage_scheduled_runs_total{{task=\"{}\"}} {}",
+                task.name, task.runs
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stowage_scheduled_failures_total Failed runs of each scheduled task.\n# TYPE stowage_scheduled_failures_total counter"
+        );
+        for task in scheduled {
+            let _ = writeln!(
+                out,
+                "stowage_scheduled_failures_total{{task=\"{}\"}} {}",
+                task.name, task.failures
+            );
         }
         out
     }

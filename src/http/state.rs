@@ -45,6 +45,8 @@ pub struct ServerState {
     pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
     /// Every background task of the server (jobs, schedulers, downloads).
     pub tasks: TaskSet,
+    /// Named periodic tasks (Wings expiry, the state mirror).
+    pub scheduler: Arc<crate::service::scheduler::Scheduler>,
     /// Mirrors the server's state into the repository.
     pub mirror: Option<Arc<crate::service::mirror::StateMirror>>,
     shutting_down: AtomicBool,
@@ -76,6 +78,7 @@ impl ServerState {
             public_url: None,
             backupchan: None,
             tasks,
+            scheduler: Arc::default(),
             mirror: None,
             shutting_down: AtomicBool::new(false),
         }

@@ -22,7 +22,7 @@ use crate::repo::{RepoError, Repository};
 use crate::state::export::Export;
 use crate::state::{StateError, StateStore};
 
-/// How often the mirror looks for changes.
+/// How often the mirror looks for changes (a task of the core scheduler).
 pub const MIRROR_INTERVAL: Duration = Duration::from_secs(5);
 /// Files of the data directory the mirror carries, by path relative to it.
 pub const MIRRORED_FILES: [&str; 4] = [
@@ -122,21 +122,6 @@ impl StateMirror {
         self.repo.put_server_state(&bytes).await?;
         *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(hash);
         Ok(true)
-    }
-
-    /// Mirrors every [`MIRROR_INTERVAL`] until `stop` resolves (the final write is the
-    /// shutdown's, once every other task has ended).
-    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(MIRROR_INTERVAL) => {}
-                _ = &mut stop => return,
-            }
-            if let Err(error) = self.write_if_changed().await {
-                tracing::warn!(%error, "cannot mirror the server state into the repository");
-            }
-        }
     }
 }
 

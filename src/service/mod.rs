@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mirror;
 pub mod retention;
+pub mod scheduler;
 pub mod signed_urls;
 pub mod tasks;
 pub mod uploads;

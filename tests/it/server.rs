@@ -1755,3 +1755,31 @@ async fn concurrent_creates_of_one_series_make_it_once() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_shows_its_tasks_in_v1_and_the_metrics() {
+    let server = Server::start().await;
+    let (status, body) = server.get(&server.reader, "/v1/scheduler").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["wings-upload-expiry", "state-mirror"], "{body}");
+    assert!(body["tasks"][1]["next_run"].is_string());
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stowage_scheduled_runs_total{task=\"state-mirror\"}"),
+        "{metrics}"
+    );
+}
