@@ -184,8 +184,7 @@ async fn run_upload(
             "the server is shutting down",
         )
     })?;
-    let (pump, reader) = body::channel(state.limits.max_upload_bytes);
-    let pump = pump.stopping_on(&state.tasks);
+    let (pump, reader) = body::channel(state.limits.max_upload_bytes, &state.tasks);
     state
         .metrics
         .uploads_in_flight

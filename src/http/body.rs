@@ -45,19 +45,21 @@ pub struct BodyPump {
     sender: mpsc::Sender<io::Result<Bytes>>,
     limit: u64,
     received: u64,
-    /// When set, shutdown of this task set ends the body with [`BodyStopped`].
-    stop: Option<TaskSet>,
+    /// Its shutdown ends the body with [`BodyStopped`].
+    stop: TaskSet,
 }
 
-/// A connected pump and reader.
-pub fn channel(limit: u64) -> (BodyPump, BodyReader) {
+/// A connected pump and reader. Shutdown of `tasks` (the server's) ends the body with
+/// [`BodyStopped`]: the ingest reading it fails and records nothing, so a shutdown never
+/// waits for a long upload to finish.
+pub fn channel(limit: u64, tasks: &TaskSet) -> (BodyPump, BodyReader) {
     let (sender, receiver) = mpsc::channel(QUEUE_CHUNKS);
     (
         BodyPump {
             sender,
             limit,
             received: 0,
-            stop: None,
+            stop: tasks.clone(),
         },
         BodyReader {
             receiver,
@@ -67,20 +69,6 @@ pub fn channel(limit: u64) -> (BodyPump, BodyReader) {
 }
 
 impl BodyPump {
-    /// Ends the body when `tasks` shuts down: the ingest reading it fails and records
-    /// nothing, so a shutdown does not wait for a long upload to finish.
-    pub fn stopping_on(mut self, tasks: &TaskSet) -> BodyPump {
-        self.stop = Some(tasks.clone());
-        self
-    }
-
-    async fn stopped(&self) {
-        match &self.stop {
-            Some(tasks) => tasks.cancelled().await,
-            None => std::future::pending().await,
-        }
-    }
-
     async fn fail_stopping(&mut self) {
         let _ = self.sender.send(Err(io::Error::other(BodyStopped))).await;
     }
@@ -96,13 +84,13 @@ impl BodyPump {
                 .await;
             return false;
         }
-        if self.stop.as_ref().is_some_and(TaskSet::is_cancelled) {
+        if self.stop.is_cancelled() {
             self.fail_stopping().await;
             return false;
         }
         let sent = tokio::select! {
             sent = self.sender.send(Ok(chunk)) => Some(sent.is_ok()),
-            _ = self.stopped() => None,
+            _ = self.stop.cancelled() => None,
         };
         match sent {
             Some(sent) => sent,
@@ -130,7 +118,7 @@ impl BodyPump {
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
-                _ = self.stopped() => {
+                _ = self.stop.cancelled() => {
                     self.fail_stopping().await;
                     break;
                 }

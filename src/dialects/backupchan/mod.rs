@@ -439,7 +439,7 @@ async fn seq_upload(
                 let path = path.clone().ok_or_else(|| BcApiError::missing("path"))?;
                 let name = name.clone().ok_or_else(|| BcApiError::missing("name"))?;
                 let (target_id, relative) = s.service.seq_claim(&id, &path, &name)?;
-                let (pump, reader) = crate::http::body::channel(limit);
+                let (pump, reader) = crate::http::body::channel(limit, &s.app.tasks);
                 let ingest =
                     s.service
                         .seq_upload(&target_id, &path, &name, relative, Box::new(reader));

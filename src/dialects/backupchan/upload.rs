@@ -136,8 +136,7 @@ pub async fn backup_upload(
                             "The file '{name}' was sent twice"
                         )));
                     }
-                    let (pump, reader) = body::channel(limit);
-                    let pump = pump.stopping_on(service.tasks());
+                    let (pump, reader) = body::channel(limit, service.tasks());
                     pending.push(service.start_part(target_id, name, Box::new(reader)));
                     feed(field, pump, limit).await?;
                 }

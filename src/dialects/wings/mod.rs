@@ -183,8 +183,7 @@ async fn upload_part(
             "the server is shutting down",
         )
     })?;
-    let (pump, reader) = body::channel(expected.saturating_add(1));
-    let pump = pump.stopping_on(&state.app.tasks);
+    let (pump, reader) = body::channel(expected.saturating_add(1), &state.app.tasks);
     let metrics = &state.app.metrics;
     metrics.uploads_in_flight.fetch_add(1, Ordering::Relaxed);
     let storing = state.service.put_part(&uuid, number, Box::new(reader));
