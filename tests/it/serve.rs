@@ -10,12 +10,12 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
-    let cwd = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+/// `stowage serve` on a random loopback port, its data directory under `cwd`, its log
+/// on a pipe.
+fn spawn_serve(cwd: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(cwd.path())
+        .current_dir(cwd)
         .env_remove("STOWAGE_PASSWORD")
         .env_remove("STOWAGE_ADMIN_KEY")
         .env_remove("STOWAGE_DATA_DIR")
@@ -23,7 +23,13 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start stowage serve");
+        .expect("start stowage serve")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = spawn_serve(cwd.path());
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut log = Vec::new();
@@ -154,17 +160,7 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_large_upload_exits_promptly_and_records_nothing() {
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(cwd.path())
-        .env_remove("STOWAGE_PASSWORD")
-        .env_remove("STOWAGE_ADMIN_KEY")
-        .env_remove("STOWAGE_DATA_DIR")
-        .env_remove("STOWAGE_REPO")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start stowage serve");
+    let mut child = spawn_serve(cwd.path());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let address = loop {
         let line = lines
