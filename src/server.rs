@@ -16,6 +16,7 @@ use crate::backend::{BackendError, DynBackend, Location, S3Backend, S3Settings};
 use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
+use crate::service::documents::Document;
 use crate::service::fa::FaService;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
@@ -397,11 +398,11 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
             anyhow::bail!("public_url {url:?} must start with http:// or https://");
         }
     }
-    let fa = fa_service(config, &repo, &tasks)?;
-    let wings = wings_service(config, &repo)?;
+    let fa = fa_service(config, &repo, &store, &tasks)?;
+    let wings = wings_service(config, &repo, &store)?;
     let signing_key = config.data_dir.join("url-signing.key");
-    let secret = crate::service::durable::load_or_create_secret(&signing_key)
-        .with_context(|| format!("reading the URL signing key {}", signing_key.display()))?;
+    let secret = crate::service::documents::signing_secret(&store, &signing_key)
+        .context("reading the URL signing secret")?;
     let mut state = ServerState::new(
         repo,
         keys,
@@ -415,12 +416,8 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
-    state.backupchan = backupchan_service(config, &state.repo, &tasks)?;
-    let mirror = Arc::new(StateMirror::new(
-        state.repo.clone(),
-        store,
-        &config.data_dir,
-    ));
+    state.backupchan = backupchan_service(config, &state.repo, &store, &tasks)?;
+    let mirror = Arc::new(StateMirror::new(state.repo.clone(), store));
     state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
     start_scheduler(&state, &mirror);
@@ -491,8 +488,21 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
     Ok(())
 }
 
+/// Where the earlier layout kept a dialect's records: `<data_dir>/dialects/<name>.json`,
+/// moved into the state store on the dialect's first start.
+fn legacy_records(config: &ServerConfig, dialect: &str) -> PathBuf {
+    config
+        .data_dir
+        .join("dialects")
+        .join(format!("{dialect}.json"))
+}
+
 /// The Wings dialect's service, when enabled.
-fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<WingsService>>> {
+fn wings_service(
+    config: &ServerConfig,
+    repo: &Repository,
+    store: &Arc<StateStore>,
+) -> Result<Option<Arc<WingsService>>> {
     let wings = &config.dialects.wings;
     if !wings.enabled {
         return Ok(None);
@@ -521,7 +531,7 @@ fn wings_service(config: &ServerConfig, repo: &Repository) -> Result<Option<Arc<
         series: wings.series.clone(),
         staging_series: wings.staging_series.clone(),
     };
-    let records = config.data_dir.join("dialects").join("wings.json");
+    let records = Document::open(store.clone(), "wings", &legacy_records(config, "wings"))?;
     let service = WingsService::open(repo.clone(), settings, records)
         .context("starting the Wings dialect")?;
     Ok(Some(Arc::new(service)))
@@ -574,6 +584,7 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
 fn backupchan_service(
     config: &ServerConfig,
     repo: &Repository,
+    store: &Arc<StateStore>,
     tasks: &TaskSet,
 ) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
     use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
@@ -593,9 +604,13 @@ fn backupchan_service(
         max_files: bc.max_files.max(1),
         intervals: bc.job_intervals.clone().into_iter().collect(),
     };
-    let file = config.data_dir.join("dialects").join("backupchan.json");
-    let service = BackupchanService::open(repo.clone(), file.clone(), settings, tasks.clone())
-        .with_context(|| format!("starting the Backup-chan dialect ({})", file.display()))?;
+    let records = Document::open(
+        store.clone(),
+        "backupchan",
+        &legacy_records(config, "backupchan"),
+    )?;
+    let service = BackupchanService::open(repo.clone(), records, settings, tasks.clone())
+        .context("starting the Backup-chan dialect")?;
     let service = Arc::new(service);
     service.start_scheduler();
     Ok(Some(service))
@@ -606,6 +621,7 @@ fn backupchan_service(
 fn fa_service(
     config: &ServerConfig,
     repo: &Repository,
+    store: &Arc<StateStore>,
     tasks: &TaskSet,
 ) -> Result<Option<Arc<FaService>>> {
     let fa = &config.dialects.fa;
@@ -620,8 +636,8 @@ fn fa_service(
     let secret = env("STOWAGE_FA_JWT_SECRET")
         .map(|v| v.into_encoded_bytes())
         .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
-    let jobs_file = config.data_dir.join("dialects").join("fa.json");
-    let service = FaService::open(repo.clone(), &root, jobs_file, secret, tasks.clone())
+    let records = Document::open(store.clone(), "fa", &legacy_records(config, "fa"))?;
+    let service = FaService::open(repo.clone(), &root, records, secret, tasks.clone())
         .with_context(|| format!("starting the fa dialect (root {})", root.display()))?;
     Ok(Some(Arc::new(service)))
 }

@@ -2,9 +2,9 @@
 //! numeric ids that back up a directory of the server's own file system, or restore one,
 //! confined to the caller's home `<root>/users/<username>`.
 //!
-//! Each user's job records (and whether their repository was destroyed) live in one JSON
-//! file, replaced atomically (temp, fsync, rename) on every change of status; progress is
-//! kept in memory only. Records still pending or running when the server starts are
+//! Each user's job records (and whether their repository was destroyed) live in the
+//! dialect's document of the state store (`fa`), replaced in one durable transaction on
+//! every change of status; progress is kept in memory only. Records still pending or running when the server starts are
 //! marked failed. Backups go to the series `fa-<username>`, with the path relative to the
 //! home as their source. No HTTP types in or out.
 
@@ -94,6 +94,8 @@ pub enum FaError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read or save the fa job records: {0}")]
+    Records(#[from] crate::state::StateError),
 }
 
 impl FaError {
@@ -104,6 +106,7 @@ impl FaError {
             FaError::NoSuchRecord { .. } => ErrorKind::NotFound,
             FaError::Repo(e) => e.kind(),
             FaError::Io { .. } => ErrorKind::Internal,
+            FaError::Records(e) => e.kind(),
         }
     }
 
@@ -185,7 +188,7 @@ pub struct FaService {
     root: PathBuf,
     /// The root as configured (made absolute), also accepted in absolute paths.
     configured_root: PathBuf,
-    state_file: PathBuf,
+    records: crate::service::documents::Document,
     /// The secret signing fa users' tokens (HS512); the dialect verifies them.
     jwt_secret: Option<Vec<u8>>,
     inner: Mutex<Inner>,
@@ -221,7 +224,7 @@ impl FaService {
     pub fn open(
         repo: Repository,
         root: &Path,
-        state_file: PathBuf,
+        records: crate::service::documents::Document,
         jwt_secret: Option<Vec<u8>>,
         tasks: super::tasks::TaskSet,
     ) -> Result<FaService, FaError> {
@@ -229,19 +232,21 @@ impl FaService {
             .map_err(|e| FaError::io(&root.join("users"), e))?;
         let configured_root = std::path::absolute(root).map_err(|e| FaError::io(root, e))?;
         let root = std::fs::canonicalize(root).map_err(|e| FaError::io(root, e))?;
-        let mut state = match std::fs::read(&state_file) {
-            Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes).map_err(|e| {
-                FaError::InvalidInput(format!(
-                    "fa job file {} is not valid: {e}",
-                    state_file.display()
-                ))
+        let mut state = match records.load()? {
+            Some(bytes) => serde_json::from_slice::<StateFile>(&bytes).map_err(|e| {
+                FaError::InvalidInput(format!("the fa job records are not valid: {e}"))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
+            None => StateFile {
                 version: STATE_VERSION,
                 ..StateFile::default()
             },
-            Err(e) => return Err(FaError::io(&state_file, e)),
         };
+        if state.version != STATE_VERSION {
+            return Err(FaError::InvalidInput(format!(
+                "the fa job records have version {}, this stowage reads {STATE_VERSION}",
+                state.version
+            )));
+        }
         let mut changed = false;
         for user in state.users.values_mut() {
             for record in user.backups.values_mut() {
@@ -263,7 +268,7 @@ impl FaService {
             repo,
             root,
             configured_root,
-            state_file,
+            records,
             jwt_secret,
             inner: Mutex::new(Inner {
                 state,
@@ -290,11 +295,10 @@ impl FaService {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the records: temp file, fsync, rename, fsync of the directory.
+    /// Writes the records (one durable transaction of the state store).
     fn persist(&self, inner: &Inner) -> Result<(), FaError> {
-        let bytes = serde_json::to_vec_pretty(&inner.state).expect("job records serialize");
-        crate::service::durable::replace_file(&self.state_file, &bytes)
-            .map_err(|e| FaError::io(&self.state_file, e))
+        let bytes = serde_json::to_vec(&inner.state).expect("job records serialize");
+        Ok(self.records.save(&bytes)?)
     }
 
     /// Persists, logging failures: used where the change already happened in memory.

@@ -1,7 +1,7 @@
-//! The server's state survives the machine: the state store's tables and the data
-//! directory's record files are mirrored into the repository (`repo::server_state`,
-//! sealed under the repository's keys), a few seconds after each change and once more
-//! on shutdown. A server started with an empty data directory, its repository and the
+//! The server's state survives the machine: the state store's tables (keys, users, jobs,
+//! the dialects' documents, the signing secret) are mirrored into the repository
+//! (`repo::server_state`, sealed under the repository's keys), a few seconds after each
+//! change and once more on shutdown. A server started with an empty data directory, its repository and the
 //! passphrase takes them back before anything else reads them; `stowage repair state`
 //! does the same on demand.
 //!
@@ -24,15 +24,18 @@ use crate::state::{StateError, StateStore};
 
 /// How often the mirror looks for changes (a task of the core scheduler).
 pub const MIRROR_INTERVAL: Duration = Duration::from_secs(5);
-/// Files of the data directory the mirror carries, by path relative to it.
-pub const MIRRORED_FILES: [&str; 4] = [
+/// Files of the data directory that mirrors of version 1 carried (before these records
+/// moved into the state store), by path relative to it. Restoring such a mirror writes
+/// them back; the dialects then move them into the store as from any earlier layout.
+pub const LEGACY_FILES: [&str; 4] = [
     "url-signing.key",
     "dialects/fa.json",
     "dialects/wings.json",
     "dialects/backupchan.json",
 ];
 const FORMAT: &str = "stowage-server-state";
-const VERSION: u32 = 1;
+/// 2: everything in `tables`; 1 also carried [`LEGACY_FILES`].
+const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
@@ -67,7 +70,8 @@ struct Snapshot {
     format: String,
     version: u32,
     tables: Export,
-    /// Path relative to the data directory → the file's bytes, base64.
+    /// Version 1 only: path relative to the data directory → the file's bytes, base64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     files: BTreeMap<String, String>,
 }
 
@@ -75,38 +79,25 @@ struct Snapshot {
 pub struct StateMirror {
     repo: Repository,
     store: Arc<StateStore>,
-    data_dir: PathBuf,
     /// BLAKE3 of the snapshot last written.
     written: Mutex<Option<[u8; 32]>>,
 }
 
 impl StateMirror {
-    pub fn new(repo: Repository, store: Arc<StateStore>, data_dir: &Path) -> StateMirror {
+    pub fn new(repo: Repository, store: Arc<StateStore>) -> StateMirror {
         StateMirror {
             repo,
             store,
-            data_dir: data_dir.to_path_buf(),
             written: Mutex::new(None),
         }
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, MirrorError> {
-        let mut files = BTreeMap::new();
-        for name in MIRRORED_FILES {
-            let path = self.data_dir.join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    files.insert(name.to_string(), STANDARD.encode(bytes));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(MirrorError::Io { path, source }),
-            }
-        }
         let snapshot = Snapshot {
             format: FORMAT.into(),
             version: VERSION,
             tables: self.store.export()?,
-            files,
+            files: BTreeMap::new(),
         };
         Ok(serde_json::to_vec(&snapshot).expect("snapshots serialize"))
     }
@@ -125,8 +116,8 @@ impl StateMirror {
     }
 }
 
-/// Takes the mirrored state back from the repository: replaces the store's tables and
-/// writes the mirrored files into `data_dir` (over existing ones). Returns whether the
+/// Takes the mirrored state back from the repository: replaces the store's tables and,
+/// from a mirror of version 1, writes its files into `data_dir` (over existing ones). Returns whether the
 /// repository held a mirrored state.
 pub async fn restore(
     repo: &Repository,
@@ -147,7 +138,7 @@ pub async fn restore(
     let mut files = Vec::new();
     for (name, encoded) in &snapshot.files {
         // Only the files the mirror writes: a name from the repository is not trusted.
-        if !MIRRORED_FILES.contains(&name.as_str()) {
+        if !LEGACY_FILES.contains(&name.as_str()) {
             return Err(MirrorError::Decode(format!("unexpected file {name:?}")));
         }
         let bytes = STANDARD

@@ -3,6 +3,7 @@
 
 pub mod backupchan;
 pub mod control;
+pub mod documents;
 pub mod durable;
 pub mod fa;
 pub mod forget;

@@ -9,6 +9,7 @@
 //! while a server runs, the CLI reaches the store through the server's control socket
 //! (`service::control`).
 
+pub mod documents;
 pub mod export;
 pub mod jobs;
 pub mod keys;

@@ -6,6 +6,10 @@
 //! * `keys`: key id (16 lowercase hex digits) → the key's record, JSON (`state::keys`)
 //! * `users`: email folded to lower case → the user's record, JSON (`state::users`)
 //! * `jobs`: job id → the job's record, JSON (`state::jobs`)
+//! * `documents`: dialect name → its records as one versioned JSON document
+//!   (`state::documents`; the layout is the dialect's, FORMAT.md §11a)
+//! * `secrets`: name → raw bytes, created once (`url-signing`: the 32-byte key of signed
+//!   links)
 
 use redb::TableDefinition;
 
@@ -18,11 +22,15 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+pub const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
+pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
 /// Creates every table a fresh store lacks.
 pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
     txn.open_table(KEYS).map_err(db)?;
     txn.open_table(USERS).map_err(db)?;
     txn.open_table(JOBS).map_err(db)?;
+    txn.open_table(DOCUMENTS).map_err(db)?;
+    txn.open_table(SECRETS).map_err(db)?;
     Ok(())
 }

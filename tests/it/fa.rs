@@ -781,13 +781,18 @@ async fn fa_job_status_survives_a_restart() {
         done["stat"].clone()
     };
     // A job that was running when the server stopped.
-    let file = dir.path().join("data/dialects/fa.json");
-    let mut records: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    let mut running = records["users"]["hank"]["backups"]["5"].clone();
-    running["status"] = json!("running");
-    running.as_object_mut().unwrap().remove("backup");
-    records["users"]["hank"]["backups"]["6"] = running;
-    std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
+    {
+        let store = stowage::state::StateStore::open(&dir.path().join("data/state.redb")).unwrap();
+        let mut records: Value =
+            serde_json::from_slice(&store.document("fa").unwrap().unwrap()).unwrap();
+        let mut running = records["users"]["hank"]["backups"]["5"].clone();
+        running["status"] = json!("running");
+        running.as_object_mut().unwrap().remove("backup");
+        records["users"]["hank"]["backups"]["6"] = running;
+        store
+            .put_document("fa", &serde_json::to_vec(&records).unwrap())
+            .unwrap();
+    }
 
     let fa = Fa::start(dir.path()).await;
     let after = fa.wait(&token, "backup", 5).await;

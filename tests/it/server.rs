@@ -1401,10 +1401,13 @@ async fn stowage_key_beside_a_running_server_goes_through_its_control_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         data_dir: dir.path().join("data"),
         ..ServerConfig::default()
     };
+    config.dialects.fa.enabled = true;
+    config.dialects.wings.enabled = true;
+    config.dialects.backupchan.enabled = true;
     let first = server::prepare(&config).await.expect("first start");
     first.shutdown().await;
     drop(first);
@@ -1420,12 +1423,67 @@ async fn a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
     }]);
     std::fs::remove_file(config.state_file()).unwrap();
     std::fs::write(config.keys_file(), old.to_string()).unwrap();
+    // The signing secret and each dialect's records as files.
+    std::fs::write(
+        config.data_dir.join("url-signing.key"),
+        format!("{}\n", "5a".repeat(32)),
+    )
+    .unwrap();
+    let dialects = config.data_dir.join("dialects");
+    std::fs::create_dir_all(&dialects).unwrap();
+    let target = "0b6f1d2e-3c4a-4b5c-8d6e-7f8091a2b3c4";
+    let backupchan = json!({"version": 1, "next_job_id": 1, "targets": [{
+        "id": target, "name": "kept target", "target_type": "single",
+        "recycle_criteria": "none", "recycle_value": null, "recycle_action": "recycle",
+        "location": "/srv", "name_template": "$I", "deduplicate": false, "alias": null,
+        "min_backups": 0, "tags": []
+    }]});
+    let uuid = "11111111-2222-4333-8444-555555555555";
+    let wings = json!({"version": 1, "uploads": {uuid: {
+        "size": 10, "part_size": 1048576, "created_at": 4000000000i64, "attempt": 7,
+        "status": "failed", "error": "kept"
+    }}});
+    let fa = json!({"version": 1, "next_run": 1, "users": {"hank": {"backups": {"5": {
+        "path": "/x", "status": "failed", "stat": {"total_size": 3, "pack_size": 0},
+        "extra": "kept", "run": 1
+    }}}}});
+    for (name, document) in [("backupchan", backupchan), ("wings", wings), ("fa", fa)] {
+        std::fs::write(dialects.join(format!("{name}.json")), document.to_string()).unwrap();
+    }
 
     let state = server::prepare(&config)
         .await
         .expect("start on the earlier layout");
     assert!(!config.keys_file().exists());
     assert!(config.data_dir.join("keys.json.migrated").exists());
+    for name in [
+        "url-signing.key",
+        "dialects/fa.json",
+        "dialects/wings.json",
+        "dialects/backupchan.json",
+    ] {
+        assert!(!config.data_dir.join(name).exists(), "{name} moved");
+        assert!(
+            config.data_dir.join(format!("{name}.migrated")).exists(),
+            "{name} kept"
+        );
+    }
+    assert_eq!(
+        state.signer.query("GET", "/x", 1),
+        stowage::service::signed_urls::UrlSigner::new([0x5a; 32]).query("GET", "/x", 1),
+        "links signed before the move still verify"
+    );
+    let targets = state.backupchan.as_ref().unwrap().list_targets(1);
+    assert!(targets.iter().any(|t| t.id == target), "{targets:?}");
+    let upload = state
+        .wings
+        .as_ref()
+        .unwrap()
+        .upload(uuid)
+        .expect("wings record");
+    assert_eq!(upload.record.error.as_deref(), Some("kept"));
+    let record = state.fa.as_ref().unwrap().backup("hank", 5).unwrap();
+    assert_eq!(record.expect("fa record").extra, "kept");
     let principal = state
         .keys
         .verify(&admin)
@@ -1649,8 +1707,11 @@ async fn repair_state_brings_the_server_state_back_from_the_repository() {
     let (_, key) = state.keys.create("kept", Role::Reader).unwrap();
     state.shutdown().await;
     drop(state);
+    let secrets = stowage::state::StateStore::open(&config.state_file())
+        .unwrap()
+        .secrets()
+        .unwrap();
     std::fs::remove_file(config.state_file()).unwrap();
-    std::fs::remove_file(config.data_dir.join("url-signing.key")).unwrap();
 
     let passphrase = std::fs::read_to_string(config.data_dir.join("passphrase")).unwrap();
     let data_dir = config.data_dir.clone();
@@ -1669,7 +1730,14 @@ async fn repair_state_brings_the_server_state_back_from_the_repository() {
         "{}",
         crate::support::stderr_text(&repaired)
     );
-    assert!(config.data_dir.join("url-signing.key").exists());
+    assert_eq!(
+        stowage::state::StateStore::open(&config.state_file())
+            .unwrap()
+            .secrets()
+            .unwrap(),
+        secrets,
+        "the signing secret is back: links handed out before still verify"
+    );
     let state = server::prepare(&config).await.expect("restart");
     assert_eq!(state.keys.verify(&key).unwrap().name, "kept");
     state.shutdown().await;

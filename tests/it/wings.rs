@@ -9,11 +9,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
-use sha2::Sha256;
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role};
 
@@ -28,7 +26,6 @@ struct Wings {
     admin: String,
     /// A writer key: what the Panel's node token is here.
     node: String,
-    data_dir: std::path::PathBuf,
     server: Option<stowage::server::RunningServer>,
     _guard: tokio::sync::RwLockReadGuard<'static, ()>,
 }
@@ -73,7 +70,6 @@ impl Wings {
             client: Client::new(),
             admin,
             node,
-            data_dir,
             server: Some(server),
             _guard: guard,
         }
@@ -570,18 +566,17 @@ async fn wings_bad_requests_get_the_panels_errors_and_lose_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// A part URL signed with the server's own key, for any expiry.
+/// A part URL signed with the server's own key (from its state store), for any expiry.
 fn sign_part_url(wings: &Wings, uuid: &str, part: u32, expires: i64) -> String {
-    let secret = std::fs::read_to_string(wings.data_dir.join("url-signing.key")).unwrap();
-    let secret = hex::decode(secret.trim()).unwrap();
     let path = format!("/wings/backups/{uuid}/parts/{part}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
-    mac.update(format!("PUT\n{path}\n{expires}").as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
-    format!(
-        "{}{path}?expires={expires}&signature={signature}",
-        wings.base
-    )
+    let query = wings
+        .server
+        .as_ref()
+        .expect("running")
+        .state()
+        .signer
+        .query("PUT", &path, expires);
+    format!("{}{path}?{query}", wings.base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

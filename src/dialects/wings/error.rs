@@ -80,7 +80,9 @@ impl From<WingsError> for PanelError {
             WingsError::NotFound(_) => StatusCode::NOT_FOUND,
             WingsError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WingsError::Conflict(_) => StatusCode::CONFLICT,
-            WingsError::Records { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            WingsError::Records(_) | WingsError::InvalidRecords(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             WingsError::Repo(e) => match e.kind() {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,

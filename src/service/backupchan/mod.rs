@@ -53,6 +53,8 @@ pub enum BcError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read or save the Backup-chan records: {0}")]
+    Records(#[from] crate::state::StateError),
 }
 
 impl BcError {
@@ -65,6 +67,7 @@ impl BcError {
             BcError::Conflict(_) => ErrorKind::Conflict,
             BcError::Repo(e) => e.kind(),
             BcError::Io { .. } => ErrorKind::Internal,
+            BcError::Records(e) => e.kind(),
         }
     }
 
@@ -113,7 +116,7 @@ impl Default for Settings {
 pub struct BackupchanService {
     repo: Repository,
     settings: Settings,
-    state_file: PathBuf,
+    records: crate::service::documents::Document,
     state: Mutex<StateFile>,
     log: Mutex<VecDeque<String>>,
     schedule: Mutex<jobs::Schedule>,
@@ -139,11 +142,11 @@ impl BackupchanService {
     /// Reads the state file; jobs left running by a previous process are marked failed.
     pub fn open(
         repo: Repository,
-        state_file: PathBuf,
+        records: crate::service::documents::Document,
         settings: Settings,
         tasks: super::tasks::TaskSet,
     ) -> Result<BackupchanService, BcError> {
-        let mut state = store::load(&state_file)?;
+        let mut state = store::load(&records)?;
         let mut changed = false;
         for job in state.delayed_jobs.iter_mut() {
             if matches!(job.status, JobStatus::Idle | JobStatus::Running) {
@@ -157,7 +160,7 @@ impl BackupchanService {
         let service = BackupchanService {
             repo,
             settings,
-            state_file,
+            records,
             state: Mutex::new(state),
             log: Mutex::new(VecDeque::new()),
             schedule: Mutex::new(schedule),
@@ -180,7 +183,7 @@ impl BackupchanService {
     }
 
     fn save(&self, state: &StateFile) -> Result<(), BcError> {
-        store::save(&self.state_file, state)
+        store::save(&self.records, state)
     }
 
     /// Saves, logging a failure: for changes already made in the engine.

@@ -1,16 +1,15 @@
-//! The dialect's state file `<data_dir>/dialects/backupchan.json`: targets, backups (with
-//! the stowage backups holding their bytes), delayed jobs, open sequential uploads and
-//! the last run of each scheduled job. Read once at start; replaced atomically (temp
-//! file, fsync, rename, fsync of the directory) after every change. Every field is listed
-//! in `docs/FORMAT.md`.
+//! The dialect's document in the state store (`backupchan`): targets, backups (with the
+//! stowage backups holding their bytes), delayed jobs, open sequential uploads and the
+//! last run of each scheduled job. Read once at start; replaced in one durable
+//! transaction after every change. Every field is listed in `docs/FORMAT.md`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::targets::Target;
 use super::BcError;
+use crate::service::documents::Document;
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -107,40 +106,31 @@ pub struct StateFile {
     pub last_runs: BTreeMap<String, f64>,
 }
 
-fn io(path: &Path, source: std::io::Error) -> BcError {
-    BcError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Reads the state file; a missing file is an empty state.
-pub fn load(path: &Path) -> Result<StateFile, BcError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
+/// Reads the document; none yet is an empty state.
+pub fn load(records: &Document) -> Result<StateFile, BcError> {
+    match records.load()? {
+        Some(bytes) => {
             let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
-                BcError::Invalid(format!("{} is not a valid state file: {e}", path.display()))
+                BcError::Invalid(format!("the Backup-chan records are not valid: {e}"))
             })?;
             if state.version != STATE_VERSION {
                 return Err(BcError::Invalid(format!(
-                    "{} has version {}, this stowage reads {STATE_VERSION}",
-                    path.display(),
+                    "the Backup-chan records have version {}, this stowage reads {STATE_VERSION}",
                     state.version
                 )));
             }
             Ok(state)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile {
+        None => Ok(StateFile {
             version: STATE_VERSION,
             next_job_id: 1,
             ..StateFile::default()
         }),
-        Err(e) => Err(io(path, e)),
     }
 }
 
-/// Replaces the state file atomically.
-pub fn save(path: &Path, state: &StateFile) -> Result<(), BcError> {
-    let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-    crate::service::durable::replace_file(path, &bytes).map_err(|e| io(path, e))
+/// Replaces the document (one durable transaction).
+pub fn save(records: &Document, state: &StateFile) -> Result<(), BcError> {
+    let bytes = serde_json::to_vec(state).expect("state serializes");
+    Ok(records.save(&bytes)?)
 }

@@ -17,7 +17,6 @@ pub mod records;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -65,12 +64,10 @@ pub enum WingsError {
     Conflict(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
-    #[error("cannot save the Wings upload records in {path}: {source}")]
-    Records {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read or save the Wings upload records: {0}")]
+    Records(#[from] crate::state::StateError),
+    #[error("the Wings upload records are not valid: {0}")]
+    InvalidRecords(String),
 }
 
 /// What Wings is told after announcing an upload.
@@ -112,7 +109,7 @@ pub struct WingsService {
     /// looking reads every backup record, too much for every sweep and announcement.
     strays_swept: std::sync::atomic::AtomicBool,
     settings: WingsSettings,
-    records_path: PathBuf,
+    records: crate::service::documents::Document,
     inner: Mutex<Inner>,
 }
 
@@ -135,39 +132,34 @@ fn etag_of(digest: &str) -> String {
 }
 
 impl WingsService {
-    /// Opens the records at `records_path` (none yet is fine).
+    /// Opens the service on its records (none yet is fine).
     pub fn open(
         repo: Repository,
         settings: WingsSettings,
-        records_path: PathBuf,
+        records: crate::service::documents::Document,
     ) -> Result<WingsService, WingsError> {
         if settings.part_size == 0 {
             return Err(WingsError::BadRequest("the part size must not be 0".into()));
         }
-        let io = |source| WingsError::Records {
-            path: records_path.display().to_string(),
-            source,
-        };
-        let file = match std::fs::read(&records_path) {
-            Ok(bytes) => serde_json::from_slice::<RecordsFile>(&bytes)
-                .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordsFile {
+        let file = match records.load()? {
+            Some(bytes) => serde_json::from_slice::<RecordsFile>(&bytes)
+                .map_err(|e| WingsError::InvalidRecords(e.to_string()))?,
+            None => RecordsFile {
                 version: RECORDS_VERSION,
                 ..RecordsFile::default()
             },
-            Err(e) => return Err(io(e)),
         };
         if file.version != RECORDS_VERSION {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("unknown records version {}", file.version),
+            return Err(WingsError::InvalidRecords(format!(
+                "unknown records version {}",
+                file.version
             )));
         }
         Ok(WingsService {
             repo,
             strays_swept: std::sync::atomic::AtomicBool::new(false),
             settings,
-            records_path,
+            records,
             inner: Mutex::new(Inner {
                 file,
                 chains: HashMap::new(),
@@ -184,13 +176,8 @@ impl WingsService {
     }
 
     fn persist(&self, inner: &Inner) -> Result<(), WingsError> {
-        let bytes = serde_json::to_vec_pretty(&inner.file).expect("records serialize");
-        crate::service::durable::replace_file(&self.records_path, &bytes).map_err(|source| {
-            WingsError::Records {
-                path: self.records_path.display().to_string(),
-                source,
-            }
-        })
+        let bytes = serde_json::to_vec(&inner.file).expect("records serialize");
+        Ok(self.records.save(&bytes)?)
     }
 
     /// Purges backups that no longer hold anything needed; failures are logged (the

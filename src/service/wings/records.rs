@@ -1,5 +1,5 @@
-//! What the Wings dialect remembers between requests and across restarts, kept in one
-//! JSON file (`<data_dir>/dialects/wings.json`) replaced atomically on every change:
+//! What the Wings dialect remembers between requests and across restarts, kept as its
+//! document in the state store (`wings`), replaced in one transaction on every change:
 //! each upload Wings announced, the stowage backups holding the parts received so far,
 //! and how it ended. Every field is described in `docs/FORMAT.md`.
 
