@@ -398,7 +398,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
             anyhow::bail!("public_url {url:?} must start with http:// or https://");
         }
     }
-    let fa = fa_service(config, &repo, &store, &tasks)?;
+    let fa = fa_service(config, &repo, &store, &jobs)?;
     let wings = wings_service(config, &repo, &store)?;
     let signing_key = config.data_dir.join("url-signing.key");
     let secret = crate::service::documents::signing_secret(&store, &signing_key)
@@ -416,7 +416,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
-    state.backupchan = backupchan_service(config, &state.repo, &store, &tasks)?;
+    state.backupchan = backupchan_service(config, &state.repo, &store, &state.jobs)?;
     let mirror = Arc::new(StateMirror::new(state.repo.clone(), store));
     state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
@@ -585,7 +585,7 @@ fn backupchan_service(
     config: &ServerConfig,
     repo: &Repository,
     store: &Arc<StateStore>,
-    tasks: &TaskSet,
+    jobs: &Arc<JobRegistry>,
 ) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
     use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
     let bc = &config.dialects.backupchan;
@@ -609,7 +609,7 @@ fn backupchan_service(
         "backupchan",
         &legacy_records(config, "backupchan"),
     )?;
-    let service = BackupchanService::open(repo.clone(), records, settings, tasks.clone())
+    let service = BackupchanService::open(repo.clone(), records, settings, jobs.clone())
         .context("starting the Backup-chan dialect")?;
     let service = Arc::new(service);
     service.start_scheduler();
@@ -622,7 +622,7 @@ fn fa_service(
     config: &ServerConfig,
     repo: &Repository,
     store: &Arc<StateStore>,
-    tasks: &TaskSet,
+    jobs: &Arc<JobRegistry>,
 ) -> Result<Option<Arc<FaService>>> {
     let fa = &config.dialects.fa;
     if !fa.enabled {
@@ -637,7 +637,7 @@ fn fa_service(
         .map(|v| v.into_encoded_bytes())
         .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
     let records = Document::open(store.clone(), "fa", &legacy_records(config, "fa"))?;
-    let service = FaService::open(repo.clone(), &root, records, secret, tasks.clone())
+    let service = FaService::open(repo.clone(), &root, records, secret, jobs.clone())
         .with_context(|| format!("starting the fa dialect (root {})", root.display()))?;
     Ok(Some(Arc::new(service)))
 }

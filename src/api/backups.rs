@@ -113,6 +113,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let source_name = query.name.clone().unwrap_or_else(|| series.clone());
+    let subject = format!("upload to series {series}");
     let options = IngestOptions::new(series, source_name).with_sha256(query.sha256);
     let body = if is_form {
         UploadBody::Multipart(
@@ -143,7 +144,9 @@ pub async fn upload(
         progress.clone(),
         Some(received_tx),
     );
-    let id = state.jobs.begin(JobKind::Upload, progress.clone());
+    let id = state
+        .jobs
+        .begin(JobKind::Upload, Some(subject), progress.clone());
     let (jobs, job) = (state.jobs.clone(), id.clone());
     state.jobs.tasks().spawn_job(progress, async move {
         let outcome = work

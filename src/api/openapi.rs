@@ -306,10 +306,13 @@ fn schemas() -> Value {
             "catalog_entries": {"type": ["integer", "null"]},
             "tar": {"type": ["string", "null"]}, "recycled_at": {"type": ["string", "null"]}}},
         "Job": {"type": "object", "properties": {
-            "id": {"type": "string"}, "kind": {"type": "string", "enum": ["upload", "check", "gc"]},
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["upload", "check", "gc", "fa_backup", "fa_restore", "backupchan_upload"]},
+            "subject": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "progress": {"type": "object", "properties": {"bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"}, "rate_bytes_per_sec": {"type": "integer"}}},
-            "error": {"type": ["string", "null"]}, "result": {}}}
+            "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
+            "progress": {"type": "object", "properties": {"bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"}, "files_done": {"type": "integer"}, "files_total": {"type": "integer"}, "rate_bytes_per_sec": {"type": "integer"}}},
+            "error": {"type": ["string", "null"]}, "error_kind": {"type": ["string", "null"]}, "result": {}}}
     })
 }
 

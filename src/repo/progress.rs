@@ -9,6 +9,9 @@ use super::RepoError;
 pub struct Progress {
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    /// Entries of a tree (files, directories, links) done and expected.
+    files_done: AtomicU64,
+    files_total: AtomicU64,
     cancelled: AtomicBool,
 }
 
@@ -32,6 +35,24 @@ impl Progress {
     /// Total bytes expected, 0 when unknown.
     pub fn total(&self) -> u64 {
         self.bytes_total.load(Ordering::Relaxed)
+    }
+
+    pub fn add_files_done(&self, files: u64) {
+        self.files_done.fetch_add(files, Ordering::Relaxed);
+    }
+
+    pub fn set_files_total(&self, files: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+    }
+
+    /// Entries of a tree done (0 for a stream).
+    pub fn files_done(&self) -> u64 {
+        self.files_done.load(Ordering::Relaxed)
+    }
+
+    /// Entries of a tree expected, 0 when unknown (a backup learns them as it walks).
+    pub fn files_total(&self) -> u64 {
+        self.files_total.load(Ordering::Relaxed)
     }
 
     /// Asks the operation to stop at its next check.

@@ -44,6 +44,8 @@ pub struct TreeSource {
     line: Vec<u8>,
     /// Paths skipped, with the reason.
     pub skipped: Vec<String>,
+    /// Counts each entry recorded, when set.
+    progress: Option<Arc<Progress>>,
 }
 
 impl TreeSource {
@@ -65,6 +67,7 @@ impl TreeSource {
             owners: OwnerNames::default(),
             line: Vec::new(),
             skipped: Vec::new(),
+            progress: None,
         };
         source.push_dir(String::new())?;
         Ok(source)
@@ -95,6 +98,9 @@ impl TreeSource {
         self.line.clear();
         entry.encode_line(&mut self.line);
         self.entries += 1;
+        if let Some(progress) = &self.progress {
+            progress.add_files_done(1);
+        }
         self.catalog.write_all(&self.line)
     }
 
@@ -280,6 +286,7 @@ fn backup_tree_blocking(
 ) -> Result<(BackupManifest, Vec<String>), RepoError> {
     let created_at = now_rfc3339();
     let mut source = TreeSource::new(root, inner.state_dir.join("tmp"))?;
+    source.progress = Some(progress.clone());
     let mut session = Session::new(inner, handle, progress);
     let (content, observer) = session
         .ingest(&mut source, StreamObserver::digests_only(options.digests))
@@ -391,6 +398,7 @@ fn restore_tree_blocking(
             reason: "tree backup has no catalog".into(),
         })?;
     progress.set_total(manifest.size);
+    progress.set_files_total(catalog.entries);
     let data_stream = read_content(
         inner.clone(),
         &manifest.content,
@@ -419,7 +427,10 @@ fn restore_tree_blocking(
             &mut deferred,
             &mut writers,
             progress,
-        )
+        )?;
+        // Counted once handed on: a small file's writer may still be busy with it.
+        progress.add_files_done(1);
+        Ok(())
     })?;
     writers.finish()?;
     let mut rest = [0u8; 1];

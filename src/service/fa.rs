@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::jobs::{JobFailure, JobKind as CoreJobKind, JobRegistry};
 use crate::error::ErrorKind;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{Progress, RepoError, Repository};
@@ -130,6 +131,9 @@ struct BackupRecord {
     /// Which run of this id the record describes; a task only updates its own run.
     #[serde(default)]
     run: u64,
+    /// The run's job in the server's job system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +145,8 @@ struct RestoreRecord {
     extra: String,
     #[serde(default)]
     run: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -192,8 +198,8 @@ pub struct FaService {
     /// The secret signing fa users' tokens (HS512); the dialect verifies them.
     jwt_secret: Option<Vec<u8>>,
     inner: Mutex<Inner>,
-    /// Backups and restores run as tasks of the server's set.
-    tasks: super::tasks::TaskSet,
+    /// Backups and restores are jobs of the server's job system, run as tasks of its set.
+    jobs: Arc<JobRegistry>,
 }
 
 /// Checks that `name` can name a home directory and a series.
@@ -226,7 +232,7 @@ impl FaService {
         root: &Path,
         records: crate::service::documents::Document,
         jwt_secret: Option<Vec<u8>>,
-        tasks: super::tasks::TaskSet,
+        jobs: Arc<JobRegistry>,
     ) -> Result<FaService, FaError> {
         std::fs::create_dir_all(root.join("users"))
             .map_err(|e| FaError::io(&root.join("users"), e))?;
@@ -274,7 +280,7 @@ impl FaService {
                 state,
                 running: HashMap::new(),
             }),
-            tasks,
+            jobs,
         };
         if changed {
             service.persist(&service.lock())?;
@@ -409,13 +415,18 @@ impl FaService {
         }
         let key: JobKey = (user.to_string(), JobKind::Backup, id);
         let progress = Arc::new(Progress::new());
-        let run = {
+        let (run, job) = {
             let mut inner = self.lock();
             if inner.running.contains_key(&key) {
                 tracing::info!(user, id, "backup already running: request ignored");
                 return Ok(());
             }
             let run = Self::next_run(&mut inner);
+            let job = self.jobs.begin(
+                CoreJobKind::FaBackup,
+                Some(format!("fa backup {id} of {user}: {}", absolute.display())),
+                progress.clone(),
+            );
             let state = Self::user_mut(&mut inner, user);
             state.destroyed = false;
             let previous = state.backups.get(&id).and_then(|r| r.backup.clone());
@@ -428,6 +439,7 @@ impl FaService {
                     extra: String::new(),
                     backup: previous,
                     run,
+                    job: Some(job.clone()),
                 },
             );
             inner.running.insert(
@@ -437,8 +449,13 @@ impl FaService {
                     progress: progress.clone(),
                 },
             );
-            self.persist(&inner)?;
-            run
+            if let Err(error) = self.persist(&inner) {
+                inner.running.remove(&key);
+                drop(inner);
+                self.jobs.end(&job, Err(failure(&error)));
+                return Err(error);
+            }
+            (run, job)
         };
         let service = self.clone();
         let options = IngestOptions {
@@ -452,13 +469,15 @@ impl FaService {
                 },
             )
         };
-        self.tasks.spawn_job(progress.clone(), async move {
+        self.jobs.tasks().spawn_job(progress.clone(), async move {
             let outcome = service
                 .repo
                 .backup_tree(&absolute, options, progress.clone())
                 .await
                 .map(|(manifest, _skipped)| manifest);
-            service.finish_backup(key, run, &progress, outcome).await;
+            service
+                .finish_backup(key, run, &job, &progress, outcome)
+                .await;
         });
         Ok(())
     }
@@ -467,6 +486,7 @@ impl FaService {
         &self,
         key: JobKey,
         run: u64,
+        job: &str,
         progress: &Progress,
         outcome: Result<crate::format::manifest::BackupManifest, RepoError>,
     ) {
@@ -479,6 +499,18 @@ impl FaService {
                 Err(RepoError::Cancelled)
             }
             other => other,
+        };
+        let job_outcome = match &outcome {
+            Ok(manifest) => Ok(serde_json::json!({
+                "backup": manifest.id,
+                "size": manifest.size,
+                "stored_bytes": manifest.stored_bytes,
+            })),
+            Err(error) => Err(JobFailure {
+                kind: error.kind(),
+                message: error.to_string(),
+                cancelled: matches!(error, RepoError::Cancelled),
+            }),
         };
         // The new backup is recorded (durably) before the one it replaces is purged, and
         // the run reads as a success only after that purge: a client that sees the
@@ -537,6 +569,7 @@ impl FaService {
         if let Some(id) = orphan {
             self.purge_quietly(&id).await;
         }
+        self.jobs.end(job, job_outcome);
     }
 
     /// The record of backup `id` while it still belongs to run `run`.
@@ -782,7 +815,7 @@ impl FaService {
         check_target(&target, dst)?;
         let key: JobKey = (user.to_string(), JobKind::Restore, restore_id);
         let progress = Arc::new(Progress::new());
-        let (run, source) = {
+        let (run, source, job) = {
             let mut inner = self.lock();
             if inner.running.contains_key(&key) {
                 tracing::info!(user, restore_id, "restore already running: request ignored");
@@ -809,6 +842,16 @@ impl FaService {
                 Ok(_) => (FaStatus::Running, String::new()),
                 Err(reason) => (FaStatus::Failed, reason.clone()),
             };
+            let job = source.is_ok().then(|| {
+                self.jobs.begin(
+                    CoreJobKind::FaRestore,
+                    Some(format!(
+                        "fa restore {restore_id} of {user}: backup {backup_id} to {}",
+                        target.display()
+                    )),
+                    progress.clone(),
+                )
+            });
             state.restores.insert(
                 restore_id,
                 RestoreRecord {
@@ -818,6 +861,7 @@ impl FaService {
                     stat: FaStat::default(),
                     extra,
                     run,
+                    job: job.clone(),
                 },
             );
             if source.is_ok() {
@@ -829,19 +873,31 @@ impl FaService {
                     },
                 );
             }
-            self.persist(&inner)?;
-            (run, source)
+            if let Err(error) = self.persist(&inner) {
+                inner.running.remove(&key);
+                drop(inner);
+                if let Some(job) = &job {
+                    self.jobs.end(job, Err(failure(&error)));
+                }
+                return Err(error);
+            }
+            (run, source, job)
         };
-        let Ok(stowage) = source else {
+        let (Ok(stowage), Some(job)) = (source, job) else {
             return Ok(());
         };
         let service = self.clone();
         let dst = dst.to_string();
-        self.tasks.spawn_job(progress.clone(), async move {
+        self.jobs.tasks().spawn_job(progress.clone(), async move {
             let outcome = service
                 .run_restore(&stowage, &target, &dst, &progress)
                 .await;
+            let job_outcome = match &outcome {
+                Ok(bytes) => Ok(serde_json::json!({ "bytes": bytes })),
+                Err(error) => Err(failure(error)),
+            };
             service.finish_restore(key, run, &progress, outcome);
+            service.jobs.end(&job, job_outcome);
         });
         Ok(())
     }
@@ -931,6 +987,15 @@ impl FaService {
             }
         }
         self.persist_logged(&inner);
+    }
+}
+
+/// How an fa job failed, for the server's job system.
+fn failure(error: &FaError) -> JobFailure {
+    JobFailure {
+        kind: error.kind(),
+        message: error.to_string(),
+        cancelled: matches!(error, FaError::Repo(RepoError::Cancelled)),
     }
 }
 

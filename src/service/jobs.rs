@@ -26,6 +26,17 @@ pub struct JobFailure {
     pub cancelled: bool,
 }
 
+impl JobFailure {
+    /// A failure of `kind` (not a cancellation).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            kind,
+            message: message.into(),
+            cancelled: false,
+        }
+    }
+}
+
 impl From<RepoError> for JobFailure {
     fn from(error: RepoError) -> JobFailure {
         JobFailure {
@@ -144,8 +155,44 @@ impl JobRegistry {
         &self.tasks
     }
 
-    /// Registers a running job and returns its id and progress handle.
-    pub fn begin(&self, kind: JobKind, progress: Arc<Progress>) -> String {
+    /// Registers a running job and returns its id.
+    pub fn begin(&self, kind: JobKind, subject: Option<String>, progress: Arc<Progress>) -> String {
+        self.register(kind, subject, progress, JobStatus::Running)
+    }
+
+    /// Registers a job waiting for its turn (`queued` until [`Self::start`]).
+    pub fn queue(&self, kind: JobKind, subject: Option<String>, progress: Arc<Progress>) -> String {
+        self.register(kind, subject, progress, JobStatus::Queued)
+    }
+
+    /// A queued job begins running.
+    pub fn start(&self, id: &str) {
+        let record = {
+            let mut jobs = self.lock();
+            let Some(entry) = jobs.get_mut(id) else {
+                return;
+            };
+            if entry.view.status != JobStatus::Queued {
+                return;
+            }
+            entry.started = Instant::now();
+            entry.view.status = JobStatus::Running;
+            entry.view.started_at = Some(now());
+            JobRecord {
+                sequence: entry.sequence,
+                view: entry.view.clone(),
+            }
+        };
+        self.persist(record, &[]);
+    }
+
+    fn register(
+        &self,
+        kind: JobKind,
+        subject: Option<String>,
+        progress: Arc<Progress>,
+        status: JobStatus,
+    ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let sequence = {
             let mut next = self.next_sequence.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,13 +203,16 @@ impl JobRegistry {
         let view = JobView {
             id: id.clone(),
             kind,
-            status: JobStatus::Running,
-            created_at: created.clone(),
-            started_at: Some(created),
+            subject,
+            status,
+            started_at: (status == JobStatus::Running).then(|| created.clone()),
+            created_at: created,
             finished_at: None,
             progress: JobProgress {
                 bytes_done: 0,
                 bytes_total: 0,
+                files_done: 0,
+                files_total: 0,
                 rate_bytes_per_sec: 0,
             },
             error: None,
@@ -217,6 +267,11 @@ impl JobRegistry {
         }
     }
 
+    /// The progress handle of a job still remembered (cancelling it stops the job).
+    pub fn progress(&self, id: &str) -> Option<Arc<Progress>> {
+        self.lock().get(id).map(|entry| entry.progress.clone())
+    }
+
     /// Runs `work` as a job on the runtime; returns the job's id at once.
     pub fn spawn<F, Fut>(self: &Arc<Self>, kind: JobKind, work: F) -> String
     where
@@ -224,7 +279,7 @@ impl JobRegistry {
         Fut: Future<Output = Result<serde_json::Value, RepoError>> + Send + 'static,
     {
         let progress = Arc::new(Progress::new());
-        let id = self.begin(kind, progress.clone());
+        let id = self.begin(kind, None, progress.clone());
         let future = work(progress.clone());
         let (registry, job) = (self.clone(), id.clone());
         self.tasks.spawn_job(progress, async move {
@@ -291,6 +346,8 @@ fn refresh(entry: &mut JobEntry) -> &mut JobView {
         entry.view.progress = JobProgress {
             bytes_done: done,
             bytes_total: entry.progress.total(),
+            files_done: entry.progress.files_done(),
+            files_total: entry.progress.files_total(),
             rate_bytes_per_sec: if elapsed > 0.0 {
                 (done as f64 / elapsed) as u64
             } else {

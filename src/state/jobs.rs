@@ -14,6 +14,12 @@ pub enum JobKind {
     Upload,
     Check,
     Gc,
+    /// An fa path backup (`dialects/fa`).
+    FaBackup,
+    /// An fa restore into a user's home.
+    FaRestore,
+    /// A Backup-chan upload being stored and recorded.
+    BackupchanUpload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +44,14 @@ impl JobStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobProgress {
     pub bytes_done: u64,
+    /// 0 when unknown.
     pub bytes_total: u64,
+    /// Entries of a tree (files, directories, links) done; 0 for a stream.
+    #[serde(default)]
+    pub files_done: u64,
+    /// 0 when unknown (a tree backup learns its entries as it walks).
+    #[serde(default)]
+    pub files_total: u64,
     pub rate_bytes_per_sec: u64,
 }
 
@@ -47,6 +60,9 @@ pub struct JobProgress {
 pub struct JobView {
     pub id: String,
     pub kind: JobKind,
+    /// What the job works on, for people: the series, the dialect's own job and path.
+    #[serde(default)]
+    pub subject: Option<String>,
     pub status: JobStatus,
     pub created_at: String,
     pub started_at: Option<String>,

@@ -559,6 +559,31 @@ async fn uploads_refused_for_bad_forms_and_sequential_conflicts() {
     assert_eq!(backup["filesize"], 4);
     assert_eq!(backup["is_recycled"], false);
     assert_eq!(backup["hash"], crate::support::sha256_hex(b"dump"));
+    // Each upload is a job of the server's one job system too, with its error's kind.
+    let admin = crate::support::admin_key(&bc.data_dir);
+    let core: Value = bc
+        .client
+        .get(format!("{}/v1/jobs", bc.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uploads: Vec<&Value> = core["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "backupchan_upload")
+        .collect();
+    let good = uploads[0];
+    assert_eq!(good["status"], "succeeded", "{good}");
+    assert_eq!(good["result"]["backup"], backup["id"], "{good}");
+    assert_eq!(good["progress"]["bytes_done"], 4);
+    assert!(uploads[1..]
+        .iter()
+        .all(|j| j["status"] == "failed" && j["error_kind"] == "invalid_input"));
 
     // Sequential uploads.
     let files = json!([{"path": "/", "name": "a"}, {"path": "/sub", "name": "b"}]);

@@ -167,6 +167,19 @@ impl Fa {
     }
 
     /// Backups of `series` in the native API.
+    /// The server's job system (`GET /v1/jobs`), newest first.
+    async fn core_jobs(&self) -> Vec<Value> {
+        let response = self
+            .client
+            .get(format!("{}/v1/jobs", self.base))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("jobs");
+        let body: Value = response.json().await.expect("json");
+        body["jobs"].as_array().expect("jobs").clone()
+    }
+
     async fn native_backups(&self, series: &str) -> u64 {
         let response = self
             .client
@@ -344,6 +357,34 @@ async fn fa_backup_poll_restore_identical_tree() {
     for (name, entry) in &before {
         assert_eq!(Some(entry), after.get(name), "{name} differs");
     }
+    // Both runs are jobs of the server's one job system, with their files counted.
+    let jobs = fa.core_jobs().await;
+    let (restored, backed_up) = (&jobs[0], &jobs[1]);
+    assert_eq!(backed_up["kind"], "fa_backup", "{backed_up}");
+    assert_eq!(backed_up["status"], "succeeded");
+    assert!(
+        backed_up["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("fa backup 1 of alice: "),
+        "{backed_up}"
+    );
+    // The bytes read (and then the catalog's).
+    assert!(backed_up["progress"]["bytes_done"].as_u64().unwrap() >= total);
+    assert_eq!(backed_up["result"]["size"], total);
+    assert!(
+        backed_up["progress"]["files_done"].as_u64().unwrap() >= before.len() as u64,
+        "{backed_up}"
+    );
+    assert!(backed_up["result"]["backup"].is_string(), "{backed_up}");
+    assert_eq!(restored["kind"], "fa_restore", "{restored}");
+    assert_eq!(restored["status"], "succeeded");
+    assert_eq!(restored["result"]["bytes"], total);
+    assert_eq!(
+        restored["progress"]["files_done"],
+        restored["progress"]["files_total"]
+    );
+    assert!(restored["progress"]["files_total"].as_u64().unwrap() >= before.len() as u64);
     // Nothing but the restored tree next to it: the temporary directory is gone.
     let siblings: Vec<_> = std::fs::read_dir(fa.home("alice").join("restored"))
         .unwrap()
@@ -458,6 +499,26 @@ async fn fa_cancel_in_the_middle_of_a_large_backup() {
         .await;
     fa.ok(&token, "/backup/cancel-all", json!({"id": 1})).await;
     assert_eq!(fa.wait(&token, "backup", 8).await["status"], "cancel");
+    let jobs = fa.core_jobs().await;
+    assert_eq!(
+        (&jobs[0]["kind"], &jobs[0]["status"]),
+        (&json!("fa_backup"), &json!("cancelled")),
+        "{jobs:?}"
+    );
+
+    // Cancelling the run's job in the server's job system cancels the fa job.
+    fa.ok(&token, "/backup/new", json!({"id": 9, "path": "big"}))
+        .await;
+    let job = fa.core_jobs().await[0]["id"].as_str().unwrap().to_string();
+    let cancelled = fa
+        .client
+        .post(format!("{}/v1/jobs/{job}/cancel", fa.base))
+        .bearer_auth(&fa.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    assert_eq!(fa.wait(&token, "backup", 9).await["status"], "cancel");
     assert_eq!(fa.native_backups("fa-bob").await, 0);
 
     // A cancelled restore leaves nothing at its destination.

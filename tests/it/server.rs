@@ -1661,6 +1661,7 @@ async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted(
     let view = JobView {
         id: "11111111-2222-4333-8444-555555555555".into(),
         kind: JobKind::Gc,
+        subject: None,
         status: JobStatus::Running,
         created_at: "2026-01-01T00:00:00.000Z".into(),
         started_at: Some("2026-01-01T00:00:00.000Z".into()),
@@ -1668,6 +1669,8 @@ async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted(
         progress: JobProgress {
             bytes_done: 0,
             bytes_total: 0,
+            files_done: 0,
+            files_total: 0,
             rate_bytes_per_sec: 0,
         },
         error: None,

@@ -39,6 +39,20 @@ impl BcApiError {
         }
     }
 
+    /// The kind of failure this answer reports (for the job that recorded it).
+    pub fn kind(&self) -> ErrorKind {
+        match self.status {
+            StatusCode::BAD_REQUEST => ErrorKind::InvalidInput,
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::CONFLICT => ErrorKind::Conflict,
+            StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorKind::Forbidden,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::LimitExceeded,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> BcApiError {
         BcApiError::new(StatusCode::BAD_REQUEST, message)
     }

@@ -22,9 +22,11 @@ use axum::Router;
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::error::ErrorKind;
 use crate::http::AppState;
 use crate::service::backupchan::targets::{SearchQuery, TargetType};
 use crate::service::backupchan::BackupchanService;
+use crate::service::jobs::JobFailure;
 use crate::service::keys::Role;
 use error::{success, success_with, BcApiError};
 use wire::Body;
@@ -301,10 +303,15 @@ async fn upload_backup(
     let limit = s.app.limits.max_upload_bytes;
     let form = upload::form(request, limit).await?;
     // The job is IDLE while the upload waits for a slot.
-    let job = s.service.begin_job("upload_job")?;
+    let job = s.service.begin_job("upload_job", &target.id)?;
     let Ok(_slot) = s.app.upload_slots.acquire().await else {
-        s.service
-            .end_job(job, Err("the server is shutting down".into()));
+        s.service.end_job(
+            job,
+            Err(JobFailure::new(
+                ErrorKind::Unavailable,
+                "the server is shutting down",
+            )),
+        );
         return Err(BcApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The server is shutting down",

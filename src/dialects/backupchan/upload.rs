@@ -13,6 +13,7 @@ use super::error::BcApiError;
 use crate::http::body::{self, BodyPump};
 use crate::service::backupchan::targets::TargetType;
 use crate::service::backupchan::BackupchanService;
+use crate::service::jobs::JobFailure;
 
 /// Largest text field (`manual`, `path`, `name`) accepted.
 const MAX_TEXT_FIELD: usize = 8192;
@@ -137,7 +138,7 @@ pub async fn backup_upload(
                         )));
                     }
                     let (pump, reader) = body::channel(limit, service.tasks());
-                    pending.push(service.start_part(target_id, name, Box::new(reader)));
+                    pending.push(service.start_part(job, target_id, name, Box::new(reader)));
                     feed(field, pump, limit).await?;
                 }
                 Some("manual") => manual_value = Some(manual(&text(field).await?)?),
@@ -161,7 +162,10 @@ pub async fn backup_upload(
         Err(error) => {
             // Answered once nothing of the upload is left in the repository.
             service.discard(pending).await;
-            service.end_job(job, Err(error.message.clone()));
+            service.end_job(
+                job,
+                Err(JobFailure::new(error.kind(), error.message.clone())),
+            );
             return Err(error);
         }
     };

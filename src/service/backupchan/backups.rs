@@ -14,6 +14,7 @@ use super::targets::{iso, TargetType};
 use super::{now, series_of, BackupchanService, BcError};
 use crate::repo::ingest::IngestOptions;
 use crate::repo::Progress;
+use crate::service::jobs::JobFailure;
 
 pub type BackupView = BackupRecord;
 
@@ -66,18 +67,21 @@ fn newest_first(backups: &mut [BackupRecord]) {
 }
 
 impl BackupchanService {
-    /// Starts ingesting one uploaded file of `target_id` from `reader`.
+    /// Starts ingesting one uploaded file of `target_id` from `reader`, counting into
+    /// the progress of its delayed job.
     pub fn start_part(
         self: &Arc<Self>,
+        job: u64,
         target_id: &str,
         name: String,
         reader: Box<dyn Read + Send>,
     ) -> PendingPart {
+        let progress = self.job_progress(job);
         let service = self.clone();
         let series = series_of(target_id);
         PendingPart(
             self.tasks
-                .spawn(async move { service.ingest(&series, name, reader).await }),
+                .spawn(async move { service.ingest(&series, name, reader, progress).await }),
         )
     }
 
@@ -87,6 +91,7 @@ impl BackupchanService {
         series: &str,
         name: String,
         reader: Box<dyn Read + Send>,
+        progress: Arc<Progress>,
     ) -> Result<Part, BcError> {
         let source = Path::new(&name)
             .file_name()
@@ -94,10 +99,7 @@ impl BackupchanService {
             .unwrap_or_else(|| "-".into());
         // The protocol reports each file's SHA-256.
         let options = IngestOptions::new(series, source).with_sha256(true);
-        let manifest = self
-            .repo
-            .backup_stream(reader, options, Arc::new(Progress::new()))
-            .await?;
+        let manifest = self.repo.backup_stream(reader, options, progress).await?;
         Ok(Part {
             name,
             backup: manifest.id,
@@ -127,7 +129,12 @@ impl BackupchanService {
                 Ok(id) => service.log(format!("Uploaded backup {id} to target {target_id}")),
                 Err(error) => service.log(format!("Upload to target {target_id} failed: {error}")),
             }
-            service.end_job(job, outcome.map(|_| ()).map_err(|e| e.to_string()));
+            service.end_job(
+                job,
+                outcome
+                    .map(|id| serde_json::json!({ "backup": id, "target": target_id }))
+                    .map_err(|e| JobFailure::new(e.kind(), e.to_string())),
+            );
         });
     }
 

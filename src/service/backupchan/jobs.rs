@@ -14,6 +14,8 @@ use super::recycling::{duplicates, to_recycle, Candidate};
 use super::store::{DelayedJob, JobStatus};
 use super::targets::{RecycleAction, RecycleCriteria};
 use super::{now, BackupchanService, BcError, Settings, JOB_HISTORY};
+use crate::repo::Progress;
+use crate::service::jobs::{JobFailure, JobKind};
 
 /// The scheduled jobs with their default intervals in seconds, as the real server names
 /// them.
@@ -72,11 +74,17 @@ impl Schedule {
 }
 
 impl BackupchanService {
-    /// Registers a delayed job, `IDLE` until [`start_job`](Self::start_job).
-    pub fn begin_job(&self, name: &str) -> Result<u64, BcError> {
+    /// Registers an upload's delayed job, `IDLE` (queued in the server's job system)
+    /// until [`start_job`](Self::start_job).
+    pub fn begin_job(&self, name: &str, target_id: &str) -> Result<u64, BcError> {
         let mut state = self.lock();
         let id = state.next_job_id.max(1);
         state.next_job_id = id + 1;
+        let core_job = self.jobs.queue(
+            JobKind::BackupchanUpload,
+            Some(format!("Backup-chan {name} {id} to target {target_id}")),
+            Arc::new(Progress::new()),
+        );
         state.delayed_jobs.push(DelayedJob {
             id,
             name: name.to_string(),
@@ -84,6 +92,7 @@ impl BackupchanService {
             start_time: Utc::now().timestamp(),
             end_time: None,
             error: None,
+            core_job: Some(core_job),
         });
         let finished = state
             .delayed_jobs
@@ -107,27 +116,51 @@ impl BackupchanService {
     /// A delayed job starts running (its start time is now).
     pub fn start_job(&self, id: u64) {
         let mut state = self.lock();
+        let mut core = None;
         if let Some(job) = state.delayed_jobs.iter_mut().find(|j| j.id == id) {
             job.status = JobStatus::Running;
             job.start_time = Utc::now().timestamp();
+            core = job.core_job.clone();
         }
         self.save_logged(&state);
+        drop(state);
+        if let Some(core) = core {
+            self.jobs.start(&core);
+        }
     }
 
-    /// Ends a delayed job.
-    pub fn end_job(&self, id: u64, outcome: Result<(), String>) {
+    /// The progress of a delayed job (what its files' ingests count into).
+    pub fn job_progress(&self, id: u64) -> Arc<Progress> {
+        let core = self
+            .lock()
+            .delayed_jobs
+            .iter()
+            .find(|j| j.id == id)
+            .and_then(|j| j.core_job.clone());
+        core.and_then(|core| self.jobs.progress(&core))
+            .unwrap_or_default()
+    }
+
+    /// Ends a delayed job; `result` is what the server's job system shows of a success.
+    pub fn end_job(&self, id: u64, outcome: Result<serde_json::Value, JobFailure>) {
         let mut state = self.lock();
+        let mut core = None;
         if let Some(job) = state.delayed_jobs.iter_mut().find(|j| j.id == id) {
             job.end_time = Some(Utc::now().timestamp());
-            match outcome {
-                Ok(()) => job.status = JobStatus::Finished,
-                Err(error) => {
+            match &outcome {
+                Ok(_) => job.status = JobStatus::Finished,
+                Err(failure) => {
                     job.status = JobStatus::Error;
-                    job.error = Some(error);
+                    job.error = Some(failure.message.clone());
                 }
             }
+            core = job.core_job.clone();
         }
         self.save_logged(&state);
+        drop(state);
+        if let Some(core) = core {
+            self.jobs.end(&core, outcome);
+        }
     }
 
     pub fn delayed_jobs(&self) -> Vec<DelayedJob> {

@@ -123,6 +123,8 @@ pub struct BackupchanService {
     wake: Arc<tokio::sync::Notify>,
     /// Uploads, downloads and the scheduler run as tasks of the server's set.
     tasks: super::tasks::TaskSet,
+    /// Uploads are jobs of the server's job system too.
+    jobs: Arc<super::jobs::JobRegistry>,
 }
 
 /// The series holding a target's bytes.
@@ -144,7 +146,7 @@ impl BackupchanService {
         repo: Repository,
         records: crate::service::documents::Document,
         settings: Settings,
-        tasks: super::tasks::TaskSet,
+        jobs: Arc<super::jobs::JobRegistry>,
     ) -> Result<BackupchanService, BcError> {
         let mut state = store::load(&records)?;
         let mut changed = false;
@@ -164,7 +166,8 @@ impl BackupchanService {
             state: Mutex::new(state),
             log: Mutex::new(VecDeque::new()),
             schedule: Mutex::new(schedule),
-            tasks,
+            tasks: jobs.tasks().clone(),
+            jobs,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         if changed {

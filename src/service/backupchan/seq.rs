@@ -13,6 +13,7 @@ use chrono::Utc;
 use super::store::{Part, SeqFile, SeqSession};
 use super::targets::TargetType;
 use super::{series_of, BackupchanService, BcError};
+use std::sync::Arc;
 
 /// Longest directory path plus name of one file.
 pub const MAX_SEQ_PATH: usize = 4096;
@@ -157,7 +158,12 @@ impl BackupchanService {
         reader: Box<dyn Read + Send>,
     ) -> Result<(), BcError> {
         let part = self
-            .ingest(&series_of(target_id), relative.clone(), reader)
+            .ingest(
+                &series_of(target_id),
+                relative.clone(),
+                reader,
+                Arc::new(crate::repo::Progress::new()),
+            )
             .await?;
         let stale = {
             let mut state = self.lock();

@@ -65,6 +65,9 @@ pub struct DelayedJob {
     pub end_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The same job in the server's job system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_job: Option<String>,
 }
 
 /// One file of a sequential upload.
