@@ -416,7 +416,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
-    state.backupchan = backupchan_service(config, &state.repo, &store, &state.jobs)?;
+    state.backupchan = backupchan_service(config, &state, &store)?;
     let mirror = Arc::new(StateMirror::new(state.repo.clone(), store));
     state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
@@ -583,9 +583,8 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
 /// The Backup-chan dialect's service with its scheduler running, when enabled.
 fn backupchan_service(
     config: &ServerConfig,
-    repo: &Repository,
+    core: &ServerState,
     store: &Arc<StateStore>,
-    jobs: &Arc<JobRegistry>,
 ) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
     use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
     let bc = &config.dialects.backupchan;
@@ -609,10 +608,16 @@ fn backupchan_service(
         "backupchan",
         &legacy_records(config, "backupchan"),
     )?;
-    let service = BackupchanService::open(repo.clone(), records, settings, jobs.clone())
-        .context("starting the Backup-chan dialect")?;
+    let service = BackupchanService::open(
+        core.repo.clone(),
+        records,
+        settings,
+        core.jobs.clone(),
+        core.scheduler.clone(),
+    )
+    .context("starting the Backup-chan dialect")?;
     let service = Arc::new(service);
-    service.start_scheduler();
+    service.schedule_jobs();
     Ok(Some(service))
 }
 

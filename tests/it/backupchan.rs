@@ -1054,6 +1054,35 @@ async fn integrity_check_job_flags_a_damaged_backup() {
         assert!(Instant::now() < deadline, "integrity_check_job did not run");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Scheduled jobs are tasks of the core scheduler, shown in /v1 with the others.
+    let admin = crate::support::admin_key(&bc.data_dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks: Value = bc
+            .client
+            .get(format!("{}/v1/scheduler", bc.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let task = tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "backupchan/integrity_check_job")
+            .cloned()
+            .unwrap_or_else(|| panic!("{tasks}"));
+        if task["runs"] == 1 {
+            assert_eq!(task["last_result"], "ok", "{task}");
+            assert_eq!(task["every_secs"], 57600, "{task}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The job logs its summary when it ends, just after the flags are set.
     loop {
         let (_, log) = bc.get("/api/log?tail=1").await;

@@ -1,19 +1,20 @@
 //! Jobs as Backup-chan has them. Delayed jobs: one per upload (`upload_job`), `IDLE` →
-//! `RUNNING` → `FINISHED` or `ERROR`, kept in the state file (the newest
-//! [`JOB_HISTORY`](super::JOB_HISTORY) finished ones). Scheduled jobs: named jobs run by a
-//! one-second scheduler tick when their interval has passed since the last run, or on
-//! the next tick after `force_run`; their last runs are saved, so intervals span
-//! restarts.
+//! `RUNNING` → `FINISHED` or `ERROR`, kept in the dialect's document (the newest
+//! [`JOB_HISTORY`](super::JOB_HISTORY) finished ones) and mirrored as jobs of the server's
+//! job system. Scheduled jobs: named tasks of the core scheduler (`backupchan/<name>`),
+//! run when their interval has passed since the last run, or at once after `force_run`;
+//! their last runs are saved, so intervals span restarts.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use chrono::Utc;
+use futures::FutureExt;
 
 use super::recycling::{duplicates, to_recycle, Candidate};
 use super::store::{DelayedJob, JobStatus};
 use super::targets::{RecycleAction, RecycleCriteria};
-use super::{now, BackupchanService, BcError, Settings, JOB_HISTORY};
+use super::{now, BackupchanService, BcError, JOB_HISTORY};
 use crate::repo::Progress;
 use crate::service::jobs::{JobFailure, JobKind};
 
@@ -37,40 +38,13 @@ pub struct ScheduledView {
     pub next_run: f64,
 }
 
-pub(super) struct Schedule {
-    jobs: Vec<ScheduledView>,
+/// The core scheduler's name of a scheduled job.
+fn task_name(job: &str) -> String {
+    format!("backupchan/{job}")
 }
 
 fn unix_now() -> f64 {
     Utc::now().timestamp_micros() as f64 / 1e6
-}
-
-impl Schedule {
-    pub(super) fn new(settings: &Settings, last_runs: &BTreeMap<String, f64>) -> Schedule {
-        let start = unix_now();
-        let jobs = SCHEDULED_JOBS
-            .iter()
-            .map(|(name, default)| {
-                let interval = settings
-                    .intervals
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, i)| *i)
-                    .unwrap_or(*default)
-                    .max(1);
-                let next_run = match last_runs.get(*name) {
-                    Some(last) => last + interval as f64,
-                    None => start + interval as f64,
-                };
-                ScheduledView {
-                    name: name.to_string(),
-                    interval,
-                    next_run,
-                }
-            })
-            .collect();
-        Schedule { jobs }
-    }
 }
 
 impl BackupchanService {
@@ -168,81 +142,76 @@ impl BackupchanService {
     }
 
     pub fn scheduled_jobs(&self) -> Vec<ScheduledView> {
-        self.schedule
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .jobs
-            .clone()
+        SCHEDULED_JOBS
+            .iter()
+            .filter_map(|(name, _)| {
+                let (every, next) = self.scheduler.next_run(&task_name(name))?;
+                Some(ScheduledView {
+                    name: name.to_string(),
+                    interval: every.as_secs(),
+                    next_run: next.timestamp_micros() as f64 / 1e6,
+                })
+            })
+            .collect()
     }
 
-    /// Runs a scheduled job on the next tick; unknown names are ignored, as the real
-    /// server does. Returns whether the name is known.
+    /// Runs a scheduled job now; unknown names are ignored, as the real server does.
+    /// Returns whether the name is known.
     pub fn force_run(&self, name: &str) -> bool {
-        let known = {
-            let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-            match schedule.jobs.iter_mut().find(|j| j.name == name) {
-                Some(job) => {
-                    job.next_run = unix_now();
-                    true
-                }
-                None => false,
-            }
-        };
-        if known {
-            self.wake.notify_one();
-        }
-        known
+        SCHEDULED_JOBS.iter().any(|(known, _)| *known == name)
+            && self.scheduler.run_now(&task_name(name))
     }
 
-    /// Starts the scheduler: a task of the server's set that ticks every second and runs
-    /// due jobs one at a time. It ends on shutdown, or when the service is dropped.
-    pub fn start_scheduler(self: &Arc<Self>) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        let tasks = self.tasks.clone();
-        self.tasks.spawn(async move {
-            loop {
-                let Some(service) = weak.upgrade() else {
-                    return;
-                };
-                service.run_due().await;
-                // Only a weak reference is held while waiting, so dropping the server
-                // state closes the repository at once.
-                let wake = service.wake.clone();
-                drop(service);
-                let wake = async move { wake.notified().await };
-                tokio::select! {
-                    _ = wake => {},
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},
-                    _ = tasks.cancelled() => return,
-                }
-            }
-        });
-    }
-
-    async fn run_due(&self) {
+    /// Adds the scheduled jobs to the core scheduler, each first due one interval after
+    /// its last run (saved across restarts) or after now. The tasks hold the service
+    /// weakly, so they never keep the repository open.
+    pub fn schedule_jobs(self: &Arc<Self>) {
+        let last_runs = self.lock().last_runs.clone();
         let now_unix = unix_now();
-        let due: Vec<String> = self
-            .scheduled_jobs()
-            .into_iter()
-            .filter(|j| j.next_run <= now_unix)
-            .map(|j| j.name)
-            .collect();
-        for name in due {
-            let started = unix_now();
-            {
-                let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(job) = schedule.jobs.iter_mut().find(|j| j.name == name) {
-                    job.next_run = started + job.interval as f64;
-                }
-            }
-            match self.run_scheduled(&name).await {
-                Ok(summary) => self.log(format!("Scheduled job {name}: {summary}")),
-                Err(error) => self.log(format!("Scheduled job {name} failed: {error}")),
-            }
-            let mut state = self.lock();
-            state.last_runs.insert(name, started);
-            self.save_logged(&state);
+        for (name, default) in SCHEDULED_JOBS {
+            let interval = self
+                .settings
+                .intervals
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, i)| *i)
+                .unwrap_or(default)
+                .max(1);
+            let first = match last_runs.get(name) {
+                Some(last) => (last + interval as f64 - now_unix).clamp(0.0, interval as f64),
+                None => interval as f64,
+            };
+            let weak: Weak<Self> = Arc::downgrade(self);
+            self.scheduler.add_first_in(
+                &task_name(name),
+                Duration::from_secs(interval),
+                Duration::from_secs_f64(first),
+                Box::new(move || {
+                    let weak = weak.clone();
+                    async move {
+                        match weak.upgrade() {
+                            Some(service) => service.run_and_record(name).await,
+                            None => Ok(()),
+                        }
+                    }
+                    .boxed()
+                }),
+            );
         }
+    }
+
+    /// Runs a scheduled job, logs what it did and saves when it ran.
+    async fn run_and_record(&self, name: &str) -> Result<(), String> {
+        let started = unix_now();
+        let outcome = self.run_scheduled(name).await;
+        match &outcome {
+            Ok(summary) => self.log(format!("Scheduled job {name}: {summary}")),
+            Err(error) => self.log(format!("Scheduled job {name} failed: {error}")),
+        }
+        let mut state = self.lock();
+        state.last_runs.insert(name.to_string(), started);
+        self.save_logged(&state);
+        outcome.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Runs one scheduled job now; returns what it did.

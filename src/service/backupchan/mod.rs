@@ -119,8 +119,8 @@ pub struct BackupchanService {
     records: crate::service::documents::Document,
     state: Mutex<StateFile>,
     log: Mutex<VecDeque<String>>,
-    schedule: Mutex<jobs::Schedule>,
-    wake: Arc<tokio::sync::Notify>,
+    /// Scheduled jobs are tasks of the core scheduler.
+    scheduler: Arc<super::scheduler::Scheduler>,
     /// Uploads, downloads and the scheduler run as tasks of the server's set.
     tasks: super::tasks::TaskSet,
     /// Uploads are jobs of the server's job system too.
@@ -147,6 +147,7 @@ impl BackupchanService {
         records: crate::service::documents::Document,
         settings: Settings,
         jobs: Arc<super::jobs::JobRegistry>,
+        scheduler: Arc<super::scheduler::Scheduler>,
     ) -> Result<BackupchanService, BcError> {
         let mut state = store::load(&records)?;
         let mut changed = false;
@@ -158,17 +159,15 @@ impl BackupchanService {
                 changed = true;
             }
         }
-        let schedule = jobs::Schedule::new(&settings, &state.last_runs);
         let service = BackupchanService {
             repo,
             settings,
             records,
             state: Mutex::new(state),
             log: Mutex::new(VecDeque::new()),
-            schedule: Mutex::new(schedule),
+            scheduler,
             tasks: jobs.tasks().clone(),
             jobs,
-            wake: Arc::new(tokio::sync::Notify::new()),
         };
         if changed {
             service.save(&service.lock())?;
