@@ -16,15 +16,13 @@ use crate::backend::{BackendError, DynBackend, Location, S3Backend, S3Settings};
 use crate::http::state::Limits;
 use crate::http::{AppState, ServerState};
 use crate::repo::{InitOptions, Repository};
-use crate::service::documents::Document;
-use crate::service::fa::FaService;
+use crate::service::documents::DocumentStore;
 use crate::service::jobs::JobRegistry;
 use crate::service::keys::{KeyStore, Role};
 use crate::service::mirror::StateMirror;
-use crate::service::signed_urls::{UrlSigner, MAX_LIFETIME_SECS};
+use crate::service::signed_urls::UrlSigner;
 use crate::service::tasks::TaskSet;
 use crate::service::users::UserStore;
-use crate::service::wings::{WingsService, WingsSettings};
 use crate::state::StateStore;
 
 /// Every server setting, with its default.
@@ -51,8 +49,8 @@ pub struct ServerConfig {
     /// clients reach it, e.g. `https://backups.example.com`; default: `http://` plus the
     /// request's Host header.
     pub public_url: Option<String>,
-    /// The dialects served beside the native API.
-    pub dialects: DialectsConfig,
+    /// The dialects served beside the native API, one section each.
+    pub dialects: crate::dialects::DialectsConfig,
 }
 
 /// `[s3]`: how to reach an `s3://` repository. Whatever is left out comes from the
@@ -119,100 +117,6 @@ impl S3Config {
     }
 }
 
-/// `[dialects.*]` sections.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DialectsConfig {
-    pub fa: FaConfig,
-    pub wings: WingsConfig,
-    pub backupchan: BackupchanConfig,
-}
-
-/// `[dialects.wings]`: the Pterodactyl Panel's remote backup API for Wings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WingsConfig {
-    pub enabled: bool,
-    /// Size of each upload part in bytes (`STOWAGE_WINGS_PART_SIZE` overrides).
-    pub part_size: u64,
-    /// Lifetime of a part upload URL, in seconds.
-    pub url_lifetime_secs: u64,
-    /// Uploads not completed this many seconds after they were announced expire; their
-    /// parts are purged (`STOWAGE_WINGS_UPLOAD_EXPIRY_SECS` overrides).
-    pub upload_expiry_secs: u64,
-    /// Series of completed Wings backups.
-    pub series: String,
-    /// Series holding received parts until their upload completes.
-    pub staging_series: String,
-}
-
-impl Default for WingsConfig {
-    fn default() -> Self {
-        WingsConfig {
-            enabled: true,
-            part_size: 128 << 20,
-            url_lifetime_secs: 3600,
-            upload_expiry_secs: 6 * 3600,
-            series: "wings".into(),
-            staging_series: "wings-parts".into(),
-        }
-    }
-}
-
-/// `[dialects.backupchan]`: Backup-chan's `/api` for its Python client and CLI.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackupchanConfig {
-    pub enabled: bool,
-    /// Targets per page of `GET /api/target`.
-    pub page_size: usize,
-    /// Directories target locations must lie in; empty: any location (it is recorded).
-    pub location_roots: Vec<PathBuf>,
-    /// Seconds after which an idle sequential upload is terminated.
-    pub seq_timeout_secs: u64,
-    /// Files in one upload, and in one sequential upload's file list.
-    pub max_files: usize,
-    /// Scheduled job name → interval in seconds, overriding the defaults.
-    pub job_intervals: std::collections::BTreeMap<String, u64>,
-}
-
-impl Default for BackupchanConfig {
-    fn default() -> Self {
-        let defaults = crate::service::backupchan::Settings::default();
-        BackupchanConfig {
-            enabled: true,
-            page_size: defaults.page_size,
-            location_roots: Vec::new(),
-            seq_timeout_secs: defaults.seq_timeout_secs,
-            max_files: defaults.max_files,
-            job_intervals: Default::default(),
-        }
-    }
-}
-
-/// `[dialects.fa]`: server-side path backups under `/fa/api/v0`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FaConfig {
-    pub enabled: bool,
-    /// Root of the users' homes, `<root>/users/<username>` (default `<data_dir>/fa`;
-    /// `STOWAGE_FA_ROOT` overrides).
-    pub root: Option<PathBuf>,
-    /// HS512 secret of fa users' tokens (`STOWAGE_FA_JWT_SECRET` overrides). Without
-    /// one, only stowage API keys are accepted.
-    pub jwt_secret: Option<String>,
-}
-
-impl Default for FaConfig {
-    fn default() -> Self {
-        FaConfig {
-            enabled: true,
-            root: None,
-            jwt_secret: None,
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -225,7 +129,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 16,
             job_history: 1000,
             public_url: None,
-            dialects: DialectsConfig::default(),
+            dialects: Default::default(),
         }
     }
 }
@@ -398,8 +302,6 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
             anyhow::bail!("public_url {url:?} must start with http:// or https://");
         }
     }
-    let fa = fa_service(config, &repo, &store, &jobs)?;
-    let wings = wings_service(config, &repo, &store)?;
     let signing_key = config.data_dir.join("url-signing.key");
     let secret = crate::service::documents::signing_secret(&store, &signing_key)
         .context("reading the URL signing secret")?;
@@ -412,14 +314,21 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         config.max_concurrent_uploads,
         tasks.clone(),
     );
-    state.fa = fa;
-    state.wings = wings;
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
-    state.backupchan = backupchan_service(config, &state, &store)?;
-    let mirror = Arc::new(StateMirror::new(state.repo.clone(), store));
+    let mirror = Arc::new(StateMirror::new(state.repo.clone(), store.clone()));
     state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
+    let documents = DocumentStore::new(store, &config.data_dir);
+    let context = crate::dialects::Context {
+        app: &state,
+        data_dir: &config.data_dir,
+        documents: &documents,
+    };
+    let mounted = crate::dialects::start_all(&context, &config.dialects)?;
+    if state.dialects.set(mounted).is_err() {
+        anyhow::bail!("the dialects were mounted twice");
+    }
     start_scheduler(&state, &mirror);
     spawn_control_socket(config, &state)?;
     Ok(state)
@@ -488,81 +397,12 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
     Ok(())
 }
 
-/// Where the earlier layout kept a dialect's records: `<data_dir>/dialects/<name>.json`,
-/// moved into the state store on the dialect's first start.
-fn legacy_records(config: &ServerConfig, dialect: &str) -> PathBuf {
-    config
-        .data_dir
-        .join("dialects")
-        .join(format!("{dialect}.json"))
-}
-
-/// The Wings dialect's service, when enabled.
-fn wings_service(
-    config: &ServerConfig,
-    repo: &Repository,
-    store: &Arc<StateStore>,
-) -> Result<Option<Arc<WingsService>>> {
-    let wings = &config.dialects.wings;
-    if !wings.enabled {
-        return Ok(None);
-    }
-    let env_number = |name: &str| -> Result<Option<u64>> {
-        match std::env::var(name) {
-            Ok(v) if !v.is_empty() => {
-                Ok(Some(v.parse().with_context(|| {
-                    format!("{name}={v:?} is not a number")
-                })?))
-            }
-            _ => Ok(None),
-        }
-    };
-    let part_size = env_number("STOWAGE_WINGS_PART_SIZE")?.unwrap_or(wings.part_size);
-    if part_size < 1 << 20 {
-        anyhow::bail!("the Wings part size must be at least 1 MiB (got {part_size} bytes)");
-    }
-    let settings = WingsSettings {
-        part_size,
-        url_lifetime_secs: wings.url_lifetime_secs.clamp(60, MAX_LIFETIME_SECS),
-        upload_expiry_secs: env_number("STOWAGE_WINGS_UPLOAD_EXPIRY_SECS")?
-            .unwrap_or(wings.upload_expiry_secs)
-            .max(1),
-        max_size: config.max_upload_bytes,
-        series: wings.series.clone(),
-        staging_series: wings.staging_series.clone(),
-    };
-    let records = Document::open(store.clone(), "wings", &legacy_records(config, "wings"))?;
-    let service = WingsService::open(repo.clone(), settings, records)
-        .context("starting the Wings dialect")?;
-    Ok(Some(Arc::new(service)))
-}
-
-/// Registers the core's periodic tasks and starts the scheduler: Wings upload expiry
-/// (holding the service weakly, so it never keeps the repository open) and the state
-/// mirror.
+/// Registers the core's periodic tasks (the state mirror; the dialects registered theirs
+/// when they started) and starts the scheduler.
 fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
     use futures::FutureExt;
-    let scheduler = &state.scheduler;
-    if let Some(service) = state.wings.as_ref() {
-        let period = (service.settings().upload_expiry_secs / 4).clamp(1, 60);
-        let service = Arc::downgrade(service);
-        scheduler.add(
-            "wings-upload-expiry",
-            std::time::Duration::from_secs(period),
-            Box::new(move || {
-                let service = service.clone();
-                async move {
-                    if let Some(service) = service.upgrade() {
-                        service.expire(chrono::Utc::now().timestamp()).await;
-                    }
-                    Ok(())
-                }
-                .boxed()
-            }),
-        );
-    }
     let mirror = mirror.clone();
-    scheduler.add(
+    state.scheduler.add(
         "state-mirror",
         crate::service::mirror::MIRROR_INTERVAL,
         Box::new(move || {
@@ -577,87 +417,14 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
             .boxed()
         }),
     );
-    scheduler.start(&state.tasks);
-}
-
-/// The Backup-chan dialect's service with its scheduler running, when enabled.
-fn backupchan_service(
-    config: &ServerConfig,
-    core: &ServerState,
-    store: &Arc<StateStore>,
-) -> Result<Option<Arc<crate::service::backupchan::BackupchanService>>> {
-    use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
-    let bc = &config.dialects.backupchan;
-    if !bc.enabled {
-        return Ok(None);
-    }
-    for name in bc.job_intervals.keys() {
-        if !SCHEDULED_JOBS.iter().any(|(known, _)| known == name) {
-            anyhow::bail!("[dialects.backupchan] job_intervals: no scheduled job {name:?}");
-        }
-    }
-    let settings = Settings {
-        page_size: bc.page_size.max(1),
-        location_roots: bc.location_roots.clone(),
-        seq_timeout_secs: bc.seq_timeout_secs,
-        max_files: bc.max_files.max(1),
-        intervals: bc.job_intervals.clone().into_iter().collect(),
-    };
-    let records = Document::open(
-        store.clone(),
-        "backupchan",
-        &legacy_records(config, "backupchan"),
-    )?;
-    let service = BackupchanService::open(
-        core.repo.clone(),
-        records,
-        settings,
-        core.jobs.clone(),
-        core.scheduler.clone(),
-    )
-    .context("starting the Backup-chan dialect")?;
-    let service = Arc::new(service);
-    service.schedule_jobs();
-    Ok(Some(service))
-}
-
-/// The fa dialect's service, when enabled; `STOWAGE_FA_ROOT` and `STOWAGE_FA_JWT_SECRET`
-/// override the config file.
-fn fa_service(
-    config: &ServerConfig,
-    repo: &Repository,
-    store: &Arc<StateStore>,
-    jobs: &Arc<JobRegistry>,
-) -> Result<Option<Arc<FaService>>> {
-    let fa = &config.dialects.fa;
-    if !fa.enabled {
-        return Ok(None);
-    }
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let root = env("STOWAGE_FA_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| fa.root.clone())
-        .unwrap_or_else(|| config.data_dir.join("fa"));
-    let secret = env("STOWAGE_FA_JWT_SECRET")
-        .map(|v| v.into_encoded_bytes())
-        .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
-    let records = Document::open(store.clone(), "fa", &legacy_records(config, "fa"))?;
-    let service = FaService::open(repo.clone(), &root, records, secret, jobs.clone())
-        .with_context(|| format!("starting the fa dialect (root {})", root.display()))?;
-    Ok(Some(Arc::new(service)))
+    state.scheduler.start(&state.tasks);
 }
 
 /// The full router: the native API, the enabled dialects and the request counter.
 pub fn router(state: AppState) -> axum::Router {
     let mut router = crate::api::router(state.clone());
-    if let Some(fa) = crate::dialects::fa::router(state.clone()) {
-        router = router.merge(fa);
-    }
-    if let Some(wings) = crate::dialects::wings::router(state.clone()) {
-        router = router.merge(wings);
-    }
-    if let Some(backupchan) = crate::dialects::backupchan::router(state.clone()) {
-        router = router.merge(backupchan);
+    for dialect in state.dialect_routers() {
+        router = router.merge(dialect);
     }
     router.layer(axum::middleware::from_fn_with_state(
         state,

@@ -1,7 +1,10 @@
-//! The state every handler shares.
+//! The state every handler shares: the core services only. The dialects are plug-ins
+//! (`dialects/`): each builds its own service and router from this core at start, and
+//! the server records them here ([`Mounted`]) without knowing their types.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
@@ -22,6 +25,17 @@ pub struct Limits {
     pub max_json_bytes: usize,
 }
 
+/// A dialect's service, as the shared layer holds it without knowing its type.
+pub type DialectService = Arc<dyn Any + Send + Sync>;
+
+/// One mounted dialect: its name, its service, and how to build its routes over the
+/// server state (built when the router is, so no route holds the state from inside it).
+pub struct Mounted {
+    pub name: &'static str,
+    pub service: DialectService,
+    pub routes: fn(AppState, DialectService) -> Option<axum::Router>,
+}
+
 pub struct ServerState {
     pub repo: Repository,
     pub keys: KeyStore,
@@ -32,20 +46,16 @@ pub struct ServerState {
     pub limits: Limits,
     /// Uploads ingesting at once; more wait their turn.
     pub upload_slots: Semaphore,
-    /// The fa dialect's jobs, when the dialect is enabled.
-    pub fa: Option<Arc<crate::service::fa::FaService>>,
-    /// The Wings dialect's uploads, when the dialect is enabled.
-    pub wings: Option<Arc<crate::service::wings::WingsService>>,
     /// Signs and verifies capability URLs (downloads, Wings upload parts).
     pub signer: UrlSigner,
     /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
     /// taken from each request's `Host` header.
     pub public_url: Option<String>,
-    /// The Backup-chan dialect's service, when the dialect is enabled.
-    pub backupchan: Option<Arc<crate::service::backupchan::BackupchanService>>,
+    /// The enabled dialects, mounted once at start.
+    pub dialects: OnceLock<Vec<Mounted>>,
     /// Every background task of the server (jobs, schedulers, downloads).
     pub tasks: TaskSet,
-    /// Named periodic tasks (Wings expiry, the state mirror).
+    /// Named periodic tasks (the state mirror, the dialects' own).
     pub scheduler: Arc<crate::service::scheduler::Scheduler>,
     /// Mirrors the server's state into the repository.
     pub mirror: Option<Arc<crate::service::mirror::StateMirror>>,
@@ -72,11 +82,9 @@ impl ServerState {
             metrics: Metrics::default(),
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
-            fa: None,
-            wings: None,
             signer: UrlSigner::new(rand::random()),
             public_url: None,
-            backupchan: None,
+            dialects: OnceLock::new(),
             tasks,
             scheduler: Arc::default(),
             mirror: None,
@@ -102,6 +110,27 @@ impl ServerState {
                 tracing::error!(%error, "cannot mirror the server state into the repository on shutdown");
             }
         }
+    }
+
+    /// The service of a mounted dialect, by type (`None` when it is not enabled).
+    pub fn dialect<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.dialects
+            .get()?
+            .iter()
+            .find_map(|mounted| mounted.service.clone().downcast::<T>().ok())
+    }
+
+    /// The routes of every mounted dialect.
+    pub fn dialect_routers(self: &Arc<Self>) -> Vec<axum::Router> {
+        self.dialects
+            .get()
+            .map(|mounted| {
+                mounted
+                    .iter()
+                    .filter_map(|m| (m.routes)(self.clone(), m.service.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -87,6 +87,29 @@ impl Document {
     }
 }
 
+/// Where the dialects' documents are opened: the state store, and the data directory
+/// whose `dialects/<name>.json` files (the earlier layout) move into it.
+#[derive(Clone)]
+pub struct DocumentStore {
+    store: Arc<StateStore>,
+    data_dir: PathBuf,
+}
+
+impl DocumentStore {
+    pub fn new(store: Arc<StateStore>, data_dir: &Path) -> DocumentStore {
+        DocumentStore {
+            store,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The document of dialect `name`, its earlier file moved in first.
+    pub fn open(&self, name: &'static str) -> Result<Document, DocumentError> {
+        let legacy = self.data_dir.join("dialects").join(format!("{name}.json"));
+        Document::open(self.store.clone(), name, &legacy)
+    }
+}
+
 /// Renames a file of the earlier layout to `<file>.migrated`, durably.
 fn retire(path: &Path) -> std::io::Result<()> {
     let mut retired = path.as_os_str().to_owned();

@@ -489,3 +489,42 @@ fn the_crate_scanner_finds_uses_and_ignores_lookalikes() {
         Vec::<usize>::new()
     );
 }
+
+/// The dialects are plug-ins: the shared layers (http, the native API, the server)
+/// never name one (they mount whatever `dialects::DIALECTS` lists), and no dialect
+/// reaches into another.
+#[test]
+fn the_shared_layers_name_no_dialect() {
+    const DIALECTS: [&str; 3] = ["fa", "wings", "backupchan"];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut violations = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let layer = layer_of(relative);
+        let own = relative
+            .iter()
+            .nth(1)
+            .and_then(|p| p.to_str())
+            .map(|p| p.trim_end_matches(".rs").to_string());
+        let text = strip_comments_and_strings(&std::fs::read_to_string(file).unwrap());
+        for dialect in DIALECTS {
+            let named = [
+                format!("dialects::{dialect}"),
+                format!("service::{dialect}"),
+            ]
+            .iter()
+            .any(|path| text.contains(path.as_str()));
+            let shared = matches!(layer.as_str(), "http" | "api" | "server");
+            let other_dialect = layer == "dialects" && own.as_deref() != Some(dialect);
+            if named && (shared || other_dialect) {
+                violations.push(format!(
+                    "src/{}: names the {dialect} dialect",
+                    relative.display()
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}

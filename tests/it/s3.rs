@@ -437,8 +437,7 @@ async fn a_server_whose_data_directory_is_lost_comes_back_from_its_s3_repository
     let data = random_bytes(300 * KIB, 21);
     let backup = backup_bytes(&state.repo, data.clone(), "s").await;
     let target = state
-        .backupchan
-        .as_ref()
+        .dialect::<stowage::service::backupchan::BackupchanService>()
         .expect("Backup-chan is on by default")
         .create_target(
             TargetType::Single,
@@ -491,7 +490,10 @@ async fn a_server_whose_data_directory_is_lost_comes_back_from_its_s3_repository
             .superuser
     );
     assert!(restore_bytes(&state.repo, &state.repo.backup(&backup.id).unwrap()).await == data);
-    let targets = state.backupchan.as_ref().unwrap().list_targets(1);
+    let targets = state
+        .dialect::<stowage::service::backupchan::BackupchanService>()
+        .unwrap()
+        .list_targets(1);
     assert!(targets.iter().any(|t| t.id == target), "{targets:?}");
     assert_eq!(state.jobs.get(&job).unwrap().status, JobStatus::Succeeded);
     assert_eq!(

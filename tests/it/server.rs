@@ -1473,16 +1473,22 @@ async fn a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
         stowage::service::signed_urls::UrlSigner::new([0x5a; 32]).query("GET", "/x", 1),
         "links signed before the move still verify"
     );
-    let targets = state.backupchan.as_ref().unwrap().list_targets(1);
+    let targets = state
+        .dialect::<stowage::service::backupchan::BackupchanService>()
+        .unwrap()
+        .list_targets(1);
     assert!(targets.iter().any(|t| t.id == target), "{targets:?}");
     let upload = state
-        .wings
-        .as_ref()
+        .dialect::<stowage::service::wings::WingsService>()
         .unwrap()
         .upload(uuid)
         .expect("wings record");
     assert_eq!(upload.record.error.as_deref(), Some("kept"));
-    let record = state.fa.as_ref().unwrap().backup("hank", 5).unwrap();
+    let record = state
+        .dialect::<stowage::service::fa::FaService>()
+        .unwrap()
+        .backup("hank", 5)
+        .unwrap();
     assert_eq!(record.expect("fa record").extra, "kept");
     let principal = state
         .keys

@@ -6,8 +6,11 @@
 
 mod auth;
 mod error;
+pub mod plugin;
 mod upload;
 mod wire;
+
+pub use plugin::BackupchanConfig;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,9 +48,8 @@ type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 /// Longest `tail` of `GET /api/log`.
 const MAX_TAIL: usize = 100_000;
 
-/// The dialect's routes, or `None` when the server runs without it.
-pub fn router(app: AppState) -> Option<Router> {
-    let service = app.backupchan.clone()?;
+/// The dialect's routes over its service.
+fn router(app: AppState, service: Arc<BackupchanService>) -> Router {
     let max_files = service.max_files();
     let json_limit = app.limits.max_json_bytes;
     let state = BcState {
@@ -55,7 +57,7 @@ pub fn router(app: AppState) -> Option<Router> {
         service,
         max_files,
     };
-    let router = Router::new()
+    Router::new()
         // "GET /api/target": list every target (?page=N, 10 a page, by name);
         // "POST /api/target": create a new target.
         .route("/api/target", get(list_targets).post(create_target))
@@ -111,8 +113,7 @@ pub fn router(app: AppState) -> Option<Router> {
         .route("/api/jobs/{*rest}", any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))
-        .with_state(state);
-    Some(router)
+        .with_state(state)
 }
 
 async fn not_found() -> BcApiError {

@@ -13,6 +13,7 @@ use super::error::FaApiError;
 use crate::http::principal::{bearer, AuthError};
 use crate::http::AppState;
 use crate::service::fa::validate_username;
+use crate::service::fa::FaService;
 use crate::service::keys::Role;
 
 /// Why a token is refused (gin-jwt's wording where it has one).
@@ -78,21 +79,22 @@ pub fn verify_jwt(token: &str, secret: &[u8], now: i64) -> Result<String, JwtErr
 
 /// The username of the caller. API keys need `role`; tokens may do everything in their
 /// user's home.
-pub fn username(state: &AppState, headers: &HeaderMap, role: Role) -> Result<String, FaApiError> {
+pub fn username(
+    state: &AppState,
+    service: &FaService,
+    headers: &HeaderMap,
+    role: Role,
+) -> Result<String, FaApiError> {
     let token = bearer(headers).map_err(|e| match e {
         AuthError::Missing => FaApiError::unauthorized("auth header is empty"),
         _ => FaApiError::unauthorized("auth header is invalid"),
     })?;
     let name = if token.matches('.').count() == 2 {
-        let secret = state
-            .fa
-            .as_ref()
-            .and_then(|fa| fa.jwt_secret())
-            .ok_or_else(|| {
-                FaApiError::unauthorized(
-                    "JWT authentication is not configured (set STOWAGE_FA_JWT_SECRET)",
-                )
-            })?;
+        let secret = service.jwt_secret().ok_or_else(|| {
+            FaApiError::unauthorized(
+                "JWT authentication is not configured (set STOWAGE_FA_JWT_SECRET)",
+            )
+        })?;
         let now = chrono::Utc::now().timestamp();
         verify_jwt(token, secret, now).map_err(|e| FaApiError::unauthorized(e.to_string()))?
     } else {

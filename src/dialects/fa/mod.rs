@@ -6,7 +6,10 @@
 
 mod auth;
 mod error;
+pub mod plugin;
 mod wire;
+
+pub use plugin::FaConfig;
 
 use std::sync::Arc;
 
@@ -31,12 +34,11 @@ struct FaState {
 
 type Reply = Result<Response, FaApiError>;
 
-/// The dialect's routes, or `None` when the server runs without it.
-pub fn router(app: AppState) -> Option<Router> {
-    let service = app.fa.clone()?;
+/// The dialect's routes over its service.
+fn router(app: AppState, service: Arc<FaService>) -> Router {
     let json_limit = app.limits.max_json_bytes;
     let state = FaState { app, service };
-    let router = Router::new()
+    Router::new()
         // "POST /fa/api/v0/backup" with {"id","path"}: "backup a file"; the real server
         // serves it as POST /backup/new.
         .route("/fa/api/v0/backup", post(backup_new))
@@ -65,8 +67,7 @@ pub fn router(app: AppState) -> Option<Router> {
         .route("/fa/api/v0/restore/cancel", post(restore_cancel))
         .route("/fa/api/v0/restore/cancel-all", post(restore_cancel_all))
         .layer(DefaultBodyLimit::max(json_limit))
-        .with_state(state);
-    Some(router)
+        .with_state(state)
 }
 
 /// Parses a JSON body into `T`; every failure is fa's 400.
@@ -100,7 +101,7 @@ async fn backup_new(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
     let request: wire::NewBackup = parse(body)?;
     check_storage(request.storage_id)?;
     s.service.start_backup(&user, request.id, &request.path)?;
@@ -109,7 +110,7 @@ async fn backup_new(
 
 /// Unknown id: HTTP 200 with code 4001 and `data: null`.
 async fn backup_get(State(s): State<FaState>, headers: HeaderMap, Path(id): Path<String>) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
     let id = id_of(&id)?;
     Ok(match s.service.backup(&user, id)? {
         Some(view) => success(wire::Backup::from(view)),
@@ -123,7 +124,7 @@ async fn backup_delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
     let id = id_of(&id)?;
     s.service.delete_backup(&user, id).await?;
     Ok(success(()))
@@ -135,27 +136,27 @@ async fn backup_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_backup(&user, request.id)?;
     Ok(success(()))
 }
 
 async fn backup_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
     s.service.cancel_all_backups(&user)?;
     Ok(success(()))
 }
 
 /// Cancels everything and removes every backup made through this dialect for the user.
 async fn destroy_repo(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
     s.service.destroy_repo(&user).await?;
     Ok(success(()))
 }
 
 async fn repo_destroyed(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
     let destroyed = s.service.repo_destroyed(&user)?;
     Ok(success(wire::RepoDestroyed { destroyed }))
 }
@@ -166,7 +167,7 @@ async fn restore_new(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
     let request: wire::NewRestore = parse(body)?;
     check_storage(request.storage_id)?;
     s.service.start_restore(
@@ -183,7 +184,7 @@ async fn restore_get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Reader)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
     let id = id_of(&id)?;
     Ok(match s.service.restore(&user, id)? {
         Some(view) => success(wire::Restore::from(view)),
@@ -196,14 +197,14 @@ async fn restore_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_restore(&user, request.id)?;
     Ok(success(()))
 }
 
 async fn restore_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
     s.service.cancel_all_restores(&user)?;
     Ok(success(()))
 }

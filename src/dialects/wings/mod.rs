@@ -15,6 +15,9 @@
 //! listed in `docs/dialects/wings.md`.
 
 mod error;
+pub mod plugin;
+
+pub use plugin::WingsConfig;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,9 +49,8 @@ struct WingsState {
 
 type Reply = Result<Response, PanelError>;
 
-/// The dialect's routes, or `None` when the server runs without it.
-pub fn router(app: AppState) -> Option<Router> {
-    let service = app.wings.clone()?;
+/// The dialect's routes over its service.
+fn router(app: AppState, service: Arc<WingsService>) -> Router {
     let json_limit = app.limits.max_json_bytes;
     let state = WingsState { app, service };
     let panel = Router::new()
@@ -61,7 +63,7 @@ pub fn router(app: AppState) -> Option<Router> {
     let parts = Router::new()
         .route("/wings/backups/{uuid}/parts/{number}", put(upload_part))
         .layer(DefaultBodyLimit::disable());
-    Some(panel.merge(parts).with_state(state))
+    panel.merge(parts).with_state(state)
 }
 
 fn now() -> i64 {
