@@ -40,6 +40,9 @@ use bytes::Bytes;
 
 use crate::error::ErrorKind;
 
+/// Test-only: injects failures into another backend. Built for unit tests and with the
+/// `fault-injection` feature (which the integration tests turn on), never into a release.
+#[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
 pub mod local;
 pub mod memory;
@@ -48,6 +51,7 @@ pub mod s3;
 #[cfg(test)]
 pub mod conformance;
 
+#[cfg(any(test, feature = "fault-injection"))]
 pub use fault::{FaultPlan, FaultyBackend, Operation};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
@@ -113,6 +117,7 @@ pub enum BackendError {
     CredentialsRefused { key: String, message: String },
     #[error("backend unavailable for object {key}: {message}")]
     Unavailable { key: String, message: String },
+    #[cfg(any(test, feature = "fault-injection"))]
     #[error("injected fault on {operation:?} of object {key}")]
     Injected { key: String, operation: Operation },
 }
@@ -127,9 +132,11 @@ impl BackendError {
             BackendError::Io { .. } => ErrorKind::Internal,
             // Refused credentials are the server's configuration problem, not the
             // caller's: the storage is unavailable to it.
-            BackendError::Unavailable { .. }
-            | BackendError::CredentialsRefused { .. }
-            | BackendError::Injected { .. } => ErrorKind::Unavailable,
+            BackendError::Unavailable { .. } | BackendError::CredentialsRefused { .. } => {
+                ErrorKind::Unavailable
+            }
+            #[cfg(any(test, feature = "fault-injection"))]
+            BackendError::Injected { .. } => ErrorKind::Unavailable,
         }
     }
 
