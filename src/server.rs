@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::dialects::EnvKey;
 
 use crate::backend::s3::StaticCredentials;
 use crate::backend::{BackendError, DynBackend, Location, S3Backend, S3Settings};
@@ -26,7 +30,7 @@ use crate::service::users::UserStore;
 use crate::state::StateStore;
 
 /// Every server setting, with its default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -56,7 +60,7 @@ pub struct ServerConfig {
 /// `[s3]`: how to reach an `s3://` repository. Whatever is left out comes from the
 /// standard AWS configuration (environment, shared files, profile); `STOWAGE_S3_*`
 /// variables and `--s3-*` flags override it.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     /// Endpoint URL of an S3-compatible service.
@@ -117,6 +121,31 @@ impl S3Config {
     }
 }
 
+/// The `STOWAGE_*` variables of the core settings; the dialects list theirs
+/// (`dialects::env_keys`).
+pub const ENV_KEYS: &[EnvKey] = &[
+    env_key("STOWAGE_LISTEN", "listen", true),
+    env_key("STOWAGE_DATA_DIR", "data_dir", true),
+    env_key("STOWAGE_REPO", "repo", true),
+    env_key("STOWAGE_MAX_UPLOAD_BYTES", "max_upload_bytes", false),
+    env_key("STOWAGE_MAX_JSON_BYTES", "max_json_bytes", false),
+    env_key(
+        "STOWAGE_MAX_CONCURRENT_UPLOADS",
+        "max_concurrent_uploads",
+        false,
+    ),
+    env_key("STOWAGE_JOB_HISTORY", "job_history", false),
+    env_key("STOWAGE_PUBLIC_URL", "public_url", true),
+    env_key("STOWAGE_S3_ENDPOINT", "s3.endpoint", true),
+    env_key("STOWAGE_S3_REGION", "s3.region", true),
+    env_key("STOWAGE_S3_PATH_STYLE", "s3.path_style", false),
+    env_key("STOWAGE_S3_PROFILE", "s3.profile", true),
+];
+
+const fn env_key(var: &'static str, key: &'static str, text: bool) -> EnvKey {
+    EnvKey { var, key, text }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -135,11 +164,52 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Reads a TOML file; unknown keys are errors, so typos do not pass silently.
+    /// The defaults, then the TOML file `path`; unknown keys are errors, so typos do not
+    /// pass silently.
     pub fn from_file(path: &Path) -> Result<ServerConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        Self::layered(Some(path), &[])
+    }
+
+    /// The settings in their one layering: defaults, then the TOML file (when given),
+    /// then the `STOWAGE_*` variables of [`ENV_KEYS`] and of the dialects (set and not
+    /// empty). Flags, above them all, are the CLI's to apply.
+    pub fn load(path: Option<&Path>) -> Result<ServerConfig> {
+        let mut env = Vec::new();
+        for entry in ENV_KEYS.iter().chain(crate::dialects::env_keys()) {
+            match std::env::var(entry.var) {
+                Ok(value) if !value.is_empty() => env.push((*entry, value)),
+                Ok(_) | Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    anyhow::bail!("{} is not valid UTF-8", entry.var)
+                }
+            }
+        }
+        Self::layered(path, &env)
+    }
+
+    fn layered(path: Option<&Path>, env: &[(EnvKey, String)]) -> Result<ServerConfig> {
+        let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some(path) = path {
+            if !path.is_file() {
+                anyhow::bail!("config file {} not found", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for (entry, value) in env {
+            let value: figment::value::Value = if entry.text {
+                value.clone().into()
+            } else {
+                value.parse().expect("parsing a value never fails")
+            };
+            figment = figment.merge(Serialized::default(entry.key, value));
+        }
+        figment.extract().map_err(|error| {
+            let from = match error.metadata.as_ref().map(|m| m.name.as_ref()) {
+                Some(source) => format!(" ({source})"),
+                None => String::new(),
+            };
+            anyhow::anyhow!("invalid configuration{from}: {error}")
+        })
     }
 
     /// Where the repository is: `repo`, else `<data_dir>/repo`.
@@ -510,5 +580,84 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &'static str, value: &str) -> (EnvKey, String) {
+        let entry = ENV_KEYS
+            .iter()
+            .chain(crate::dialects::env_keys())
+            .find(|e| e.var == var)
+            .copied()
+            .expect("a known variable");
+        (entry, value.to_string())
+    }
+
+    #[test]
+    fn settings_layer_defaults_then_the_file_then_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stowage.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\njob_history = 5\n[dialects.wings]\npart_size = 2097152\nseries = \"from-file\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::layered(
+            Some(&file),
+            &[
+                env("STOWAGE_WINGS_PART_SIZE", "4194304"),
+                env("STOWAGE_FA_JWT_SECRET", "12345"),
+                env("STOWAGE_DATA_DIR", "/srv/stowage"),
+                env("STOWAGE_S3_PATH_STYLE", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap(), "file");
+        assert_eq!(config.job_history, 5, "file");
+        assert_eq!(config.max_json_bytes, 1 << 20, "default");
+        assert_eq!(
+            config.dialects.wings.part_size,
+            4 << 20,
+            "environment over file"
+        );
+        assert_eq!(config.dialects.wings.series, "from-file");
+        assert_eq!(
+            config.dialects.wings.staging_series, "wings-parts",
+            "default"
+        );
+        assert_eq!(
+            config.dialects.fa.jwt_secret.as_deref(),
+            Some("12345"),
+            "a secret is text even when it looks like a number"
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/srv/stowage"));
+        assert!(config.s3.path_style);
+    }
+
+    #[test]
+    fn bad_settings_say_where_they_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stowage.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let error = ServerConfig::layered(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("lisen") && error.contains("stowage.toml"),
+            "{error}"
+        );
+        let error = ServerConfig::layered(None, &[env("STOWAGE_JOB_HISTORY", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("job_history"), "{error}");
+        let missing = dir.path().join("absent.toml");
+        let error = ServerConfig::layered(Some(&missing), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not found"), "{error}");
     }
 }

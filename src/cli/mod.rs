@@ -349,41 +349,39 @@ pub struct ServeArgs {
     #[arg(long, env = "STOWAGE_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "STOWAGE_LISTEN")]
+    #[arg(long)]
     listen: Option<std::net::SocketAddr>,
     /// Data directory: repository, index, keys, generated passphrase [default: ./stowage-data].
-    #[arg(long, env = "STOWAGE_DATA_DIR")]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Repository: a directory or s3://bucket/prefix [default: <data-dir>/repo].
-    #[arg(long, env = "STOWAGE_REPO")]
+    #[arg(long)]
     repo: Option<PathBuf>,
     /// Largest upload body in bytes [default: 1 TiB].
-    #[arg(long, env = "STOWAGE_MAX_UPLOAD_BYTES")]
+    #[arg(long)]
     max_upload_bytes: Option<u64>,
     /// Largest JSON request body in bytes [default: 1 MiB].
-    #[arg(long, env = "STOWAGE_MAX_JSON_BYTES")]
+    #[arg(long)]
     max_json_bytes: Option<usize>,
     /// Uploads ingesting at once; more wait [default: 16].
-    #[arg(long, env = "STOWAGE_MAX_CONCURRENT_UPLOADS")]
+    #[arg(long)]
     max_concurrent_uploads: Option<usize>,
     /// Finished jobs remembered [default: 1000].
-    #[arg(long, env = "STOWAGE_JOB_HISTORY")]
+    #[arg(long)]
     job_history: Option<usize>,
     /// Base of the URLs the server hands out, as clients reach it
     /// [default: http:// + the request's Host header].
-    #[arg(long, env = "STOWAGE_PUBLIC_URL")]
+    #[arg(long)]
     public_url: Option<String>,
     #[command(flatten)]
     s3: S3Args,
 }
 
 impl ServeArgs {
-    /// Defaults, then the config file, then these values.
+    /// Defaults, then the config file, then `STOWAGE_*` variables
+    /// (`ServerConfig::load`), then these flags.
     pub fn resolve(&self) -> anyhow::Result<crate::server::ServerConfig> {
-        let mut config = match &self.config {
-            Some(path) => crate::server::ServerConfig::from_file(path)?,
-            None => crate::server::ServerConfig::default(),
-        };
+        let mut config = crate::server::ServerConfig::load(self.config.as_deref())?;
         if let Some(v) = self.listen {
             config.listen = v;
         }

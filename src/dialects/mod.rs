@@ -13,19 +13,36 @@ pub mod wings;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::http::state::Mounted;
 use crate::http::AppState;
 use crate::service::documents::DocumentStore;
 
 /// `[dialects.*]`: one section per dialect.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DialectsConfig {
     pub fa: fa::FaConfig,
     pub wings: wings::WingsConfig,
     pub backupchan: backupchan::BackupchanConfig,
+}
+
+/// A `STOWAGE_*` environment variable and the setting it overrides (a dotted path in
+/// the configuration). `text`: taken as written (a secret or a path that may look like a
+/// number); otherwise parsed (numbers, booleans).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvKey {
+    pub var: &'static str,
+    pub key: &'static str,
+    pub text: bool,
+}
+
+/// Every dialect's environment variables.
+pub fn env_keys() -> impl Iterator<Item = &'static EnvKey> {
+    [fa::plugin::ENV, wings::plugin::ENV, backupchan::plugin::ENV]
+        .into_iter()
+        .flatten()
 }
 
 /// What a dialect builds itself from.

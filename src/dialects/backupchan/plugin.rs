@@ -5,17 +5,20 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::super::{Context, DialectsConfig, Mounted, StartError};
+use super::super::{Context, DialectsConfig, EnvKey, Mounted, StartError};
 use crate::http::state::DialectService;
 use crate::http::AppState;
 use crate::service::backupchan::{BackupchanService, Settings, SCHEDULED_JOBS};
 
 const NAME: &str = "backupchan";
 
+/// The section's environment variables: none; it is configured in its TOML section.
+pub const ENV: &[EnvKey] = &[];
+
 /// `[dialects.backupchan]`: Backup-chan's `/api` for its Python client and CLI.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupchanConfig {
     pub enabled: bool,

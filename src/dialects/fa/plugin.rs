@@ -5,25 +5,38 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::super::{Context, DialectsConfig, Mounted, StartError};
+use super::super::{Context, DialectsConfig, EnvKey, Mounted, StartError};
 use crate::http::state::DialectService;
 use crate::http::AppState;
 use crate::service::fa::FaService;
 
 const NAME: &str = "fa";
 
+/// The section's environment variables (`server::ServerConfig::load` applies them).
+pub const ENV: &[EnvKey] = &[
+    EnvKey {
+        var: "STOWAGE_FA_ROOT",
+        key: "dialects.fa.root",
+        text: true,
+    },
+    EnvKey {
+        var: "STOWAGE_FA_JWT_SECRET",
+        key: "dialects.fa.jwt_secret",
+        text: true,
+    },
+];
+
 /// `[dialects.fa]`: server-side path backups under `/fa/api/v0`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaConfig {
     pub enabled: bool,
-    /// Root of the users' homes, `<root>/users/<username>` (default `<data_dir>/fa`;
-    /// `STOWAGE_FA_ROOT` overrides).
+    /// Root of the users' homes, `<root>/users/<username>` (default `<data_dir>/fa`).
     pub root: Option<PathBuf>,
-    /// HS512 secret of fa users' tokens (`STOWAGE_FA_JWT_SECRET` overrides). Without
-    /// one, only stowage API keys are accepted.
+    /// HS512 secret of fa users' tokens. Without one, only stowage API keys are
+    /// accepted.
     pub jwt_secret: Option<String>,
 }
 
@@ -43,14 +56,11 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
     if !fa.enabled {
         return Ok(None);
     }
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let root = env("STOWAGE_FA_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| fa.root.clone())
+    let root = fa
+        .root
+        .clone()
         .unwrap_or_else(|| context.data_dir.join("fa"));
-    let secret = env("STOWAGE_FA_JWT_SECRET")
-        .map(|v| v.into_encoded_bytes())
-        .or_else(|| fa.jwt_secret.clone().map(String::into_bytes));
+    let secret = fa.jwt_secret.clone().map(String::into_bytes);
     let records = context
         .documents
         .open(NAME)

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::super::{Context, DialectsConfig, Mounted, StartError};
+use super::super::{Context, DialectsConfig, EnvKey, Mounted, StartError};
 use crate::http::state::DialectService;
 use crate::http::AppState;
 use crate::service::signed_urls::MAX_LIFETIME_SECS;
@@ -16,17 +16,31 @@ use crate::service::wings::{WingsService, WingsSettings};
 
 const NAME: &str = "wings";
 
+/// The section's environment variables (`server::ServerConfig::load` applies them).
+pub const ENV: &[EnvKey] = &[
+    EnvKey {
+        var: "STOWAGE_WINGS_PART_SIZE",
+        key: "dialects.wings.part_size",
+        text: false,
+    },
+    EnvKey {
+        var: "STOWAGE_WINGS_UPLOAD_EXPIRY_SECS",
+        key: "dialects.wings.upload_expiry_secs",
+        text: false,
+    },
+];
+
 /// `[dialects.wings]`: the Pterodactyl Panel's remote backup API for Wings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WingsConfig {
     pub enabled: bool,
-    /// Size of each upload part in bytes (`STOWAGE_WINGS_PART_SIZE` overrides).
+    /// Size of each upload part in bytes.
     pub part_size: u64,
     /// Lifetime of a part upload URL, in seconds.
     pub url_lifetime_secs: u64,
     /// Uploads not completed this many seconds after they were announced expire; their
-    /// parts are purged (`STOWAGE_WINGS_UPLOAD_EXPIRY_SECS` overrides).
+    /// parts are purged.
     pub upload_expiry_secs: u64,
     /// Series of completed Wings backups.
     pub series: String,
@@ -47,24 +61,13 @@ impl Default for WingsConfig {
     }
 }
 
-/// A number from the environment variable `name`, when set.
-fn env_number(name: &str) -> Result<Option<u64>, StartError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map(Some)
-            .map_err(|_| StartError::new(NAME, format!("{name}={v:?} is not a number"))),
-        _ => Ok(None),
-    }
-}
-
 /// Starts the dialect when enabled.
 pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounted>, StartError> {
     let wings = &config.wings;
     if !wings.enabled {
         return Ok(None);
     }
-    let part_size = env_number("STOWAGE_WINGS_PART_SIZE")?.unwrap_or(wings.part_size);
+    let part_size = wings.part_size;
     if part_size < 1 << 20 {
         return Err(StartError::new(
             NAME,
@@ -75,9 +78,7 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
     let settings = WingsSettings {
         part_size,
         url_lifetime_secs: wings.url_lifetime_secs.clamp(60, MAX_LIFETIME_SECS),
-        upload_expiry_secs: env_number("STOWAGE_WINGS_UPLOAD_EXPIRY_SECS")?
-            .unwrap_or(wings.upload_expiry_secs)
-            .max(1),
+        upload_expiry_secs: wings.upload_expiry_secs.max(1),
         max_size: app.limits.max_upload_bytes,
         series: wings.series.clone(),
         staging_series: wings.staging_series.clone(),
