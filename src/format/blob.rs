@@ -81,20 +81,19 @@ pub enum EnvelopeError {
 
 /// Parses the header of `envelope`; the rest is ciphertext and tag.
 pub fn parse_header(envelope: &[u8]) -> Result<EnvelopeHeader, EnvelopeError> {
+    let too_short = || EnvelopeError::TooShort {
+        len: envelope.len(),
+    };
     if envelope.len() < MIN_ENVELOPE_LEN {
-        return Err(EnvelopeError::TooShort {
-            len: envelope.len(),
-        });
+        return Err(too_short());
     }
-    if envelope[0] != ENVELOPE_VERSION {
-        return Err(EnvelopeError::UnknownVersion {
-            version: envelope[0],
-        });
+    let [version, compression, nonce @ ..] =
+        *envelope.first_chunk::<HEADER_LEN>().ok_or_else(too_short)?;
+    if version != ENVELOPE_VERSION {
+        return Err(EnvelopeError::UnknownVersion { version });
     }
-    let compression = Compression::from_byte(envelope[1])
-        .ok_or(EnvelopeError::UnknownCompression { byte: envelope[1] })?;
-    let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&envelope[2..HEADER_LEN]);
+    let compression = Compression::from_byte(compression)
+        .ok_or(EnvelopeError::UnknownCompression { byte: compression })?;
     Ok(EnvelopeHeader { compression, nonce })
 }
 
@@ -116,6 +115,7 @@ pub fn associated_data(domain: Domain, name: &[u8], compression: Compression) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -106,6 +106,7 @@ pub fn is_safe_relative_path(path: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -85,33 +85,38 @@ pub fn encode_leaf(entries: &[ContentEntry]) -> Vec<u8> {
 }
 
 pub fn decode_leaf(payload: &[u8]) -> Result<Vec<ContentEntry>, LeafFormatError> {
-    if payload.len() < LEAF_HEADER_LEN || &payload[..4] != LEAF_MAGIC || payload[4] != LEAF_VERSION
-    {
+    let Some((header, body)) = payload.split_first_chunk::<LEAF_HEADER_LEN>() else {
+        return Err(LeafFormatError::BadHeader);
+    };
+    let [m0, m1, m2, m3, version, c0, c1, c2, c3] = *header;
+    if [m0, m1, m2, m3] != *LEAF_MAGIC || version != LEAF_VERSION {
         return Err(LeafFormatError::BadHeader);
     }
-    let count = u32::from_le_bytes([payload[5], payload[6], payload[7], payload[8]]);
+    let count = u32::from_le_bytes([c0, c1, c2, c3]);
     if count == 0 || count as usize > MAX_LEAF_ENTRIES {
         return Err(LeafFormatError::BadCount { count });
     }
-    let body = &payload[LEAF_HEADER_LEN..];
-    if body.len() != count as usize * LEAF_ENTRY_LEN {
+    let (raw_entries, rest) = body.as_chunks::<LEAF_ENTRY_LEN>();
+    if !rest.is_empty() || raw_entries.len() != count as usize {
         return Err(LeafFormatError::BadLength {
             len: payload.len(),
             count,
         });
     }
-    Ok(body
-        .chunks_exact(LEAF_ENTRY_LEN)
+    Ok(raw_entries
+        .iter()
         .map(|raw| {
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&raw[..32]);
-            let len = u32::from_le_bytes([raw[32], raw[33], raw[34], raw[35]]);
-            ContentEntry { id: Id(id), len }
+            let [id @ .., l0, l1, l2, l3] = *raw;
+            ContentEntry {
+                id: Id(id),
+                len: u32::from_le_bytes([l0, l1, l2, l3]),
+            }
         })
         .collect())
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,6 +1,9 @@
 //! Byte formats that must stay readable forever. Sans-IO: every function here takes and
 //! returns bytes, never panics on input, and every format starts with a magic and version.
 
+// These modules decode stored bytes and request bodies from outside: they must never panic.
+#![deny(clippy::indexing_slicing)]
+
 pub mod blob;
 pub mod catalog;
 pub mod config;

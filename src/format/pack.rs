@@ -95,7 +95,11 @@ pub fn encode_header() -> [u8; HEADER_LEN] {
 }
 
 pub fn check_header(bytes: &[u8]) -> Result<(), PackFormatError> {
-    if bytes.len() < HEADER_LEN || &bytes[..8] != PACK_MAGIC || bytes[8] != PACK_VERSION {
+    let Some(&[m0, m1, m2, m3, m4, m5, m6, m7, version, ..]) = bytes.first_chunk::<HEADER_LEN>()
+    else {
+        return Err(PackFormatError::BadHeader);
+    };
+    if [m0, m1, m2, m3, m4, m5, m6, m7] != *PACK_MAGIC || version != PACK_VERSION {
         return Err(PackFormatError::BadHeader);
     }
     Ok(())
@@ -115,13 +119,15 @@ pub fn decode_footer(
     footer: &[u8],
     pack_len: u64,
 ) -> Result<std::ops::Range<u64>, PackFormatError> {
-    if pack_len < (HEADER_LEN + FOOTER_LEN) as u64 || footer.len() != FOOTER_LEN {
-        return Err(PackFormatError::TooShort { len: pack_len });
-    }
-    if &footer[4..] != FOOTER_MAGIC {
+    let footer: &[u8; FOOTER_LEN] = match footer.try_into() {
+        Ok(footer) if pack_len >= (HEADER_LEN + FOOTER_LEN) as u64 => footer,
+        _ => return Err(PackFormatError::TooShort { len: pack_len }),
+    };
+    let [l0, l1, l2, l3, magic @ ..] = *footer;
+    if magic != *FOOTER_MAGIC {
         return Err(PackFormatError::BadFooter);
     }
-    let len = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
     let end = pack_len - FOOTER_LEN as u64;
     if u64::from(len) > end - HEADER_LEN as u64 {
         return Err(PackFormatError::BadTrailerLength { len, pack_len });
@@ -150,38 +156,39 @@ pub fn decode_trailer(
     blob_area_end: u64,
 ) -> Result<Vec<PackEntry>, PackFormatError> {
     let bad = |reason| PackFormatError::BadTrailer { reason };
-    let count_bytes: [u8; 4] = payload
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
+    let (count_bytes, body) = payload
+        .split_first_chunk::<4>()
         .ok_or(bad("missing entry count"))?;
-    let count = u32::from_le_bytes(count_bytes);
+    let count = u32::from_le_bytes(*count_bytes);
     if count > MAX_TRAILER_ENTRIES {
         return Err(bad("too many entries"));
     }
-    let body = &payload[4..];
-    if body.len() != count as usize * ENTRY_LEN {
+    let (raw_entries, rest) = body.as_chunks::<ENTRY_LEN>();
+    if !rest.is_empty() || raw_entries.len() != count as usize {
         return Err(bad("length does not match the entry count"));
     }
-    body.chunks_exact(ENTRY_LEN)
+    raw_entries
+        .iter()
         .enumerate()
         .map(|(index, raw)| decode_entry(index, raw, blob_area_end))
         .collect()
 }
 
-fn decode_entry(index: usize, raw: &[u8], limit: u64) -> Result<PackEntry, PackFormatError> {
-    let u32_at = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
-    let id = Id::from_slice(&raw[..32]).ok_or(PackFormatError::BadTrailer {
-        reason: "short chunk id",
-    })?;
-    let kind = BlobKind::from_byte(raw[32]).ok_or(PackFormatError::BadTrailer {
+fn decode_entry(
+    index: usize,
+    raw: &[u8; ENTRY_LEN],
+    limit: u64,
+) -> Result<PackEntry, PackFormatError> {
+    let [id @ .., kind, o0, o1, o2, o3, s0, s1, s2, s3, r0, r1, r2, r3] = *raw;
+    let kind = BlobKind::from_byte(kind).ok_or(PackFormatError::BadTrailer {
         reason: "unknown blob kind",
     })?;
     let entry = PackEntry {
-        id,
+        id: Id(id),
         kind,
-        offset: u32_at(33),
-        stored_len: u32_at(37),
-        raw_len: u32_at(41),
+        offset: u32::from_le_bytes([o0, o1, o2, o3]),
+        stored_len: u32::from_le_bytes([s0, s1, s2, s3]),
+        raw_len: u32::from_le_bytes([r0, r1, r2, r3]),
     };
     let end = u64::from(entry.offset) + u64::from(entry.stored_len);
     if u64::from(entry.offset) < HEADER_LEN as u64 || end > limit {
@@ -196,6 +203,7 @@ fn decode_entry(index: usize, raw: &[u8], limit: u64) -> Result<PackEntry, PackF
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

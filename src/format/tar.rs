@@ -157,13 +157,16 @@ impl TarCatalogParser {
 
     /// Feeds the next bytes of the stream; each complete entry is passed to `sink`.
     pub fn feed(&mut self, data: &[u8], sink: &mut dyn FnMut(CatalogEntry)) {
-        if data.is_empty() || self.tar.fail.is_some() {
+        if self.tar.fail.is_some() {
             return;
         }
+        let Some(&d0) = data.first() else {
+            return;
+        };
         if let Layer::Detect { first } = self.layer {
-            let b0 = first.unwrap_or(data[0]);
+            let b0 = first.unwrap_or(d0);
             let b1 = if first.is_some() {
-                Some(data[0])
+                Some(d0)
             } else {
                 data.get(1).copied()
             };
@@ -353,19 +356,20 @@ impl TarMachine {
                     None => data.len(),
                 },
                 TarState::Meta { buf, need, .. } => {
-                    let n = (*need - buf.len()).min(data.len());
-                    buf.extend_from_slice(&data[..n]);
-                    n
+                    let part = data.get(..need.saturating_sub(buf.len())).unwrap_or(data);
+                    buf.extend_from_slice(part);
+                    part.len()
                 }
                 TarState::Header | TarState::SparseExt(_) => {
-                    let n = (BLOCK - self.fill).min(data.len());
-                    self.block[self.fill..self.fill + n].copy_from_slice(&data[..n]);
+                    let free = self.block.get_mut(self.fill..).unwrap_or_default();
+                    let n = copy_prefix(free, data);
                     self.fill += n;
                     n
                 }
             };
             self.pos += taken as u64;
-            data = &data[taken..];
+            // Every arm takes at most `data.len()` bytes.
+            data = data.get(taken..).unwrap_or_default();
             let result = match &self.state {
                 TarState::Header if self.fill == BLOCK => {
                     self.fill = 0;
@@ -448,7 +452,8 @@ impl TarMachine {
     }
 
     fn on_sparse_ext(&mut self, sink: &mut dyn FnMut(CatalogEntry)) {
-        if self.block[504] != 0 {
+        let b: &[u8; BLOCK] = &self.block;
+        if b[504] != 0 {
             return; // another extension block follows
         }
         let state = std::mem::replace(&mut self.state, TarState::Header);
@@ -664,7 +669,8 @@ impl TarMachine {
             }
             TarState::Header => {
                 // A partial block at the end is accepted only as zero padding after entries.
-                if self.headers == 0 || self.block[..self.fill].iter().any(|&b| b != 0) {
+                let partial = self.block.get(..self.fill);
+                if self.headers == 0 || partial.is_none_or(|p| p.iter().any(|&b| b != 0)) {
                     return not_tar(format!("truncated header at offset {}", self.pos));
                 }
             }
@@ -692,10 +698,18 @@ impl TarMachine {
 // ---------------------------------------------------------------------------------------
 
 fn until_nul(field: &[u8]) -> &[u8] {
-    match field.iter().position(|&b| b == 0) {
-        Some(i) => &field[..i],
-        None => field,
+    field.split(|&b| b == 0).next().unwrap_or(field)
+}
+
+/// Copies as many bytes as fit from the start of `src` to the start of `dst`; returns how
+/// many.
+fn copy_prefix(dst: &mut [u8], src: &[u8]) -> usize {
+    let mut n = 0;
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+        n += 1;
     }
+    n
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -814,21 +828,23 @@ fn parse_pax(data: &[u8], into: &mut Pax, global: bool) -> Result<(), String> {
             .take(21)
             .position(|&b| b == b' ')
             .ok_or("PAX record without a length")?;
-        let len = parse_decimal_u64(&rest[..space]).ok_or("bad PAX record length")?;
-        let len = usize::try_from(len).map_err(|_| "bad PAX record length")?;
-        if len <= space + 1 || len > rest.len() {
-            return Err("bad PAX record length".into());
+        let bad_len = || String::from("bad PAX record length");
+        let (digits, _) = rest.split_at_checked(space).ok_or_else(bad_len)?;
+        let len = parse_decimal_u64(digits).ok_or_else(bad_len)?;
+        let len = usize::try_from(len).map_err(|_| bad_len())?;
+        if len <= space + 1 {
+            return Err(bad_len());
         }
-        let record = &rest[space + 1..len];
-        rest = &rest[len..];
+        let (record, tail) = rest.split_at_checked(len).ok_or_else(bad_len)?;
+        let record = record.get(space + 1..).ok_or_else(bad_len)?;
+        rest = tail;
         let Some((b'\n', record)) = record.split_last() else {
             return Err("PAX record not terminated by a newline".into());
         };
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without '='")?;
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        let mut key_value = record.splitn(2, |&b| b == b'=');
+        let (Some(key), Some(value)) = (key_value.next(), key_value.next()) else {
+            return Err("PAX record without '='".into());
+        };
         let bad = || format!("bad PAX {} value", String::from_utf8_lossy(key));
         let empty = value.is_empty();
         match key {
@@ -892,10 +908,9 @@ fn parse_pax_time(value: &[u8]) -> Option<(i64, u32)> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, value),
     };
-    let (int_part, frac_part) = match value.iter().position(|&b| b == b'.') {
-        Some(dot) => (&value[..dot], &value[dot + 1..]),
-        None => (value, &[][..]),
-    };
+    let mut parts = value.splitn(2, |&b| b == b'.');
+    let int_part = parts.next().unwrap_or_default();
+    let frac_part = parts.next().unwrap_or_default();
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
@@ -1035,7 +1050,7 @@ impl GzHeader {
                 Ok(self.n == 10 && self.advance(HdrStage::Fixed))
             }
             HdrStage::ExtraLen => {
-                self.word[self.n as usize & 1] = b;
+                self.word = [self.word[1], b];
                 self.n += 1;
                 if self.n < 2 {
                     return Ok(false);
@@ -1063,7 +1078,7 @@ impl GzHeader {
                 Ok(false)
             }
             HdrStage::HeaderCrc => {
-                self.word[self.n as usize & 1] = b;
+                self.word = [self.word[1], b];
                 self.n += 1;
                 if self.n < 2 {
                     return Ok(false);
@@ -1114,7 +1129,7 @@ impl Gunzip {
                             }
                         }
                     }
-                    data = &data[used..];
+                    data = data.get(used..).unwrap_or_default();
                     if done {
                         self.inflate.reset(false);
                         self.crc.reset();
@@ -1123,13 +1138,13 @@ impl Gunzip {
                 }
                 GzState::Deflate => self.inflate(&mut data, tar, sink),
                 GzState::Trailer { buf, n } => {
-                    let take = (8 - *n).min(data.len());
-                    buf[*n..*n + take].copy_from_slice(&data[..take]);
+                    let take = copy_prefix(buf.get_mut(*n..).unwrap_or_default(), data);
                     *n += take;
-                    data = &data[take..];
+                    data = data.get(take..).unwrap_or_default();
                     if *n == 8 {
-                        let crc = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                        let isize = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                        let [c0, c1, c2, c3, l0, l1, l2, l3] = *buf;
+                        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+                        let isize = u32::from_le_bytes([l0, l1, l2, l3]);
                         if crc != self.crc.sum() || isize != self.crc.amount() {
                             tar.set_fail("gzip member CRC or length mismatch".into());
                             return;
@@ -1138,7 +1153,7 @@ impl Gunzip {
                     }
                 }
                 GzState::Between => {
-                    self.state = if data[0] == 0x1f {
+                    self.state = if data.first() == Some(&0x1f) {
                         GzState::Header(GzHeader::new())
                     } else {
                         GzState::Ignore
@@ -1166,8 +1181,9 @@ impl Gunzip {
                 .map_or(data.len(), |c| c.min(data.len()));
             let produced = usize::try_from(self.inflate.total_out() - out_before)
                 .map_or(self.out.len(), |p| p.min(self.out.len()));
-            *data = &data[consumed..];
-            let out = &self.out[..produced];
+            // Both are clamped to the buffers' lengths above.
+            *data = data.get(consumed..).unwrap_or_default();
+            let out = self.out.get(..produced).unwrap_or_default();
             self.crc.update(out);
             tar.push(out, sink);
             match status {
@@ -1204,6 +1220,7 @@ impl Gunzip {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
