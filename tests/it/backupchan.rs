@@ -900,6 +900,95 @@ async fn multi_downloads_are_one_tar_with_archives_extracted() {
         .any(|e| e.path == "etc" && e.kind == stowage::format::catalog::EntryKind::Dir));
 }
 
+/// A multi download must not escape the folder it is extracted in: an uploaded archive
+/// with a symlink and a file beneath it (`link -> ../outside`, `link/planted.txt`), and a
+/// hard link to that file, come back without the file and the hard link, so even an
+/// extractor that follows links (Python's tarfile before 3.14) writes only inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_and_a_file_beneath_it_never_escape_a_multi_download() {
+    use stowage::service::backupchan::archive::{
+        end_marker, entry_header, pad, Entry, DIR, FILE, HARDLINK, SYMLINK,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    bc.target("evil", "multi", "evil-$I", Some("evil")).await;
+    let entry = |name: &str, kind: u8, size: u64, link: Option<&str>| Entry {
+        name: name.into(),
+        size,
+        mode: 0o644,
+        mtime: 1_700_000_000,
+        kind,
+        link: link.map(str::to_string),
+    };
+    let mut tar = Vec::new();
+    for (e, data) in [
+        (entry("d/", DIR, 0, None), &b""[..]),
+        (entry("d/ok.txt", FILE, 4, None), b"fine"),
+        (entry("link", SYMLINK, 0, Some("../outside")), b""),
+        (entry("link/planted.txt", FILE, 5, None), b"pwned"),
+        (entry("hl", HARDLINK, 0, Some("link/planted.txt")), b""),
+        (entry("hl2", HARDLINK, 0, Some("d/ok.txt")), b""),
+    ] {
+        tar.extend(entry_header(&e));
+        tar.extend_from_slice(data);
+        tar.extend(pad(e.size));
+    }
+    tar.extend(end_marker());
+    let form = Form::new()
+        .text("manual", "false")
+        .part("backup_file", file_part("evil.tar", &tar));
+    let (_, reply) = bc.form("/api/target/evil/upload", form).await;
+    assert_eq!(
+        bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+        "FINISHED"
+    );
+    let (_, view) = bc.get("/api/target/evil").await;
+    let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
+    let response = bc
+        .client
+        .get(format!("{}/api/backup/{backup}/download", bc.base))
+        .bearer_auth(&bc.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let declared: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), declared, "the length counts only what is sent");
+    let mut parser = stowage::format::tar::TarCatalogParser::new();
+    let mut names = Vec::new();
+    parser.feed(&bytes, &mut |e| names.push(e.path));
+    parser.finish(&mut |e| names.push(e.path)).unwrap();
+    assert_eq!(names, ["d", "d/ok.txt", "link", "hl2"]);
+
+    // Extracted by an extractor that follows links, nothing lands outside.
+    let work = dir.path().join("extract");
+    std::fs::create_dir_all(work.join("dst")).unwrap();
+    std::fs::create_dir_all(work.join("outside")).unwrap();
+    std::fs::write(work.join("download.tar"), &bytes).unwrap();
+    let status = std::process::Command::new("python3")
+        .current_dir(&work)
+        .args([
+            "-c",
+            "import tarfile; tarfile.open('download.tar').extractall('dst', filter='fully_trusted')",
+        ])
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    assert_eq!(std::fs::read(work.join("dst/d/ok.txt")).unwrap(), b"fine");
+    assert_eq!(std::fs::read(work.join("dst/hl2")).unwrap(), b"fine");
+    assert!(
+        !work.join("outside/planted.txt").exists(),
+        "escaped the folder"
+    );
+    let (_, log) = bc.get("/api/log?tail=10").await;
+    assert!(log.to_string().contains("left out"), "{log}");
+}
+
 /// The stowage backups of a series through the native API: (live, recycled).
 async fn native_backups(bc: &Bc, series: &str) -> (u64, u64) {
     let admin = crate::support::admin_key(&bc.data_dir);

@@ -125,9 +125,125 @@ pub fn end_marker() -> Vec<u8> {
     vec![0u8; 2 * BLOCK as usize]
 }
 
+/// Keeps a download from escaping the folder it is extracted in. Entries are offered in
+/// archive order; one is refused when its name is absolute, has an empty, `.` or `..`
+/// component, lies at or beneath a symbolic link written before (an extractor would
+/// write through the link), is a link that would replace or sit above an entry written
+/// before, or is a hard link to anything but a file written before.
+#[derive(Debug, Default)]
+pub struct SafeNames {
+    written: std::collections::HashSet<String>,
+    /// Every proper ancestor directory of a written entry.
+    ancestors: std::collections::HashSet<String>,
+    symlinks: std::collections::HashSet<String>,
+    files: std::collections::HashSet<String>,
+}
+
+/// A relative name without `.`/`..`/empty components, trailing slash removed.
+fn clean_name(name: &str) -> Option<&str> {
+    let name = name.strip_suffix('/').unwrap_or(name);
+    let plain = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !name.contains('\0');
+    plain.then_some(name)
+}
+
+/// `a`, `a/b` for `a/b/c`.
+fn proper_ancestors(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('/').map(move |(at, _)| &name[..at])
+}
+
+impl SafeNames {
+    pub fn new() -> SafeNames {
+        SafeNames::default()
+    }
+
+    /// Admits `entry` (and remembers it), or says why it must be left out.
+    pub fn admit(&mut self, entry: &Entry) -> Result<(), String> {
+        let name = clean_name(&entry.name)
+            .ok_or_else(|| format!("{:?} is not a plain relative name", entry.name))?;
+        if let Some(link) = proper_ancestors(name).find(|a| self.symlinks.contains(*a)) {
+            return Err(format!("{name} lies beneath the symbolic link {link}"));
+        }
+        if self.symlinks.contains(name) {
+            return Err(format!("{name} would replace a symbolic link"));
+        }
+        if entry.kind == SYMLINK && (self.written.contains(name) || self.ancestors.contains(name)) {
+            return Err(format!(
+                "the symbolic link {name} would replace an entry before it"
+            ));
+        }
+        if entry.kind == HARDLINK {
+            let target = entry.link.as_deref().and_then(clean_name);
+            if !target.is_some_and(|t| self.files.contains(t)) {
+                return Err(format!(
+                    "the hard link {name} does not point at a file before it ({:?})",
+                    entry.link.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        for ancestor in proper_ancestors(name) {
+            self.ancestors.insert(ancestor.to_string());
+        }
+        self.written.insert(name.to_string());
+        match entry.kind {
+            SYMLINK => {
+                self.symlinks.insert(name.to_string());
+            }
+            FILE | HARDLINK => {
+                self.files.insert(name.to_string());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_escapes_the_extraction_folder() {
+        let link = |name: &str, kind: u8, target: &str| Entry {
+            kind,
+            link: Some(target.into()),
+            ..file(name, 0)
+        };
+        let mut names = SafeNames::new();
+        let offered = [
+            (file("ok.txt", 1), true),
+            (link("out", SYMLINK, "/outside"), true),
+            (file("out/planted.txt", 1), false),
+            (file("out", 1), false),
+            (link("out/deeper", SYMLINK, "/"), false),
+            (file("/etc/passwd", 1), false),
+            (file("a/../../x", 1), false),
+            (file("a//x", 1), false),
+            (
+                Entry {
+                    kind: DIR,
+                    ..file("d/", 0)
+                },
+                true,
+            ),
+            (file("d/f", 1), true),
+            (link("d", SYMLINK, "/tmp"), false),
+            (link("ok.txt", SYMLINK, "/tmp"), false),
+            (link("hard", HARDLINK, "ok.txt"), true),
+            (link("hard2", HARDLINK, "out"), false),
+            (link("hard3", HARDLINK, "later.txt"), false),
+            (link("hard4", HARDLINK, "../ok.txt"), false),
+            (file("later.txt", 1), true),
+        ];
+        for (entry, admitted) in offered {
+            assert_eq!(names.admit(&entry).is_ok(), admitted, "{}", entry.name);
+        }
+    }
+
     use crate::format::catalog::EntryKind;
     use crate::format::tar::TarCatalogParser;
 

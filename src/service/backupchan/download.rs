@@ -288,6 +288,7 @@ impl BackupchanService {
                 for (part, manifest) in record.parts.iter().zip(manifests) {
                     members.push(self.member(part, manifest, mtime).await?);
                 }
+                let members = self.safe_members(&record.id, members);
                 let size = members.iter().map(Member::len).sum::<u64>()
                     + archive::end_marker().len() as u64;
                 Ok(Download {
@@ -297,6 +298,42 @@ impl BackupchanService {
                 })
             }
         }
+    }
+
+    /// Leaves out every entry that could make an extractor write outside the folder it
+    /// extracts in (see [`archive::SafeNames`]), logging each.
+    fn safe_members(&self, backup: &str, members: Vec<Member>) -> Vec<Member> {
+        let mut names = archive::SafeNames::new();
+        let mut admitted = |entry: &Entry| match names.admit(entry) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.log(format!(
+                    "Download of backup {backup}: left out {:?}: {reason}",
+                    entry.name
+                ));
+                false
+            }
+        };
+        members
+            .into_iter()
+            .filter_map(|member| match member {
+                Member::File { manifest, entry } => {
+                    admitted(&entry).then_some(Member::File { manifest, entry })
+                }
+                Member::Archive {
+                    manifest,
+                    gzip,
+                    mut entries,
+                } => {
+                    entries.retain(|(entry, _)| admitted(entry));
+                    Some(Member::Archive {
+                        manifest,
+                        gzip,
+                        entries,
+                    })
+                }
+            })
+            .collect()
     }
 
     /// How a file of a multi backup enters the download: its entries when stowage
