@@ -552,6 +552,54 @@ impl RunningServer {
     }
 }
 
+/// File in the index's state directory telling a CLI on this host that a server holds
+/// the repository, and how to reach it.
+pub const SERVING_FILE: &str = "serving.json";
+
+/// The content of [`SERVING_FILE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Serving {
+    /// Where a client on this host reaches the server (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// The server's data directory, absolute (its `admin.key` is there).
+    pub data_dir: PathBuf,
+    pub pid: u32,
+}
+
+impl Serving {
+    /// The record in `state_dir`, when one is there and its process still runs.
+    pub fn find(state_dir: &Path) -> Option<Serving> {
+        let bytes = std::fs::read(state_dir.join(SERVING_FILE)).ok()?;
+        let serving: Serving = serde_json::from_slice(&bytes).ok()?;
+        Path::new("/proc")
+            .join(serving.pid.to_string())
+            .exists()
+            .then_some(serving)
+    }
+
+    /// Writes the record for this process, serving at `address`; returns its path.
+    fn write(config: &ServerConfig, address: SocketAddr) -> Result<PathBuf> {
+        let mut local = address;
+        if local.ip().is_unspecified() {
+            local.set_ip(if local.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let serving = Serving {
+            url: format!("http://{local}"),
+            data_dir: std::path::absolute(&config.data_dir)?,
+            pid: std::process::id(),
+        };
+        let path = config.state_dir()?.join(SERVING_FILE);
+        let bytes = serde_json::to_vec_pretty(&serving).expect("records serialize");
+        crate::service::durable::replace_file(&path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then shuts down (see [`RunningServer::shutdown`]).
 pub async fn serve(config: ServerConfig) -> Result<()> {
     let state = prepare(&config).await?;
@@ -561,9 +609,17 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let running = start(state, listener)?;
     tracing::info!("stowage listening on http://{}", running.address());
     eprintln!("stowage listening on http://{}", running.address());
+    // A CLI on this host finds the server through it (`stowage ls` beside the server).
+    let serving = Serving::write(&config, running.address())
+        .map_err(|error| tracing::warn!(%error, "the CLI will not find this server"))
+        .ok();
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight, stopping background work");
-    running.shutdown().await
+    let stopped = running.shutdown().await;
+    if let Some(path) = serving {
+        let _ = std::fs::remove_file(path);
+    }
+    stopped
 }
 
 async fn shutdown_signal() {

@@ -90,23 +90,41 @@ pub async fn run(command: Command) -> Result<Outcome> {
         } => {
             let options = IngestOptions {
                 detect_tar: !no_tar_catalog,
-                ..IngestOptions::new(series, "").with_sha256(sha256)
+                ..IngestOptions::new(series.clone(), "").with_sha256(sha256)
             };
-            put(&repo, options, json, &path).await
+            match put(&repo, options, json, &path).await {
+                Err(e) if super::beside::is_locked(&e) => {
+                    let via = super::beside::through_server(&repo, e)?;
+                    remote::put(&via, &series, json, sha256, &path).await
+                }
+                other => other,
+            }
         }
         Command::Get {
             repo,
             id,
             output,
             range,
-        } => get(&repo, &id, output.as_deref(), range.as_deref()).await,
+        } => match get(&repo, &id, output.as_deref(), range.as_deref()).await {
+            Err(e) if super::beside::is_locked(&e) => {
+                let via = super::beside::through_server(&repo, e)?;
+                remote::get(&via, &id, output.as_deref(), range.as_deref()).await
+            }
+            other => other,
+        },
         Command::Restore { repo, id, target } => restore(&repo, &id, &target).await,
         Command::Ls {
             repo,
             series,
             recycled,
             json,
-        } => ls(&repo, series.as_deref(), recycled, json).await,
+        } => match ls(&repo, series.as_deref(), recycled, json).await {
+            Err(e) if super::beside::is_locked(&e) => {
+                let via = super::beside::through_server(&repo, e)?;
+                remote::ls(&via, series.as_deref(), recycled, json).await
+            }
+            other => other,
+        },
         Command::Delete { repo, purge, ids } => delete(&repo, purge, &ids).await,
         Command::Undelete { repo, ids } => undelete(&repo, &ids).await,
         Command::Forget {
@@ -208,7 +226,7 @@ fn passphrase_from(file: Option<&Path>, variable: &str, flag: &str) -> Result<Ve
 }
 
 /// The repository a command names, parsed.
-fn location(args: &RepoArgs) -> Result<Location> {
+pub(super) fn location(args: &RepoArgs) -> Result<Location> {
     match (&args.repo, &args.server) {
         (Some(repo), _) => Ok(Location::parse(repo)?),
         (None, Some(_)) => {
@@ -229,7 +247,7 @@ fn s3_settings(args: &RepoArgs) -> Result<S3Settings> {
 
 /// The state directory: `--state-dir`, else `<repo>/state` for a directory, else a
 /// directory per bucket and prefix under the user's state home.
-fn state_dir(args: &RepoArgs, location: &Location) -> Result<PathBuf> {
+pub(super) fn state_dir(args: &RepoArgs, location: &Location) -> Result<PathBuf> {
     if let Some(dir) = &args.state_dir {
         return Ok(dir.clone());
     }
@@ -255,8 +273,16 @@ async fn backend_and_state(args: &RepoArgs) -> Result<(DynBackend, PathBuf)> {
 
 async fn open(args: &RepoArgs) -> Result<Repository> {
     let (backend, state) = backend_and_state(args).await?;
+    // Held by a running server: say so before asking for a passphrase it does not need.
+    let index = state.join(crate::repo::INDEX_FILE);
+    if crate::index::held_elsewhere(&index) {
+        let locked = crate::index::IndexError::Locked { path: index };
+        return Err(super::beside::advise(args, locked.into()));
+    }
     let passphrase = read_passphrase(args)?;
-    let repo = Repository::open(backend, &state, &passphrase).await?;
+    let repo = Repository::open(backend, &state, &passphrase)
+        .await
+        .map_err(|e| super::beside::advise(args, e.into()))?;
     if let Some(report) = repo.reconciled_on_open() {
         output::print_reconciliation(report);
     }

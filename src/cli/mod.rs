@@ -3,6 +3,7 @@
 //! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
 
 pub mod bench;
+mod beside;
 mod commands;
 mod control;
 mod output;
@@ -45,6 +46,10 @@ pub struct RepoArgs {
     state_dir: Option<PathBuf>,
     #[command(flatten)]
     s3: S3Args,
+    /// The API key for `--server`, when found beside a running server (else
+    /// `STOWAGE_KEY`).
+    #[arg(skip)]
+    key: Option<String>,
 }
 
 /// How to reach an `s3://` repository, beyond the standard AWS configuration

@@ -19,17 +19,25 @@ struct Remote {
 
 impl Remote {
     fn new(args: &RepoArgs) -> Result<Remote> {
-        Remote::connect(args.server.as_deref().context("no --server URL")?)
+        let base = args.server.as_deref().context("no --server URL")?;
+        match &args.key {
+            Some(key) => Ok(Remote::with_key(base, key.clone())),
+            None => Remote::connect(base),
+        }
     }
 
     fn connect(base: &str) -> Result<Remote> {
         let key =
             std::env::var("STOWAGE_KEY").context("set STOWAGE_KEY to an API key for the server")?;
-        Ok(Remote {
+        Ok(Remote::with_key(base, key))
+    }
+
+    fn with_key(base: &str, key: String) -> Remote {
+        Remote {
             base: base.trim_end_matches('/').to_string(),
             key,
             client: reqwest::Client::new(),
-        })
+        }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

@@ -681,6 +681,12 @@ impl Index {
     }
 }
 
+/// Whether another process holds the index at `path` open (a missing or unreadable
+/// file is not held).
+pub fn held_elsewhere(path: &Path) -> bool {
+    std::fs::File::open(path).is_ok_and(|file| is_locked(&file))
+}
+
 /// Whether another open file description holds redb's exclusive lock on `file` (redb
 /// takes it with `flock`, as `File::try_lock` does).
 fn is_locked(file: &std::fs::File) -> bool {

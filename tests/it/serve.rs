@@ -120,6 +120,37 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 
+    // The CLI beside the running server, pointed at its repository with neither a key nor
+    // a passphrase: `ls` goes through the server; `check` says exactly what to run.
+    let beside = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .args(args)
+            .arg("--repo")
+            .arg(data.join("repo"))
+            .env_remove("STOWAGE_KEY")
+            .env_remove("STOWAGE_PASSWORD")
+            .env_remove("STOWAGE_SERVER")
+            .env_remove("STOWAGE_REPO")
+            .output()
+            .unwrap()
+    };
+    let ls = beside(&["ls", "--series", "agent", "--json"]);
+    let stderr = String::from_utf8_lossy(&ls.stderr);
+    assert!(ls.status.success(), "{stderr}");
+    assert!(stderr.contains("going through it"), "{stderr}");
+    let listed: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    let check = beside(&["check"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    for needed in [
+        "holds this repository",
+        &format!("{server}/v1/repository/check"),
+        "admin.key",
+    ] {
+        assert!(stderr.contains(needed), "{needed}: {stderr}");
+    }
+
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
