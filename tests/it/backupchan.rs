@@ -163,6 +163,28 @@ impl Bc {
     }
 
     /// Polls the delayed job until it ends; returns its status.
+    /// A backup's download: its Content-Disposition and its bytes, whose count is the
+    /// Content-Length declared before the first byte.
+    async fn download(&self, backup: &str) -> (String, Vec<u8>) {
+        let response = self
+            .client
+            .get(format!("{}/api/backup/{backup}/download", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+        let (disposition, declared) = (header("content-disposition"), header("content-length"));
+        let bytes = response.bytes().await.unwrap().to_vec();
+        assert_eq!(
+            bytes.len().to_string(),
+            declared,
+            "the declared length is exact"
+        );
+        (disposition, bytes)
+    }
+
     async fn wait_job(&self, id: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -561,16 +583,8 @@ async fn uploads_refused_for_bad_forms_and_sequential_conflicts() {
     assert_eq!(backup["hash"], crate::support::sha256_hex(b"dump"));
     // Each upload is a job of the server's one job system too, with its error's kind.
     let admin = crate::support::admin_key(&bc.data_dir);
-    let core: Value = bc
-        .client
-        .get(format!("{}/v1/jobs", bc.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/v1/jobs", bc.base);
+    let core = crate::support::get_json(&bc.client, &url, &admin).await;
     let uploads: Vec<&Value> = core["jobs"]
         .as_array()
         .unwrap()
@@ -855,25 +869,11 @@ async fn multi_downloads_are_one_tar_with_archives_extracted() {
     );
     let (_, view) = bc.get("/api/target/mix").await;
     let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
-    let response = bc
-        .client
-        .get(format!("{}/api/backup/{backup}/download", bc.base))
-        .bearer_auth(&bc.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (disposition, bytes) = bc.download(&backup).await;
     assert_eq!(
-        response.headers()["content-disposition"],
-        format!("attachment; filename=\"mix_{backup}.tar\"").as_str()
+        disposition,
+        format!("attachment; filename=\"mix_{backup}.tar\"")
     );
-    let declared: usize = response.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    assert_eq!(bytes.len(), declared);
     let mut parser = stowage::format::tar::TarCatalogParser::new();
     let mut entries = Vec::new();
     parser.feed(&bytes, &mut |e| entries.push(e));
@@ -944,21 +944,7 @@ async fn a_symlink_and_a_file_beneath_it_never_escape_a_multi_download() {
     );
     let (_, view) = bc.get("/api/target/evil").await;
     let backup = view["backups"][0]["id"].as_str().unwrap().to_string();
-    let response = bc
-        .client
-        .get(format!("{}/api/backup/{backup}/download", bc.base))
-        .bearer_auth(&bc.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let declared: usize = response.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    assert_eq!(bytes.len(), declared, "the length counts only what is sent");
+    let (_, bytes) = bc.download(&backup).await;
     let mut parser = stowage::format::tar::TarCatalogParser::new();
     let mut names = Vec::new();
     parser.feed(&bytes, &mut |e| names.push(e.path));
@@ -1147,16 +1133,8 @@ async fn integrity_check_job_flags_a_damaged_backup() {
     let admin = crate::support::admin_key(&bc.data_dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let tasks: Value = bc
-            .client
-            .get(format!("{}/v1/scheduler", bc.base))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/v1/scheduler", bc.base);
+        let tasks = crate::support::get_json(&bc.client, &url, &admin).await;
         let task = tasks["tasks"]
             .as_array()
             .unwrap()

@@ -169,14 +169,8 @@ impl Fa {
     /// Backups of `series` in the native API.
     /// The server's job system (`GET /v1/jobs`), newest first.
     async fn core_jobs(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(format!("{}/v1/jobs", self.base))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .expect("jobs");
-        let body: Value = response.json().await.expect("json");
+        let url = format!("{}/v1/jobs", self.base);
+        let body = crate::support::get_json(&self.client, &url, &self.admin).await;
         body["jobs"].as_array().expect("jobs").clone()
     }
 

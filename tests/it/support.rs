@@ -497,3 +497,16 @@ pub fn admin_key(data_dir: &std::path::Path) -> String {
         .trim()
         .to_string()
 }
+
+/// `GET url` with a bearer key, its JSON answer.
+pub async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"))
+}
