@@ -602,7 +602,17 @@ impl Serving {
 
 /// Serves until SIGTERM or SIGINT, then shuts down (see [`RunningServer::shutdown`]).
 pub async fn serve(config: ServerConfig) -> Result<()> {
-    let state = prepare(&config).await?;
+    let stop = shutdown_signal()?;
+    tokio::pin!(stop);
+    // A signal during a long start (a first reconciliation) stops it; every step of the
+    // start is safe to stop anywhere.
+    let state = tokio::select! {
+        state = prepare(&config) => state?,
+        _ = &mut stop => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -613,7 +623,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let serving = Serving::write(&config, running.address())
         .map_err(|error| tracing::warn!(%error, "the CLI will not find this server"))
         .ok();
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing requests in flight, stopping background work");
     let stopped = running.shutdown().await;
     if let Some(path) = serving {
@@ -622,21 +632,18 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     stopped
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT, caught from the moment this returns: a signal that arrives
+/// before the server waits for it still shuts it down gracefully instead of killing it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
-    }
+    })
 }
 
 #[cfg(test)]

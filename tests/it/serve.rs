@@ -202,8 +202,14 @@ async fn sigterm_during_a_large_upload_exits_promptly_and_records_nothing() {
             break rest.trim().to_string();
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining the log so the server never blocks on a full pipe; kept for failures.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     let data = cwd.path().join("stowage-data");
     let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
     let client = reqwest::Client::new();
@@ -261,7 +267,7 @@ async fn sigterm_during_a_large_upload_exits_promptly_and_records_nothing() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{status:?}: {:?}", log.lock().unwrap());
     if let Ok(Ok(response)) = upload.await {
         assert!(!response.status().is_success(), "{}", response.status());
     }
