@@ -261,18 +261,12 @@ pub async fn list(
     ))
 }
 
-fn view(state: &AppState, id: &str) -> Result<BackupView, ApiError> {
-    let entry = state.repo.backup_entry(id)?;
-    Ok(BackupView::new(&entry.manifest, entry.recycled_at))
-}
-
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Reader)?;
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(state.backups.view(&caller.0, &id)?))
 }
 
 /// A file name safe inside a quoted Content-Disposition parameter.
@@ -494,9 +488,7 @@ pub async fn recycle(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Writer)?;
-    state.repo.recycle(&id).await?;
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(state.backups.recycle(&caller.0, &id).await?))
 }
 
 pub async fn restore(
@@ -504,9 +496,7 @@ pub async fn restore(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Backup)?;
-    state.repo.undelete(&id).await?;
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(state.backups.undelete(&caller.0, &id).await?))
 }
 
 pub async fn purge(
@@ -514,7 +504,6 @@ pub async fn purge(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    state.repo.purge(&id).await?;
+    state.backups.purge(&caller.0, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -124,6 +124,17 @@ impl From<RepoError> for ApiError {
     }
 }
 
+impl From<crate::service::backups::BackupsError> for ApiError {
+    fn from(error: crate::service::backups::BackupsError) -> ApiError {
+        use crate::service::backups::BackupsError;
+        match error {
+            BackupsError::Repo(e) => e.into(),
+            BackupsError::Denied(e) => e.into(),
+            other => ApiError::from_kind(other.kind(), other.to_string()),
+        }
+    }
+}
+
 impl From<KeyStoreError> for ApiError {
     fn from(error: KeyStoreError) -> ApiError {
         ApiError::from_kind(error.kind(), error.to_string())

@@ -37,8 +37,8 @@ pub async fn create(
     caller.require(Role::Writer)?;
     let request: CreateSeries = parse_json(&body)?;
     let record = state
-        .repo
-        .create_series(&request.name, request.policy)
+        .backups
+        .create_series(&caller.0, &request.name, request.policy)
         .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -47,8 +47,9 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Reader)?;
-    Ok(Json(json!({ "series": state.repo.list_series()? })))
+    Ok(Json(
+        json!({ "series": state.backups.list_series(&caller.0)? }),
+    ))
 }
 
 pub async fn get(
@@ -56,12 +57,7 @@ pub async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Reader)?;
-    let record = state
-        .repo
-        .series(&name)?
-        .ok_or_else(|| ApiError::not_found(format!("series {name} not found")))?;
-    Ok(Json(record))
+    Ok(Json(state.backups.series(&caller.0, &name)?))
 }
 
 pub async fn update(
@@ -72,7 +68,12 @@ pub async fn update(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Writer)?;
     let request: UpdateSeries = parse_json(&body)?;
-    Ok(Json(state.repo.put_series(&name, request.policy).await?))
+    Ok(Json(
+        state
+            .backups
+            .update_series(&caller.0, &name, request.policy)
+            .await?,
+    ))
 }
 
 pub async fn delete(
@@ -80,10 +81,6 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    if state.repo.series(&name)?.is_none() {
-        return Err(ApiError::not_found(format!("series {name} not found")));
-    }
-    state.repo.delete_series(&name).await?;
+    state.backups.delete_series(&caller.0, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -38,6 +38,8 @@ pub struct Mounted {
 
 pub struct ServerState {
     pub repo: Repository,
+    /// Series and backup verbs with their role checks, for every API.
+    pub backups: crate::service::backups::Backups,
     pub keys: KeyStore,
     /// People who sign in with email and password.
     pub users: UserStore,
@@ -75,6 +77,7 @@ impl ServerState {
         tasks: TaskSet,
     ) -> ServerState {
         ServerState {
+            backups: crate::service::backups::Backups::new(repo.clone()),
             repo,
             keys,
             users,

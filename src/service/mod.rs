@@ -2,6 +2,7 @@
 //! keys and users as the server grows. No HTTP types in or out.
 
 pub mod backupchan;
+pub mod backups;
 pub mod control;
 pub mod documents;
 pub mod durable;

@@ -1,0 +1,113 @@
+//! Series and backups as every API offers them: list, look up, create, update and delete
+//! series; view, recycle, undelete and purge backups. Each verb checks the caller's role
+//! first (a `backup` key may create and read, never recycle or purge; deleting a series
+//! or purging takes an admin), and every error keeps its kind, so each API answers it in
+//! its own shape. Uploads are `service::uploads`.
+
+use super::keys::{KeyStoreError, Principal, Role};
+use super::views::BackupView;
+use crate::error::ErrorKind;
+use crate::format::series::{RetentionPolicy, SeriesRecord};
+use crate::repo::{RepoError, Repository};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupsError {
+    #[error(transparent)]
+    Denied(#[from] KeyStoreError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("series {0} not found")]
+    SeriesNotFound(String),
+}
+
+impl BackupsError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackupsError::Denied(e) => e.kind(),
+            BackupsError::Repo(e) => e.kind(),
+            BackupsError::SeriesNotFound(_) => ErrorKind::NotFound,
+        }
+    }
+}
+
+/// The verbs, over one repository.
+#[derive(Clone)]
+pub struct Backups {
+    repo: Repository,
+}
+
+impl Backups {
+    pub fn new(repo: Repository) -> Backups {
+        Backups { repo }
+    }
+
+    pub fn list_series(&self, who: &Principal) -> Result<Vec<SeriesRecord>, BackupsError> {
+        who.require(Role::Reader)?;
+        Ok(self.repo.list_series()?)
+    }
+
+    pub fn series(&self, who: &Principal, name: &str) -> Result<SeriesRecord, BackupsError> {
+        who.require(Role::Reader)?;
+        self.repo
+            .series(name)?
+            .ok_or_else(|| BackupsError::SeriesNotFound(name.to_string()))
+    }
+
+    /// Creates a series; `AlreadyExists` when there is one (atomic).
+    pub async fn create_series(
+        &self,
+        who: &Principal,
+        name: &str,
+        policy: RetentionPolicy,
+    ) -> Result<SeriesRecord, BackupsError> {
+        who.require(Role::Writer)?;
+        Ok(self.repo.create_series(name, policy).await?)
+    }
+
+    /// Sets a series' retention policy (creating the series when missing).
+    pub async fn update_series(
+        &self,
+        who: &Principal,
+        name: &str,
+        policy: RetentionPolicy,
+    ) -> Result<SeriesRecord, BackupsError> {
+        who.require(Role::Writer)?;
+        Ok(self.repo.put_series(name, policy).await?)
+    }
+
+    /// Deletes a series record (its backups stay).
+    pub async fn delete_series(&self, who: &Principal, name: &str) -> Result<(), BackupsError> {
+        who.require(Role::Admin)?;
+        if self.repo.series(name)?.is_none() {
+            return Err(BackupsError::SeriesNotFound(name.to_string()));
+        }
+        Ok(self.repo.delete_series(name).await?)
+    }
+
+    /// A backup as callers see it (recycled ones too).
+    pub fn view(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
+        who.require(Role::Reader)?;
+        let entry = self.repo.backup_entry(id)?;
+        Ok(BackupView::new(&entry.manifest, entry.recycled_at))
+    }
+
+    /// Moves a backup to the recycle bin.
+    pub async fn recycle(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
+        who.require(Role::Writer)?;
+        self.repo.recycle(id).await?;
+        self.view(who, id)
+    }
+
+    /// Takes a backup out of the recycle bin (a backup key may: it destroys nothing).
+    pub async fn undelete(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
+        who.require(Role::Backup)?;
+        self.repo.undelete(id).await?;
+        self.view(who, id)
+    }
+
+    /// Removes a backup for good (its space is reclaimed by gc).
+    pub async fn purge(&self, who: &Principal, id: &str) -> Result<(), BackupsError> {
+        who.require(Role::Admin)?;
+        Ok(self.repo.purge(id).await?)
+    }
+}
