@@ -4,7 +4,7 @@
 //!
 //! Each dialect is a plug-in: from the core ([`Context`]) and its own config section it
 //! builds its service, registers its periodic tasks with the core scheduler and returns
-//! its router ([`Mounted`]). The server mounts the enabled ones from [`DIALECTS`]; adding
+//! the service with the function that builds its routes ([`Mounted`]). The server mounts the enabled ones from [`DIALECTS`]; adding
 //! a dialect touches its folder, its section of [`DialectsConfig`] and that list.
 
 pub mod backupchan;
