@@ -1,10 +1,12 @@
-//! Storing an uploaded stream in a series: ingest, then apply the series' retention
-//! policy when it has one (how the server applies policies on its own).
+//! Storing an uploaded stream in a series: make sure the series exists, ingest, then
+//! apply the series' retention policy when it has one (how the server applies policies
+//! on its own).
 
 use std::io::Read;
 use std::sync::Arc;
 
 use crate::format::manifest::BackupManifest;
+use crate::format::series::RetentionPolicy;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{Progress, RepoError, Repository};
 
@@ -16,6 +18,15 @@ pub async fn upload(
     progress: Arc<Progress>,
 ) -> Result<BackupManifest, RepoError> {
     let series = options.series.clone();
+    // Never a backup in a series that does not exist: an upload into a new series
+    // creates its record first (no policy), as `POST /v1/series` would.
+    match repo
+        .create_series(&series, RetentionPolicy::default())
+        .await
+    {
+        Ok(_) | Err(RepoError::SeriesExists { .. }) => {}
+        Err(error) => return Err(error),
+    }
     let manifest = repo.backup_stream(source, options, progress).await?;
     apply_policy(repo, &series).await;
     Ok(manifest)

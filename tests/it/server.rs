@@ -1833,6 +1833,30 @@ async fn concurrent_creates_of_one_series_make_it_once() {
     }
 }
 
+/// A backup uploaded into a series nobody created makes the series exist: it is listed
+/// and can be read, never a backup in a series that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_into_a_new_series_creates_the_series() {
+    let server = Server::start().await;
+    let uploaded = server.upload("native", b"twelve bytes").await;
+    assert_eq!(uploaded["series"], "native", "{uploaded}");
+    let (status, listed) = server.get(&server.reader, "/v1/series").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "native"),
+        "{listed}"
+    );
+    let (status, series) = server.get(&server.reader, "/v1/series/native").await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    // A second upload into it keeps the record (and any policy) as it is.
+    server.upload("native", b"more bytes").await;
+    assert_eq!(server.total("?series=native").await, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_shows_its_tasks_in_v1_and_the_metrics() {
     let server = Server::start().await;
