@@ -192,6 +192,18 @@ impl Server {
             .collect()
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn stats(&self) -> Value {
         let (status, stats) = self.get(&self.reader, "/v1/repository/stats").await;
         assert_eq!(status, StatusCode::OK, "{stats}");
@@ -1164,15 +1176,7 @@ async fn server_client_gone_mid_upload() {
     let backup = server.upload("gone", &data).await;
     assert!(server.download(backup["id"].as_str().unwrap()).await == data);
     assert_eq!(server.total("").await, 2);
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("stowage_uploads_in_flight 0"),
         "uploads still counted in flight: {metrics}"
@@ -1881,15 +1885,7 @@ async fn the_scheduler_shows_its_tasks_in_v1_and_the_metrics() {
         .unwrap()
         .iter()
         .all(|t| t["next_run"].is_string() && t["running"].is_boolean()));
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("stowage_scheduled_runs_total{task=\"state-mirror\"}"),
         "{metrics}"
