@@ -20,7 +20,7 @@ use stowage::backend::{DynBackend, MemoryBackend};
 use stowage::format::blob::Domain;
 use stowage::format::config::ChunkerParams;
 use stowage::format::pack::{BlobKind, PackEntry};
-use stowage::id::Id;
+use stowage::id::{ChunkId, PackId};
 use stowage::index::{Index, PackRecord};
 use stowage::pipeline::chunker::cut_points;
 use stowage::pipeline::keys::{KdfCost, Keys, MasterKey};
@@ -212,7 +212,7 @@ fn stages(c: &mut Criterion) {
 
     // The packer's bookkeeping for one 32 MiB pack of 1 MiB blobs, trailer included.
     let mut group = c.benchmark_group("packer");
-    let ids: Vec<Id> = (0..1024).map(|_| Id::random()).collect();
+    let ids: Vec<ChunkId> = (0..1024u32).map(synthetic_chunk_id).collect();
     group.throughput(Throughput::Elements(ids.len() as u64));
     group.bench_function("place_1024_and_trailer", |b| {
         b.iter(|| {
@@ -229,17 +229,22 @@ fn stages(c: &mut Criterion) {
     end_to_end(c, &data);
 }
 
+/// A distinct, well-spread chunk id for the n-th synthetic chunk.
+fn synthetic_chunk_id(n: u32) -> ChunkId {
+    ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
 /// Batched lookups in an index of 100,000 chunks (about 100 GB of stream at 1 MiB
 /// chunks): hits and misses.
 fn index_lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = Index::open(&dir.path().join("index.redb")).expect("index");
     let mut known = Vec::new();
-    for _ in 0..100 {
-        let pack = Id::random();
+    for p in 0..100u32 {
+        let pack = PackId::random();
         let entries: Vec<PackEntry> = (0..1000u32)
             .map(|i| PackEntry {
-                id: Id::random(),
+                id: synthetic_chunk_id(p * 1000 + i),
                 kind: BlobKind::Data,
                 offset: i * 1000,
                 stored_len: 1000,
@@ -254,8 +259,8 @@ fn index_lookup(c: &mut Criterion) {
         };
         index.commit_pack(pack, record, &entries).expect("commit");
     }
-    let hits: Vec<Id> = known.iter().copied().take(512).collect();
-    let misses: Vec<Id> = (0..512).map(|_| Id::random()).collect();
+    let hits: Vec<ChunkId> = known.iter().copied().take(512).collect();
+    let misses: Vec<ChunkId> = (1_000_000..1_000_512u32).map(synthetic_chunk_id).collect();
     let mut group = c.benchmark_group("index_lookup");
     group.throughput(Throughput::Elements(512));
     group.bench_function("hit_512", |b| {

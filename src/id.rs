@@ -1,87 +1,130 @@
-//! Fixed-size identifiers: chunk ids (keyed BLAKE3 of a chunk's plaintext) and pack ids
-//! (random), both 32 bytes, shown as 64 lowercase hex digits.
+//! Fixed-size identifiers, one type per kind so that the compiler keeps them apart:
+//! [`ChunkId`] (keyed BLAKE3 of a chunk's plaintext), [`PackId`] (random, names a pack
+//! object) and [`RepositoryId`] (random, chosen at `init`). Each is 32 bytes, shown as 64
+//! lowercase hex digits.
 //!
+//! A chunk id where a pack id belongs was once only a review away; now it does not
+//! compile. Converting between kinds is never needed: the bytes mean different things.
 //! This module only names and formats ids; it does not compute them (see
 //! `pipeline::keys::Keys::chunk_id`).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A 32-byte identifier. Used for chunk ids and pack ids.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Id(pub [u8; 32]);
-
-impl Id {
-    pub const LEN: usize = 32;
-
-    /// A fresh random id (pack ids, repository ids).
-    pub fn random() -> Id {
-        let mut bytes = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
-        Id(bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Reads an id from exactly 32 bytes; `None` for any other length.
-    pub fn from_slice(bytes: &[u8]) -> Option<Id> {
-        let array: [u8; 32] = bytes.try_into().ok()?;
-        Some(Id(array))
-    }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// The first eight hex digits, for compact log lines.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-}
-
 /// Parsing an id from text failed: not 64 hex digits.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid id {text:?}: expected 64 hex digits")]
+#[error("invalid {kind} {text:?}: expected 64 hex digits")]
 pub struct ParseIdError {
+    pub kind: &'static str,
     pub text: String,
 }
 
-impl FromStr for Id {
-    type Err = ParseIdError;
+/// Defines one kind of 32-byte id with its formatting, parsing and serde impls.
+macro_rules! fixed_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub [u8; 32]);
 
-    fn from_str(text: &str) -> Result<Id, ParseIdError> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| ParseIdError {
-            text: text.chars().take(80).collect(),
-        })?;
-        Ok(Id(bytes))
+        impl $name {
+            pub const LEN: usize = 32;
+            /// What the id names, for messages.
+            pub const KIND: &'static str = $kind;
+
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Reads an id from exactly 32 bytes; `None` for any other length.
+            pub fn from_slice(bytes: &[u8]) -> Option<$name> {
+                let array: [u8; 32] = bytes.try_into().ok()?;
+                Some($name(array))
+            }
+
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+
+            /// The first eight hex digits, for compact log lines.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+
+            fn from_str(text: &str) -> Result<$name, ParseIdError> {
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(text, &mut bytes).map_err(|_| ParseIdError {
+                    kind: $kind,
+                    text: text.chars().take(80).collect(),
+                })?;
+                Ok($name(bytes))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fixed_id!(
+    /// A chunk's id: the keyed BLAKE3 hash of its plaintext (also names content-list
+    /// blobs, which are stored like chunks).
+    ChunkId,
+    "chunk id"
+);
+fixed_id!(
+    /// A pack's id: random, chosen when the pack is written; its object key derives from it.
+    PackId,
+    "pack id"
+);
+fixed_id!(
+    /// A repository's id: random, chosen at `init`; binds the key file and the index to it.
+    RepositoryId,
+    "repository id"
+);
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    bytes
+}
+
+impl PackId {
+    /// A fresh random pack id.
+    pub fn random() -> PackId {
+        PackId(random_bytes())
     }
 }
 
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({})", self.short())
-    }
-}
-
-impl serde::Serialize for Id {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Id {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+impl RepositoryId {
+    /// A fresh random repository id.
+    pub fn random() -> RepositoryId {
+        RepositoryId(random_bytes())
     }
 }
 
@@ -91,9 +134,11 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        let id = Id::random();
-        assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
-        assert!("zz".parse::<Id>().is_err());
-        assert!(Id::from_slice(&[0u8; 31]).is_none());
+        let id = PackId::random();
+        assert_eq!(id.to_hex().parse::<PackId>().unwrap(), id);
+        let error = "zz".parse::<ChunkId>().unwrap_err();
+        assert!(error.to_string().contains("chunk id"), "{error}");
+        assert!(ChunkId::from_slice(&[0u8; 31]).is_none());
+        assert_eq!(format!("{:?}", ChunkId([0xab; 32])), "ChunkId(abababab)");
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::Id;
+use crate::id::RepositoryId;
 
 pub const CONFIG_FORMAT: &str = "stowage-repository";
 pub const CONFIG_VERSION: u32 = 1;
@@ -38,7 +38,7 @@ impl Default for ChunkerParams {
 pub struct RepoConfig {
     pub format: String,
     pub version: u32,
-    pub id: Id,
+    pub id: RepositoryId,
     pub chunker: ChunkerParams,
     /// zstd level; 0 stores every blob uncompressed.
     pub compression_level: i32,
@@ -74,7 +74,7 @@ impl RepoConfig {
         RepoConfig {
             format: CONFIG_FORMAT.to_string(),
             version: CONFIG_VERSION,
-            id: Id::random(),
+            id: RepositoryId::random(),
             chunker,
             compression_level,
             pack_size,

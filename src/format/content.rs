@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::Id;
+use crate::id::ChunkId;
 
 pub const LEAF_MAGIC: &[u8; 4] = b"STWL";
 pub const LEAF_VERSION: u8 = 1;
@@ -33,7 +33,7 @@ pub const MIN_LEAF_ENTRIES: usize = 16;
 /// One chunk in a content list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentEntry {
-    pub id: Id,
+    pub id: ChunkId,
     pub len: u32,
 }
 
@@ -41,7 +41,7 @@ pub struct ContentEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeafRef {
     /// Chunk id of the leaf blob.
-    pub id: Id,
+    pub id: ChunkId,
     /// Stream bytes covered by the leaf's chunks.
     pub size: u64,
     /// Number of chunks in the leaf.
@@ -68,7 +68,7 @@ pub enum LeafFormatError {
 }
 
 /// True when a leaf should end after `id`, given it already holds `entries` entries.
-pub fn is_leaf_boundary(id: &Id, entries: usize) -> bool {
+pub fn is_leaf_boundary(id: &ChunkId, entries: usize) -> bool {
     entries >= MAX_LEAF_ENTRIES || (entries >= MIN_LEAF_ENTRIES && id.0[0] == 0)
 }
 
@@ -108,7 +108,7 @@ pub fn decode_leaf(payload: &[u8]) -> Result<Vec<ContentEntry>, LeafFormatError>
         .map(|raw| {
             let [id @ .., l0, l1, l2, l3] = *raw;
             ContentEntry {
-                id: Id(id),
+                id: ChunkId(id),
                 len: u32::from_le_bytes([l0, l1, l2, l3]),
             }
         })
@@ -124,7 +124,7 @@ mod tests {
     proptest! {
         #[test]
         fn leaf_round_trip(specs in proptest::collection::vec((any::<[u8; 32]>(), any::<u32>()), 1..300)) {
-            let entries: Vec<ContentEntry> = specs.iter().map(|(id, len)| ContentEntry { id: Id(*id), len: *len }).collect();
+            let entries: Vec<ContentEntry> = specs.iter().map(|(id, len)| ContentEntry { id: ChunkId(*id), len: *len }).collect();
             prop_assert_eq!(decode_leaf(&encode_leaf(&entries)).unwrap(), entries);
         }
 
@@ -141,7 +141,7 @@ mod tests {
             Err(LeafFormatError::BadCount { count: 0 })
         );
         let leaf = encode_leaf(&[ContentEntry {
-            id: Id([1; 32]),
+            id: ChunkId([1; 32]),
             len: 5,
         }]);
         assert!(decode_leaf(&leaf[..leaf.len() - 1]).is_err());
@@ -150,10 +150,10 @@ mod tests {
 
     #[test]
     fn boundaries_respect_min_and_max() {
-        let zero = Id([0; 32]);
+        let zero = ChunkId([0; 32]);
         assert!(!is_leaf_boundary(&zero, MIN_LEAF_ENTRIES - 1));
         assert!(is_leaf_boundary(&zero, MIN_LEAF_ENTRIES));
-        assert!(!is_leaf_boundary(&Id([1; 32]), MAX_LEAF_ENTRIES - 1));
-        assert!(is_leaf_boundary(&Id([1; 32]), MAX_LEAF_ENTRIES));
+        assert!(!is_leaf_boundary(&ChunkId([1; 32]), MAX_LEAF_ENTRIES - 1));
+        assert!(is_leaf_boundary(&ChunkId([1; 32]), MAX_LEAF_ENTRIES));
     }
 }

@@ -17,7 +17,7 @@
 //! This module encodes and decodes the header, the trailer payload and the footer; sealing
 //! the trailer is the caller's job.
 
-use crate::id::Id;
+use crate::id::ChunkId;
 
 pub const PACK_MAGIC: &[u8; 8] = b"STOWPACK";
 pub const FOOTER_MAGIC: &[u8; 8] = b"STOWPEND";
@@ -54,7 +54,7 @@ impl BlobKind {
 /// One blob in a pack, as listed by its trailer and recorded in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
-    pub id: Id,
+    pub id: ChunkId,
     pub kind: BlobKind,
     /// Offset of the envelope from the start of the pack.
     pub offset: u32,
@@ -184,7 +184,7 @@ fn decode_entry(
         reason: "unknown blob kind",
     })?;
     let entry = PackEntry {
-        id: Id(id),
+        id: ChunkId(id),
         kind,
         offset: u32::from_le_bytes([o0, o1, o2, o3]),
         stored_len: u32::from_le_bytes([s0, s1, s2, s3]),
@@ -210,7 +210,7 @@ mod tests {
 
     fn entry(n: u8, offset: u32, len: u32) -> PackEntry {
         PackEntry {
-            id: Id([n; 32]),
+            id: ChunkId([n; 32]),
             kind: if n.is_multiple_of(2) {
                 BlobKind::Data
             } else {

@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use crate::error::ErrorKind;
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::{BlobKind, PackEntry};
-use crate::id::Id;
+use crate::id::{ChunkId, PackId, RepositoryId};
 use schema::{
     BACKUPS, CHUNKS, GENERATION_KEY, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION,
     SCHEMA_VERSION_KEY, SERIES, SYNC,
@@ -23,7 +23,7 @@ use schema::{
 /// Where a chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkLocation {
-    pub pack: Id,
+    pub pack: PackId,
     pub kind: BlobKind,
     pub offset: u32,
     pub stored_len: u32,
@@ -58,8 +58,8 @@ pub enum IndexError {
     #[error("index {path} belongs to repository {found}, not {expected}: use another state directory, or move the file away and run `stowage repair index`")]
     WrongRepository {
         path: PathBuf,
-        expected: Id,
-        found: Id,
+        expected: RepositoryId,
+        found: RepositoryId,
     },
     #[error("index entry for {what} is malformed")]
     Corrupt { what: String },
@@ -232,12 +232,15 @@ impl Index {
     /// Ties this index to a repository on first use, and refuses an index that describes
     /// another one: dedup against a foreign index would reference chunks that are not
     /// there.
-    pub fn bind_repository(&self, repository: &Id) -> Result<(), IndexError> {
+    pub fn bind_repository(&self, repository: &RepositoryId) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             {
                 let mut table = txn.open_table(REPOSITORY).map_err(db)?;
-                let found = table.get("id").map_err(db)?.map(|v| Id(v.value()));
+                let found = table
+                    .get("id")
+                    .map_err(db)?
+                    .map(|v| RepositoryId(v.value()));
                 match found {
                     None => {
                         table.insert("id", repository.0).map_err(db)?;
@@ -257,7 +260,7 @@ impl Index {
     }
 
     /// Looks up every id of `ids`, in one read transaction.
-    pub fn lookup_chunks(&self, ids: &[Id]) -> Result<Vec<Option<ChunkLocation>>, IndexError> {
+    pub fn lookup_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkLocation>>, IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(CHUNKS).map_err(db)?;
@@ -274,7 +277,7 @@ impl Index {
     /// already indexed keeps its first location (both copies are valid).
     pub fn commit_pack(
         &self,
-        pack: Id,
+        pack: PackId,
         record: PackRecord,
         entries: &[PackEntry],
     ) -> Result<(), IndexError> {
@@ -335,14 +338,14 @@ impl Index {
     }
 
     /// Every pack the index knows, ordered by id.
-    pub fn list_packs(&self) -> Result<Vec<(Id, PackRecord)>, IndexError> {
+    pub fn list_packs(&self) -> Result<Vec<(PackId, PackRecord)>, IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(PACKS).map_err(db)?;
             let mut out = Vec::new();
             for item in table.iter().map_err(db)? {
                 let (key, value) = item.map_err(db)?;
-                let id = Id(key.value());
+                let id = PackId(key.value());
                 out.push((id, schema::decode_pack(&id, value.value())?));
             }
             Ok(out)
@@ -352,14 +355,14 @@ impl Index {
     /// Calls `visit` with every chunk entry, in id order.
     pub fn for_each_chunk(
         &self,
-        mut visit: impl FnMut(Id, ChunkLocation),
+        mut visit: impl FnMut(ChunkId, ChunkLocation),
     ) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(CHUNKS).map_err(db)?;
             for item in table.iter().map_err(db)? {
                 let (key, value) = item.map_err(db)?;
-                let id = Id(key.value());
+                let id = ChunkId(key.value());
                 visit(id, schema::decode_location(&id, value.value())?);
             }
             Ok(())
@@ -497,7 +500,7 @@ impl Index {
     }
 
     /// Removes chunk entries (garbage collection's sweep of the index).
-    pub fn remove_chunks(&self, ids: &[Id]) -> Result<(), IndexError> {
+    pub fn remove_chunks(&self, ids: &[ChunkId]) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             {
@@ -514,10 +517,10 @@ impl Index {
     /// transaction (a repack). Entries no longer indexed are not re-added.
     pub fn relocate(
         &self,
-        pack: Id,
+        pack: PackId,
         record: PackRecord,
         entries: &[PackEntry],
-        retired: &[Id],
+        retired: &[PackId],
     ) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
@@ -544,7 +547,7 @@ impl Index {
     }
 
     /// Forgets pack records (after their chunks were removed or moved).
-    pub fn remove_packs(&self, packs: &[Id]) -> Result<(), IndexError> {
+    pub fn remove_packs(&self, packs: &[PackId]) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             {
@@ -618,11 +621,11 @@ impl Index {
     /// Forgets packs and every chunk entry that points into them, in one transaction
     /// (the packs are gone from the backend). Returns the number of chunk entries
     /// removed. A scan of the chunks table.
-    pub fn forget_packs_and_their_chunks(&self, packs: &[Id]) -> Result<u64, IndexError> {
+    pub fn forget_packs_and_their_chunks(&self, packs: &[PackId]) -> Result<u64, IndexError> {
         if packs.is_empty() {
             return Ok(0);
         }
-        let gone: std::collections::HashSet<Id> = packs.iter().copied().collect();
+        let gone: std::collections::HashSet<PackId> = packs.iter().copied().collect();
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             let mut removed = 0;
@@ -631,7 +634,7 @@ impl Index {
                 let mut doomed = Vec::new();
                 for item in chunks.iter().map_err(db)? {
                     let (key, value) = item.map_err(db)?;
-                    let id = Id(key.value());
+                    let id = ChunkId(key.value());
                     if gone.contains(&schema::decode_location(&id, value.value())?.pack) {
                         doomed.push(id);
                     }
@@ -713,7 +716,7 @@ mod tests {
 
     fn entry(n: u8, offset: u32) -> PackEntry {
         PackEntry {
-            id: Id([n; 32]),
+            id: ChunkId([n; 32]),
             kind: BlobKind::Data,
             offset,
             stored_len: 100,
@@ -725,7 +728,7 @@ mod tests {
     fn commit_lookup_and_first_location_wins() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("index.redb")).unwrap();
-        let pack_a = Id([9; 32]);
+        let pack_a = PackId([9; 32]);
         let record = PackRecord {
             size: 1000,
             blobs: 2,
@@ -735,10 +738,10 @@ mod tests {
             .commit_pack(pack_a, record, &[entry(1, 16), entry(2, 116)])
             .unwrap();
         index
-            .commit_pack(Id([8; 32]), record, &[entry(2, 16)])
+            .commit_pack(PackId([8; 32]), record, &[entry(2, 16)])
             .unwrap();
         let found = index
-            .lookup_chunks(&[Id([1; 32]), Id([2; 32]), Id([3; 32])])
+            .lookup_chunks(&[ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([3; 32])])
             .unwrap();
         assert_eq!(found[0].unwrap().pack, pack_a);
         assert_eq!(found[1].unwrap().pack, pack_a);

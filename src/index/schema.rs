@@ -17,7 +17,7 @@ use redb::TableDefinition;
 
 use super::{ChunkLocation, IndexError, PackRecord};
 use crate::format::pack::{BlobKind, PackEntry};
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 
 pub const SCHEMA_VERSION: u64 = 1;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -38,7 +38,7 @@ pub const GENERATION_KEY: &str = "generation";
 const LOCATION_LEN: usize = 45;
 const PACK_RECORD_LEN: usize = 20;
 
-pub fn encode_location(pack: &Id, entry: &PackEntry) -> [u8; LOCATION_LEN] {
+pub fn encode_location(pack: &PackId, entry: &PackEntry) -> [u8; LOCATION_LEN] {
     let mut out = [0u8; LOCATION_LEN];
     out[..32].copy_from_slice(pack.as_bytes());
     out[32] = entry.kind as u8;
@@ -52,7 +52,7 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-pub fn decode_location(id: &Id, bytes: &[u8]) -> Result<ChunkLocation, IndexError> {
+pub fn decode_location(id: &ChunkId, bytes: &[u8]) -> Result<ChunkLocation, IndexError> {
     let corrupt = || IndexError::Corrupt {
         what: format!("chunk {id}"),
     };
@@ -60,7 +60,7 @@ pub fn decode_location(id: &Id, bytes: &[u8]) -> Result<ChunkLocation, IndexErro
         return Err(corrupt());
     }
     Ok(ChunkLocation {
-        pack: Id::from_slice(&bytes[..32]).ok_or_else(corrupt)?,
+        pack: PackId::from_slice(&bytes[..32]).ok_or_else(corrupt)?,
         kind: BlobKind::from_byte(bytes[32]).ok_or_else(corrupt)?,
         offset: u32_at(bytes, 33),
         stored_len: u32_at(bytes, 37),
@@ -76,7 +76,7 @@ pub fn encode_pack(record: &PackRecord) -> [u8; PACK_RECORD_LEN] {
     out
 }
 
-pub fn decode_pack(id: &Id, bytes: &[u8]) -> Result<PackRecord, IndexError> {
+pub fn decode_pack(id: &PackId, bytes: &[u8]) -> Result<PackRecord, IndexError> {
     let raw: [u8; PACK_RECORD_LEN] = bytes.try_into().map_err(|_| IndexError::Corrupt {
         what: format!("pack {id}"),
     })?;

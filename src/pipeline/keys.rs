@@ -10,7 +10,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
 use crate::format::keyfile::{KdfParams, KeyFile, KeyFileError, KEY_FORMAT, KEY_VERSION};
-use crate::id::Id;
+use crate::id::{ChunkId, RepositoryId};
 
 const CHUNK_ID_CONTEXT: &str = "stowage 2026-11-01 chunk id key";
 const BLOB_KEY_CONTEXT: &str = "stowage 2026-11-01 blob encryption key";
@@ -46,8 +46,8 @@ impl Keys {
     }
 
     /// The chunk id of `plaintext`: BLAKE3 keyed with the repository's chunk-id key.
-    pub fn chunk_id(&self, plaintext: &[u8]) -> Id {
-        Id(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
     }
 }
 
@@ -91,7 +91,7 @@ fn derive_wrapping_key(passphrase: &[u8], kdf: &KdfParams) -> Result<[u8; 32], K
     Ok(out)
 }
 
-fn wrap_aad(repository: &Id) -> Vec<u8> {
+fn wrap_aad(repository: &RepositoryId) -> Vec<u8> {
     [WRAP_AAD_PREFIX, repository.as_bytes()].concat()
 }
 
@@ -99,7 +99,7 @@ fn wrap_aad(repository: &Id) -> Vec<u8> {
 pub fn wrap(
     master: &MasterKey,
     passphrase: &[u8],
-    repository: &Id,
+    repository: &RepositoryId,
     cost: KdfCost,
 ) -> Result<KeyFile, KeyError> {
     let mut salt = [0u8; 16];
@@ -135,7 +135,11 @@ pub fn wrap(
 
 /// Recovers the master key from a key file; a wrong passphrase is
 /// [`KeyError::WrongPassphrase`].
-pub fn unwrap(key: &KeyFile, passphrase: &[u8], repository: &Id) -> Result<MasterKey, KeyError> {
+pub fn unwrap(
+    key: &KeyFile,
+    passphrase: &[u8],
+    repository: &RepositoryId,
+) -> Result<MasterKey, KeyError> {
     let nonce: [u8; 24] = KeyFile::hex_field(&key.nonce, "nonce")?;
     let wrapped: [u8; 48] = KeyFile::hex_field(&key.wrapped_key, "wrapped_key")?;
     let kek = derive_wrapping_key(passphrase, &key.kdf)?;
@@ -171,7 +175,7 @@ mod tests {
     #[test]
     fn wrap_unwrap_and_wrong_passphrase() {
         let master = MasterKey::random();
-        let repo = Id::random();
+        let repo = RepositoryId::random();
         let file = wrap(&master, b"secret", &repo, cheap()).unwrap();
         let file = KeyFile::decode(&file.encode()).unwrap();
         let back = unwrap(&file, b"secret", &repo).unwrap();
@@ -181,7 +185,7 @@ mod tests {
             Err(KeyError::WrongPassphrase)
         ));
         assert!(matches!(
-            unwrap(&file, b"secret", &Id::random()),
+            unwrap(&file, b"secret", &RepositoryId::random()),
             Err(KeyError::WrongPassphrase)
         ));
     }

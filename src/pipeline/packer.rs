@@ -3,7 +3,7 @@
 //! engine streams those to the backend as they come (`repo::pack_writer`).
 
 use crate::format::pack::{encode_trailer, BlobKind, PackEntry, HEADER_LEN};
-use crate::id::Id;
+use crate::id::ChunkId;
 
 /// The layout of one pack being filled.
 #[derive(Debug)]
@@ -24,7 +24,13 @@ impl PackLayout {
     }
 
     /// Places a blob of `stored_len` envelope bytes at the end of the pack.
-    pub fn place(&mut self, id: Id, kind: BlobKind, stored_len: u32, raw_len: u32) -> PackEntry {
+    pub fn place(
+        &mut self,
+        id: ChunkId,
+        kind: BlobKind,
+        stored_len: u32,
+        raw_len: u32,
+    ) -> PackEntry {
         let entry = PackEntry {
             id,
             kind,
@@ -75,12 +81,12 @@ mod tests {
     fn offsets_follow_each_other_and_fullness() {
         let mut layout = PackLayout::new(1000);
         assert!(layout.is_empty());
-        let a = layout.place(Id([1; 32]), BlobKind::Data, 500, 900);
-        let b = layout.place(Id([2; 32]), BlobKind::List, 300, 300);
+        let a = layout.place(ChunkId([1; 32]), BlobKind::Data, 500, 900);
+        let b = layout.place(ChunkId([2; 32]), BlobKind::List, 300, 300);
         assert_eq!(a.offset as usize, HEADER_LEN);
         assert_eq!(b.offset, a.offset + 500);
         assert!(!layout.is_full(10));
-        layout.place(Id([3; 32]), BlobKind::Data, 200, 200);
+        layout.place(ChunkId([3; 32]), BlobKind::Data, 200, 200);
         assert!(layout.is_full(10));
         assert_eq!(layout.entries().len(), 3);
     }

@@ -16,7 +16,7 @@ use super::progress::Progress;
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::ChunkLocation;
 
 /// Packs read at once by `--read-data`.
@@ -30,9 +30,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chunk: Option<Id>,
+    pub chunk: Option<ChunkId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pack: Option<Id>,
+    pub pack: Option<PackId>,
     pub message: String,
 }
 
@@ -72,8 +72,8 @@ impl CheckReport {
     fn problem(
         &mut self,
         backup: Option<&str>,
-        chunk: Option<Id>,
-        pack: Option<Id>,
+        chunk: Option<ChunkId>,
+        pack: Option<PackId>,
         message: String,
     ) {
         self.problems.push(Problem {
@@ -86,7 +86,7 @@ impl CheckReport {
 }
 
 /// Chunks found damaged by reading packs, with the reason, to name the backups using them.
-type DamagedChunks = HashMap<Id, (Id, String)>;
+type DamagedChunks = HashMap<ChunkId, (PackId, String)>;
 
 impl Repository {
     /// Checks the repository; see the module documentation.
@@ -260,9 +260,9 @@ impl Repository {
 /// missing.
 fn check_index_against_packs(
     inner: &RepoInner,
-    stored: &BTreeMap<Id, u64>,
+    stored: &BTreeMap<PackId, u64>,
     report: &mut CheckReport,
-) -> Result<Vec<Id>, RepoError> {
+) -> Result<Vec<PackId>, RepoError> {
     let indexed = inner.index.list_packs()?;
     report.packs = indexed.len() as u64;
     let mut missing = Vec::new();
@@ -289,7 +289,8 @@ fn check_index_against_packs(
             Some(_) => {}
         }
     }
-    let indexed: std::collections::HashSet<Id> = indexed.into_iter().map(|(id, _)| id).collect();
+    let indexed: std::collections::HashSet<PackId> =
+        indexed.into_iter().map(|(id, _)| id).collect();
     let mut problems = Vec::new();
     inner.index.for_each_chunk(|chunk, location| {
         report.chunks += 1;
@@ -310,13 +311,13 @@ fn check_index_against_packs(
 
 async fn read_all_packs(
     inner: &Arc<RepoInner>,
-    stored: &BTreeMap<Id, u64>,
+    stored: &BTreeMap<PackId, u64>,
     report: &mut CheckReport,
     damaged: &mut DamagedChunks,
     progress: &Progress,
 ) -> Result<(), RepoError> {
     // Owned inputs and an owned handle: the stream must be Send for the job runner.
-    let packs: Vec<(Id, u64)> = stored.iter().map(|(pack, size)| (*pack, *size)).collect();
+    let packs: Vec<(PackId, u64)> = stored.iter().map(|(pack, size)| (*pack, *size)).collect();
     let shared = inner.clone();
     let mut results = stream::iter(packs)
         .map(move |(pack, size)| {
@@ -347,7 +348,7 @@ async fn read_all_packs(
 /// Every chunk the index places in an unreadable pack is damaged.
 fn mark_pack_damaged(
     inner: &RepoInner,
-    pack: Id,
+    pack: PackId,
     reason: &str,
     damaged: &mut DamagedChunks,
 ) -> Result<(), RepoError> {
@@ -361,11 +362,11 @@ fn mark_pack_damaged(
 
 struct PackVerdict {
     blobs: u64,
-    bad_blobs: Vec<(Id, String)>,
+    bad_blobs: Vec<(ChunkId, String)>,
 }
 
 /// Reads a whole pack, opens every blob and recomputes its id.
-async fn verify_pack(inner: Arc<RepoInner>, pack: Id) -> Result<PackVerdict, RepoError> {
+async fn verify_pack(inner: Arc<RepoInner>, pack: PackId) -> Result<PackVerdict, RepoError> {
     let bytes = inner.backend.get(&pack_key(&pack), None).await?;
     tokio::task::spawn_blocking(move || {
         let entries = parse_pack(&inner, pack, &bytes)?;
@@ -438,7 +439,7 @@ async fn check_content(
                 continue;
             }
         };
-        let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
         let locations = match inner.index.lookup_chunks(&ids) {
             Ok(locations) => locations,
             Err(e) => {
@@ -465,8 +466,8 @@ async fn check_content(
 
 async fn load_leaf(
     inner: &Arc<RepoInner>,
-    leaf: Id,
-) -> Result<Vec<crate::format::content::ContentEntry>, (Option<Id>, String)> {
+    leaf: ChunkId,
+) -> Result<Vec<crate::format::content::ContentEntry>, (Option<PackId>, String)> {
     let location = inner.locate(leaf).map_err(|e| (None, e.to_string()))?;
     let payload = inner
         .load_blob(leaf, location)

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -24,7 +24,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The chunk ids one session references.
-pub type SessionRefs = Arc<Mutex<HashSet<Id>>>;
+pub type SessionRefs = Arc<Mutex<HashSet<ChunkId>>>;
 
 #[derive(Default)]
 pub struct GcCoordinator {
@@ -33,8 +33,8 @@ pub struct GcCoordinator {
     sessions: Mutex<HashMap<u64, SessionRefs>>,
     next_session: AtomicU64,
     /// While a GC runs: ids of sessions that committed since it started.
-    committed_during_gc: Mutex<Option<HashSet<Id>>>,
-    active_packs: Mutex<HashSet<Id>>,
+    committed_during_gc: Mutex<Option<HashSet<ChunkId>>>,
+    active_packs: Mutex<HashSet<PackId>>,
     /// One GC at a time.
     pub gc_running: tokio::sync::Mutex<()>,
 }
@@ -64,29 +64,29 @@ impl GcCoordinator {
     }
 
     /// Stops collecting; returns what was collected.
-    pub fn end_gc(&self) -> HashSet<Id> {
+    pub fn end_gc(&self) -> HashSet<ChunkId> {
         lock(&self.committed_during_gc).take().unwrap_or_default()
     }
 
     /// Every id referenced by running sessions, plus those of sessions that committed
     /// since `begin_gc`.
-    pub fn referenced(&self) -> HashSet<Id> {
-        let mut all: HashSet<Id> = lock(&self.committed_during_gc).clone().unwrap_or_default();
+    pub fn referenced(&self) -> HashSet<ChunkId> {
+        let mut all: HashSet<ChunkId> = lock(&self.committed_during_gc).clone().unwrap_or_default();
         for refs in lock(&self.sessions).values() {
             all.extend(lock(refs).iter().copied());
         }
         all
     }
 
-    pub fn pack_started(&self, pack: Id) {
+    pub fn pack_started(&self, pack: PackId) {
         lock(&self.active_packs).insert(pack);
     }
 
-    pub fn pack_ended(&self, pack: &Id) {
+    pub fn pack_ended(&self, pack: &PackId) {
         lock(&self.active_packs).remove(pack);
     }
 
-    pub fn active_packs(&self) -> HashSet<Id> {
+    pub fn active_packs(&self) -> HashSet<PackId> {
         lock(&self.active_packs).clone()
     }
 }

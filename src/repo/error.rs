@@ -5,7 +5,7 @@ use crate::backend::BackendError;
 use crate::error::ErrorKind;
 use crate::format::config::ConfigError;
 use crate::format::manifest::ManifestError;
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::IndexError;
 use crate::pipeline::keys::KeyError;
 
@@ -44,11 +44,18 @@ pub enum RepoError {
     #[error("series {name} already exists")]
     SeriesExists { name: String },
     #[error("chunk {chunk} is not in the index{}", backup.as_ref().map(|b| format!(" (backup {b})")).unwrap_or_default())]
-    ChunkMissing { chunk: Id, backup: Option<String> },
+    ChunkMissing {
+        chunk: ChunkId,
+        backup: Option<String>,
+    },
     #[error("chunk {chunk} in pack {pack} is corrupt: {reason}")]
-    CorruptChunk { chunk: Id, pack: Id, reason: String },
+    CorruptChunk {
+        chunk: ChunkId,
+        pack: PackId,
+        reason: String,
+    },
     #[error("pack {pack} is corrupt: {reason}")]
-    CorruptPack { pack: Id, reason: String },
+    CorruptPack { pack: PackId, reason: String },
     #[error("backup {backup}: restored stream has {algorithm} {actual}, expected {expected}")]
     ChecksumMismatch {
         backup: String,
@@ -69,7 +76,7 @@ pub enum RepoError {
         source: std::io::Error,
     },
     #[error("chunk {chunk} shared with a concurrent upload could not be stored")]
-    SharedChunkLost { chunk: Id },
+    SharedChunkLost { chunk: ChunkId },
     #[error("the operation was cancelled")]
     Cancelled,
     #[error("internal error: {0}")]

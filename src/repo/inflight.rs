@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::id::Id;
+use crate::id::ChunkId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketState {
@@ -68,7 +68,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The registry of chunks being stored.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    pending: Mutex<HashMap<Id, Arc<Ticket>>>,
+    pending: Mutex<HashMap<ChunkId, Arc<Ticket>>>,
 }
 
 /// What registering a chunk found.
@@ -81,12 +81,12 @@ pub enum Registration {
 
 impl InFlight {
     /// The ticket of a chunk being stored, if any.
-    pub fn get(&self, id: &Id) -> Option<Arc<Ticket>> {
+    pub fn get(&self, id: &ChunkId) -> Option<Arc<Ticket>> {
         lock(&self.pending).get(id).cloned()
     }
 
     /// Registers `id` as being stored by the caller, unless someone already is.
-    pub fn register(self: &Arc<Self>, id: Id) -> Registration {
+    pub fn register(self: &Arc<Self>, id: ChunkId) -> Registration {
         let mut pending = lock(&self.pending);
         if let Some(ticket) = pending.get(&id) {
             return Registration::Pending(ticket.clone());
@@ -110,7 +110,7 @@ impl InFlight {
         self.len() == 0
     }
 
-    fn remove(&self, id: &Id, ticket: &Arc<Ticket>) {
+    fn remove(&self, id: &ChunkId, ticket: &Arc<Ticket>) {
         let mut pending = lock(&self.pending);
         if pending.get(id).is_some_and(|t| Arc::ptr_eq(t, ticket)) {
             pending.remove(id);
@@ -121,14 +121,14 @@ impl InFlight {
 /// The obligation to store one chunk; see the module documentation.
 #[derive(Debug)]
 pub struct TicketOwner {
-    id: Id,
+    id: ChunkId,
     ticket: Arc<Ticket>,
     registry: Arc<InFlight>,
     resolved: bool,
 }
 
 impl TicketOwner {
-    pub fn id(&self) -> Id {
+    pub fn id(&self) -> ChunkId {
         self.id
     }
 
@@ -156,10 +156,10 @@ mod tests {
     #[test]
     fn second_registration_waits_on_the_first() {
         let registry = Arc::new(InFlight::default());
-        let Registration::New(owner) = registry.register(Id([1; 32])) else {
+        let Registration::New(owner) = registry.register(ChunkId([1; 32])) else {
             panic!("first registration must be new");
         };
-        let Registration::Pending(ticket) = registry.register(Id([1; 32])) else {
+        let Registration::Pending(ticket) = registry.register(ChunkId([1; 32])) else {
             panic!("second registration must be pending");
         };
         let waiter = std::thread::spawn(move || ticket.wait());
@@ -171,12 +171,12 @@ mod tests {
     #[test]
     fn dropped_owner_fails_its_ticket() {
         let registry = Arc::new(InFlight::default());
-        let Registration::New(owner) = registry.register(Id([2; 32])) else {
+        let Registration::New(owner) = registry.register(ChunkId([2; 32])) else {
             panic!("first registration must be new");
         };
-        let ticket = registry.get(&Id([2; 32])).unwrap();
+        let ticket = registry.get(&ChunkId([2; 32])).unwrap();
         drop(owner);
         assert!(!ticket.wait());
-        assert!(registry.get(&Id([2; 32])).is_none());
+        assert!(registry.get(&ChunkId([2; 32])).is_none());
     }
 }

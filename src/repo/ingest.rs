@@ -44,7 +44,7 @@ use crate::format::manifest::{
 };
 use crate::format::pack::BlobKind;
 use crate::format::tar::TarCatalogParser;
-use crate::id::Id;
+use crate::id::ChunkId;
 use crate::pipeline::chunker::cut_points;
 use crate::pipeline::seal;
 
@@ -312,7 +312,7 @@ pub(crate) struct Session {
     progress: Arc<Progress>,
     packer_tx: Option<SyncSender<Vec<SealedBlob>>>,
     packer: Option<JoinHandle<Result<PackTotals, RepoError>>>,
-    dependencies: HashMap<Id, Arc<Ticket>>,
+    dependencies: HashMap<ChunkId, Arc<Ticket>>,
     /// Sealing tasks on the pool, oldest first; their batches go to the packer in order.
     sealing: VecDeque<Receiver<Vec<SealedBlob>>>,
     /// This session's number and chunk references, known to garbage collection.
@@ -409,7 +409,7 @@ impl Session {
             })
             .collect();
         let keys = &self.inner.keys;
-        let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let ids: Vec<ChunkId> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
         self.store_blobs(&ids, chunks, BlobKind::Data)?;
         for (id, &len) in ids.iter().zip(&segment.cuts) {
             let entry = ContentEntry {
@@ -445,7 +445,7 @@ impl Session {
     /// dependencies.
     fn store_blobs(
         &mut self,
-        ids: &[Id],
+        ids: &[ChunkId],
         plaintexts: Vec<Bytes>,
         kind: BlobKind,
     ) -> Result<(), RepoError> {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::RepoError;
 use crate::backend::{BackendError, DynBackend};
 use crate::format::keyfile::KeyFile;
-use crate::id::Id;
+use crate::id::RepositoryId;
 use crate::pipeline::keys::{self, KdfCost, KeyError, MasterKey};
 
 /// Wraps `master` under `passphrase` and stores it at `key`.
@@ -14,7 +14,7 @@ pub async fn write(
     key: &str,
     master: &MasterKey,
     passphrase: &[u8],
-    repository: &Id,
+    repository: &RepositoryId,
     cost: KdfCost,
 ) -> Result<(), RepoError> {
     let (master, passphrase, repository) = (master.clone(), passphrase.to_vec(), *repository);
@@ -32,7 +32,7 @@ pub async fn read(
     backend: &DynBackend,
     key: &str,
     passphrase: &[u8],
-    repository: &Id,
+    repository: &RepositoryId,
 ) -> Result<MasterKey, RepoError> {
     let bytes = backend.get(key, None).await.map_err(|e| match e {
         BackendError::NotFound { key } => RepoError::Internal(format!(

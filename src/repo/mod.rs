@@ -41,7 +41,7 @@ use crate::backend::{BackendError, DynBackend};
 use crate::format::blob::Domain;
 use crate::format::config::{ChunkerParams, RepoConfig};
 use crate::format::manifest::BackupManifest;
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::{ChunkLocation, Index};
 use crate::pipeline::keys::{KdfCost, Keys, MasterKey};
 use crate::pipeline::seal;
@@ -61,7 +61,7 @@ pub const INDEX_FILE: &str = "index.redb";
 pub const INDEX_SET_ASIDE_FILE: &str = "index.redb.before-repair";
 
 /// Object key of a pack: `packs/<first two hex digits>/<64 hex digits>`.
-pub fn pack_key(pack: &Id) -> String {
+pub fn pack_key(pack: &PackId) -> String {
     let hex = pack.to_hex();
     format!("{PACKS_PREFIX}{}/{hex}", &hex[..2])
 }
@@ -74,7 +74,7 @@ pub fn manifest_key(backup: &str) -> String {
 /// A failed read of indexed pack bytes: a missing or short pack is corruption naming
 /// the pack; anything else (an unreachable backend) stays what it is.
 pub(crate) fn pack_read_error(
-    pack: Id,
+    pack: PackId,
     range: &std::ops::Range<u64>,
     error: BackendError,
 ) -> RepoError {
@@ -318,7 +318,11 @@ impl Repository {
 
 impl RepoInner {
     /// Reads and opens one blob at a known location, checking it is the chunk asked for.
-    pub async fn load_blob(&self, id: Id, location: ChunkLocation) -> Result<Vec<u8>, RepoError> {
+    pub async fn load_blob(
+        &self,
+        id: ChunkId,
+        location: ChunkLocation,
+    ) -> Result<Vec<u8>, RepoError> {
         let start = u64::from(location.offset);
         let range = start..start + u64::from(location.stored_len);
         let envelope = self
@@ -332,7 +336,7 @@ impl RepoInner {
     /// Opens a chunk envelope read from its pack.
     pub fn open_chunk(
         &self,
-        id: Id,
+        id: ChunkId,
         location: &ChunkLocation,
         envelope: &[u8],
     ) -> Result<Vec<u8>, RepoError> {
@@ -355,7 +359,7 @@ impl RepoInner {
     }
 
     /// Looks a chunk up in the index, failing when it is missing.
-    pub fn locate(&self, id: Id) -> Result<ChunkLocation, RepoError> {
+    pub fn locate(&self, id: ChunkId) -> Result<ChunkLocation, RepoError> {
         self.index.lookup_chunks(&[id])?[0].ok_or(RepoError::ChunkMissing {
             chunk: id,
             backup: None,

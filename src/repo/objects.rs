@@ -10,18 +10,18 @@ use crate::format::pack::{
     check_header, decode_footer, decode_trailer, PackEntry, ENTRY_LEN, FOOTER_LEN, HEADER_LEN,
     MAX_TRAILER_ENTRIES,
 };
-use crate::id::Id;
+use crate::id::PackId;
 use crate::pipeline::seal;
 
 /// Every pack in the backend, by id, with its size. Keys that do not name a pack are
 /// ignored.
-pub(crate) async fn list_packs(inner: &RepoInner) -> Result<BTreeMap<Id, u64>, RepoError> {
+pub(crate) async fn list_packs(inner: &RepoInner) -> Result<BTreeMap<PackId, u64>, RepoError> {
     let objects = inner.backend.list(PACKS_PREFIX).await?;
     Ok(objects
         .into_iter()
         .filter_map(|object| {
             let name = object.key.rsplit('/').next()?;
-            Some((name.parse::<Id>().ok()?, object.size))
+            Some((name.parse::<PackId>().ok()?, object.size))
         })
         .collect())
 }
@@ -38,7 +38,7 @@ pub(crate) async fn list_manifests(inner: &RepoInner) -> Result<Vec<String>, Rep
 /// Opens and decodes a pack's trailer from the pack's last bytes.
 pub(crate) fn read_trailer(
     inner: &RepoInner,
-    pack: Id,
+    pack: PackId,
     bytes_at_end: &[u8],
     pack_len: u64,
     tail_offset: u64,
@@ -71,7 +71,7 @@ pub(crate) fn read_trailer(
 /// Reads just the trailer of a pack of `pack_len` bytes (two ranged reads).
 pub(crate) async fn fetch_trailer(
     inner: &RepoInner,
-    pack: Id,
+    pack: PackId,
     pack_len: u64,
 ) -> Result<Vec<PackEntry>, RepoError> {
     let key = super::pack_key(&pack);
@@ -95,7 +95,7 @@ pub(crate) async fn fetch_trailer(
 /// Checks a whole pack's header and returns its trailer entries.
 pub(crate) fn parse_pack(
     inner: &RepoInner,
-    pack: Id,
+    pack: PackId,
     bytes: &[u8],
 ) -> Result<Vec<PackEntry>, RepoError> {
     check_header(bytes).map_err(|e| RepoError::CorruptPack {

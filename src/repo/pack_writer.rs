@@ -19,7 +19,7 @@ use super::{pack_key, RepoError, RepoInner};
 use crate::backend::ObjectWriter;
 use crate::format::blob::Domain;
 use crate::format::pack::{encode_footer, encode_header, BlobKind};
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::PackRecord;
 use crate::pipeline::packer::PackLayout;
 use crate::pipeline::seal;
@@ -31,7 +31,7 @@ const WRITE_BATCH_BYTES: usize = 4 << 20;
 
 /// One blob ready to be stored, with the obligation to resolve its ticket.
 pub(crate) struct SealedBlob {
-    pub id: Id,
+    pub id: ChunkId,
     pub kind: BlobKind,
     pub envelope: Vec<u8>,
     pub raw_len: u32,
@@ -39,7 +39,7 @@ pub(crate) struct SealedBlob {
 }
 
 struct OpenPack {
-    id: Id,
+    id: PackId,
     writer: Box<dyn ObjectWriter>,
     layout: PackLayout,
     pending: BytesMut,
@@ -104,7 +104,7 @@ impl PackWriter {
     }
 
     fn start_pack(&self) -> Result<OpenPack, RepoError> {
-        let id = Id::random();
+        let id = PackId::random();
         self.inner.coordinator.pack_started(id);
         let writer = self
             .handle

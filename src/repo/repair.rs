@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 
 use super::objects::{fetch_manifest, fetch_trailer, list_manifests, list_packs};
 use super::{generation, RepoError, Repository};
-use crate::id::Id;
+use crate::id::PackId;
 use crate::index::PackRecord;
 
 /// Packs whose trailers are read at once.
@@ -80,13 +80,13 @@ impl Repository {
     async fn reconcile_packs(&self, report: &mut RepairReport) -> Result<(), RepoError> {
         let inner = self.inner.clone();
         let stored = list_packs(&inner).await?;
-        let indexed: BTreeSet<Id> = inner
+        let indexed: BTreeSet<PackId> = inner
             .index
             .list_packs()?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let gone: Vec<Id> = indexed
+        let gone: Vec<PackId> = indexed
             .iter()
             .filter(|p| !stored.contains_key(p))
             .copied()
@@ -99,7 +99,7 @@ impl Repository {
             inner.index.forget_packs_and_their_chunks(&gone)?;
             report.packs_removed = gone.len() as u64;
         }
-        let missing: Vec<(Id, u64)> = stored
+        let missing: Vec<(PackId, u64)> = stored
             .into_iter()
             .filter(|(pack, _)| !indexed.contains(pack))
             .collect();

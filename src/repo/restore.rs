@@ -18,7 +18,7 @@ use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef, LeafRef};
 use crate::format::manifest::BackupManifest;
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::ChunkLocation;
 
 /// Fetch units read ahead of the consumer.
@@ -34,7 +34,7 @@ const MAX_UNIT_GAP: u64 = 64 << 10;
 
 /// A piece of one chunk to deliver: `skip` bytes dropped, then `take` bytes kept.
 struct Piece {
-    id: Id,
+    id: ChunkId,
     location: ChunkLocation,
     skip: usize,
     take: usize,
@@ -42,7 +42,7 @@ struct Piece {
 
 /// One ranged read of a pack and the chunks it holds.
 struct FetchUnit {
-    pack: Id,
+    pack: PackId,
     start: u64,
     end: u64,
     raw: u64,
@@ -125,7 +125,7 @@ async fn plan_leaf(
         }
         chunk_start = chunk_end;
     }
-    let ids: Vec<Id> = wanted.iter().map(|w| w.0).collect();
+    let ids: Vec<ChunkId> = wanted.iter().map(|w| w.0).collect();
     let locations = inner.index.lookup_chunks(&ids)?;
     let mut units: Vec<FetchUnit> = Vec::new();
     for ((id, skip, take), location) in wanted.into_iter().zip(locations) {

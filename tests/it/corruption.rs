@@ -10,7 +10,7 @@ use stowage::backend::MemoryBackend;
 use stowage::error::ErrorKind;
 use stowage::format::manifest::BackupManifest;
 use stowage::format::pack::BlobKind;
-use stowage::id::Id;
+use stowage::id::{ChunkId, PackId};
 use stowage::index::ChunkLocation;
 use stowage::repo::check::CheckReport;
 use stowage::repo::{Repository, CONFIG_KEY, DEFAULT_KEY_KEY};
@@ -49,7 +49,7 @@ async fn two_backups() -> Damaged {
     }
 }
 
-fn pack_id(path: &Path) -> Id {
+fn pack_id(path: &Path) -> PackId {
     path.file_name()
         .unwrap()
         .to_str()
@@ -59,7 +59,7 @@ fn pack_id(path: &Path) -> Id {
 }
 
 /// Every chunk the index places in `pack`, by offset.
-fn chunks_in(repo: &Repository, pack: Id) -> Vec<(Id, ChunkLocation)> {
+fn chunks_in(repo: &Repository, pack: PackId) -> Vec<(ChunkId, ChunkLocation)> {
     let mut chunks = Vec::new();
     repo.index()
         .for_each_chunk(|id, location| {
@@ -226,7 +226,7 @@ enum Loss {
 /// Damages one pack of backup `a`: one holding a content-list leaf of it when `leaf`,
 /// else one holding only data chunks. Returns the pack id and where the index
 /// records it.
-fn lose_pack(d: &Damaged, loss: Loss, leaf: bool) -> Id {
+fn lose_pack(d: &Damaged, loss: Loss, leaf: bool) -> PackId {
     let leaf_id = d.a.content.leaves[0].id;
     let leaf_location = d.repo.index().lookup_chunks(&[leaf_id]).unwrap()[0].expect("leaf indexed");
     let path = if leaf {
@@ -345,16 +345,16 @@ async fn a_truncated_or_missing_pack_holding_a_content_list_leaf_fails_restores_
 }
 
 /// A pack id in directory `packs/ab/`.
-fn garbage_id(n: u8) -> Id {
+fn garbage_id(n: u8) -> PackId {
     let mut bytes = [n; 32];
     bytes[0] = 0xab;
-    Id(bytes)
+    PackId(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_objects_in_the_packs_area_are_reported_and_skipped() {
     let d = two_backups().await;
-    let garbage: Vec<(Id, Vec<u8>)> = vec![
+    let garbage: Vec<(PackId, Vec<u8>)> = vec![
         (garbage_id(1), random_bytes(5000, 77)),
         (garbage_id(2), b"12345".to_vec()),
         (garbage_id(3), {

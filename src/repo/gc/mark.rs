@@ -12,7 +12,7 @@ use futures::stream::{self, StreamExt};
 use crate::backend::{BackendError, ObjectMeta};
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::repo::objects::{fetch_manifest, list_manifests};
 use crate::repo::progress::Progress;
 use crate::repo::{RepoError, RepoInner};
@@ -25,7 +25,7 @@ const LOOKUP_BATCH: usize = 8192;
 /// What the mark found.
 pub(super) struct Marked {
     pub backups: u64,
-    pub chunks: HashSet<Id>,
+    pub chunks: HashSet<ChunkId>,
 }
 
 /// Marks every chunk referenced by a manifest stored in the backend.
@@ -70,7 +70,7 @@ pub(super) async fn mark_stored_manifests(
 async fn mark_backup(
     inner: &RepoInner,
     manifest: &BackupManifest,
-    live: &mut HashSet<Id>,
+    live: &mut HashSet<ChunkId>,
 ) -> Result<(), RepoError> {
     let mut streams: Vec<&ContentRef> = vec![&manifest.content];
     if let Some(catalog) = &manifest.catalog {
@@ -115,10 +115,10 @@ async fn mark_backup(
 /// Checks that the index places every marked chunk in a pack the backend holds.
 pub(super) fn verify_indexed(
     inner: &RepoInner,
-    marked: &HashSet<Id>,
-    stored: &HashMap<Id, &ObjectMeta>,
+    marked: &HashSet<ChunkId>,
+    stored: &HashMap<PackId, &ObjectMeta>,
 ) -> Result<(), RepoError> {
-    let ids: Vec<Id> = marked.iter().copied().collect();
+    let ids: Vec<ChunkId> = marked.iter().copied().collect();
     for batch in ids.chunks(LOOKUP_BATCH) {
         for (id, location) in batch.iter().zip(inner.index.lookup_chunks(batch)?) {
             let Some(location) = location else {

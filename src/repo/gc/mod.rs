@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime};
 
 use super::progress::Progress;
 use super::{pack_key, RepoError, RepoInner, Repository, PACKS_PREFIX};
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
@@ -94,7 +94,7 @@ pub struct GcReport {
     pub bytes_rewritten: u64,
     /// Every pack object the run deleted (dry: would delete), sorted: packs with nothing
     /// live, repacked packs and orphans.
-    pub deleted_packs: Vec<Id>,
+    pub deleted_packs: Vec<PackId>,
 }
 
 /// Per-pack weights from the index.
@@ -107,10 +107,10 @@ struct PackWeight {
 
 /// What the run will do.
 struct Plan {
-    garbage: Vec<Id>,
-    to_delete: Vec<Id>,
-    to_repack: Vec<Id>,
-    orphans: Vec<Id>,
+    garbage: Vec<ChunkId>,
+    to_delete: Vec<PackId>,
+    to_repack: Vec<PackId>,
+    orphans: Vec<PackId>,
 }
 
 impl Repository {
@@ -144,7 +144,7 @@ async fn run(
     let active = inner.coordinator.active_packs();
     let marked = mark::mark_stored_manifests(inner, progress).await?;
     report.backups_marked = marked.backups;
-    let stored_packs: HashMap<Id, &crate::backend::ObjectMeta> = stored
+    let stored_packs: HashMap<PackId, &crate::backend::ObjectMeta> = stored
         .iter()
         .filter_map(|object| Some((pack_id_of(&object.key)?, object)))
         .collect();
@@ -211,16 +211,16 @@ async fn execute(
 }
 
 /// The pack id in a key under `packs/`, if it names one.
-fn pack_id_of(key: &str) -> Option<Id> {
-    key.rsplit('/').next()?.parse::<Id>().ok()
+fn pack_id_of(key: &str) -> Option<PackId> {
+    key.rsplit('/').next()?.parse::<PackId>().ok()
 }
 
 /// Splits indexed chunks into garbage and per-pack live weights.
 fn weigh(
     inner: &RepoInner,
-    live: &HashSet<Id>,
-) -> Result<(Vec<Id>, HashMap<Id, PackWeight>), RepoError> {
-    let mut weights: HashMap<Id, PackWeight> = inner
+    live: &HashSet<ChunkId>,
+) -> Result<(Vec<ChunkId>, HashMap<PackId, PackWeight>), RepoError> {
+    let mut weights: HashMap<PackId, PackWeight> = inner
         .index
         .list_packs()?
         .into_iter()
@@ -248,7 +248,7 @@ fn weigh(
 }
 
 /// Packs to delete (nothing live) and to repack (live share under the threshold).
-fn choose(weights: &HashMap<Id, PackWeight>, repack_below: f64) -> (Vec<Id>, Vec<Id>) {
+fn choose(weights: &HashMap<PackId, PackWeight>, repack_below: f64) -> (Vec<PackId>, Vec<PackId>) {
     let mut to_delete = Vec::new();
     let mut to_repack = Vec::new();
     for (pack, weight) in weights {
@@ -271,11 +271,11 @@ fn choose(weights: &HashMap<Id, PackWeight>, repack_below: f64) -> (Vec<Id>, Vec
 /// registered as active (it stays so until its index commit) or, read after that,
 /// already in the index.
 fn find_orphans(
-    stored: &HashMap<Id, &crate::backend::ObjectMeta>,
-    active: &HashSet<Id>,
-    indexed: &HashMap<Id, PackWeight>,
+    stored: &HashMap<PackId, &crate::backend::ObjectMeta>,
+    active: &HashSet<PackId>,
+    indexed: &HashMap<PackId, PackWeight>,
     grace: Duration,
-) -> (Vec<Id>, u64) {
+) -> (Vec<PackId>, u64) {
     let now = SystemTime::now();
     let mut orphans = Vec::new();
     let mut kept = 0;
@@ -295,7 +295,7 @@ fn find_orphans(
 
 /// Removes the index entries of garbage chunks, keeping any that a session referenced
 /// since the plan.
-fn sweep_index(inner: &RepoInner, mut garbage: Vec<Id>) -> Result<(), RepoError> {
+fn sweep_index(inner: &RepoInner, mut garbage: Vec<ChunkId>) -> Result<(), RepoError> {
     let _gate = inner
         .coordinator
         .gate
@@ -308,7 +308,7 @@ fn sweep_index(inner: &RepoInner, mut garbage: Vec<Id>) -> Result<(), RepoError>
 }
 
 /// Forgets then deletes packs (their chunks are gone from the index).
-async fn retire(inner: &RepoInner, packs: &[Id]) -> Result<(), RepoError> {
+async fn retire(inner: &RepoInner, packs: &[PackId]) -> Result<(), RepoError> {
     inner.index.remove_packs(packs)?;
     for pack in packs {
         inner.backend.delete(&pack_key(pack)).await?;
@@ -317,17 +317,20 @@ async fn retire(inner: &RepoInner, packs: &[Id]) -> Result<(), RepoError> {
 }
 
 /// Deletes the planned packs that have no index entry left; returns them.
-async fn delete_empty_packs(inner: &RepoInner, planned: &[Id]) -> Result<Vec<Id>, RepoError> {
+async fn delete_empty_packs(
+    inner: &RepoInner,
+    planned: &[PackId],
+) -> Result<Vec<PackId>, RepoError> {
     // A planned pack can still hold an entry here: a chunk a session deduplicated
     // against after the plan was kept by the sweep. Such a pack stays.
-    let planned: HashSet<Id> = planned.iter().copied().collect();
-    let mut used: HashSet<Id> = HashSet::new();
+    let planned: HashSet<PackId> = planned.iter().copied().collect();
+    let mut used: HashSet<PackId> = HashSet::new();
     inner.index.for_each_chunk(|_, location| {
         if planned.contains(&location.pack) {
             used.insert(location.pack);
         }
     })?;
-    let mut empty: Vec<Id> = planned
+    let mut empty: Vec<PackId> = planned
         .into_iter()
         .filter(|id| !used.contains(id))
         .collect();

@@ -11,7 +11,7 @@ use super::retire;
 use crate::backend::ObjectWriter;
 use crate::format::blob::Domain;
 use crate::format::pack::{encode_footer, encode_header, PackEntry};
-use crate::id::Id;
+use crate::id::{ChunkId, PackId};
 use crate::index::PackRecord;
 use crate::pipeline::packer::PackLayout;
 use crate::pipeline::seal;
@@ -24,22 +24,22 @@ pub(super) struct Written {
     pub packs: u64,
     pub bytes: u64,
     /// Old packs deleted once their live blobs were safe elsewhere.
-    pub retired: Vec<Id>,
+    pub retired: Vec<PackId>,
 }
 
 /// A new pack being filled with blobs copied from old ones.
 struct RepackTarget {
-    id: Id,
+    id: PackId,
     writer: Box<dyn ObjectWriter>,
     layout: PackLayout,
     pending: BytesMut,
     /// Old packs whose live blobs all sit in this or earlier new packs.
-    retired: Vec<Id>,
+    retired: Vec<PackId>,
 }
 
 pub(super) async fn repack(
     inner: &Arc<RepoInner>,
-    packs: &[Id],
+    packs: &[PackId],
     progress: &Progress,
 ) -> Result<Written, RepoError> {
     let mut written = Written::default();
@@ -48,7 +48,7 @@ pub(super) async fn repack(
         progress.check()?;
         let bytes = inner.backend.get(&pack_key(&old), None).await?;
         let entries = parse_pack(inner, old, &bytes)?;
-        let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
         let current = inner.index.lookup_chunks(&ids)?;
         for (entry, location) in entries.iter().zip(current) {
             // Copy only blobs the index still places at this very spot.
@@ -91,7 +91,7 @@ pub(super) async fn repack(
 }
 
 async fn open_target(inner: &RepoInner) -> Result<RepackTarget, RepoError> {
-    let id = Id::random();
+    let id = PackId::random();
     inner.coordinator.pack_started(id);
     let writer = inner.backend.create(&pack_key(&id)).await?;
     let mut pending = BytesMut::with_capacity(5 << 20);
