@@ -20,7 +20,7 @@ use stowage::backend::{DynBackend, MemoryBackend};
 use stowage::format::blob::Domain;
 use stowage::format::config::ChunkerParams;
 use stowage::format::pack::{BlobKind, PackEntry};
-use stowage::id::{ChunkId, PackId};
+use stowage::id::{BackupId, ChunkId, PackId};
 use stowage::index::{Index, PackRecord};
 use stowage::pipeline::chunker::cut_points;
 use stowage::pipeline::keys::{KdfCost, Keys, MasterKey};
@@ -285,7 +285,7 @@ fn new_repo(runtime: &tokio::runtime::Runtime) -> (Repository, tempfile::TempDir
     (repo, state)
 }
 
-fn backup(runtime: &tokio::runtime::Runtime, repo: &Repository, data: &Arc<Vec<u8>>) -> String {
+fn backup(runtime: &tokio::runtime::Runtime, repo: &Repository, data: &Arc<Vec<u8>>) -> BackupId {
     let source = std::io::Cursor::new(SharedBytes(data.clone()));
     let manifest = runtime
         .block_on(repo.backup_stream(

@@ -1,7 +1,9 @@
 //! Fixed-size identifiers, one type per kind so that the compiler keeps them apart:
 //! [`ChunkId`] (keyed BLAKE3 of a chunk's plaintext), [`PackId`] (random, names a pack
-//! object) and [`RepositoryId`] (random, chosen at `init`). Each is 32 bytes, shown as 64
-//! lowercase hex digits.
+//! object) and [`RepositoryId`] (random, chosen at `init`), each 32 bytes shown as 64
+//! lowercase hex digits; and [`BackupId`], a UUID in its canonical text form, which only
+//! parsing makes, so text from a request or a stored manifest is checked once at the
+//! edge and a series name can never stand in for it.
 //!
 //! A chunk id where a pack id belongs was once only a review away; now it does not
 //! compile. Converting between kinds is never needed: the bytes mean different things.
@@ -128,6 +130,85 @@ impl RepositoryId {
     }
 }
 
+/// A backup's id: a version-4 UUID in its lowercase hyphenated form. Only
+/// [`BackupId::random`] and parsing (which refuses any other spelling) make one.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackupId(String);
+
+/// Parsing a backup id failed: not a lowercase hyphenated UUID.
+#[derive(Debug, thiserror::Error)]
+#[error("backup id {text:?} is not a lowercase hyphenated UUID")]
+pub struct ParseBackupIdError {
+    pub text: String,
+}
+
+impl BackupId {
+    /// A fresh random backup id.
+    pub fn random() -> BackupId {
+        BackupId(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for BackupId {
+    type Err = ParseBackupIdError;
+
+    fn from_str(text: &str) -> Result<BackupId, ParseBackupIdError> {
+        match uuid::Uuid::try_parse(text) {
+            Ok(parsed) if parsed.hyphenated().to_string() == text => Ok(BackupId(text.to_string())),
+            _ => Err(ParseBackupIdError {
+                text: text.chars().take(80).collect(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackupId({})", self.0)
+    }
+}
+
+impl AsRef<str> for BackupId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for BackupId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for BackupId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl serde::Serialize for BackupId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BackupId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<BackupId, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +221,19 @@ mod tests {
         assert!(error.to_string().contains("chunk id"), "{error}");
         assert!(ChunkId::from_slice(&[0u8; 31]).is_none());
         assert_eq!(format!("{:?}", ChunkId([0xab; 32])), "ChunkId(abababab)");
+    }
+
+    #[test]
+    fn backup_ids_take_one_spelling_only() {
+        let id = BackupId::random();
+        assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id);
+        let upper = id.as_str().to_uppercase();
+        assert!(upper.parse::<BackupId>().is_err());
+        let simple = id.as_str().replace('-', "");
+        assert!(simple.parse::<BackupId>().is_err());
+        assert!("daily".parse::<BackupId>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<BackupId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<BackupId>("\"../x\"").is_err());
     }
 }

@@ -22,7 +22,7 @@ use crate::http::public_url;
 use crate::http::range::{self, RangeRequest};
 use crate::http::AppState;
 use crate::repo::ingest::{validate_series, IngestOptions};
-use crate::repo::Progress;
+use crate::repo::{lookup_id, Progress};
 use crate::service::jobs::{JobFailure, JobKind};
 use crate::service::keys::Role;
 use crate::service::signed_urls::{self, MAX_LIFETIME_SECS};
@@ -299,7 +299,7 @@ fn stream_content(
     headers: &HeaderMap,
     content_type: &str,
 ) -> Result<Response, ApiError> {
-    let manifest = state.repo.backup(id)?;
+    let manifest = state.repo.backup(&lookup_id(id)?)?;
     let size = manifest.size;
     let requested = range::parse(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
@@ -395,7 +395,7 @@ pub async fn sign_url(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
-    state.repo.backup(&id)?;
+    state.repo.backup(&lookup_id(&id)?)?;
     let ttl = query.ttl.unwrap_or(3600);
     if ttl == 0 || ttl > MAX_LIFETIME_SECS {
         return Err(ApiError::invalid(format!(
@@ -432,7 +432,7 @@ pub async fn signed_download(
             chrono::Utc::now().timestamp(),
         )
         .map_err(|e| ApiError::link_refused(e.to_string()))?;
-    let manifest = state.repo.backup(&id)?;
+    let manifest = state.repo.backup(&lookup_id(&id)?)?;
     stream_content(&state, &id, &headers, media_type(&manifest.source))
 }
 
@@ -452,7 +452,7 @@ pub async fn catalog(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
     let limit = page_limit(query.limit, 1000, 10_000)?;
-    let manifest = state.repo.backup(&id)?;
+    let manifest = state.repo.backup(&lookup_id(&id)?)?;
     if manifest.catalog.is_none() {
         return Err(ApiError::not_found(format!(
             "backup {id} has no catalog (neither a tree nor a tar stream)"

@@ -15,7 +15,7 @@ use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
 use crate::repo::gc::GcOptions;
 use crate::repo::ingest::IngestOptions;
-use crate::repo::{InitOptions, Progress, Repository};
+use crate::repo::{lookup_id, InitOptions, Progress, Repository};
 
 /// How a command that ran to its end went.
 pub enum Outcome {
@@ -389,7 +389,7 @@ async fn get(
     range: Option<&str>,
 ) -> Result<Outcome> {
     let repo = open(args).await?;
-    let manifest = repo.backup(id)?;
+    let manifest = repo.backup(&lookup_id(id)?)?;
     let range = range.map(|r| parse_range(r, manifest.size)).transpose()?;
     let out: Box<dyn Write + Send> = match output {
         Some(path) => Box::new(io::BufWriter::with_capacity(
@@ -439,7 +439,7 @@ impl Write for CountingWriter {
 
 async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
     let repo = open(args).await?;
-    let manifest = repo.backup(id)?;
+    let manifest = repo.backup(&lookup_id(id)?)?;
     let progress = Arc::new(Progress::new());
     let bar = ProgressBar::start(progress.clone(), "restoring");
     let result = repo.restore_tree(&manifest, target, progress).await;
@@ -471,10 +471,10 @@ async fn delete(args: &RepoArgs, purge: bool, ids: &[String]) -> Result<Outcome>
     let repo = open(args).await?;
     for id in ids {
         if purge {
-            repo.purge(id).await?;
+            repo.purge(&lookup_id(id)?).await?;
             eprintln!("purged {id}");
         } else {
-            repo.recycle(id).await?;
+            repo.recycle(&lookup_id(id)?).await?;
             eprintln!("recycled {id}");
         }
     }
@@ -484,7 +484,7 @@ async fn delete(args: &RepoArgs, purge: bool, ids: &[String]) -> Result<Outcome>
 async fn undelete(args: &RepoArgs, ids: &[String]) -> Result<Outcome> {
     let repo = open(args).await?;
     for id in ids {
-        repo.undelete(id).await?;
+        repo.undelete(&lookup_id(id)?).await?;
         eprintln!("restored {id} from the recycle bin");
     }
     Ok(Outcome::Success)
@@ -556,7 +556,7 @@ async fn gc(args: &RepoArgs, options: GcOptions, json: bool) -> Result<Outcome> 
 
 async fn catalog(args: &RepoArgs, id: &str, json: bool) -> Result<Outcome> {
     let repo = open(args).await?;
-    let manifest = repo.backup(id)?;
+    let manifest = repo.backup(&lookup_id(id)?)?;
     if manifest.catalog.is_none() {
         bail!("backup {id} has no catalog (it is neither a tree nor a tar stream)");
     }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::format::content::ContentRef;
+use crate::id::BackupId;
 
 pub const MANIFEST_FORMAT: &str = "stowage-backup";
 pub const MANIFEST_VERSION: u32 = 1;
@@ -44,7 +45,7 @@ pub struct BackupManifest {
     pub format: String,
     pub version: u32,
     /// Backup id: a UUID in its hyphenated lowercase text form.
-    pub id: String,
+    pub id: BackupId,
     pub series: String,
     pub kind: BackupKind,
     /// RFC 3339 UTC timestamp of the ingest start.
@@ -193,7 +194,7 @@ mod tests {
         BackupManifest {
             format: MANIFEST_FORMAT.into(),
             version: MANIFEST_VERSION,
-            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".into(),
+            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".parse().unwrap(),
             series: "s".into(),
             kind: BackupKind::Stream,
             created_at: "2026-01-01T00:00:00.000000Z".into(),

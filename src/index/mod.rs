@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use crate::error::ErrorKind;
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::{BlobKind, PackEntry};
-use crate::id::{ChunkId, PackId, RepositoryId};
+use crate::id::{BackupId, ChunkId, PackId, RepositoryId};
 use schema::{
     BACKUPS, CHUNKS, GENERATION_KEY, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION,
     SCHEMA_VERSION_KEY, SERIES, SYNC,
@@ -314,12 +314,14 @@ impl Index {
         })
     }
 
-    pub fn get_backup(&self, id: &str) -> Result<Option<BackupManifest>, IndexError> {
+    pub fn get_backup(&self, id: &BackupId) -> Result<Option<BackupManifest>, IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(BACKUPS).map_err(db)?;
-            let value = table.get(id).map_err(db)?;
-            value.map(|v| decode_manifest(id, v.value())).transpose()
+            let value = table.get(id.as_str()).map_err(db)?;
+            value
+                .map(|v| decode_manifest(id.as_str(), v.value()))
+                .transpose()
         })
     }
 
@@ -416,17 +418,17 @@ impl Index {
     }
 
     /// Removes a backup record and its recycled mark.
-    pub fn remove_backup(&self, id: &str) -> Result<(), IndexError> {
+    pub fn remove_backup(&self, id: &BackupId) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             {
                 txn.open_table(BACKUPS)
                     .map_err(db)?
-                    .remove(id)
+                    .remove(id.as_str())
                     .map_err(db)?;
                 txn.open_table(RECYCLED)
                     .map_err(db)?
-                    .remove(id)
+                    .remove(id.as_str())
                     .map_err(db)?;
             }
             txn.commit().map_err(db)
@@ -434,14 +436,14 @@ impl Index {
     }
 
     /// Marks a backup recycled at `when`, or live again with `None`.
-    pub fn set_recycled(&self, id: &str, when: Option<&str>) -> Result<(), IndexError> {
+    pub fn set_recycled(&self, id: &BackupId, when: Option<&str>) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             {
                 let mut table = txn.open_table(RECYCLED).map_err(db)?;
                 match when {
-                    Some(when) => table.insert(id, when).map(|_| ()).map_err(db)?,
-                    None => table.remove(id).map(|_| ()).map_err(db)?,
+                    Some(when) => table.insert(id.as_str(), when).map(|_| ()).map_err(db)?,
+                    None => table.remove(id.as_str()).map(|_| ()).map_err(db)?,
                 }
             }
             txn.commit().map_err(db)
@@ -561,11 +563,11 @@ impl Index {
     }
 
     /// When a backup was recycled; `None` while it is live (or unknown).
-    pub fn recycled_at(&self, id: &str) -> Result<Option<String>, IndexError> {
+    pub fn recycled_at(&self, id: &BackupId) -> Result<Option<String>, IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(RECYCLED).map_err(db)?;
-            let value = table.get(id).map_err(db)?;
+            let value = table.get(id.as_str()).map_err(db)?;
             Ok(value.map(|v| v.value().to_string()))
         })
     }
@@ -606,13 +608,20 @@ impl Index {
     }
 
     /// Every backup id recorded, in id order (keys only: no manifest is decoded).
-    pub fn backup_ids(&self) -> Result<Vec<String>, IndexError> {
+    pub fn backup_ids(&self) -> Result<Vec<BackupId>, IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(BACKUPS).map_err(db)?;
             let mut out = Vec::new();
             for item in table.iter().map_err(db)? {
-                out.push(item.map_err(db)?.0.value().to_string());
+                let key = item.map_err(db)?.0;
+                let id = key
+                    .value()
+                    .parse()
+                    .map_err(|e: crate::id::ParseBackupIdError| IndexError::Corrupt {
+                        what: format!("backups table: {e}"),
+                    })?;
+                out.push(id);
             }
             Ok(out)
         })

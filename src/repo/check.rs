@@ -16,7 +16,7 @@ use super::progress::Progress;
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
-use crate::id::{ChunkId, PackId};
+use crate::id::{BackupId, ChunkId, PackId};
 use crate::index::ChunkLocation;
 
 /// Packs read at once by `--read-data`.
@@ -130,12 +130,21 @@ impl Repository {
         progress: &Progress,
     ) -> Result<Vec<BackupManifest>, RepoError> {
         let inner = self.inner.clone();
-        let mut indexed: BTreeMap<String, BackupManifest> = self
+        let mut indexed: BTreeMap<BackupId, BackupManifest> = self
             .backups()?
             .into_iter()
             .map(|m| (m.id.clone(), m))
             .collect();
-        let mut stored = stream::iter(list_manifests(&inner).await?)
+        let listed = list_manifests(&inner).await?;
+        for stray in &listed.strays {
+            report.problem(
+                None,
+                None,
+                None,
+                format!("object {stray} is not a backup manifest (its name is no backup id); move it out of the repository"),
+            );
+        }
+        let mut stored = stream::iter(listed.ids)
             .map(|id| {
                 let inner = inner.clone();
                 async move {
@@ -153,7 +162,7 @@ impl Repository {
                     report.manifests_read += 1;
                     if manifest != copy {
                         report.problem(
-                            Some(&id),
+                            Some(id.as_str()),
                             None,
                             None,
                             "the stored manifest differs from the index's copy (run `stowage repair index`)".into(),
@@ -164,7 +173,7 @@ impl Repository {
                 (Ok(manifest), None) => {
                     report.manifests_read += 1;
                     report.problem(
-                        Some(&id),
+                        Some(id.as_str()),
                         None,
                         None,
                         "backup is stored in the backend but missing from the index (run `stowage repair index`)".into(),
@@ -173,7 +182,7 @@ impl Repository {
                 }
                 (Err(error), copy) => {
                     report.problem(
-                        Some(&id),
+                        Some(id.as_str()),
                         None,
                         None,
                         format!("stored manifest cannot be read: {error}"),
@@ -184,7 +193,7 @@ impl Repository {
         }
         for (id, copy) in indexed {
             report.problem(
-                Some(&id),
+                Some(id.as_str()),
                 None,
                 None,
                 "manifest object is missing from the backend".into(),
@@ -247,7 +256,7 @@ impl Repository {
         report.catalog_entries += count.load(std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = result {
             report.problem(
-                Some(&manifest.id),
+                Some(manifest.id.as_str()),
                 None,
                 None,
                 format!("catalog cannot be read: {error}"),
@@ -411,7 +420,7 @@ async fn check_backup(
         streams.push(&catalog.content);
     }
     for content in streams {
-        check_content(inner, &manifest.id, content, damaged, report).await;
+        check_content(inner, manifest.id.as_str(), content, damaged, report).await;
     }
 }
 

@@ -16,12 +16,13 @@ use crate::format::content::ContentRef;
 use crate::format::manifest::{
     check_content, BackupKind, BackupManifest, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
+use crate::id::BackupId;
 
 /// What to record about a joined backup.
 #[derive(Debug, Clone)]
 pub struct ComposeSpec {
     /// The new backup's id: a lowercase hyphenated UUID not used by another backup.
-    pub id: String,
+    pub id: BackupId,
     pub series: String,
     /// Name of the source, as an ingest records it.
     pub source: String,
@@ -30,29 +31,19 @@ pub struct ComposeSpec {
     pub digests: StreamDigests,
 }
 
-/// Checks that `id` can name a backup: a canonical lowercase hyphenated UUID, the form
-/// every backup id takes.
-pub fn validate_backup_id(id: &str) -> Result<(), RepoError> {
-    match uuid::Uuid::try_parse(id) {
-        Ok(parsed) if parsed.hyphenated().to_string() == id => Ok(()),
-        _ => Err(RepoError::InvalidInput(format!(
-            "backup id {id:?} is not a lowercase hyphenated UUID"
-        ))),
-    }
-}
-
 impl Repository {
     /// Records a new stream backup whose bytes are those of `parts` (stream backups,
     /// recycled or not) in order. The parts are left as they are.
     pub async fn compose(
         &self,
-        parts: &[String],
+        parts: &[BackupId],
         spec: ComposeSpec,
     ) -> Result<BackupManifest, RepoError> {
         validate_series(&spec.series)?;
-        validate_backup_id(&spec.id)?;
         if self.inner.index.get_backup(&spec.id)?.is_some() {
-            return Err(RepoError::BackupExists { id: spec.id });
+            return Err(RepoError::BackupExists {
+                id: spec.id.to_string(),
+            });
         }
         let mut content = ContentRef {
             size: 0,
@@ -77,7 +68,7 @@ impl Repository {
             stored_bytes += manifest.stored_bytes;
         }
         check_content(&content).map_err(|source| RepoError::Manifest {
-            backup: spec.id.clone(),
+            backup: spec.id.to_string(),
             source,
         })?;
         let manifest = BackupManifest {

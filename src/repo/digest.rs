@@ -92,7 +92,7 @@ impl StreamVerifier {
             Ok(())
         } else {
             Err(RepoError::ChecksumMismatch {
-                backup: manifest.id.clone(),
+                backup: manifest.id.to_string(),
                 algorithm: algorithm.name(),
                 expected: expected.to_string(),
                 actual,
@@ -191,7 +191,7 @@ mod tests {
         BackupManifest {
             format: crate::format::manifest::MANIFEST_FORMAT.into(),
             version: crate::format::manifest::MANIFEST_VERSION,
-            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".into(),
+            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".parse().unwrap(),
             series: "s".into(),
             kind: crate::format::manifest::BackupKind::Stream,
             created_at: String::new(),

@@ -44,7 +44,7 @@ use crate::format::manifest::{
 };
 use crate::format::pack::BlobKind;
 use crate::format::tar::TarCatalogParser;
-use crate::id::ChunkId;
+use crate::id::{BackupId, ChunkId};
 use crate::pipeline::chunker::cut_points;
 use crate::pipeline::seal;
 
@@ -584,7 +584,7 @@ impl Session {
         let manifest = BackupManifest {
             format: MANIFEST_FORMAT.into(),
             version: MANIFEST_VERSION,
-            id: uuid::Uuid::new_v4().to_string(),
+            id: BackupId::random(),
             series: draft.series,
             kind: draft.kind,
             created_at: draft.created_at,

@@ -12,6 +12,7 @@ use super::{manifest_key, RepoError, Repository, RECYCLED_PREFIX, SERIES_PREFIX}
 use crate::format::blob::Domain;
 use crate::format::manifest::BackupManifest;
 use crate::format::series::{RetentionPolicy, SeriesRecord, MAX_SERIES_BYTES};
+use crate::id::BackupId;
 use crate::pipeline::seal;
 
 /// A backup with its recycle state.
@@ -27,7 +28,7 @@ fn decode_series(name: &str, bytes: &[u8]) -> Result<SeriesRecord, RepoError> {
         .map_err(|e| RepoError::Internal(format!("series {name} record: {e}")))
 }
 
-fn recycled_key(id: &str) -> String {
+fn recycled_key(id: &BackupId) -> String {
     format!("{RECYCLED_PREFIX}{id}")
 }
 
@@ -43,19 +44,19 @@ impl Repository {
             .backups()?
             .into_iter()
             .map(|manifest| BackupEntry {
-                recycled_at: recycled.get(&manifest.id).cloned(),
+                recycled_at: recycled.get(manifest.id.as_str()).cloned(),
                 manifest,
             })
             .collect())
     }
 
     /// The recycle time of a backup, `None` when live; an error when unknown.
-    pub fn recycled_at(&self, id: &str) -> Result<Option<String>, RepoError> {
+    pub fn recycled_at(&self, id: &BackupId) -> Result<Option<String>, RepoError> {
         Ok(self.backup_entry(id)?.recycled_at)
     }
 
     /// One backup with its recycle state.
-    pub fn backup_entry(&self, id: &str) -> Result<BackupEntry, RepoError> {
+    pub fn backup_entry(&self, id: &BackupId) -> Result<BackupEntry, RepoError> {
         Ok(BackupEntry {
             manifest: self.backup(id)?,
             recycled_at: self.inner.index.recycled_at(id)?,
@@ -63,7 +64,7 @@ impl Repository {
     }
 
     /// Moves a backup to the recycle bin. Recycling a recycled backup changes nothing.
-    pub async fn recycle(&self, id: &str) -> Result<(), RepoError> {
+    pub async fn recycle(&self, id: &BackupId) -> Result<(), RepoError> {
         if self.recycled_at(id)?.is_some() {
             return Ok(());
         }
@@ -71,7 +72,7 @@ impl Repository {
         let sealed = seal::seal(
             &self.inner.keys,
             Domain::Recycled,
-            id.as_bytes(),
+            id.as_str().as_bytes(),
             when.as_bytes(),
             0,
         );
@@ -85,7 +86,7 @@ impl Repository {
     }
 
     /// Takes a backup out of the recycle bin.
-    pub async fn undelete(&self, id: &str) -> Result<(), RepoError> {
+    pub async fn undelete(&self, id: &BackupId) -> Result<(), RepoError> {
         if self.recycled_at(id)?.is_none() {
             return Ok(());
         }
@@ -98,12 +99,9 @@ impl Repository {
     /// Removes a backup for good; its chunks become reclaimable by `gc`. A backup whose
     /// manifest is stored but could not be read into the index (damaged) can be purged
     /// too: that is how an operator lets `gc` run again after losing it.
-    pub async fn purge(&self, id: &str) -> Result<(), RepoError> {
+    pub async fn purge(&self, id: &BackupId) -> Result<(), RepoError> {
         if self.inner.index.get_backup(id)?.is_none() {
             let not_found = || RepoError::BackupNotFound { id: id.to_string() };
-            if uuid::Uuid::try_parse(id).is_err() {
-                return Err(not_found());
-            }
             match self.inner.backend.head(&manifest_key(id)).await {
                 Ok(_) => {}
                 Err(crate::backend::BackendError::NotFound { .. }) => return Err(not_found()),

@@ -41,7 +41,7 @@ use crate::backend::{BackendError, DynBackend};
 use crate::format::blob::Domain;
 use crate::format::config::{ChunkerParams, RepoConfig};
 use crate::format::manifest::BackupManifest;
-use crate::id::{ChunkId, PackId};
+use crate::id::{BackupId, ChunkId, PackId};
 use crate::index::{ChunkLocation, Index};
 use crate::pipeline::keys::{KdfCost, Keys, MasterKey};
 use crate::pipeline::seal;
@@ -67,8 +67,16 @@ pub fn pack_key(pack: &PackId) -> String {
 }
 
 /// Object key of a backup manifest.
-pub fn manifest_key(backup: &str) -> String {
+pub fn manifest_key(backup: &BackupId) -> String {
     format!("{BACKUPS_PREFIX}{backup}")
+}
+
+/// The backup named by `text`, for a lookup: text that cannot be a backup id names no
+/// backup, so it is [`RepoError::BackupNotFound`], as an unknown id is.
+pub fn lookup_id(text: &str) -> Result<BackupId, RepoError> {
+    text.parse().map_err(|_| RepoError::BackupNotFound {
+        id: text.chars().take(80).collect(),
+    })
 }
 
 /// A failed read of indexed pack bytes: a missing or short pack is corruption naming
@@ -301,7 +309,7 @@ impl Repository {
     }
 
     /// The record of one backup.
-    pub fn backup(&self, id: &str) -> Result<BackupManifest, RepoError> {
+    pub fn backup(&self, id: &BackupId) -> Result<BackupManifest, RepoError> {
         self.inner
             .index
             .get_backup(id)?

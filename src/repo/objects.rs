@@ -10,7 +10,7 @@ use crate::format::pack::{
     check_header, decode_footer, decode_trailer, PackEntry, ENTRY_LEN, FOOTER_LEN, HEADER_LEN,
     MAX_TRAILER_ENTRIES,
 };
-use crate::id::PackId;
+use crate::id::{BackupId, PackId};
 use crate::pipeline::seal;
 
 /// Every pack in the backend, by id, with its size. Keys that do not name a pack are
@@ -26,13 +26,33 @@ pub(crate) async fn list_packs(inner: &RepoInner) -> Result<BTreeMap<PackId, u64
         .collect())
 }
 
-/// Every manifest key's backup id.
-pub(crate) async fn list_manifests(inner: &RepoInner) -> Result<Vec<String>, RepoError> {
+/// The objects under `backups/`: manifests by their backup ids, and strays.
+pub(crate) struct StoredManifests {
+    pub ids: Vec<BackupId>,
+    /// Keys whose names are no backup id. stowage stores a manifest only under its id
+    /// (which its seal binds), so a stray holds no backup: `check` reports it, `gc` and
+    /// `repair` pass it by.
+    pub strays: Vec<String>,
+}
+
+/// Lists the manifest objects in the backend.
+pub(crate) async fn list_manifests(inner: &RepoInner) -> Result<StoredManifests, RepoError> {
     let objects = inner.backend.list(BACKUPS_PREFIX).await?;
-    Ok(objects
-        .into_iter()
-        .filter_map(|o| o.key.strip_prefix(BACKUPS_PREFIX).map(str::to_string))
-        .collect())
+    let mut listed = StoredManifests {
+        ids: Vec::new(),
+        strays: Vec::new(),
+    };
+    for object in objects {
+        match object
+            .key
+            .strip_prefix(BACKUPS_PREFIX)
+            .map(str::parse::<BackupId>)
+        {
+            Some(Ok(id)) => listed.ids.push(id),
+            _ => listed.strays.push(object.key),
+        }
+    }
+    Ok(listed)
 }
 
 /// Opens and decodes a pack's trailer from the pack's last bytes.
@@ -110,7 +130,7 @@ pub(crate) fn seal_manifest(inner: &RepoInner, manifest: &BackupManifest) -> byt
     bytes::Bytes::from(seal::seal(
         &inner.keys,
         Domain::Manifest,
-        manifest.id.as_bytes(),
+        manifest.id.as_str().as_bytes(),
         &manifest.encode(),
         3,
     ))
@@ -119,7 +139,7 @@ pub(crate) fn seal_manifest(inner: &RepoInner, manifest: &BackupManifest) -> byt
 /// Reads, opens and decodes the manifest of backup `id` from the backend.
 pub(crate) async fn fetch_manifest(
     inner: &RepoInner,
-    id: &str,
+    id: &BackupId,
 ) -> Result<BackupManifest, RepoError> {
     let sealed = inner.backend.get(&super::manifest_key(id), None).await?;
     let corrupt = |reason: String| RepoError::CorruptManifest {
@@ -129,7 +149,7 @@ pub(crate) async fn fetch_manifest(
     let plain = seal::open(
         &inner.keys,
         Domain::Manifest,
-        id.as_bytes(),
+        id.as_str().as_bytes(),
         &sealed,
         None,
         crate::format::manifest::MAX_MANIFEST_BYTES,
@@ -139,7 +159,7 @@ pub(crate) async fn fetch_manifest(
         backup: id.to_string(),
         source,
     })?;
-    if manifest.id != id {
+    if manifest.id != *id {
         return Err(corrupt(format!("manifest names backup {}", manifest.id)));
     }
     Ok(manifest)

@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 
 use super::objects::{fetch_manifest, fetch_trailer, list_manifests, list_packs};
 use super::{generation, RepoError, Repository};
-use crate::id::PackId;
+use crate::id::{BackupId, PackId};
 use crate::index::PackRecord;
 
 /// Packs whose trailers are read at once.
@@ -136,13 +136,19 @@ impl Repository {
 
     async fn reconcile_backups(&self, report: &mut RepairReport) -> Result<(), RepoError> {
         let inner = self.inner.clone();
-        let stored: HashSet<String> = list_manifests(&inner).await?.into_iter().collect();
-        let indexed: HashSet<String> = inner.index.backup_ids()?.into_iter().collect();
+        let listed = list_manifests(&inner).await?;
+        for stray in listed.strays {
+            report.skipped.push(format!(
+                "{stray}: not a manifest (its name is no backup id)"
+            ));
+        }
+        let stored: HashSet<BackupId> = listed.ids.into_iter().collect();
+        let indexed: HashSet<BackupId> = inner.index.backup_ids()?.into_iter().collect();
         for id in indexed.difference(&stored) {
             inner.index.remove_backup(id)?;
             report.backups_removed += 1;
         }
-        let mut missing: Vec<String> = stored.difference(&indexed).cloned().collect();
+        let mut missing: Vec<BackupId> = stored.difference(&indexed).cloned().collect();
         missing.sort();
         let mut manifests = stream::iter(missing)
             .map(|id| {

@@ -243,7 +243,7 @@ impl Repository {
         };
         let inner = self.inner.clone();
         let handle = Handle::current();
-        let backup = manifest.id.clone();
+        let backup = manifest.id.to_string();
         tokio::task::spawn_blocking(move || {
             for_each_entry(catalog_reader(inner, &handle, &catalog), &backup, visit)
         })
@@ -394,7 +394,7 @@ fn restore_tree_blocking(
         .catalog
         .clone()
         .ok_or_else(|| RepoError::CorruptCatalog {
-            backup: manifest.id.clone(),
+            backup: manifest.id.to_string(),
             reason: "tree backup has no catalog".into(),
         })?;
     progress.set_total(manifest.size);
@@ -417,11 +417,11 @@ fn restore_tree_blocking(
         links: Vec::new(),
     };
     let mut writers = FileWriters::start(progress.clone());
-    for_each_entry(catalog_lines, &manifest.id, |entry| {
+    for_each_entry(catalog_lines, manifest.id.as_str(), |entry| {
         progress.check()?;
         restore_entry(
             target,
-            &manifest.id,
+            manifest.id.as_str(),
             entry,
             &mut data,
             &mut deferred,
@@ -440,7 +440,7 @@ fn restore_tree_blocking(
         != 0
     {
         return Err(RepoError::CorruptCatalog {
-            backup: manifest.id.clone(),
+            backup: manifest.id.to_string(),
             reason: "the catalog accounts for fewer bytes than the backup holds".into(),
         });
     }

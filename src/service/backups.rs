@@ -8,7 +8,7 @@ use super::keys::{KeyStoreError, Principal, Role};
 use super::views::BackupView;
 use crate::error::ErrorKind;
 use crate::format::series::{RetentionPolicy, SeriesRecord};
-use crate::repo::{RepoError, Repository};
+use crate::repo::{lookup_id, RepoError, Repository};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupsError {
@@ -84,30 +84,31 @@ impl Backups {
         Ok(self.repo.delete_series(name).await?)
     }
 
-    /// A backup as callers see it (recycled ones too).
+    /// A backup as callers see it (recycled ones too). Text that is no backup id is
+    /// [`BackupsError`] "not found", as an unknown id is.
     pub fn view(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
         who.require(Role::Reader)?;
-        let entry = self.repo.backup_entry(id)?;
+        let entry = self.repo.backup_entry(&lookup_id(id)?)?;
         Ok(BackupView::new(&entry.manifest, entry.recycled_at))
     }
 
     /// Moves a backup to the recycle bin.
     pub async fn recycle(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
         who.require(Role::Writer)?;
-        self.repo.recycle(id).await?;
+        self.repo.recycle(&lookup_id(id)?).await?;
         self.view(who, id)
     }
 
     /// Takes a backup out of the recycle bin (a backup key may: it destroys nothing).
     pub async fn undelete(&self, who: &Principal, id: &str) -> Result<BackupView, BackupsError> {
         who.require(Role::Backup)?;
-        self.repo.undelete(id).await?;
+        self.repo.undelete(&lookup_id(id)?).await?;
         self.view(who, id)
     }
 
     /// Removes a backup for good (its space is reclaimed by gc).
     pub async fn purge(&self, who: &Principal, id: &str) -> Result<(), BackupsError> {
         who.require(Role::Admin)?;
-        Ok(self.repo.purge(id).await?)
+        Ok(self.repo.purge(&lookup_id(id)?).await?)
     }
 }

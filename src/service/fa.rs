@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::{JobFailure, JobKind as CoreJobKind, JobRegistry};
 use crate::error::ErrorKind;
+use crate::id::BackupId;
 use crate::repo::ingest::IngestOptions;
 use crate::repo::{Progress, RepoError, Repository};
 
@@ -127,7 +128,7 @@ struct BackupRecord {
     extra: String,
     /// The stowage backup holding the last successful run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    backup: Option<String>,
+    backup: Option<BackupId>,
     /// Which run of this id the record describes; a task only updates its own run.
     #[serde(default)]
     run: u64,
@@ -587,7 +588,7 @@ impl FaService {
             .filter(|r| r.run == run)
     }
 
-    async fn purge_quietly(&self, backup: &str) {
+    async fn purge_quietly(&self, backup: &BackupId) {
         match self.repo.purge(backup).await {
             Ok(()) | Err(RepoError::BackupNotFound { .. }) => {}
             Err(error) => tracing::warn!(%backup, %error, "cannot purge an fa backup"),
@@ -904,7 +905,7 @@ impl FaService {
 
     async fn run_restore(
         &self,
-        backup: &str,
+        backup: &BackupId,
         target: &Path,
         dst: &str,
         progress: &Arc<Progress>,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::retention::{evaluate, Candidate, Decision};
 use crate::format::series::{RetentionAction, RetentionPolicy};
-use crate::repo::{RepoError, Repository};
+use crate::repo::{lookup_id, RepoError, Repository};
 
 /// Evaluates `policy` over the live backups of `series` and, unless `dry_run`, applies
 /// its action to those not kept. Returns every decision, newest first.
@@ -30,7 +30,7 @@ pub async fn forget(
             })?
             .with_timezone(&Utc);
         candidates.push(Candidate {
-            id: entry.manifest.id,
+            id: entry.manifest.id.to_string(),
             created_at,
         });
     }
@@ -38,8 +38,8 @@ pub async fn forget(
     if !dry_run {
         for decision in decisions.iter().filter(|d| !d.keep) {
             match policy.action {
-                RetentionAction::Recycle => repo.recycle(&decision.id).await?,
-                RetentionAction::Delete => repo.purge(&decision.id).await?,
+                RetentionAction::Recycle => repo.recycle(&lookup_id(&decision.id)?).await?,
+                RetentionAction::Delete => repo.purge(&lookup_id(&decision.id)?).await?,
             }
         }
     }

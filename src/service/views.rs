@@ -27,7 +27,7 @@ pub struct BackupView {
 impl BackupView {
     pub fn new(m: &BackupManifest, recycled_at: Option<String>) -> BackupView {
         BackupView {
-            id: m.id.clone(),
+            id: m.id.to_string(),
             series: m.series.clone(),
             kind: m.kind,
             source: m.source.clone(),

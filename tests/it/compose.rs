@@ -11,7 +11,7 @@ use crate::support::*;
 
 fn spec(id: &str, sha256: String) -> ComposeSpec {
     ComposeSpec {
-        id: id.into(),
+        id: bid(id),
         series: "joined".into(),
         source: "joined.bin".into(),
         digests: StreamDigests {
@@ -54,7 +54,7 @@ async fn joined_backup_survives_purging_its_parts_and_gc() {
     assert_eq!(report.garbage_chunks, 0, "{report:?}");
 
     // A full export checks the recorded sha256 (the only digest given here); a range reads across part boundaries.
-    let manifest = repo.backup(JOINED_ID).unwrap();
+    let manifest = repo.backup(&bid(JOINED_ID)).unwrap();
     let sink = SharedBuf::default();
     repo.export(&manifest, None, Box::new(sink.clone()))
         .await
@@ -70,7 +70,10 @@ async fn joined_backup_survives_purging_its_parts_and_gc() {
 
     // The joined backup is an ordinary one: a rebuilt index finds it.
     repo.rebuild_index().await.expect("rebuild");
-    assert_eq!(repo.backup(JOINED_ID).unwrap().size, whole.len() as u64);
+    assert_eq!(
+        repo.backup(&bid(JOINED_ID)).unwrap().size,
+        whole.len() as u64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,26 +85,20 @@ async fn bad_compose_requests_record_nothing() {
     let parts = vec![part.id.clone()];
 
     let invalid = |r: Result<_, RepoError>| matches!(r, Err(RepoError::InvalidInput(_)));
-    assert!(invalid(
-        repo.compose(&parts, spec("Not-A-Uuid", sha.clone())).await
-    ));
-    assert!(invalid(
-        repo.compose(&parts, spec(&JOINED_ID.to_uppercase(), sha.clone()))
-            .await
-    ));
+    // A joined backup's id is a BackupId, which only the canonical spelling parses to.
+    assert!("Not-A-Uuid".parse::<BackupId>().is_err());
+    assert!(JOINED_ID.to_uppercase().parse::<BackupId>().is_err());
     assert!(invalid(
         repo.compose(&parts, spec(JOINED_ID, "xyz".into())).await
     ));
-    let missing = vec![
-        part.id.clone(),
-        "0b9c1f43-0d5a-4c8e-8e55-3f1d7c2b6a99".into(),
-    ];
+    let missing = vec![part.id.clone(), bid("0b9c1f43-0d5a-4c8e-8e55-3f1d7c2b6a99")];
     assert!(matches!(
         repo.compose(&missing, spec(JOINED_ID, sha.clone())).await,
         Err(RepoError::BackupNotFound { .. })
     ));
     assert!(matches!(
-        repo.compose(&parts, spec(&part.id, sha.clone())).await,
+        repo.compose(&parts, spec(part.id.as_str(), sha.clone()))
+            .await,
         Err(RepoError::BackupExists { .. })
     ));
     let tree_dir = tempfile::tempdir().unwrap();
@@ -113,5 +110,5 @@ async fn bad_compose_requests_record_nothing() {
     assert!(invalid(
         repo.compose(&[tree.id], spec(JOINED_ID, sha.clone())).await
     ));
-    assert!(repo.backup(JOINED_ID).is_err());
+    assert!(repo.backup(&bid(JOINED_ID)).is_err());
 }

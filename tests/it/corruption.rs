@@ -308,11 +308,11 @@ async fn check_names_the_backups_that_use_a_truncated_or_missing_pack() {
         let pack = lose_pack(&d, loss, false);
         let report = d.repo.check(true, progress()).await.expect("check");
         assert!(problems_text(&report).contains(&pack.to_hex()), "{loss:?}");
-        let named = |id: &str| {
+        let named = |id: &BackupId| {
             report
                 .problems
                 .iter()
-                .any(|p| p.backup.as_deref() == Some(id))
+                .any(|p| p.backup.as_deref() == Some(id.as_str()))
         };
         assert!(!named(&d.b.id), "{loss:?}: the intact backup is named");
         if !named(&d.a.id) {
@@ -396,6 +396,38 @@ async fn garbage_objects_in_the_packs_area_are_reported_and_skipped() {
     assert_restores(&d.repo, &d.b, &d.b_data).await;
 }
 
+/// Objects under `backups/` whose names are no backup id hold no backup (a manifest is
+/// stored only under the id its seal binds): check names them, gc and a rebuild pass
+/// them by, and no backup is harmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_objects_in_the_backups_area_are_reported_and_passed_by() {
+    let d = two_backups().await;
+    let strays = [
+        "backups/notes.txt",
+        "backups/6f1c2a9e4b7d4c1e9a3f2d8b5e7c9a10",
+    ];
+    for key in strays {
+        std::fs::write(d.local.root().join(key), b"not a manifest").unwrap();
+    }
+    let report = d.repo.check(false, progress()).await.expect("check");
+    let text = problems_text(&report);
+    for key in strays {
+        assert!(text.contains(key), "stray {key} not reported:\n{text}");
+    }
+    assert!(
+        report.problems.iter().all(|p| p.backup.is_none()),
+        "no backup is damaged:\n{text}"
+    );
+    d.repo
+        .gc(Default::default(), progress())
+        .await
+        .expect("gc passes strays by");
+    let rebuilt = d.repo.rebuild_index().await.expect("rebuild");
+    assert_eq!(rebuilt.backups, 2, "{rebuilt:?}");
+    assert_restores(&d.repo, &d.a, &d.a_data).await;
+    assert_restores(&d.repo, &d.b, &d.b_data).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_or_garbage_manifests_are_left_out_of_a_rebuild() {
     let d = two_backups().await;
@@ -411,7 +443,7 @@ async fn truncated_or_garbage_manifests_are_left_out_of_a_rebuild() {
     let rebuilt = d.repo.rebuild_index().await.expect("rebuild");
     assert_eq!(rebuilt.backups, 1, "{rebuilt:?}");
     assert!(
-        rebuilt.skipped.iter().any(|s| s.contains(&d.b.id)),
+        rebuilt.skipped.iter().any(|s| s.contains(d.b.id.as_str())),
         "{:?}",
         rebuilt.skipped
     );
@@ -420,7 +452,7 @@ async fn truncated_or_garbage_manifests_are_left_out_of_a_rebuild() {
         "{:?}",
         rebuilt.skipped
     );
-    let ids: Vec<String> = d
+    let ids: Vec<BackupId> = d
         .repo
         .backups()
         .unwrap()
@@ -541,9 +573,9 @@ async fn a_second_open_of_the_same_index_is_unavailable() {
 async fn unknown_backup_ids_are_not_found() {
     let (repo, _state) = memory_repo(small_options()).await;
     let err = repo
-        .backup("00000000-0000-0000-0000-000000000000")
+        .backup(&bid("00000000-0000-0000-0000-000000000000"))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let ids: BTreeSet<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let ids: BTreeSet<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
     assert!(ids.is_empty());
 }

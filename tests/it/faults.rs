@@ -63,9 +63,9 @@ async fn assert_consistent(
     let repo = open_when_released(local).await;
     let report = repo.check(true, progress()).await.expect("check");
     assert!(report.is_ok(), "{context}: {:?}", report.problems);
-    let mut recorded: Vec<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let mut recorded: Vec<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
     recorded.sort();
-    let mut wanted: Vec<String> = expected.iter().map(|(m, _)| m.id.clone()).collect();
+    let mut wanted: Vec<BackupId> = expected.iter().map(|(m, _)| m.id.clone()).collect();
     wanted.sort();
     assert_eq!(recorded, wanted, "{context}: recorded backups");
     for (manifest, data) in expected {

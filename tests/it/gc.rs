@@ -10,12 +10,12 @@ use stowage::repo::Repository;
 
 use crate::support::*;
 
-async fn put(repo: &Repository, series: &str, data: &[u8]) -> String {
+async fn put(repo: &Repository, series: &str, data: &[u8]) -> BackupId {
     backup_bytes(repo, data.to_vec(), series).await.id
 }
 
 /// A full restore through `export`, which also checks the recorded digest.
-async fn restore(repo: &Repository, id: &str) -> Vec<u8> {
+async fn restore(repo: &Repository, id: &BackupId) -> Vec<u8> {
     let manifest = repo.backup(id).expect("backup record");
     let sink = SharedBuf::default();
     repo.export(&manifest, None, Box::new(sink.clone()))
@@ -60,7 +60,8 @@ async fn recycled_backups_are_hidden_restorable_and_undeletable() {
     repo.recycle(&id).await.unwrap();
     repo.rebuild_index().await.unwrap();
     assert!(repo.recycled_at(&id).unwrap().is_some());
-    assert!(repo.recycle("no-such-backup").await.is_err());
+    let unknown = bid("00000000-0000-4000-8000-000000000000");
+    assert!(repo.recycle(&unknown).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +131,7 @@ fn walk_size(dir: &Path) -> u64 {
 }
 
 /// A repository where GC must delete packs, repack a half-live pack and sweep chunks.
-async fn gc_fixture(local: &LocalRepo) -> Vec<(String, Vec<u8>)> {
+async fn gc_fixture(local: &LocalRepo) -> Vec<(BackupId, Vec<u8>)> {
     let repo = local.init(small_options()).await;
     // The purged stream interleaves its own bytes with bytes a kept backup shares, so
     // its packs end up partly live: GC must repack them.

@@ -23,7 +23,7 @@ use crate::support::*;
 /// What a repository held before its index was lost.
 struct Held {
     backups: Vec<(BackupManifest, Vec<u8>)>,
-    recycled: String,
+    recycled: BackupId,
     packs: BTreeSet<String>,
 }
 
@@ -78,8 +78,8 @@ async fn fill(repo: &Repository) -> Held {
 
 /// Every backup is listed as it was, restores exactly, keeps its recycle state.
 async fn assert_intact(repo: &Repository, held: &Held) {
-    let ids: BTreeSet<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
-    let expected: BTreeSet<String> = held.backups.iter().map(|(m, _)| m.id.clone()).collect();
+    let ids: BTreeSet<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let expected: BTreeSet<BackupId> = held.backups.iter().map(|(m, _)| m.id.clone()).collect();
     assert_eq!(ids, expected, "every backup is listed");
     for (manifest, data) in &held.backups {
         assert_eq!(&repo.backup(&manifest.id).unwrap(), manifest);
@@ -214,7 +214,7 @@ async fn issue13_an_old_copy_of_the_index_is_reconciled_after_gc_moved_chunks() 
     let reconciled = repo.reconciled_on_open().expect("reconciled");
     assert_eq!(reconciled.backups_removed, 2, "{reconciled:?}");
     assert!(reconciled.packs_removed > 0, "{reconciled:?}");
-    let ids: Vec<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let ids: Vec<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(ids, vec![a.id.clone()]);
     assert!(restore_bytes(&repo, &a).await == kept);
     // Deduplication against the reconciled index references only stored chunks.
@@ -331,7 +331,7 @@ async fn issue13_check_reads_the_stored_manifests() {
     let packs = pack_keys(repo.backend()).await;
     let error = repo.gc(no_grace(), progress()).await.unwrap_err();
     assert!(matches!(error, RepoError::GcStopped { .. }), "{error}");
-    assert!(error.to_string().contains(&b.id), "{error}");
+    assert!(error.to_string().contains(b.id.as_str()), "{error}");
     assert_eq!(pack_keys(repo.backend()).await, packs);
 }
 
@@ -350,7 +350,7 @@ fn issue13_repair_index_names_every_backup_it_leaves_out() {
         cli(&repo).args(["put", "--series", "s"]).arg(&input),
         None,
     ));
-    flip_byte(&repo.join(stowage::repo::manifest_key(&bad)), 30);
+    flip_byte(&repo.join(stowage::repo::manifest_key(&bid(&bad))), 30);
 
     let repair = run(cli(&repo).args(["repair", "index"]), None);
     let stderr = stderr_text(&repair);

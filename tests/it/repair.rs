@@ -61,9 +61,9 @@ async fn repository_with_backups() -> Stored {
 
 /// Every backup is recorded as it was and restores exactly; check finds nothing.
 async fn assert_all_restore(repo: &Repository, stored: &Stored) {
-    let mut ids: Vec<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let mut ids: Vec<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
     ids.sort();
-    let mut expected: Vec<String> = stored.streams.iter().map(|(m, _)| m.id.clone()).collect();
+    let mut expected: Vec<BackupId> = stored.streams.iter().map(|(m, _)| m.id.clone()).collect();
     expected.push(stored.tree.id.clone());
     expected.sort();
     assert_eq!(ids, expected);

@@ -220,7 +220,7 @@ async fn an_ingest_killed_mid_pack_leaves_only_an_upload_that_gc_aborts() {
             .await
             .expect("reopen");
         assert_consistent(&repo).await;
-        let ids: Vec<String> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+        let ids: Vec<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
         assert_eq!(ids, vec![earlier.id.clone()], "stopped after {mutations}");
         assert!(restore_bytes(&repo, &earlier).await == earlier_data);
         let options = GcOptions {

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use stowage::backend::{DynBackend, LocalBackend, MemoryBackend};
 use stowage::format::config::ChunkerParams;
 use stowage::format::manifest::BackupManifest;
+pub use stowage::id::BackupId;
 use stowage::pipeline::keys::KdfCost;
 use stowage::repo::ingest::IngestOptions;
 use stowage::repo::{InitOptions, Progress, RepoError, Repository};
@@ -509,4 +510,9 @@ pub async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> serde_j
         .json()
         .await
         .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"))
+}
+
+/// A backup id from its text (a test's constant or a CLI's output).
+pub fn bid(text: &str) -> BackupId {
+    text.parse().expect("a backup id")
 }

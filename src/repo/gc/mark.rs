@@ -33,8 +33,11 @@ pub(super) async fn mark_stored_manifests(
     inner: &Arc<RepoInner>,
     progress: &Progress,
 ) -> Result<Marked, RepoError> {
-    let ids = list_manifests(inner).await?;
-    let mut manifests = stream::iter(ids)
+    let listed = list_manifests(inner).await?;
+    if !listed.strays.is_empty() {
+        tracing::warn!(strays = ?listed.strays, "objects under backups/ that are no manifest; passed by");
+    }
+    let mut manifests = stream::iter(listed.ids)
         .map(|id| {
             let inner = inner.clone();
             async move {

@@ -206,7 +206,7 @@ async fn write_members(
                 entries,
             } => {
                 let source = repo.read_backup(&manifest, None)?;
-                let mut tar = TarStream::new(&manifest.id, source, gzip);
+                let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
                 let mut position = 0u64;
                 for (entry, offset) in entries {
                     out.send(archive::entry_header(&entry)).await?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::targets::Target;
 use super::BcError;
+use crate::id::BackupId;
 use crate::service::documents::Document;
 
 pub const STATE_VERSION: u32 = 1;
@@ -20,7 +21,7 @@ pub struct Part {
     /// The file name as uploaded; for a multi backup its relative path in the archive.
     pub name: String,
     /// The stowage backup holding the bytes.
-    pub backup: String,
+    pub backup: BackupId,
     pub size: u64,
     /// sha256 of the bytes, hex.
     pub sha256: String,

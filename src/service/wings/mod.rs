@@ -25,9 +25,11 @@ use self::hashing::{HashChain, HashState, HashingReader};
 use self::records::{
     part_count, PartRecord, RecordsFile, RestoreReport, UploadRecord, UploadStatus, RECORDS_VERSION,
 };
-use crate::repo::compose::{validate_backup_id, ComposeSpec};
+use crate::id::BackupId;
+use crate::repo::compose::ComposeSpec;
 use crate::repo::digest::StreamDigests;
 use crate::repo::ingest::IngestOptions;
+use crate::repo::lookup_id;
 use crate::repo::{Progress, RepoError, Repository};
 
 /// S3's limit on the parts of one multipart upload, which Wings' callers also observe.
@@ -118,8 +120,8 @@ fn not_found() -> WingsError {
 }
 
 /// Checks a backup uuid: the canonical lowercase form Wings uses.
-fn validate_uuid(uuid: &str) -> Result<(), WingsError> {
-    validate_backup_id(uuid).map_err(|_| {
+fn validate_uuid(uuid: &str) -> Result<BackupId, WingsError> {
+    uuid.parse().map_err(|_| {
         WingsError::BadRequest(format!(
             "{uuid:?} is not a backup uuid (lowercase hyphenated UUID)"
         ))
@@ -182,7 +184,7 @@ impl WingsService {
 
     /// Purges backups that no longer hold anything needed; failures are logged (the
     /// expiry sweep finds leftovers in the staging series again).
-    async fn purge_quietly(&self, backups: impl IntoIterator<Item = String>) {
+    async fn purge_quietly(&self, backups: impl IntoIterator<Item = BackupId>) {
         for backup in backups {
             match self.repo.purge(&backup).await {
                 Ok(()) | Err(RepoError::BackupNotFound { .. }) => {}
@@ -243,7 +245,7 @@ impl WingsService {
                 }
                 _ => {}
             }
-            if self.repo.backup(uuid).is_ok() {
+            if lookup_id(uuid).and_then(|id| self.repo.backup(&id)).is_ok() {
                 return Err(WingsError::Conflict(
                     "This backup is already in a completed state.".into(),
                 ));
@@ -386,7 +388,7 @@ impl WingsService {
             };
             record.status = UploadStatus::Failed;
             record.error = Some(reason);
-            let parts: Vec<String> = std::mem::take(&mut record.parts)
+            let parts: Vec<BackupId> = std::mem::take(&mut record.parts)
                 .into_values()
                 .map(|p| p.backup)
                 .collect();
@@ -443,9 +445,9 @@ impl WingsService {
             self.fail(uuid, reason.clone()).await?;
             return Err(WingsError::BadRequest(reason));
         }
-        let part_ids: Vec<String> = parts.iter().map(|p| p.backup.clone()).collect();
+        let part_ids: Vec<BackupId> = parts.iter().map(|p| p.backup.clone()).collect();
         let spec = ComposeSpec {
-            id: uuid.to_string(),
+            id: lookup_id(uuid)?,
             series: self.settings.series.clone(),
             source: format!("{uuid}.tar.gz"),
             digests: StreamDigests {
@@ -457,9 +459,8 @@ impl WingsService {
             Ok(_) => {}
             // Joined before a crash kept the records from saying so.
             Err(RepoError::BackupExists { .. })
-                if self
-                    .repo
-                    .backup(uuid)
+                if lookup_id(uuid)
+                    .and_then(|id| self.repo.backup(&id))
                     .is_ok_and(|m| m.blake3.as_ref() == Some(&blake3)) => {}
             Err(RepoError::BackupExists { .. }) => {
                 return Err(WingsError::Conflict(format!(
@@ -583,7 +584,11 @@ impl WingsService {
             .uploads
             .get(uuid)
             .is_some_and(|r| r.status == UploadStatus::Completed);
-        if !completed || self.repo.backup(uuid).is_err() {
+        if !completed
+            || lookup_id(uuid)
+                .and_then(|id| self.repo.backup(&id))
+                .is_err()
+        {
             return Err(not_found());
         }
         if let Some(record) = inner.file.uploads.get_mut(uuid) {
@@ -610,9 +615,10 @@ impl WingsService {
                 .uploads
                 .retain(|uuid, record| match record.status {
                     // Deleted through another API: the uuid is free again.
-                    UploadStatus::Completed => {
-                        !matches!(repo.backup(uuid), Err(RepoError::BackupNotFound { .. }))
-                    }
+                    UploadStatus::Completed => !matches!(
+                        lookup_id(uuid).and_then(|id| repo.backup(&id)),
+                        Err(RepoError::BackupNotFound { .. })
+                    ),
                     // Kept a while so Wings learns why, then forgotten (they hold nothing).
                     UploadStatus::Failed => {
                         now.saturating_sub(record.created_at) < expiry.max(FAILED_KEPT_SECS)
@@ -642,7 +648,7 @@ impl WingsService {
                     .get(uuid)
                     .is_some_and(|r| r.status == UploadStatus::Pending)
             });
-            let named: std::collections::HashSet<String> = inner
+            let named: std::collections::HashSet<BackupId> = inner
                 .file
                 .uploads
                 .values()
@@ -677,7 +683,7 @@ impl WingsService {
             self.strays_swept
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let strays: Vec<String> = strays.into_iter().map(|e| e.manifest.id).collect();
+        let strays: Vec<BackupId> = strays.into_iter().map(|e| e.manifest.id).collect();
         self.purge_quietly(strays).await;
     }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::BackupId;
+
 /// Version of the file's layout.
 pub const RECORDS_VERSION: u32 = 1;
 
@@ -34,7 +36,7 @@ pub enum UploadStatus {
 /// its bytes until the upload completes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
-    pub backup: String,
+    pub backup: BackupId,
     pub size: u64,
     /// The ETag answered for the part, quotes included.
     pub etag: String,
