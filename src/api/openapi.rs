@@ -302,6 +302,7 @@ fn schemas() -> Value {
             "id": {"type": "string"}, "series": {"type": "string"}, "kind": {"type": "string", "enum": ["stream", "tree"]},
             "source": {"type": "string"}, "created_at": {"type": "string"}, "size": {"type": "integer"},
             "stored_bytes": {"type": "integer"}, "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
+            "new_metadata_blobs": {"type": "integer"},
             "blake3": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
             "catalog_entries": {"type": ["integer", "null"]},
             "tar": {"type": ["string", "null"]}, "recycled_at": {"type": ["string", "null"]}}},

@@ -230,6 +230,12 @@ pub fn print_stats(stats: &RepoStats, json: bool) -> Result<()> {
     )?;
     writeln!(
         out,
+        "metadata bytes:     {} ({})",
+        stats.metadata_bytes,
+        bytes(stats.metadata_bytes)
+    )?;
+    writeln!(
+        out,
         "stored bytes:       {} ({})",
         stats.stored_bytes,
         bytes(stats.stored_bytes)
@@ -237,7 +243,17 @@ pub fn print_stats(stats: &RepoStats, json: bool) -> Result<()> {
     writeln!(out, "dedup ratio:        {:.2}", stats.dedup_ratio)?;
     writeln!(out, "compression ratio:  {:.2}", stats.compression_ratio)?;
     writeln!(out, "chunks:             {}", stats.chunks)?;
+    writeln!(out, "metadata blobs:     {}", stats.metadata_blobs)?;
     writeln!(out, "packs:              {}", stats.packs)?;
+    for (name, series) in &stats.series {
+        writeln!(
+            out,
+            "series {name}: {} backups, {} ({})",
+            series.backups,
+            series.logical_bytes,
+            bytes(series.logical_bytes)
+        )?;
+    }
     Ok(())
 }
 

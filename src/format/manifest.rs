@@ -62,9 +62,14 @@ pub struct BackupManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     pub chunks: u64,
-    /// Chunks (data and content-list leaves) this backup stored that were not in the
-    /// repository before.
+    /// Data chunks of the content that were not in the repository before (at most
+    /// `chunks`). Manifests written before `new_metadata_blobs` existed count the
+    /// content-list leaves and the catalog's blobs here too.
     pub new_chunks: u64,
+    /// Content-list leaves and catalog blobs (chunks and leaves) that were not in the
+    /// repository before.
+    #[serde(default)]
+    pub new_metadata_blobs: u64,
     /// Bytes of sealed blobs this backup added to the repository.
     pub stored_bytes: u64,
     pub content: ContentRef,
@@ -204,6 +209,7 @@ mod tests {
             sha256: None,
             chunks: 0,
             new_chunks: 0,
+            new_metadata_blobs: 0,
             stored_bytes: 0,
             content: ContentRef::default(),
             catalog: None,

@@ -42,9 +42,14 @@ pub struct PackRecord {
 /// Totals over the chunks and packs tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexTotals {
+    /// Data blobs (stream and catalog chunks): count, plaintext and sealed bytes.
     pub chunks: u64,
     pub chunk_raw_bytes: u64,
     pub chunk_stored_bytes: u64,
+    /// Content-list leaves: count, plaintext and sealed bytes.
+    pub lists: u64,
+    pub list_raw_bytes: u64,
+    pub list_stored_bytes: u64,
     pub packs: u64,
     pub pack_bytes: u64,
 }
@@ -376,9 +381,19 @@ impl Index {
         self.guarded(|| {
             let mut totals = IndexTotals::default();
             self.for_each_chunk(|_, location| {
-                totals.chunks += 1;
-                totals.chunk_raw_bytes += u64::from(location.raw_len);
-                totals.chunk_stored_bytes += u64::from(location.stored_len);
+                let (raw, stored) = (u64::from(location.raw_len), u64::from(location.stored_len));
+                match location.kind {
+                    BlobKind::Data => {
+                        totals.chunks += 1;
+                        totals.chunk_raw_bytes += raw;
+                        totals.chunk_stored_bytes += stored;
+                    }
+                    BlobKind::List => {
+                        totals.lists += 1;
+                        totals.list_raw_bytes += raw;
+                        totals.list_stored_bytes += stored;
+                    }
+                }
             })?;
             for (_, pack) in self.list_packs()? {
                 totals.packs += 1;

@@ -50,7 +50,7 @@ impl Repository {
             chunks: 0,
             leaves: Vec::new(),
         };
-        let (mut new_chunks, mut stored_bytes) = (0u64, 0u64);
+        let (mut new_chunks, mut new_metadata_blobs, mut stored_bytes) = (0u64, 0u64, 0u64);
         for part in parts {
             let manifest = self.backup(part)?;
             if manifest.kind != BackupKind::Stream {
@@ -65,6 +65,7 @@ impl Repository {
             content.chunks += manifest.content.chunks;
             content.leaves.extend(manifest.content.leaves);
             new_chunks += manifest.new_chunks;
+            new_metadata_blobs += manifest.new_metadata_blobs;
             stored_bytes += manifest.stored_bytes;
         }
         check_content(&content).map_err(|source| RepoError::Manifest {
@@ -84,6 +85,7 @@ impl Repository {
             sha256: spec.digests.sha256.map(|d| d.to_ascii_lowercase()),
             chunks: content.chunks,
             new_chunks,
+            new_metadata_blobs,
             stored_bytes,
             content,
             catalog: None,

@@ -201,6 +201,7 @@ mod tests {
             sha256,
             chunks: 0,
             new_chunks: 0,
+            new_metadata_blobs: 0,
             stored_bytes: 0,
             content: Default::default(),
             catalog: None,

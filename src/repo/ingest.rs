@@ -157,7 +157,7 @@ fn ingest_stream_backup(
         let mut reader = spool
             .into_reader()
             .map_err(|e| RepoError::io("catalog spool", e))?;
-        let (catalog_content, _) = session.ingest(&mut reader, StreamObserver::none())?;
+        let catalog_content = session.ingest_catalog(&mut reader)?;
         catalog = Some(CatalogRef {
             entries,
             content: catalog_content,
@@ -320,7 +320,13 @@ pub(crate) struct Session {
     refs: super::coordinator::SessionRefs,
     committed: bool,
     chunks: u64,
-    new_chunks: u64,
+    /// Blobs this session decided to store (no other session or earlier backup holds
+    /// them): data chunks of the backup's content, and everything else (content-list
+    /// leaves, the catalog's chunks and leaves). Counted when decided, each id once.
+    new_content_chunks: u64,
+    new_metadata_blobs: u64,
+    /// Set once the backup's content is stored: what follows is its catalog.
+    storing_catalog: bool,
     stored_bytes: u64,
 }
 
@@ -345,9 +351,20 @@ impl Session {
             refs,
             committed: false,
             chunks: 0,
-            new_chunks: 0,
+            new_content_chunks: 0,
+            new_metadata_blobs: 0,
+            storing_catalog: false,
             stored_bytes: 0,
         }
+    }
+
+    /// Stores the backup's catalog, after its content: its blobs count as metadata.
+    pub(crate) fn ingest_catalog(
+        &mut self,
+        source: &mut (dyn Read + Send),
+    ) -> Result<ContentRef, RepoError> {
+        self.storing_catalog = true;
+        Ok(self.ingest(source, StreamObserver::none())?.0)
     }
 
     /// Stores one stream, returning its content list and the observer that saw it.
@@ -478,6 +495,11 @@ impl Session {
             }
         }
         drop(gate);
+        if kind == BlobKind::Data && !self.storing_catalog {
+            self.new_content_chunks += new.len() as u64;
+        } else {
+            self.new_metadata_blobs += new.len() as u64;
+        }
         self.prune_dependencies()?;
         if new.is_empty() {
             return Ok(());
@@ -525,7 +547,6 @@ impl Session {
             let sealed = task
                 .recv()
                 .map_err(|_| RepoError::Internal("a sealing task panicked".into()))?;
-            self.new_chunks += sealed.len() as u64;
             self.stored_bytes += sealed.iter().map(|b| b.envelope.len() as u64).sum::<u64>();
             let sent = self
                 .packer_tx
@@ -593,7 +614,8 @@ impl Session {
             blake3: draft.digests.blake3,
             sha256: draft.digests.sha256,
             chunks: draft.content.chunks,
-            new_chunks: self.new_chunks,
+            new_chunks: self.new_content_chunks,
+            new_metadata_blobs: self.new_metadata_blobs,
             stored_bytes: self.stored_bytes,
             content: draft.content,
             catalog: draft.catalog,

@@ -299,7 +299,7 @@ fn backup_tree_blocking(
     let mut reader = spool
         .into_reader()
         .map_err(|e| RepoError::io("catalog spool", e))?;
-    let (catalog_content, _) = session.ingest(&mut reader, StreamObserver::none())?;
+    let catalog_content = session.ingest_catalog(&mut reader)?;
     let draft = ManifestDraft {
         series: options.series,
         kind: BackupKind::Tree,

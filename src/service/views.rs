@@ -12,9 +12,14 @@ pub struct BackupView {
     pub source: String,
     pub created_at: String,
     pub size: u64,
+    /// Sealed bytes this backup added to the repository (its new blobs, all kinds).
     pub stored_bytes: u64,
+    /// Data chunks of the stream.
     pub chunks: u64,
+    /// Of those, the ones the repository did not hold before (at most `chunks`).
     pub new_chunks: u64,
+    /// Content-list leaves and catalog blobs the repository did not hold before.
+    pub new_metadata_blobs: u64,
     /// BLAKE3 of the stream (hex); null only for a backup recorded with a SHA-256 alone.
     pub blake3: Option<String>,
     /// SHA-256 of the stream (hex) when the upload asked for it, else null.
@@ -35,7 +40,10 @@ impl BackupView {
             size: m.size,
             stored_bytes: m.stored_bytes,
             chunks: m.chunks,
-            new_chunks: m.new_chunks,
+            // Manifests from before the split count leaves and catalog blobs as new
+            // chunks; what exceeds the stream's chunks is shown where it belongs.
+            new_chunks: m.new_chunks.min(m.chunks),
+            new_metadata_blobs: m.new_metadata_blobs + m.new_chunks.saturating_sub(m.chunks),
             blake3: m.blake3.clone(),
             sha256: m.sha256.clone(),
             catalog_entries: m.catalog.as_ref().map(|c| c.entries),

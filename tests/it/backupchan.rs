@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role, BACKUPCHAN};
 
-use crate::support::serve_on_loopback;
+use crate::support::{plain_tar, serve_on_loopback};
 
 /// The client versions the tests install.
 const CLIENT_PACKAGES: [&str; 3] = [
@@ -825,26 +825,6 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
         "FINISHED"
     );
     assert_eq!(native_backups(&bc, &format!("bc-{id}")).await, (2, 0));
-}
-
-/// A plain tar of `files` (path, bytes), written with GNU tar when it is there.
-fn plain_tar(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let root = dir.join("tar-src");
-    for (path, data) in files {
-        let full = root.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, data).unwrap();
-    }
-    let output = std::process::Command::new("tar")
-        .arg("-cf")
-        .arg("-")
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .output()
-        .expect("tar (GNU tar is installed by .ci/run)");
-    assert!(output.status.success());
-    output.stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

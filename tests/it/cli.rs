@@ -197,7 +197,13 @@ fn put_json_prints_one_object_describing_the_backup() {
         let stored = json["stored_bytes"].as_u64().expect("stored_bytes");
         assert!(chunks >= 5, "{json}");
         if round == 0 {
-            assert!(new_chunks > chunks && stored >= data.len() as u64, "{json}");
+            let new_lists = json["new_metadata_blobs"]
+                .as_u64()
+                .expect("new_metadata_blobs");
+            assert!(
+                new_chunks == chunks && new_lists >= 1 && stored >= data.len() as u64,
+                "{json}"
+            );
         } else {
             assert_eq!(
                 (new_chunks, stored),

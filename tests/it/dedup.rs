@@ -103,11 +103,9 @@ async fn the_same_stream_twice_stores_no_new_chunk() {
     let data = Bytes::from(random_bytes(3 * MIB, 201));
     let first = backup_bytes(&repo, data.clone(), "a").await;
     let second = backup_bytes(&repo, data.clone(), "b").await;
-    assert!(
-        first.new_chunks > first.chunks,
-        "data chunks plus list leaves"
-    );
-    assert_eq!(second.new_chunks, 0);
+    assert_eq!(first.new_chunks, first.chunks, "every data chunk is new");
+    assert!(first.new_metadata_blobs >= 1, "and so is its content list");
+    assert_eq!((second.new_chunks, second.new_metadata_blobs), (0, 0));
     assert_eq!(second.stored_bytes, 0);
     assert_eq!(second.chunks, first.chunks);
     assert_eq!(second.content, first.content);

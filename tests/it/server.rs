@@ -21,7 +21,7 @@ use tokio::sync::RwLock;
 use stowage::server::{self, ServerConfig};
 use stowage::service::keys::{KeyStore, Role};
 
-use crate::support::{admin_key, serve_on_loopback};
+use crate::support::{admin_key, plain_tar, serve_on_loopback};
 
 /// Server tests share it; the memory measurement takes it alone, so no other server in
 /// this process moves the peak RSS while it measures.
@@ -1859,6 +1859,107 @@ async fn an_upload_into_a_new_series_creates_the_series() {
     // A second upload into it keeps the record (and any policy) as it is.
     server.upload("native", b"more bytes").await;
     assert_eq!(server.total("?series=native").await, 2);
+}
+
+/// What an upload answers and what `stats` reports add up: a 12-byte upload is one
+/// chunk, new once; every blob is new to exactly one backup; unique bytes never exceed
+/// logical ones; the packs are the sealed blobs plus their headers and trailers; the
+/// series sum to the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_answers_and_stats_add_up() {
+    let server = Server::start().await;
+    let first = server.upload("native", b"twelve bytes").await;
+    assert_eq!(
+        (
+            &first["chunks"],
+            &first["new_chunks"],
+            &first["new_metadata_blobs"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{first}"
+    );
+    let again = server.upload("native", b"twelve bytes").await;
+    assert_eq!(
+        (
+            &again["new_chunks"],
+            &again["new_metadata_blobs"],
+            &again["stored_bytes"]
+        ),
+        (&json!(0), &json!(0), &json!(0)),
+        "{again}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("tiny/{i}.txt"), format!("{i}").into_bytes()))
+        .collect();
+    files.push(("big.bin".into(), random_bytes(3 << 20, 21)));
+    let borrowed: Vec<(&str, Vec<u8>)> =
+        files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let tar = plain_tar(dir.path(), &borrowed);
+    let archive = server.upload("archives", &tar).await;
+    assert!(
+        archive["catalog_entries"].as_u64().unwrap() > 40,
+        "{archive}"
+    );
+    let data = random_bytes(5 << 20, 22);
+    server.upload("other", &data).await;
+    let grown = [data.clone(), random_bytes(1 << 20, 23)].concat();
+    let appended = server.upload("other", &grown).await;
+    assert!(
+        appended["new_chunks"].as_u64().unwrap() < appended["chunks"].as_u64().unwrap(),
+        "{appended}"
+    );
+
+    let (status, listed) = server.get(&server.reader, "/v1/backups?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let backups = listed["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 5, "{listed}");
+    let field = |b: &Value, name: &str| b[name].as_u64().unwrap_or_else(|| panic!("{name}: {b}"));
+    for b in backups {
+        assert!(field(b, "new_chunks") <= field(b, "chunks"), "{b}");
+    }
+    let (status, stats) = server.get(&server.reader, "/v1/repository/stats").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let total = |name: &str| {
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {stats}"))
+    };
+    // Uploads one after another, nothing purged: each blob was new to exactly one backup.
+    let new_blobs: u64 = backups
+        .iter()
+        .map(|b| field(b, "new_chunks") + field(b, "new_metadata_blobs"))
+        .sum();
+    assert_eq!(
+        new_blobs,
+        total("chunks") + total("metadata_blobs"),
+        "{stats}"
+    );
+    let added: u64 = backups.iter().map(|b| field(b, "stored_bytes")).sum();
+    assert_eq!(added, total("sealed_bytes"), "{stats}");
+    assert!(total("unique_bytes") <= total("logical_bytes"), "{stats}");
+    assert!(total("sealed_bytes") <= total("stored_bytes"), "{stats}");
+    let overhead = total("stored_bytes") - total("sealed_bytes");
+    let blobs = total("chunks") + total("metadata_blobs");
+    assert!(
+        overhead <= total("packs") * 256 + blobs * 96,
+        "pack overhead {overhead}: {stats}"
+    );
+    // Random data barely compresses: the sealed blobs are the unique bytes plus envelopes.
+    assert!(
+        total("sealed_bytes") >= total("unique_bytes") / 2,
+        "{stats}"
+    );
+    let series = stats["series"].as_object().unwrap();
+    assert_eq!(series.len(), 3, "{stats}");
+    let sum = |name: &str| -> u64 { series.values().map(|s| s[name].as_u64().unwrap()).sum() };
+    assert_eq!(sum("backups"), total("backups"));
+    assert_eq!(sum("logical_bytes"), total("logical_bytes"));
+    let streams: u64 = backups.iter().map(|b| field(b, "size")).sum();
+    assert!(
+        total("logical_bytes") > streams,
+        "the archive's catalog counts: {stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

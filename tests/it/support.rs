@@ -516,3 +516,23 @@ pub async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> serde_j
 pub fn bid(text: &str) -> BackupId {
     text.parse().expect("a backup id")
 }
+
+/// A plain tar of `files` (path, bytes), written with GNU tar when it is there.
+pub fn plain_tar(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let root = dir.join("tar-src");
+    for (path, data) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, data).unwrap();
+    }
+    let output = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg("-")
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .output()
+        .expect("tar (GNU tar is installed by .ci/run)");
+    assert!(output.status.success());
+    output.stdout
+}
