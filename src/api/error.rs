@@ -34,7 +34,8 @@ impl ApiError {
             "forbidden" => ErrorKind::Forbidden,
             "corrupt" => ErrorKind::Corrupt,
             "unavailable" => ErrorKind::Unavailable,
-            "payload_too_large" => ErrorKind::LimitExceeded,
+            "payload_too_large" | "uri_too_long" | "headers_too_large" => ErrorKind::LimitExceeded,
+            "method_not_allowed" | "unsupported_media_type" => ErrorKind::InvalidInput,
             _ => ErrorKind::Internal,
         }
     }
@@ -79,6 +80,29 @@ impl ApiError {
             .headers
             .push(("content-range", format!("bytes */{size}")));
         error
+    }
+
+    /// An error answered outside every handler (an extractor's rejection, the method
+    /// router's 405, an over-long request), in this API's shape; see
+    /// `http::error_shape`.
+    pub fn shaped(status: StatusCode, message: String) -> Response {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_input",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            status if status.is_client_error() => "invalid_input",
+            _ => "internal",
+        };
+        ApiError::new(status, code, message).into_response()
     }
 
     fn from_kind(kind: ErrorKind, message: String) -> ApiError {

@@ -11,9 +11,11 @@ mod repository;
 mod series;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::http::error_shape::{shape_errors, Shaper};
 use crate::http::AppState;
 pub use error::ApiError;
 
@@ -55,5 +57,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/repository/gc", post(repository::gc))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(from_fn_with_state(ApiError::shaped as Shaper, shape_errors))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 //! limit, HTTP Range parsing, and request metrics. No route lives here.
 
 pub mod body;
+pub mod error_shape;
 pub mod metrics;
 pub mod principal;
 pub mod public_url;

@@ -1284,3 +1284,24 @@ async fn a_backup_key_uploads_but_never_recycles_or_deletes() {
     assert_eq!(view["backups"][0]["id"], backup.as_str());
     assert_eq!(view["backups"][0]["is_recycled"], false);
 }
+
+/// Any unknown path under `/api/` answers Backup-chan's `{"success": false, ...}` with 404
+/// (the client parses every body), never the native envelope; an over-long URL too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_api_paths_answer_in_backupchans_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    for path in ["/api/nothing", "/api/targets", "/api/backup", "/api/a/b/c"] {
+        let (status, reply) = bc.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {reply}");
+        assert_eq!(reply["success"], false, "{path}: {reply}");
+        assert!(reply.get("error").is_none(), "{path}: {reply}");
+    }
+    let (status, reply) = bc.send(Method::PUT, "/api/target", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{reply}");
+    assert_eq!(reply["success"], false, "{reply}");
+    let long = format!("/api/target?page={}", "1".repeat(10_000));
+    let (status, reply) = bc.get(&long).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{reply}");
+    assert_eq!(reply["success"], false, "{reply}");
+}

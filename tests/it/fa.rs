@@ -901,3 +901,44 @@ async fn fa_a_backup_key_backs_up_but_never_deletes() {
     assert_eq!(fa.native_backups("fa-ivan").await, 1);
     assert_eq!(fa.wait(&agent, "backup", 1).await["status"], "success");
 }
+
+/// A wrong method on an fa route and any unknown path under `/fa/` answer in fa's
+/// envelope `{"code","message"}` with the status as the code, never the native one.
+#[tokio::test]
+async fn fa_wrong_methods_and_unknown_paths_answer_in_fas_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = Fa::start(dir.path()).await;
+    let token = jwt("alice");
+    let (status, reply) = fa
+        .send(
+            reqwest::Method::PATCH,
+            Some(&token),
+            &format!("{API}/backup/new"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{reply}");
+    assert_eq!(reply["code"], 405, "{reply}");
+    assert!(
+        reply["message"].is_string() && reply.get("error").is_none(),
+        "{reply}"
+    );
+    for path in [
+        "/fa/nothing",
+        "/fa/api/v0/nothing/here",
+        "/fa/api/v1/backup/1",
+    ] {
+        let (status, reply) = fa
+            .send(reqwest::Method::GET, Some(&token), path, None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {reply}");
+        assert_eq!(reply["code"], 404, "{path}: {reply}");
+        assert_eq!(reply["message"], "404 page not found", "{path}: {reply}");
+    }
+    let long = format!("{API}/backup/1?x={}", "a".repeat(10_000));
+    let (status, reply) = fa
+        .send(reqwest::Method::GET, Some(&token), &long, None)
+        .await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{reply}");
+    assert_eq!(reply["code"], 414, "{reply}");
+}

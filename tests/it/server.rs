@@ -1962,6 +1962,103 @@ async fn upload_answers_and_stats_add_up() {
     );
 }
 
+/// Errors raised outside the handlers — a wrong method, a body over the JSON limit, a
+/// query value of the wrong type, a path that is not UTF-8, an over-long URL or header
+/// section — answer in the one error shape, never as `text/plain` or an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_escaping_handlers_keep_the_error_shape() {
+    let server = Server::start().await;
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.expect("request");
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let (status, headers, body) = parts(response).await;
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{status} {body}"
+        );
+        (status, headers, body)
+    };
+    let client = &server.client;
+    let admin = &server.admin;
+
+    let (status, headers, body) =
+        send(client.patch(server.url("/v1/series")).bearer_auth(admin)).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert!(headers.get("allow").is_some(), "405 keeps its Allow header");
+
+    let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(10 << 20));
+    let (status, _, body) = send(
+        client
+            .post(server.url("/v1/series"))
+            .bearer_auth(admin)
+            .header(CONTENT_TYPE, "application/json")
+            .body(huge),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+
+    for path in [
+        "/v1/backups?limit=-1",
+        "/v1/backups?offset=many",
+        "/v1/series/native/backups?wait=maybe",
+        "/v1/backups/%ff",
+    ] {
+        let method = if path.contains("wait") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let (status, _, body) =
+            send(client.request(method, server.url(path)).bearer_auth(admin)).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(
+            body["error"]["message"].as_str().unwrap().len() < 1100,
+            "{body}"
+        );
+    }
+    let (status, _, body) = send(
+        client
+            .post(server.url("/v1/backups/00000000-0000-4000-8000-000000000000/url?ttl=-5"))
+            .bearer_auth(admin),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+
+    let long = format!("/v1/backups?prefix={}", "a".repeat(10_000));
+    let (status, _, body) = send(client.get(server.url(&long)).bearer_auth(admin)).await;
+    assert_error(status, &body, StatusCode::URI_TOO_LONG, "uri_too_long");
+    let (status, _, body) = send(
+        client
+            .get(server.url("/v1/backups"))
+            .bearer_auth(admin)
+            .header("x-padding", "a".repeat(70_000)),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    // The answers are still right for requests that are fine.
+    let (status, _) = server.get(&server.reader, "/v1/backups?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_shows_its_tasks_in_v1_and_the_metrics() {
     let server = Server::start().await;

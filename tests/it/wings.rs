@@ -686,3 +686,47 @@ async fn wings_part_urls_handed_out_before_a_restart_work_after_it() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_restores(&wings, uuid, &data).await;
 }
+
+/// Unknown routes under `/api/remote/` and wrong methods answer in the Panel's error shape
+/// `{"errors":[{"code","status","detail"}]}` (Wings reads `errors[0]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wings_unknown_remote_routes_and_wrong_methods_answer_in_the_panel_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let wings = Wings::start(dir.path(), |_| {}).await;
+    let uuid = "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10";
+    let cases = [
+        (
+            wings.panel(reqwest::Method::DELETE, uuid, ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowedHttpException",
+        ),
+        (
+            wings.panel(reqwest::Method::GET, uuid, "/nothing"),
+            StatusCode::NOT_FOUND,
+            "NotFoundHttpException",
+        ),
+        (
+            wings
+                .client
+                .get(format!("{}/api/remote/servers", wings.base))
+                .bearer_auth(&wings.node),
+            StatusCode::NOT_FOUND,
+            "NotFoundHttpException",
+        ),
+    ];
+    for (request, want, code) in cases {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let reply: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status} not JSON ({e}): {text:?}"));
+        assert_eq!(status, want, "{reply}");
+        assert_eq!(reply["errors"][0]["code"], code, "{reply}");
+        assert_eq!(
+            reply["errors"][0]["status"],
+            want.as_u16().to_string(),
+            "{reply}"
+        );
+        assert!(reply["errors"][0]["detail"].is_string(), "{reply}");
+    }
+}

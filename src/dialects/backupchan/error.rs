@@ -25,6 +25,12 @@ pub fn success_with(status: StatusCode, extra: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// An error answered outside every handler (a rejection, an over-long request) in
+/// Backup-chan's envelope, its status kept; see `http::error_shape`.
+pub fn shaped(status: StatusCode, message: String) -> Response {
+    BcApiError::new(status, message).into_response()
+}
+
 #[derive(Debug)]
 pub struct BcApiError {
     pub status: StatusCode,

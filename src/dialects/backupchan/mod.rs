@@ -19,6 +19,7 @@ use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{any, delete, get, post};
 use axum::Router;
@@ -26,6 +27,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::error::ErrorKind;
+use crate::http::error_shape::{shape_errors, Shaper};
 use crate::http::AppState;
 use crate::service::backupchan::targets::{SearchQuery, TargetType};
 use crate::service::backupchan::BackupchanService;
@@ -111,8 +113,10 @@ fn router(app: AppState, service: Arc<BackupchanService>) -> Router {
         .route("/api/backup/{id}/{*rest}", any(not_found))
         .route("/api/seq/{id}/{*rest}", any(not_found))
         .route("/api/jobs/{*rest}", any(not_found))
+        .route("/api/{*rest}", any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(from_fn_with_state(error::shaped as Shaper, shape_errors))
         .with_state(state)
 }
 

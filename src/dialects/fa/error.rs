@@ -73,6 +73,12 @@ impl From<KeyStoreError> for FaApiError {
     }
 }
 
+/// An error answered outside every handler (a rejection, a 405, an over-long request)
+/// in fa's envelope, its status kept; see `http::error_shape`.
+pub fn shaped(status: StatusCode, message: String) -> Response {
+    FaApiError { status, message }.into_response()
+}
+
 impl IntoResponse for FaApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "code": self.status.as_u16(), "message": self.message }));

@@ -17,10 +17,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
+use crate::http::error_shape::{shape_errors, Shaper};
 use crate::http::AppState;
 use crate::service::fa::FaService;
 use crate::service::keys::Role;
@@ -66,8 +68,19 @@ fn router(app: AppState, service: Arc<FaService>) -> Router {
         // Not in the document; the real server cancels one restore, or all of them.
         .route("/fa/api/v0/restore/cancel", post(restore_cancel))
         .route("/fa/api/v0/restore/cancel-all", post(restore_cancel_all))
+        // Unknown paths under /fa/ and wrong methods answer in fa's envelope too.
+        .route("/fa/{*rest}", any(unknown_route))
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(from_fn_with_state(error::shaped as Shaper, shape_errors))
         .with_state(state)
+}
+
+/// Any path under `/fa/` that is no route: gin's words, in fa's envelope.
+async fn unknown_route() -> FaApiError {
+    FaApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        message: "404 page not found".into(),
+    }
 }
 
 /// Parses a JSON body into `T`; every failure is fa's 400.

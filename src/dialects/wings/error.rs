@@ -24,6 +24,7 @@ fn code_for(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "HttpException",
         StatusCode::FORBIDDEN => "AccessDeniedHttpException",
         StatusCode::NOT_FOUND => "NotFoundHttpException",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowedHttpException",
         StatusCode::CONFLICT => "ConflictHttpException",
         StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLargeHttpException",
         StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableHttpException",
@@ -97,6 +98,12 @@ impl From<WingsError> for PanelError {
         }
         PanelError::new(status, error.to_string())
     }
+}
+
+/// An error answered outside every handler (a rejection, a 405, an over-long request)
+/// in the Panel's shape, its status kept; see `http::error_shape`.
+pub fn shaped(status: StatusCode, message: String) -> Response {
+    PanelError::new(status, message).into_response()
 }
 
 impl IntoResponse for PanelError {

@@ -26,12 +26,14 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::http::body;
+use crate::http::error_shape::{shape_errors, Shaper};
 use crate::http::metrics::Metrics;
 use crate::http::principal::{bearer, AuthError};
 use crate::http::public_url;
@@ -59,11 +61,23 @@ fn router(app: AppState, service: Arc<WingsService>) -> Router {
             get(announce).post(report_completion),
         )
         .route("/api/remote/backups/{uuid}/restore", post(report_restore))
+        // Unknown routes under the Panel's prefix answer in its error shape.
+        .route("/api/remote/{*rest}", any(unknown_route))
         .layer(DefaultBodyLimit::max(json_limit));
     let parts = Router::new()
         .route("/wings/backups/{uuid}/parts/{number}", put(upload_part))
         .layer(DefaultBodyLimit::disable());
-    panel.merge(parts).with_state(state)
+    panel
+        .merge(parts)
+        .layer(from_fn_with_state(error::shaped as Shaper, shape_errors))
+        .with_state(state)
+}
+
+async fn unknown_route() -> PanelError {
+    PanelError::new(
+        StatusCode::NOT_FOUND,
+        "The requested resource could not be found on the server.",
+    )
 }
 
 fn now() -> i64 {
