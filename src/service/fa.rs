@@ -689,6 +689,11 @@ impl FaService {
         self.cancel(user, JobKind::Restore, id)
     }
 
+    /// Backups and restores of every user now pending or running.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.lock().running.len()
+    }
+
     /// Cancels every running backup of `user`; returns how many.
     pub fn cancel_all_backups(&self, user: &str) -> Result<usize, FaError> {
         validate_username(user)?;

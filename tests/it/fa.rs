@@ -478,6 +478,12 @@ async fn fa_cancel_in_the_middle_of_a_large_backup() {
         "{reply}"
     );
 
+    // While it runs, an upgrade is not safe (fa's public check).
+    let (_, safe) = fa
+        .send(reqwest::Method::GET, None, "/fa/public/safe-upgrade", None)
+        .await;
+    assert_eq!(safe, json!({"safe_upgrade": false}));
+
     fa.ok(&token, "/backup/cancel", json!({"id": 7})).await;
     let cancelled = fa.wait(&token, "backup", 7).await;
     assert_eq!(cancelled["status"], "cancel", "{cancelled}");
@@ -941,4 +947,89 @@ async fn fa_wrong_methods_and_unknown_paths_answer_in_fas_envelope() {
         .await;
     assert_eq!(status, StatusCode::URI_TOO_LONG, "{reply}");
     assert_eq!(reply["code"], 414, "{reply}");
+}
+
+/// The token is also taken from `?token=` and from the `Authorization` cookie, as fa's
+/// middleware takes it (`TokenLookup: header, query, cookie`).
+#[tokio::test]
+async fn fa_tokens_are_also_read_from_the_query_and_the_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = Fa::start(dir.path()).await;
+    let token = jwt("alice");
+    let (status, reply) = fa
+        .send(
+            reqwest::Method::GET,
+            None,
+            &format!("{API}/backup/1?token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        reply["code"], 4001,
+        "authenticated, and no such record: {reply}"
+    );
+    let response = fa
+        .client
+        .get(format!("{}{API}/backup/1", fa.base))
+        .header("cookie", format!("theme=dark; Authorization={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["code"], 4001, "{reply}");
+    // A bad token in the query is refused like a bad header.
+    let (status, reply) = fa
+        .send(
+            reqwest::Method::GET,
+            None,
+            &format!("{API}/backup/1?token=a.b.c"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    let (status, reply) = fa
+        .send(reqwest::Method::GET, None, &format!("{API}/backup/1"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(reply["message"], "auth header is empty", "{reply}");
+}
+
+/// The real server's public routes: `/health` says `UP`; `safe-upgrade` says whether a
+/// job is in flight; the "full mode" routes answer as fa does with that mode off. None
+/// needs a token.
+#[tokio::test]
+async fn fa_public_routes_and_health_answer_as_fa_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let fa = Fa::start(dir.path()).await;
+    let response = fa
+        .client
+        .get(format!("{}/health", fa.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "UP");
+    let (status, reply) = fa
+        .send(reqwest::Method::GET, None, "/fa/public/safe-upgrade", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply, json!({"safe_upgrade": true}));
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            "/fa/public/full-restore?dst=/mnt/restore",
+        ),
+        (reqwest::Method::GET, "/fa/public/full-query?start=0"),
+        (reqwest::Method::PUT, "/fa/public/full-ack/3"),
+    ] {
+        let (status, reply) = fa.send(method, None, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {reply}");
+        assert_eq!(reply["code"], 4001, "{path}: {reply}");
+        assert_eq!(
+            reply["message"], "only support when FULLMODE activated",
+            "{path}: {reply}"
+        );
+    }
 }

@@ -1,8 +1,12 @@
-//! Who an fa request comes from: `Authorization: Bearer <JWT>` signed HS512 with the
-//! configured secret, carrying `username` and `exp` (what fa clients send, as gin-jwt
-//! checks them), or a stowage API key, whose name is then the username.
+//! Who an fa request comes from: a JWT signed HS512 with the configured secret, carrying
+//! `username` and `exp` (what fa clients send, as gin-jwt checks them), or a stowage API
+//! key, whose name is then the username. Like fa's middleware, the token is looked for
+//! in `Authorization: Bearer`, then the query's `token`, then the `Authorization`
+//! cookie.
 
-use axum::http::HeaderMap;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -15,6 +19,58 @@ use crate::http::AppState;
 use crate::service::fa::validate_username;
 use crate::service::fa::FaService;
 use crate::service::keys::Role;
+
+/// The token a request carries, found where fa's middleware looks
+/// (`TokenLookup: "header: Authorization, query: token, cookie: Authorization"`), or why
+/// none was found.
+pub struct Credential(Result<String, AuthError>);
+
+impl Credential {
+    fn find(parts: &Parts) -> Result<String, AuthError> {
+        let header = bearer(&parts.headers).map(str::to_string);
+        if !matches!(header, Err(AuthError::Missing)) {
+            return header;
+        }
+        if let Some(token) = query_token(&parts.uri) {
+            return Ok(token);
+        }
+        cookie_token(&parts.headers).ok_or(AuthError::Missing)
+    }
+}
+
+/// `token=` in the query, decoded; `None` when absent, empty or unreadable.
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    axum::extract::Query::<TokenQuery>::try_from_uri(uri)
+        .ok()?
+        .0
+        .token
+        .filter(|token| !token.is_empty())
+}
+
+/// The `Authorization` cookie's value, as gin-jwt reads it (the raw token).
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == "Authorization")
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|token| !token.is_empty())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Credential {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Credential(Credential::find(parts)))
+    }
+}
 
 /// Why a token is refused (gin-jwt's wording where it has one).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,10 +138,10 @@ pub fn verify_jwt(token: &str, secret: &[u8], now: i64) -> Result<String, JwtErr
 pub fn username(
     state: &AppState,
     service: &FaService,
-    headers: &HeaderMap,
+    credential: &Credential,
     role: Role,
 ) -> Result<String, FaApiError> {
-    let token = bearer(headers).map_err(|e| match e {
+    let token = credential.0.as_deref().map_err(|e| match e {
         AuthError::Missing => FaApiError::unauthorized("auth header is empty"),
         _ => FaApiError::unauthorized("auth header is invalid"),
     })?;

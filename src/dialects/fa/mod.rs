@@ -16,9 +16,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::HeaderMap;
 use axum::middleware::from_fn_with_state;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 
@@ -68,11 +67,44 @@ fn router(app: AppState, service: Arc<FaService>) -> Router {
         // Not in the document; the real server cancels one restore, or all of them.
         .route("/fa/api/v0/restore/cancel", post(restore_cancel))
         .route("/fa/api/v0/restore/cancel-all", post(restore_cancel_all))
+        // The real server's public routes (no token): whether an upgrade is safe now, and
+        // the "full mode" routes, which answer as fa does when that mode is off.
+        .route("/fa/public/safe-upgrade", get(safe_upgrade))
+        .route("/fa/public/full-restore", get(full_mode_off))
+        .route("/fa/public/full-query", get(full_mode_off))
+        .route(
+            "/fa/public/full-ack/{id}",
+            axum::routing::put(full_mode_off),
+        )
+        .route("/health", get(health))
         // Unknown paths under /fa/ and wrong methods answer in fa's envelope too.
         .route("/fa/{*rest}", any(unknown_route))
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(from_fn_with_state(error::shaped as Shaper, shape_errors))
         .with_state(state)
+}
+
+/// `GET /health`: `UP`, as plain text.
+async fn health() -> &'static str {
+    "UP"
+}
+
+/// `GET /fa/public/safe-upgrade`: `{"safe_upgrade": bool}` (no envelope, as fa answers),
+/// true while no fa backup or restore is pending or running.
+async fn safe_upgrade(State(s): State<FaState>) -> Response {
+    let safe = s.service.jobs_in_flight() == 0;
+    axum::Json(serde_json::json!({ "safe_upgrade": safe })).into_response()
+}
+
+/// fa's "full mode" (whole-filesystem chores with acknowledgements) is not served:
+/// its routes answer as fa does when the mode is off.
+async fn full_mode_off() -> Response {
+    axum::Json(serde_json::json!({
+        "code": error::NO_SUCH_RECORD,
+        "message": "only support when FULLMODE activated",
+        "data": null,
+    }))
+    .into_response()
 }
 
 /// Any path under `/fa/` that is no route: gin's words, in fa's envelope.
@@ -111,10 +143,10 @@ fn check_storage(storage_id: Option<i64>) -> Result<(), FaApiError> {
 /// whose job is running is ignored; an existing finished id runs again.
 async fn backup_new(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Backup)?;
     let request: wire::NewBackup = parse(body)?;
     check_storage(request.storage_id)?;
     s.service.start_backup(&user, request.id, &request.path)?;
@@ -122,8 +154,12 @@ async fn backup_new(
 }
 
 /// Unknown id: HTTP 200 with code 4001 and `data: null`.
-async fn backup_get(State(s): State<FaState>, headers: HeaderMap, Path(id): Path<String>) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
+async fn backup_get(
+    State(s): State<FaState>,
+    credential: auth::Credential,
+    Path(id): Path<String>,
+) -> Reply {
+    let user = auth::username(&s.app, &s.service, &credential, Role::Reader)?;
     let id = id_of(&id)?;
     Ok(match s.service.backup(&user, id)? {
         Some(view) => success(wire::Backup::from(view)),
@@ -134,10 +170,10 @@ async fn backup_get(State(s): State<FaState>, headers: HeaderMap, Path(id): Path
 /// Cancels the backup if it runs, removes it; its space is reclaimable by GC.
 async fn backup_delete(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     Path(id): Path<String>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Writer)?;
     let id = id_of(&id)?;
     s.service.delete_backup(&user, id).await?;
     Ok(success(()))
@@ -146,30 +182,30 @@ async fn backup_delete(
 /// Unknown id → 400 "err cancel backup [ ID=1 ]: no such record".
 async fn backup_cancel(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_backup(&user, request.id)?;
     Ok(success(()))
 }
 
-async fn backup_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
+async fn backup_cancel_all(State(s): State<FaState>, credential: auth::Credential) -> Reply {
+    let user = auth::username(&s.app, &s.service, &credential, Role::Backup)?;
     s.service.cancel_all_backups(&user)?;
     Ok(success(()))
 }
 
 /// Cancels everything and removes every backup made through this dialect for the user.
-async fn destroy_repo(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
+async fn destroy_repo(State(s): State<FaState>, credential: auth::Credential) -> Reply {
+    let user = auth::username(&s.app, &s.service, &credential, Role::Writer)?;
     s.service.destroy_repo(&user).await?;
     Ok(success(()))
 }
 
-async fn repo_destroyed(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
+async fn repo_destroyed(State(s): State<FaState>, credential: auth::Credential) -> Reply {
+    let user = auth::username(&s.app, &s.service, &credential, Role::Reader)?;
     let destroyed = s.service.repo_destroyed(&user)?;
     Ok(success(wire::RepoDestroyed { destroyed }))
 }
@@ -177,10 +213,10 @@ async fn repo_destroyed(State(s): State<FaState>, headers: HeaderMap) -> Reply {
 /// A missing backup still creates the restore record, as failed.
 async fn restore_new(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Writer)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Writer)?;
     let request: wire::NewRestore = parse(body)?;
     check_storage(request.storage_id)?;
     s.service.start_restore(
@@ -194,10 +230,10 @@ async fn restore_new(
 
 async fn restore_get(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     Path(id): Path<String>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Reader)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Reader)?;
     let id = id_of(&id)?;
     Ok(match s.service.restore(&user, id)? {
         Some(view) => success(wire::Restore::from(view)),
@@ -207,17 +243,17 @@ async fn restore_get(
 
 async fn restore_cancel(
     State(s): State<FaState>,
-    headers: HeaderMap,
+    credential: auth::Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
+    let user = auth::username(&s.app, &s.service, &credential, Role::Backup)?;
     let request: wire::Cancel = parse(body)?;
     s.service.cancel_restore(&user, request.id)?;
     Ok(success(()))
 }
 
-async fn restore_cancel_all(State(s): State<FaState>, headers: HeaderMap) -> Reply {
-    let user = auth::username(&s.app, &s.service, &headers, Role::Backup)?;
+async fn restore_cancel_all(State(s): State<FaState>, credential: auth::Credential) -> Reply {
+    let user = auth::username(&s.app, &s.service, &credential, Role::Backup)?;
     s.service.cancel_all_restores(&user)?;
     Ok(success(()))
 }
