@@ -402,7 +402,8 @@ async fn wings_bad_requests_get_the_panels_errors_and_lose_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // The Panel knows no backup by that name.
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
     // Three parts: two full ones and a short last one.
     let data = archive(2 * PART_SIZE as usize + 1000, 3);
@@ -728,5 +729,33 @@ async fn wings_unknown_remote_routes_and_wrong_methods_answer_in_the_panel_shape
             "{reply}"
         );
         assert!(reply["errors"][0]["detail"].is_string(), "{reply}");
+    }
+}
+
+/// An upper-case (or otherwise non-canonical) uuid names no backup the Panel created: 404
+/// "The requested resource could not be found on the server.", not 400, on every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wings_an_upper_case_uuid_is_unknown_as_on_the_panel() {
+    let dir = tempfile::tempdir().unwrap();
+    let wings = Wings::start(dir.path(), |_| {}).await;
+    let upper = "6F1C2A9E-4B7D-4C1E-9A3F-2D8B5E7C9A10";
+    for request in [
+        wings.panel(reqwest::Method::GET, upper, "?size=100"),
+        wings
+            .panel(reqwest::Method::POST, upper, "")
+            .json(&json!({"successful": false, "parts": null})),
+        wings
+            .panel(reqwest::Method::POST, "not-a-uuid", "")
+            .json(&json!({"successful": false, "parts": null})),
+    ] {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let reply: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+        assert_eq!(
+            reply["errors"][0]["detail"],
+            "The requested resource could not be found on the server.",
+            "{reply}"
+        );
     }
 }

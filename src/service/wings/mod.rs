@@ -119,13 +119,11 @@ fn not_found() -> WingsError {
     WingsError::NotFound("The requested resource could not be found on the server.".into())
 }
 
-/// Checks a backup uuid: the canonical lowercase form Wings uses.
+/// Reads a backup uuid in the canonical lowercase form the Panel creates. Any other text
+/// (an upper-case spelling too) names no backup the Panel knows: 404, as its route
+/// binding answers.
 fn validate_uuid(uuid: &str) -> Result<BackupId, WingsError> {
-    uuid.parse().map_err(|_| {
-        WingsError::BadRequest(format!(
-            "{uuid:?} is not a backup uuid (lowercase hyphenated UUID)"
-        ))
-    })
+    uuid.parse().map_err(|_| not_found())
 }
 
 /// The ETag of a part: the first half of its SHA-256, quoted as S3 quotes ETags.
@@ -407,7 +405,7 @@ impl WingsService {
         report: CompletionReport,
         now: i64,
     ) -> Result<(), WingsError> {
-        validate_uuid(uuid).map_err(|_| not_found())?;
+        validate_uuid(uuid)?;
         let record = {
             let inner = self.lock();
             inner
