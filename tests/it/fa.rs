@@ -166,7 +166,6 @@ impl Fa {
         }
     }
 
-    /// Backups of `series` in the native API.
     /// The server's job system (`GET /v1/jobs`), newest first.
     async fn core_jobs(&self) -> Vec<Value> {
         let url = format!("{}/v1/jobs", self.base);
@@ -174,6 +173,7 @@ impl Fa {
         body["jobs"].as_array().expect("jobs").clone()
     }
 
+    /// Backups of `series` in the native API.
     async fn native_backups(&self, series: &str) -> u64 {
         let response = self
             .client

@@ -310,12 +310,9 @@ async fn upload_backup(
     // The job is IDLE while the upload waits for a slot.
     let job = s.service.begin_job("upload_job", &target.id)?;
     let Ok(_slot) = s.app.upload_slots.acquire().await else {
-        s.service.end_job(
+        s.service.refuse_job(
             job,
-            Err(JobFailure::new(
-                ErrorKind::Unavailable,
-                "the server is shutting down",
-            )),
+            JobFailure::new(ErrorKind::Unavailable, "the server is shutting down"),
         );
         return Err(BcApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

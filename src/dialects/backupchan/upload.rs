@@ -162,10 +162,7 @@ pub async fn backup_upload(
         Err(error) => {
             // Answered once nothing of the upload is left in the repository.
             service.discard(pending).await;
-            service.end_job(
-                job,
-                Err(JobFailure::new(error.kind(), error.message.clone())),
-            );
+            service.refuse_job(job, JobFailure::new(error.kind(), error.message.clone()));
             return Err(error);
         }
     };

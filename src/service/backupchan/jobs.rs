@@ -137,6 +137,25 @@ impl BackupchanService {
         }
     }
 
+    /// Ends a delayed job whose request was refused: like the real server, which checks
+    /// a request before it makes a job, Backup-chan's list keeps no record of it; the
+    /// server's job system keeps the failure for operators.
+    pub fn refuse_job(&self, id: u64, failure: JobFailure) {
+        let mut state = self.lock();
+        let mut core = None;
+        state.delayed_jobs.retain(|job| {
+            if job.id == id {
+                core = job.core_job.clone();
+            }
+            job.id != id
+        });
+        self.save_logged(&state);
+        drop(state);
+        if let Some(core) = core {
+            self.jobs.end(&core, Err(failure));
+        }
+    }
+
     pub fn delayed_jobs(&self) -> Vec<DelayedJob> {
         self.lock().delayed_jobs.clone()
     }
