@@ -170,7 +170,6 @@ impl Bc {
         reply["id"].as_str().expect("id").to_string()
     }
 
-    /// Polls the delayed job until it ends; returns its status.
     /// A backup's download: its Content-Disposition and its bytes, whose count is the
     /// Content-Length declared before the first byte.
     async fn download(&self, backup: &str) -> (String, Vec<u8>) {
@@ -193,6 +192,7 @@ impl Bc {
         (disposition, bytes)
     }
 
+    /// Polls the delayed job until it ends; returns its status.
     async fn wait_job(&self, id: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -1339,10 +1339,87 @@ async fn backupchan_bearer_is_matched_as_the_real_server_matches_it() {
         ("Bearer nope".to_string(), StatusCode::FORBIDDEN),
         (format!("Token {key}"), StatusCode::UNAUTHORIZED),
     ] {
-        let (status, reply) = bc.call(Method::GET, Some(&header), "/api/target", None).await;
+        let (status, reply) = bc
+            .call(Method::GET, Some(&header), "/api/target", None)
+            .await;
         assert_eq!(status, want, "{header:?}: {reply}");
         if want == StatusCode::UNAUTHORIZED {
             assert_eq!(reply, json!({"success": false, "message": "Unauthorized"}));
         }
+    }
+}
+
+/// Two uploads of the same folder to a deduplicating multi target are duplicates, as on
+/// the real server, which hashes the extracted files rather than the archive: the two
+/// `.tar.gz` files differ (the gzip header's time), their trees do not, and
+/// `deduplicate_job` keeps the older. A changed file makes a different hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_uploads_of_the_same_tree_are_duplicates() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bc = Bc::start(dir.path()).await;
+    let mut body = target_body("site", "multi", "site-$I", None);
+    body["deduplicate"] = json!(true);
+    let (status, reply) = bc.send(Method::POST, "/api/target", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let target = reply["id"].as_str().unwrap().to_string();
+    let files = [
+        ("index.html", b"<h1>hello</h1>".to_vec()),
+        ("css/site.css", b"body { margin: 0 }".to_vec()),
+    ];
+    let tar = plain_tar(&dir.path().join("one"), &files);
+    let gzip = |mtime: u32, data: &[u8]| {
+        let mut encoder = flate2::GzBuilder::new()
+            .mtime(mtime)
+            .write(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let (first, second) = (gzip(1_000, &tar), gzip(2_000, &tar));
+    assert_ne!(first, second, "the archives differ");
+    let mut changed_files = files.clone();
+    changed_files[0].1 = b"<h1>changed</h1>".to_vec();
+    let third = gzip(3_000, &plain_tar(&dir.path().join("two"), &changed_files));
+    for archive in [&first, &second, &third] {
+        let form = Form::new()
+            .text("manual", "1")
+            .part("backup_file", file_part("site.tar.gz", archive));
+        let (status, reply) = bc.form(&format!("/api/target/{target}/upload"), form).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(
+            bc.wait_job(reply["job_id"].as_u64().unwrap()).await,
+            "FINISHED"
+        );
+    }
+    let (_, view) = bc.get(&format!("/api/target/{target}")).await;
+    let backups = view["backups"].as_array().unwrap().clone();
+    assert_eq!(backups.len(), 3, "{view}");
+    // Newest first: the changed tree, then the two copies of the same tree.
+    assert_eq!(backups[1]["hash"], backups[2]["hash"], "{view}");
+    assert_ne!(backups[0]["hash"], backups[1]["hash"], "{view}");
+    let (status, _) = bc.get("/api/jobs/force_run/deduplicate_job").await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = bc.get(&format!("/api/target/{target}")).await;
+        let ids: Vec<&Value> = view["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| &b["id"])
+            .collect();
+        if ids.len() == 2 {
+            assert_eq!(
+                ids,
+                [&backups[0]["id"], &backups[2]["id"]],
+                "the older copy stays: {view}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deduplicate_job did not run: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

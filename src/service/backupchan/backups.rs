@@ -7,8 +7,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::store::{BackupRecord, Part};
 use super::targets::{iso, TargetType};
 use super::{now, series_of, BackupchanService, BcError};
@@ -40,23 +38,16 @@ pub struct Stats {
     pub total_recycled_backups: u64,
 }
 
-/// The hash of a backup: the file's sha256 (single), or the sha256 of each file's
-/// relative path and sha256 in path order (multi).
-fn backup_hash(target_type: TargetType, parts: &[Part]) -> String {
+/// The hash of a backup: the file's sha256 (single), or the tree hash of its files as
+/// extracted (multi, see `tree_hash`).
+async fn backup_hash(
+    service: &BackupchanService,
+    target_type: TargetType,
+    parts: &[Part],
+) -> Result<String, BcError> {
     match (target_type, parts) {
-        (TargetType::Single, [part]) => part.sha256.clone(),
-        _ => {
-            let mut sorted: Vec<&Part> = parts.iter().collect();
-            sorted.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut hash = Sha256::new();
-            for part in sorted {
-                hash.update(part.name.as_bytes());
-                hash.update([0]);
-                hash.update(part.sha256.as_bytes());
-                hash.update([b'\n']);
-            }
-            hex::encode(hash.finalize())
-        }
+        (TargetType::Single, [part]) => Ok(part.sha256.clone()),
+        _ => service.tree_hash(parts).await,
     }
 }
 
@@ -176,6 +167,23 @@ impl BackupchanService {
         manual: bool,
         parts: Vec<Part>,
     ) -> Result<String, BcError> {
+        let target_type = self
+            .lock()
+            .targets
+            .iter()
+            .find(|t| t.id == target_id)
+            .map(|t| t.target_type);
+        let hash = match target_type {
+            Some(target_type) => backup_hash(self, target_type, &parts).await,
+            None => Err(BcError::target(target_id)),
+        };
+        let hash = match hash {
+            Ok(hash) => hash,
+            Err(error) => {
+                self.purge_parts(&parts).await;
+                return Err(error);
+            }
+        };
         let recorded = {
             let mut state = self.lock();
             match state.targets.iter().find(|t| t.id == target_id) {
@@ -184,7 +192,7 @@ impl BackupchanService {
                     self.save_logged(&state);
                     Err(BcError::target(target_id))
                 }
-                Some(target) => {
+                Some(_) => {
                     let id = uuid::Uuid::new_v4().to_string();
                     let record = BackupRecord {
                         id: id.clone(),
@@ -193,7 +201,7 @@ impl BackupchanService {
                         manual,
                         is_recycled: false,
                         filesize: parts.iter().map(|p| p.size).sum(),
-                        hash: backup_hash(target.target_type, &parts),
+                        hash,
                         hash_mismatch: false,
                         parts: parts.clone(),
                     };

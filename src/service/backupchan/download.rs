@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
+use sha2::{Digest, Sha256};
 
 use super::archive::{self, Entry};
 use super::store::Part;
@@ -162,8 +163,8 @@ impl TarStream {
         outcome
     }
 
-    /// Passes exactly `len` bytes on to `out`, or skips them when `out` is `None`.
-    async fn take(&mut self, mut len: u64, out: Option<&Out>) -> Result<(), BcError> {
+    /// Passes exactly `len` bytes on to `sink`.
+    async fn take(&mut self, mut len: u64, mut sink: Sink<'_>) -> Result<(), BcError> {
         while len > 0 {
             if self.current.is_empty() {
                 self.current = self.next_piece().await?.ok_or_else(|| {
@@ -177,12 +178,21 @@ impl TarStream {
                 .current
                 .split_to(self.current.len().min(len.min(usize::MAX as u64) as usize));
             len -= piece.len() as u64;
-            if let Some(out) = out {
-                out.send(piece).await?;
+            match &mut sink {
+                Sink::Skip => {}
+                Sink::Send(out) => out.send(piece).await?,
+                Sink::Hash(hash) => hash.update(&piece),
             }
         }
         Ok(())
     }
+}
+
+/// Where [`TarStream::take`] puts the bytes it takes.
+enum Sink<'a> {
+    Skip,
+    Send(&'a Out),
+    Hash(&'a mut Sha256),
 }
 
 async fn write_members(
@@ -219,8 +229,8 @@ async fn write_members(
                             manifest.id
                         ))
                     })?;
-                    tar.take(skip, None).await?;
-                    tar.take(entry.size, Some(out)).await?;
+                    tar.take(skip, Sink::Skip).await?;
+                    tar.take(entry.size, Sink::Send(out)).await?;
                     position = offset + entry.size;
                     out.send(archive::pad(entry.size)).await?;
                 }
@@ -228,6 +238,18 @@ async fn write_members(
         }
     }
     out.send(archive::end_marker()).await
+}
+
+/// A member's path as it lies in the extracted folder: without leading `./` or `/`.
+fn relative(name: &str) -> String {
+    let mut rest = name;
+    loop {
+        let trimmed = rest.trim_start_matches('/');
+        match trimmed.strip_prefix("./") {
+            Some(next) => rest = next,
+            None => return trimmed.to_string(),
+        }
+    }
 }
 
 /// `Path.suffix` of a file name: its last extension with the dot, or nothing.
@@ -378,6 +400,55 @@ impl BackupchanService {
             gzip,
             entries,
         })
+    }
+
+    /// The hash of a multi backup as the real server computes it over the folder it
+    /// extracted: SHA-256 over every file's relative path and SHA-256, in path order.
+    /// Files stowage recognised as tar archives contribute their files (read back and
+    /// hashed), others themselves, so two uploads of the same folder hash alike however
+    /// their archives differ (times in a gzip header, member order).
+    pub(super) async fn tree_hash(&self, parts: &[Part]) -> Result<String, BcError> {
+        let mut files: Vec<(String, String)> = Vec::new();
+        for part in parts {
+            let manifest = self.repo.backup(&part.backup)?;
+            match self.member(part, manifest, 0).await? {
+                Member::File { .. } => files.push((part.name.clone(), part.sha256.clone())),
+                Member::Archive {
+                    manifest,
+                    gzip,
+                    entries,
+                } => {
+                    let source = self.repo.read_backup(&manifest, None)?;
+                    let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
+                    let mut position = 0u64;
+                    for (entry, offset) in entries {
+                        if entry.kind != archive::FILE {
+                            continue;
+                        }
+                        let skip = offset.checked_sub(position).ok_or_else(|| {
+                            BcError::Invalid(format!(
+                                "backup {} has a catalog out of order",
+                                manifest.id
+                            ))
+                        })?;
+                        tar.take(skip, Sink::Skip).await?;
+                        let mut hash = Sha256::new();
+                        tar.take(entry.size, Sink::Hash(&mut hash)).await?;
+                        position = offset + entry.size;
+                        files.push((relative(&entry.name), hex::encode(hash.finalize())));
+                    }
+                }
+            }
+        }
+        files.sort();
+        let mut hash = Sha256::new();
+        for (path, digest) in files {
+            hash.update(path.as_bytes());
+            hash.update([0]);
+            hash.update(digest.as_bytes());
+            hash.update([b'\n']);
+        }
+        Ok(hex::encode(hash.finalize()))
     }
 
     /// Streams the archive, written by a task into a bounded channel.
