@@ -1,20 +1,27 @@
 //! `/v1/openapi.json`: the OpenAPI 3.1 description of the native API, built from one
-//! table of operations so it stays next to the router it describes.
+//! table of operations so it stays next to the router it describes. Every answer a
+//! route gives has its status and schema here; `tests/it/server.rs` checks real answers
+//! of every route against this document, so the two cannot drift.
 
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-/// (method, path, summary, role, success status, query parameters, request body kind)
-type Operation = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    Body,
-);
+/// A query parameter or request header: its name, JSON Schema type and meaning.
+struct Param {
+    name: &'static str,
+    schema: &'static str,
+    description: &'static str,
+}
 
+const fn param(name: &'static str, schema: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        schema,
+        description,
+    }
+}
+
+/// What a request carries.
 #[derive(Clone, Copy)]
 enum Body {
     None,
@@ -22,255 +29,428 @@ enum Body {
     Stream,
 }
 
+/// What an answer carries.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// JSON of the named schema in `components/schemas`.
+    Json(&'static str),
+    /// Bytes of a backup (`Content-Range` on 206).
+    Bytes,
+    Text,
+    Empty,
+}
+
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    /// The least role that may call it; `none` for public routes.
+    role: &'static str,
+    query: &'static [Param],
+    headers: &'static [Param],
+    body: Body,
+    /// Every success status with its answer; errors are listed by [`error_statuses`].
+    answers: &'static [(&'static str, Answer)],
+}
+
+const RANGE: Param = param(
+    "Range",
+    "string",
+    "one byte range, `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`",
+);
+const LIMIT: Param = param("limit", "integer", "page size");
+const OFFSET: Param = param("offset", "integer", "entries to skip");
+
 const OPERATIONS: &[Operation] = &[
-    (
-        "get",
-        "/healthz",
-        "Liveness",
-        "none",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/readyz",
-        "Readiness (503 while shutting down)",
-        "none",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/metrics",
-        "Prometheus metrics",
-        "none",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/series",
-        "List series",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/series",
-        "Create a series",
-        "writer",
-        "201",
-        &[],
-        Body::Json("SeriesCreate"),
-    ),
-    (
-        "get",
-        "/v1/series/{name}",
-        "Get a series",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "put",
-        "/v1/series/{name}",
-        "Create or update a series' retention policy",
-        "writer",
-        "200",
-        &[],
-        Body::Json("SeriesUpdate"),
-    ),
-    (
-        "delete",
-        "/v1/series/{name}",
-        "Delete a series record (its backups stay)",
-        "admin",
-        "204",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/series/{name}/backups",
-        "Upload a backup (raw body or multipart file field); 202 with a job when wait=false",
-        "writer",
-        "201",
-        &["name", "wait", "sha256"],
-        Body::Stream,
-    ),
-    (
-        "get",
-        "/v1/backups",
-        "List backups, oldest first",
-        "reader",
-        "200",
-        &["series", "recycled", "limit", "offset"],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/backups/{id}",
-        "Get a backup",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "delete",
-        "/v1/backups/{id}",
-        "Purge a backup (space reclaimable by gc)",
-        "admin",
-        "204",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/backups/{id}/content",
-        "Download a backup's bytes; honours Range (206, 416)",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/backups/{id}/url",
-        "A signed link downloading the backup without a key until it expires (?ttl=seconds, default 3600)",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/download/{id}",
-        "Download through a signed link (?expires=&signature=); gzip sources as application/x-gzip; honours Range",
-        "none",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/backups/{id}/catalog",
-        "List a backup's catalog entries",
-        "reader",
-        "200",
-        &["prefix", "limit", "offset"],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/backups/{id}/recycle",
-        "Move a backup to the recycle bin",
-        "writer",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/backups/{id}/restore",
-        "Take a backup out of the recycle bin",
-        "writer",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/jobs",
-        "List jobs, newest first",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/scheduler",
-        "The scheduler's periodic tasks: next run, last run, last result, counts",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/jobs/{id}",
-        "Get a job",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/jobs/{id}/cancel",
-        "Cancel a running job",
-        "writer",
-        "202",
-        &[],
-        Body::None,
-    ),
-    (
-        "get",
-        "/v1/repository/stats",
-        "Repository totals and ratios",
-        "reader",
-        "200",
-        &[],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/repository/check",
-        "Start a check job",
-        "admin",
-        "202",
-        &["read_data"],
-        Body::None,
-    ),
-    (
-        "post",
-        "/v1/repository/gc",
-        "Start a garbage collection job",
-        "admin",
-        "202",
-        &["dry_run"],
-        Body::None,
-    ),
+    Operation {
+        method: "get",
+        path: "/healthz",
+        summary: "Liveness: `ok` while the process runs",
+        role: "none",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Text)],
+    },
+    Operation {
+        method: "get",
+        path: "/readyz",
+        summary: "Readiness: `ready` once the repository is open, 503 `shutting down` after",
+        role: "none",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Text), ("503", Answer::Text)],
+    },
+    Operation {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        role: "none",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Text)],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/openapi.json",
+        summary: "This document",
+        role: "none",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Document"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/series",
+        summary: "List series",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("SeriesList"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/series",
+        summary: "Create a series (409 when it exists)",
+        role: "writer",
+        query: &[],
+        headers: &[],
+        body: Body::Json("SeriesCreate"),
+        answers: &[("201", Answer::Json("Series"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/series/{name}",
+        summary: "One series",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Series"))],
+    },
+    Operation {
+        method: "put",
+        path: "/v1/series/{name}",
+        summary: "Set a series' retention policy (creates the series when missing)",
+        role: "writer",
+        query: &[],
+        headers: &[],
+        body: Body::Json("SeriesUpdate"),
+        answers: &[("200", Answer::Json("Series"))],
+    },
+    Operation {
+        method: "delete",
+        path: "/v1/series/{name}",
+        summary: "Delete a series record (its backups stay)",
+        role: "admin",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("204", Answer::Empty)],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/series/{name}/backups",
+        summary: "Upload a backup (raw body or multipart `file`)",
+        role: "backup",
+        query: &[
+            param("name", "string", "the source name recorded"),
+            param(
+                "wait",
+                "boolean",
+                "false: answer 202 with the job once the body is read",
+            ),
+            param("sha256", "boolean", "also record the stream's SHA-256"),
+        ],
+        headers: &[],
+        body: Body::Stream,
+        answers: &[
+            ("201", Answer::Json("Backup")),
+            ("202", Answer::Json("JobAccepted")),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/backups",
+        summary: "List backups, oldest first",
+        role: "reader",
+        query: &[
+            param("series", "string", "only this series"),
+            param("recycled", "boolean", "list the recycle bin instead"),
+            LIMIT,
+            OFFSET,
+        ],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("BackupList"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/backups/{id}",
+        summary: "One backup",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Backup"))],
+    },
+    Operation {
+        method: "delete",
+        path: "/v1/backups/{id}",
+        summary: "Purge a backup (its space is reclaimable by gc)",
+        role: "admin",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("204", Answer::Empty)],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/backups/{id}/content",
+        summary: "A backup's bytes, whole or one range",
+        role: "reader",
+        query: &[],
+        headers: &[RANGE],
+        body: Body::None,
+        answers: &[("200", Answer::Bytes), ("206", Answer::Bytes)],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/backups/{id}/url",
+        summary: "A signed link that downloads the backup without a key",
+        role: "reader",
+        query: &[param(
+            "ttl",
+            "integer",
+            "lifetime in seconds, 1 to 604800 (default 3600)",
+        )],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("SignedUrl"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/download/{id}",
+        summary: "A backup's bytes through a signed link (no key)",
+        role: "none",
+        query: &[
+            param("expires", "integer", "the link's expiry, Unix seconds"),
+            param("signature", "string", "the link's signature"),
+        ],
+        headers: &[RANGE],
+        body: Body::None,
+        answers: &[("200", Answer::Bytes), ("206", Answer::Bytes)],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/backups/{id}/catalog",
+        summary: "A page of a backup's catalog",
+        role: "reader",
+        query: &[
+            param("prefix", "string", "only paths that start with it"),
+            LIMIT,
+            OFFSET,
+        ],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("CatalogPage"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/backups/{id}/recycle",
+        summary: "Move a backup to the recycle bin",
+        role: "writer",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Backup"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/backups/{id}/restore",
+        summary: "Take a backup out of the recycle bin",
+        role: "backup",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Backup"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/jobs",
+        summary: "Jobs, newest first",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("JobList"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/scheduler",
+        summary: "The scheduler's periodic tasks",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Scheduler"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/jobs/{id}",
+        summary: "One job",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Job"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/jobs/{id}/cancel",
+        summary: "Cancel a job (409 when it already ended)",
+        role: "backup",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("202", Answer::Json("Job"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/repository/stats",
+        summary: "Repository totals and ratios",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Stats"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/repository/check",
+        summary: "Start a check job",
+        role: "admin",
+        query: &[param(
+            "read_data",
+            "boolean",
+            "also read and verify every pack",
+        )],
+        headers: &[],
+        body: Body::None,
+        answers: &[("202", Answer::Json("JobAccepted"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/repository/gc",
+        summary: "Start a garbage collection job",
+        role: "admin",
+        query: &[param(
+            "dry_run",
+            "boolean",
+            "say what would be deleted, delete nothing",
+        )],
+        headers: &[],
+        body: Body::None,
+        answers: &[("202", Answer::Json("JobAccepted"))],
+    },
 ];
 
+/// The error answers every operation may give, in the one error shape.
+fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
+    let mut statuses = vec![
+        ("400", "invalid input: a bad body, query value or path"),
+        ("404", "no such resource or route"),
+        (
+            "405",
+            "the path exists, not with this method (`Allow` lists them)",
+        ),
+        ("414", "the URL is over 8 KiB"),
+        ("431", "the headers are over 64 KiB"),
+        ("500", "a storage failure (`internal`, `corrupt`)"),
+        ("503", "shutting down, or the backend is unreachable"),
+    ];
+    if op.role != "none" {
+        statuses.push(("401", "no key, or an unknown or revoked one"));
+        statuses.push(("403", "the key's role does not allow this route"));
+    }
+    if op.path == "/v1/download/{id}" {
+        statuses.push(("403", "the link is altered or expired"));
+    }
+    if !op.headers.is_empty() {
+        statuses.push((
+            "416",
+            "the range is outside the backup (`Content-Range: bytes */SIZE`)",
+        ));
+    }
+    if matches!(op.body, Body::Json(_) | Body::Stream) {
+        statuses.push(("413", "the body is over the limit"));
+    }
+    if op.method == "post" && (op.path == "/v1/series" || op.path.ends_with("/cancel")) {
+        statuses.push(("409", "it exists already, or the job already ended"));
+    }
+    statuses
+}
+
+fn answer(description: &str, answer: Answer) -> Value {
+    match answer {
+        Answer::Json(schema) => json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+        }),
+        Answer::Bytes => json!({
+            "description": description,
+            "headers": {
+                "Content-Length": {"schema": {"type": "integer"}},
+                "ETag": {"schema": {"type": "string"}, "description": "the BLAKE3 (else the SHA-256) of the whole stream, quoted"},
+                "Accept-Ranges": {"schema": {"type": "string", "const": "bytes"}},
+                "Content-Range": {"schema": {"type": "string"}, "description": "on 206"}
+            },
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        }),
+        Answer::Text => json!({
+            "description": description,
+            "content": {"text/plain": {"schema": {"type": "string"}}}
+        }),
+        Answer::Empty => json!({"description": description}),
+    }
+}
+
+fn parameter(p: &Param, place: &str) -> Value {
+    json!({"name": p.name, "in": place, "required": false, "description": p.description, "schema": {"type": p.schema}})
+}
+
 fn operation(op: &Operation) -> Value {
-    let (_, path, summary, role, status, query, body) = *op;
-    let mut parameters: Vec<Value> = path
+    let mut parameters: Vec<Value> = op
+        .path
         .split('/')
         .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    parameters.extend(query.iter().map(|name| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}})));
+    parameters.extend(op.query.iter().map(|p| parameter(p, "query")));
+    parameters.extend(op.headers.iter().map(|p| parameter(p, "header")));
+    let mut responses = Map::new();
+    for (status, kind) in op.answers {
+        responses.insert(status.to_string(), answer("success", *kind));
+    }
+    for (status, description) in error_statuses(op) {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| answer(description, Answer::Json("Error")));
+    }
     let mut value = json!({
-        "summary": summary,
+        "summary": op.summary,
         "parameters": parameters,
-        "responses": {
-            status: {"description": "success"},
-            "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        },
-        "x-required-role": role,
+        "responses": responses,
+        "x-required-role": op.role,
     });
-    if role == "none" {
+    if op.role == "none" {
         value["security"] = json!([]);
     }
-    match body {
+    match op.body {
         Body::None => {}
         Body::Json(schema) => {
             value["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
@@ -285,35 +465,126 @@ fn operation(op: &Operation) -> Value {
     value
 }
 
+/// An object schema whose every listed property is required and no other is allowed.
+fn closed(properties: Value) -> Value {
+    let required: Vec<&String> = properties
+        .as_object()
+        .map(|p| p.keys().collect())
+        .unwrap_or_default();
+    json!({"type": "object", "required": required, "properties": properties, "additionalProperties": false})
+}
+
+fn reference(schema: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{schema}")})
+}
+
 fn schemas() -> Value {
-    let policy = json!({"type": "object", "properties": {
-        "keep_last": {"type": "integer"}, "keep_within_secs": {"type": "integer"},
-        "keep_hourly": {"type": "integer"}, "keep_daily": {"type": "integer"},
-        "keep_weekly": {"type": "integer"}, "keep_monthly": {"type": "integer"},
-        "keep_yearly": {"type": "integer"}, "min_keep": {"type": "integer"},
+    let int = json!({"type": "integer", "minimum": 0});
+    let text = json!({"type": "string"});
+    let nullable_text = json!({"type": ["string", "null"]});
+    let policy = json!({"type": "object", "additionalProperties": false, "properties": {
+        "keep_last": int, "keep_within_secs": int,
+        "keep_hourly": int, "keep_daily": int,
+        "keep_weekly": int, "keep_monthly": int,
+        "keep_yearly": int, "min_keep": int,
         "action": {"type": "string", "enum": ["recycle", "delete"]}}});
+    let error_codes = [
+        "invalid_input",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "conflict",
+        "cancelled",
+        "payload_too_large",
+        "uri_too_long",
+        "unsupported_media_type",
+        "range_not_satisfiable",
+        "headers_too_large",
+        "corrupt",
+        "unavailable",
+        "internal",
+    ];
+    let job_kinds = [
+        "upload",
+        "check",
+        "gc",
+        "fa_backup",
+        "fa_restore",
+        "backupchan_upload",
+    ];
+    let error_kinds = [
+        "not_found",
+        "already_exists",
+        "conflict",
+        "invalid_input",
+        "unauthorized",
+        "forbidden",
+        "corrupt",
+        "unavailable",
+        "limit_exceeded",
+        "internal",
+    ];
     json!({
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
-            "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Document": {"type": "object", "required": ["openapi", "info", "paths", "components"]},
+        "Error": closed(json!({"error": closed(json!({
+            "code": {"type": "string", "enum": error_codes},
+            "message": {"type": "string", "minLength": 1}}))})),
         "RetentionPolicy": policy,
-        "SeriesCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "policy": {"$ref": "#/components/schemas/RetentionPolicy"}}},
-        "SeriesUpdate": {"type": "object", "properties": {"policy": {"$ref": "#/components/schemas/RetentionPolicy"}}},
-        "Backup": {"type": "object", "properties": {
-            "id": {"type": "string"}, "series": {"type": "string"}, "kind": {"type": "string", "enum": ["stream", "tree"]},
-            "source": {"type": "string"}, "created_at": {"type": "string"}, "size": {"type": "integer"},
-            "stored_bytes": {"type": "integer"}, "chunks": {"type": "integer"}, "new_chunks": {"type": "integer"},
-            "new_metadata_blobs": {"type": "integer"},
-            "blake3": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
+        "SeriesCreate": {"type": "object", "required": ["name"], "properties": {"name": text, "policy": reference("RetentionPolicy")}},
+        "SeriesUpdate": {"type": "object", "properties": {"policy": reference("RetentionPolicy")}},
+        "Series": closed(json!({
+            "format": text, "version": int,
+            "name": text, "created_at": text, "policy": reference("RetentionPolicy")})),
+        "SeriesList": closed(json!({"series": {"type": "array", "items": reference("Series")}})),
+        "Backup": closed(json!({
+            "id": {"type": "string", "format": "uuid"}, "series": text,
+            "kind": {"type": "string", "enum": ["stream", "tree"]},
+            "source": text, "created_at": text, "size": int,
+            "stored_bytes": int, "chunks": int, "new_chunks": int, "new_metadata_blobs": int,
+            "blake3": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+            "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
             "catalog_entries": {"type": ["integer", "null"]},
-            "tar": {"type": ["string", "null"]}, "recycled_at": {"type": ["string", "null"]}}},
-        "Job": {"type": "object", "properties": {
-            "id": {"type": "string"},
-            "kind": {"type": "string", "enum": ["upload", "check", "gc", "fa_backup", "fa_restore", "backupchan_upload"]},
-            "subject": {"type": ["string", "null"]},
+            "tar": {"type": ["string", "null"], "enum": ["plain", "gzip", null]},
+            "recycled_at": nullable_text})),
+        "BackupList": closed(json!({
+            "backups": {"type": "array", "items": reference("Backup")},
+            "total": int, "limit": int, "offset": int})),
+        "SignedUrl": closed(json!({"url": text, "expires_at": text})),
+        "CatalogEntry": {"type": "object", "required": ["path", "kind", "mode", "mtime", "uid", "gid", "size"],
+            "additionalProperties": false, "properties": {
+            "path": text, "kind": {"type": "string", "enum": ["file", "dir", "symlink", "hardlink", "other"]},
+            "mode": int, "mtime": {"type": "integer"}, "mtime_nsec": int, "uid": int, "gid": int,
+            "user": text, "group": text, "size": int, "link": text, "offset": int}},
+        "CatalogPage": closed(json!({
+            "entries": {"type": "array", "items": reference("CatalogEntry")},
+            "total": int, "limit": int, "offset": int})),
+        "JobProgress": closed(json!({
+            "bytes_done": int, "bytes_total": int, "files_done": int, "files_total": int,
+            "rate_bytes_per_sec": int})),
+        "Job": closed(json!({
+            "id": text,
+            "kind": {"type": "string", "enum": job_kinds},
+            "subject": nullable_text,
             "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
-            "progress": {"type": "object", "properties": {"bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"}, "files_done": {"type": "integer"}, "files_total": {"type": "integer"}, "rate_bytes_per_sec": {"type": "integer"}}},
-            "error": {"type": ["string", "null"]}, "error_kind": {"type": ["string", "null"]}, "result": {}}}
+            "created_at": text, "started_at": nullable_text, "finished_at": nullable_text,
+            "progress": reference("JobProgress"),
+            "error": nullable_text,
+            "error_kind": {"type": ["string", "null"], "enum": error_kinds.iter().map(|k| json!(k)).chain([Value::Null]).collect::<Vec<_>>()},
+            "result": {}})),
+        "JobList": closed(json!({"jobs": {"type": "array", "items": reference("Job")}})),
+        "JobAccepted": closed(json!({"job": reference("Job")})),
+        "ScheduledTask": closed(json!({
+            "name": text, "every_secs": int, "next_run": text, "last_run": nullable_text,
+            "last_result": nullable_text, "runs": int, "failures": int, "running": {"type": "boolean"}})),
+        "Scheduler": closed(json!({"tasks": {"type": "array", "items": reference("ScheduledTask")}})),
+        "SeriesStats": closed(json!({"backups": int, "logical_bytes": int})),
+        "Stats": closed(json!({
+            "backups": int, "logical_bytes": int, "unique_bytes": int, "metadata_bytes": int,
+            "sealed_bytes": int, "stored_bytes": int,
+            "dedup_ratio": {"type": "number"}, "compression_ratio": {"type": "number"},
+            "chunks": int, "metadata_blobs": int, "packs": int,
+            "series": {"type": "object", "additionalProperties": reference("SeriesStats")}})),
     })
 }
 
@@ -321,13 +592,15 @@ fn schemas() -> Value {
 pub fn openapi() -> Value {
     let mut paths = Map::new();
     for op in OPERATIONS {
-        let entry = paths.entry(op.1.to_string()).or_insert_with(|| json!({}));
-        entry[op.0] = operation(op);
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[op.method] = operation(op);
     }
     json!({
         "openapi": "3.1.0",
         "info": {"title": "stowage native API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "See docs/API.md. Every /v1 route needs Authorization: Bearer <key>."},
+                 "description": "See docs/API.md. Every /v1 route needs Authorization: Bearer <key> unless it says `security: []`."},
         "paths": paths,
         "components": {
             "schemas": schemas(),
@@ -353,5 +626,19 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         assert_eq!(count, super::OPERATIONS.len());
+    }
+
+    #[test]
+    fn every_reference_names_a_schema() {
+        let doc = super::openapi();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referenced but not defined"
+            );
+        }
     }
 }
