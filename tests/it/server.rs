@@ -2291,7 +2291,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(status, StatusCode::CREATED);
     let id = stream["id"].as_str().unwrap().to_string();
     // The validation is real: a field too many, or one missing, fails it.
-    let backup_schema = json!({"$ref": "#/components/schemas/Backup", "components": doc["components"]});
+    let backup_schema =
+        json!({"$ref": "#/components/schemas/Backup", "components": doc["components"]});
     let validator = jsonschema::validator_for(&backup_schema).unwrap();
     assert!(validator.is_valid(&stream));
     let mut extra = stream.clone();
