@@ -4,6 +4,7 @@
 pub mod backupchan;
 pub mod backups;
 pub mod control;
+pub mod cron;
 pub mod documents;
 pub mod durable;
 pub mod fa;

@@ -1164,43 +1164,13 @@ async fn integrity_check_job_flags_a_damaged_backup() {
     }
 }
 
-/// The virtual environment with the pinned clients, made once under `target/` (a lock
-/// file keeps concurrent test processes from building it twice).
-fn client_venv() -> PathBuf {
-    use std::os::fd::AsRawFd;
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    let venv = target.join("backupchan-clients");
-    std::fs::create_dir_all(&target).unwrap();
-    let lock = std::fs::File::create(target.join("backupchan-clients.lock")).unwrap();
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let done = venv.join("installed");
-    let wanted = CLIENT_PACKAGES.join(" ");
-    if std::fs::read_to_string(&done).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let status = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is needed for the Backup-chan client tests (.ci/run installs it)");
-        assert!(status.success(), "python3 -m venv failed");
-        let output = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(CLIENT_PACKAGES)
-            .output()
-            .expect("pip");
-        assert!(
-            output.status.success(),
-            "pip install {wanted}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::write(&done, &wanted).unwrap();
-    }
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backupchan_python_clients_work_unchanged() {
-    let venv = tokio::task::spawn_blocking(client_venv).await.unwrap();
+    let venv = tokio::task::spawn_blocking(|| {
+        crate::support::python_venv("backupchan-clients", &CLIENT_PACKAGES)
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bc = Bc::start(dir.path()).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/backupchan_clients.py");

@@ -536,3 +536,38 @@ pub fn plain_tar(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     assert!(output.status.success());
     output.stdout
 }
+
+/// A Python virtual environment under `target/<name>` with `packages` (pinned) installed
+/// from PyPI, made once (a lock file keeps concurrent test processes from building it
+/// twice; a changed package list rebuilds it).
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let venv = target.join(name);
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join(format!("{name}.lock"))).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let done = venv.join("installed");
+    let wanted = packages.join(" ");
+    if std::fs::read_to_string(&done).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 with venv is needed (.ci/run installs it)");
+        assert!(status.success(), "python3 -m venv failed");
+        let output = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages)
+            .output()
+            .expect("pip");
+        assert!(
+            output.status.success(),
+            "pip install {wanted}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(&done, &wanted).unwrap();
+    }
+    venv
+}
