@@ -26,7 +26,6 @@ use crate::service::keys::{KeyStore, Role};
 use crate::service::mirror::StateMirror;
 use crate::service::signed_urls::UrlSigner;
 use crate::service::tasks::TaskSet;
-use crate::service::users::UserStore;
 use crate::state::StateStore;
 
 /// Every server setting, with its default.
@@ -340,7 +339,6 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     // The state store next: a second server on the same data directory stops here.
     let store = Arc::new(StateStore::open(&config.state_file())?);
     let keys = KeyStore::new(store.clone());
-    let users = UserStore::new(store.clone());
     keys.migrate_file(&config.keys_file())
         .context("moving keys.json into the state store")?;
     let passphrase = passphrase(config)?;
@@ -378,7 +376,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     let mut state = ServerState::new(
         repo,
         keys,
-        users,
+        store.clone(),
         jobs,
         limits,
         config.max_concurrent_uploads,

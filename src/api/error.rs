@@ -159,6 +159,16 @@ impl From<crate::service::backups::BackupsError> for ApiError {
     }
 }
 
+impl From<crate::service::schedules::ScheduleError> for ApiError {
+    fn from(error: crate::service::schedules::ScheduleError) -> ApiError {
+        use crate::service::schedules::ScheduleError;
+        match error {
+            ScheduleError::Denied(e) => e.into(),
+            other => ApiError::from_kind(other.kind(), other.to_string()),
+        }
+    }
+}
+
 impl From<KeyStoreError> for ApiError {
     fn from(error: KeyStoreError) -> ApiError {
         ApiError::from_kind(error.kind(), error.to_string())

@@ -8,6 +8,7 @@ mod jobs;
 mod openapi;
 mod ops;
 mod repository;
+mod schedules;
 mod series;
 
 use axum::extract::DefaultBodyLimit;
@@ -48,6 +49,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/backups/{id}/catalog", get(backups::catalog))
         .route("/v1/backups/{id}/recycle", post(backups::recycle))
         .route("/v1/backups/{id}/restore", post(backups::restore))
+        .route(
+            "/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get)
+                .patch(schedules::update)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{name}/calendar", get(schedules::calendar))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/scheduler", get(jobs::scheduler))
         .route("/v1/jobs/{id}", get(jobs::get))

@@ -281,6 +281,74 @@ const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/v1/schedules",
+        summary: "List schedules",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("ScheduleList"))],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/schedules",
+        summary:
+            "Create a schedule (400 naming the field of a bad crontab; 409 when the name is taken)",
+        role: "writer",
+        query: &[],
+        headers: &[],
+        body: Body::Json("ScheduleCreate"),
+        answers: &[("201", Answer::Json("Schedule"))],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/schedules/{name}",
+        summary: "One schedule with its next run",
+        role: "reader",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Schedule"))],
+    },
+    Operation {
+        method: "patch",
+        path: "/v1/schedules/{name}",
+        summary: "Change a schedule's crontab or whether it is enabled",
+        role: "writer",
+        query: &[],
+        headers: &[],
+        body: Body::Json("ScheduleUpdate"),
+        answers: &[("200", Answer::Json("Schedule"))],
+    },
+    Operation {
+        method: "delete",
+        path: "/v1/schedules/{name}",
+        summary: "Delete a schedule",
+        role: "admin",
+        query: &[],
+        headers: &[],
+        body: Body::None,
+        answers: &[("204", Answer::Empty)],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/schedules/{name}/calendar",
+        summary: "When a schedule fires in a range (at most 50,000 times)",
+        role: "reader",
+        query: &[
+            param("from", "string", "RFC 3339 start, inclusive (default now)"),
+            param(
+                "to",
+                "string",
+                "RFC 3339 end, inclusive (default 31 days after `from`)",
+            ),
+        ],
+        headers: &[],
+        body: Body::None,
+        answers: &[("200", Answer::Json("Calendar"))],
+    },
+    Operation {
+        method: "get",
         path: "/v1/jobs",
         summary: "Jobs, newest first",
         role: "reader",
@@ -389,7 +457,9 @@ fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
     if matches!(op.body, Body::Json(_) | Body::Stream) {
         statuses.push(("413", "the body is over the limit"));
     }
-    if op.method == "post" && (op.path == "/v1/series" || op.path.ends_with("/cancel")) {
+    if op.method == "post"
+        && (op.path == "/v1/series" || op.path == "/v1/schedules" || op.path.ends_with("/cancel"))
+    {
         statuses.push(("409", "it exists already, or the job already ended"));
     }
     statuses
@@ -578,6 +648,15 @@ fn schemas() -> Value {
             "name": text, "every_secs": int, "next_run": text, "last_run": nullable_text,
             "last_result": nullable_text, "runs": int, "failures": int, "running": {"type": "boolean"}})),
         "Scheduler": closed(json!({"tasks": {"type": "array", "items": reference("ScheduledTask")}})),
+        "ScheduleCreate": {"type": "object", "required": ["name", "crontab"], "additionalProperties": false, "properties": {
+            "name": text, "crontab": text, "enabled": {"type": "boolean"}}},
+        "ScheduleUpdate": {"type": "object", "additionalProperties": false, "properties": {
+            "crontab": text, "enabled": {"type": "boolean"}}},
+        "Schedule": closed(json!({
+            "name": text, "crontab": text, "enabled": {"type": "boolean"}, "created_at": text,
+            "next_run": nullable_text})),
+        "ScheduleList": closed(json!({"schedules": {"type": "array", "items": reference("Schedule")}})),
+        "Calendar": closed(json!({"occurrences": {"type": "array", "items": text}})),
         "SeriesStats": closed(json!({"backups": int, "logical_bytes": int})),
         "Stats": closed(json!({
             "backups": int, "logical_bytes": int, "unique_bytes": int, "metadata_bytes": int,

@@ -43,6 +43,8 @@ pub struct ServerState {
     pub keys: KeyStore,
     /// People who sign in with email and password.
     pub users: UserStore,
+    /// Named cron schedules that policies run by.
+    pub schedules: crate::service::schedules::Schedules,
     pub jobs: Arc<JobRegistry>,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -70,7 +72,7 @@ impl ServerState {
     pub fn new(
         repo: Repository,
         keys: KeyStore,
-        users: UserStore,
+        store: Arc<crate::state::StateStore>,
         jobs: Arc<JobRegistry>,
         limits: Limits,
         max_uploads: usize,
@@ -80,7 +82,8 @@ impl ServerState {
             backups: crate::service::backups::Backups::new(repo.clone()),
             repo,
             keys,
-            users,
+            users: UserStore::new(store.clone()),
+            schedules: crate::service::schedules::Schedules::new(store),
             jobs,
             metrics: Metrics::default(),
             limits,

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod mirror;
 pub mod retention;
 pub mod scheduler;
+pub mod schedules;
 pub mod signed_urls;
 pub mod tasks;
 pub mod uploads;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::JobRecord;
 use super::keys::KeyRecord;
-use super::schema::{DOCUMENTS, JOBS, KEYS, SECRETS, USERS};
+use super::schedules::ScheduleRecord;
+use super::schema::{DOCUMENTS, JOBS, KEYS, SCHEDULES, SECRETS, USERS};
 use super::users::{email_key, UserRecord};
 use super::{db, decode, StateError, StateStore};
 
@@ -23,6 +24,9 @@ pub struct Export {
     /// Secret name → its bytes, hex.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Absent from exports made before schedules existed.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleRecord>,
 }
 
 impl StateStore {
@@ -43,6 +47,7 @@ impl StateStore {
                 .into_iter()
                 .map(|(name, bytes)| (name, hex::encode(bytes)))
                 .collect(),
+            schedules: self.schedules()?,
         })
     }
 
@@ -53,7 +58,8 @@ impl StateStore {
             && export.users.is_empty()
             && export.jobs.is_empty()
             && export.documents.is_empty()
-            && export.secrets.is_empty())
+            && export.secrets.is_empty()
+            && export.schedules.is_empty())
     }
 
     /// Replaces every table's records with `export`'s, in one transaction.
@@ -68,7 +74,7 @@ impl StateStore {
         }
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
-            for table in [KEYS, USERS, JOBS, DOCUMENTS, SECRETS] {
+            for table in [KEYS, USERS, JOBS, DOCUMENTS, SECRETS, SCHEDULES] {
                 txn.delete_table(table).map_err(db)?;
             }
             {
@@ -97,6 +103,12 @@ impl StateStore {
                 let mut table = txn.open_table(SECRETS).map_err(db)?;
                 for (name, bytes) in &secrets {
                     table.insert(*name, bytes.as_slice()).map_err(db)?;
+                }
+                let mut schedules = txn.open_table(SCHEDULES).map_err(db)?;
+                for schedule in &export.schedules {
+                    schedules
+                        .insert(schedule.name.as_str(), json(schedule).as_slice())
+                        .map_err(db)?;
                 }
             }
             txn.commit().map_err(db)

@@ -10,6 +10,7 @@
 //!   (`state::documents`; the layout is the dialect's, FORMAT.md §11a)
 //! * `secrets`: name → raw bytes, created once (`url-signing`: the 32-byte key of signed
 //!   links)
+//! * `schedules`: schedule name → its record, JSON (`state::schedules`)
 
 use redb::TableDefinition;
 
@@ -24,6 +25,7 @@ pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 pub const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+pub const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
 
 /// Creates every table a fresh store lacks.
 pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
@@ -32,5 +34,6 @@ pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
     txn.open_table(JOBS).map_err(db)?;
     txn.open_table(DOCUMENTS).map_err(db)?;
     txn.open_table(SECRETS).map_err(db)?;
+    txn.open_table(SCHEDULES).map_err(db)?;
     Ok(())
 }

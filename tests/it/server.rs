@@ -2419,6 +2419,50 @@ async fn every_route_answers_as_the_openapi_document_says() {
         &writer
     ));
 
+    // Schedules.
+    let (status, _) = check!(
+        Call::new(Method::POST, "/v1/schedules", "/v1/schedules", &writer)
+            .json(json!({"name": "nightly", "crontab": "0 2 * * *"}))
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = check!(
+        Call::new(Method::POST, "/v1/schedules", "/v1/schedules", &writer)
+            .json(json!({"name": "bad", "crontab": "61 * * * *"}))
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    check!(Call::new(
+        Method::GET,
+        "/v1/schedules",
+        "/v1/schedules",
+        &reader
+    ));
+    check!(Call::new(
+        Method::GET,
+        "/v1/schedules/{name}",
+        "/v1/schedules/nightly",
+        &reader
+    ));
+    check!(Call::new(
+        Method::PATCH,
+        "/v1/schedules/{name}",
+        "/v1/schedules/nightly",
+        &writer
+    )
+    .json(json!({"enabled": false})));
+    check!(Call::new(
+        Method::GET,
+        "/v1/schedules/{name}/calendar",
+        "/v1/schedules/nightly/calendar?from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z",
+        &reader,
+    ));
+    let (status, _) = check!(Call::new(
+        Method::DELETE,
+        "/v1/schedules/{name}",
+        "/v1/schedules/nightly",
+        &admin
+    ));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     // Jobs and the repository.
     check!(Call::new(Method::GET, "/v1/jobs", "/v1/jobs", &reader));
     check!(Call::new(
@@ -2527,4 +2571,143 @@ async fn every_route_answers_as_the_openapi_document_says() {
         missing.is_empty(),
         "documented but not exercised: {missing:?}"
     );
+}
+
+/// Schedules in /v1: a crontab is checked when stored (the refusal names the field), the
+/// next run follows the expression (five fields or six with a year), a past year is kept
+/// with no next run and an empty calendar, names are unique, disabling clears the next
+/// run, and deleting takes the admin role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_checked_stored_and_expanded() {
+    let server = Server::start().await;
+    let create = |name: &str, crontab: &str| json!({"name": name, "crontab": crontab});
+    let (status, weekly) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/schedules",
+            &create("weekly", "0 5 * * MON *"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{weekly}");
+    assert_eq!(weekly["enabled"], true);
+    let next = chrono::DateTime::parse_from_rfc3339(weekly["next_run"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        chrono::Datelike::weekday(&next),
+        chrono::Weekday::Mon,
+        "{weekly}"
+    );
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/schedules",
+            &create("weekly", "* * * * *"),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    for (crontab, words) in [
+        ("0 5 * * 0 *", "day-of-week"),
+        ("0 25 * * *", "hour"),
+        ("* * *", "3 fields"),
+    ] {
+        let (status, body) = server
+            .send_json(
+                reqwest::Method::POST,
+                &server.writer,
+                "/v1/schedules",
+                &create("bad", crontab),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(words),
+            "{crontab}: {body}"
+        );
+    }
+    let (status, past) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.writer,
+            "/v1/schedules",
+            &create("past", "0 0 1 1 * 2020"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{past}");
+    assert_eq!(past["next_run"], Value::Null);
+    let (_, calendar) = server
+        .get(
+            &server.reader,
+            "/v1/schedules/past/calendar?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z",
+        )
+        .await;
+    assert_eq!(calendar["occurrences"], json!([]));
+    let (_, calendar) = server
+        .get(
+            &server.reader,
+            "/v1/schedules/weekly/calendar?from=2026-11-01T00:00:00Z&to=2026-11-30T23:59:50Z",
+        )
+        .await;
+    assert_eq!(
+        calendar["occurrences"],
+        json!([
+            "2026-11-02T05:00:00Z",
+            "2026-11-09T05:00:00Z",
+            "2026-11-16T05:00:00Z",
+            "2026-11-23T05:00:00Z",
+            "2026-11-30T05:00:00Z"
+        ])
+    );
+    let (status, body) = server
+        .get(
+            &server.reader,
+            "/v1/schedules/weekly/calendar?from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z",
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    let (status, off) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            &server.writer,
+            "/v1/schedules/weekly",
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{off}");
+    assert_eq!(
+        (&off["enabled"], &off["next_run"]),
+        (&json!(false), &Value::Null)
+    );
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            &server.writer,
+            "/v1/schedules/weekly",
+            &json!({"crontab": "nonsense"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    // Deleting takes the admin role.
+    let (status, body) = json_of(
+        server
+            .request(
+                reqwest::Method::DELETE,
+                &server.writer,
+                "/v1/schedules/past",
+            )
+            .await,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, listed) = server.get(&server.reader, "/v1/schedules").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = listed["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["past", "weekly"]);
+    let (status, _) = server.get(&server.reader, "/v1/schedules/none").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
