@@ -2711,3 +2711,100 @@ async fn schedules_are_checked_stored_and_expanded() {
     let (status, _) = server.get(&server.reader, "/v1/schedules/none").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Sixteen overlapping uploads while gc runs in a loop and the older backups they share
+/// chunks with are purged: every upload is committed whole, `check --read-data` finds
+/// nothing, and every backup downloads byte-exact (the gc/ingest handshake under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_uploads_beside_gc_and_purges_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = Server::start().await;
+    let shared = random_bytes(3 * MIB, 60);
+    let mut old = Vec::new();
+    for i in 0..4u64 {
+        let mut data = shared.clone();
+        data.extend_from_slice(&random_bytes(MIB / 2, 600 + i));
+        old.push(
+            server.upload("old", &data).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let inputs: Vec<Vec<u8>> = (0..16u64)
+        .map(|i| {
+            let mut data = random_bytes(MIB / 2, 700 + i);
+            data.extend_from_slice(&shared);
+            data.extend_from_slice(&random_bytes(MIB / 2, 800 + i));
+            data
+        })
+        .collect();
+    let uploading = AtomicBool::new(true);
+    let gc_loop = async {
+        let mut runs = 0;
+        while uploading.load(Ordering::Relaxed) {
+            let (status, accepted) = server.post(&server.admin, "/v1/repository/gc").await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+            let job = server
+                .wait_job(accepted["job"]["id"].as_str().unwrap())
+                .await;
+            assert_eq!(job["status"], "succeeded", "gc beside uploads: {job}");
+            runs += 1;
+        }
+        runs
+    };
+    let purges = async {
+        for id in &old {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let response = server
+                .request(
+                    reqwest::Method::DELETE,
+                    &server.admin,
+                    &format!("/v1/backups/{id}"),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        }
+    };
+    let uploads = async {
+        let answers = futures::future::join_all(inputs.iter().enumerate().map(|(i, data)| {
+            let server = &server;
+            async move {
+                json_of(
+                    server
+                        .upload_raw("new", &format!("?name=part{i}"), data.clone())
+                        .await,
+                )
+                .await
+            }
+        }))
+        .await;
+        uploading.store(false, Ordering::Relaxed);
+        answers
+    };
+    let (runs, (), answers) = tokio::join!(gc_loop, purges, uploads);
+    assert!(runs >= 1);
+    let mut ids = Vec::new();
+    for (i, (status, backup)) in answers.iter().enumerate() {
+        assert_eq!(*status, StatusCode::CREATED, "upload {i}: {backup}");
+        ids.push(backup["id"].as_str().unwrap().to_string());
+    }
+    // Once more with nothing running: the purged backups' own chunks go, nothing else.
+    let (_, accepted) = server.post(&server.admin, "/v1/repository/gc").await;
+    let gc = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(gc["status"], "succeeded", "{gc}");
+    let (_, accepted) = server
+        .post(&server.admin, "/v1/repository/check?read_data=true")
+        .await;
+    let check = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(check["status"], "succeeded", "{check}");
+    assert_eq!(check["result"]["problems"], json!([]), "{check}");
+    assert_eq!(server.total("").await, 16);
+    for (i, id) in ids.iter().enumerate() {
+        assert!(server.download(id).await == inputs[i], "upload {i} differs");
+    }
+}

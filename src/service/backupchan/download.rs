@@ -105,6 +105,8 @@ struct TarStream {
     input: Bytes,
     finished: bool,
     current: Bytes,
+    /// Bytes of the tar stream taken so far.
+    position: u64,
 }
 
 impl TarStream {
@@ -120,6 +122,7 @@ impl TarStream {
             input: Bytes::new(),
             finished: false,
             current: Bytes::new(),
+            position: 0,
         }
     }
 
@@ -163,7 +166,17 @@ impl TarStream {
         outcome
     }
 
-    /// Passes exactly `len` bytes on to `sink`.
+    /// Passes the `len` bytes at `offset` of the tar stream on to `sink`, skipping what
+    /// lies before; offsets only move forward (a catalog lists its entries in order).
+    async fn take_at(&mut self, offset: u64, len: u64, sink: Sink<'_>) -> Result<(), BcError> {
+        let skip = offset.checked_sub(self.position).ok_or_else(|| {
+            BcError::Invalid(format!("backup {} has a catalog out of order", self.backup))
+        })?;
+        self.take(skip, Sink::Skip).await?;
+        self.take(len, sink).await
+    }
+
+    /// Passes exactly the next `len` bytes on to `sink`.
     async fn take(&mut self, mut len: u64, mut sink: Sink<'_>) -> Result<(), BcError> {
         while len > 0 {
             if self.current.is_empty() {
@@ -178,6 +191,7 @@ impl TarStream {
                 .current
                 .split_to(self.current.len().min(len.min(usize::MAX as u64) as usize));
             len -= piece.len() as u64;
+            self.position += piece.len() as u64;
             match &mut sink {
                 Sink::Skip => {}
                 Sink::Send(out) => out.send(piece).await?,
@@ -217,21 +231,12 @@ async fn write_members(
             } => {
                 let source = repo.read_backup(&manifest, None)?;
                 let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
-                let mut position = 0u64;
                 for (entry, offset) in entries {
                     out.send(archive::entry_header(&entry)).await?;
                     if entry.kind != archive::FILE {
                         continue;
                     }
-                    let skip = offset.checked_sub(position).ok_or_else(|| {
-                        BcError::Invalid(format!(
-                            "backup {} has a catalog out of order",
-                            manifest.id
-                        ))
-                    })?;
-                    tar.take(skip, Sink::Skip).await?;
-                    tar.take(entry.size, Sink::Send(out)).await?;
-                    position = offset + entry.size;
+                    tar.take_at(offset, entry.size, Sink::Send(out)).await?;
                     out.send(archive::pad(entry.size)).await?;
                 }
             }
@@ -420,21 +425,13 @@ impl BackupchanService {
                 } => {
                     let source = self.repo.read_backup(&manifest, None)?;
                     let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
-                    let mut position = 0u64;
                     for (entry, offset) in entries {
                         if entry.kind != archive::FILE {
                             continue;
                         }
-                        let skip = offset.checked_sub(position).ok_or_else(|| {
-                            BcError::Invalid(format!(
-                                "backup {} has a catalog out of order",
-                                manifest.id
-                            ))
-                        })?;
-                        tar.take(skip, Sink::Skip).await?;
                         let mut hash = Sha256::new();
-                        tar.take(entry.size, Sink::Hash(&mut hash)).await?;
-                        position = offset + entry.size;
+                        tar.take_at(offset, entry.size, Sink::Hash(&mut hash))
+                            .await?;
                         files.push((relative(&entry.name), hex::encode(hash.finalize())));
                     }
                 }
