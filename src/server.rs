@@ -422,7 +422,12 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("making {} private", path.display()))?;
-    let (tasks, keys, users) = (state.tasks.clone(), state.keys.clone(), state.users.clone());
+    let (tasks, keys, users, schedules) = (
+        state.tasks.clone(),
+        state.keys.clone(),
+        state.users.clone(),
+        state.schedules.clone(),
+    );
     state.tasks.spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -435,7 +440,12 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
                 },
                 _ = tasks.cancelled() => break,
             };
-            let (keys, users, stopping) = (keys.clone(), users.clone(), tasks.clone());
+            let (keys, users, schedules, stopping) = (
+                keys.clone(),
+                users.clone(),
+                schedules.clone(),
+                tasks.clone(),
+            );
             tasks.spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = Vec::new();
@@ -453,6 +463,7 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
                 let stores = Stores {
                     keys: &keys,
                     users: &users,
+                    schedules: &schedules,
                 };
                 let reply = handle_line(&stores, &line);
                 let mut bytes = serde_json::to_vec(&reply).expect("replies serialize");

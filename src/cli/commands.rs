@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 
 use super::output::{self, ProgressBar};
 use super::remote;
-use super::{Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs, UserCommand};
+use super::{
+    Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs, ScheduleCommand, UserCommand,
+};
 use crate::backend::{DynBackend, Location, S3Backend, S3Settings};
 use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
@@ -32,6 +34,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
         }
         Command::Key { action } => key(action).await,
         Command::User { action } => user(action).await,
+        Command::Schedule { action } => schedule(action).await,
         Command::Init {
             repo,
             chunk_min,
@@ -751,6 +754,81 @@ async fn user(action: UserCommand) -> Result<Outcome> {
             if user.superuser { "super" } else { "" },
             user.email
         ),
+        ControlReply::Done => eprintln!("done"),
+        other => return reply_error(other),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn schedule(action: ScheduleCommand) -> Result<Outcome> {
+    use crate::service::control::{ControlReply, ControlRequest};
+    let (data, request, json) = match action {
+        ScheduleCommand::Create {
+            data,
+            name,
+            crontab,
+            disabled,
+        } => (
+            data,
+            ControlRequest::ScheduleCreate {
+                name,
+                crontab,
+                enabled: !disabled,
+            },
+            false,
+        ),
+        ScheduleCommand::List { data, json } => (data, ControlRequest::ScheduleList, json),
+        ScheduleCommand::Set {
+            data,
+            name,
+            crontab,
+            enable,
+            disable,
+        } => {
+            let enabled = match (enable, disable) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            if crontab.is_none() && enabled.is_none() {
+                bail!("nothing to change: give --crontab, --enable or --disable");
+            }
+            (
+                data,
+                ControlRequest::ScheduleSet {
+                    name,
+                    crontab,
+                    enabled,
+                },
+                false,
+            )
+        }
+        ScheduleCommand::Delete { data, name } => {
+            (data, ControlRequest::ScheduleDelete { name }, false)
+        }
+        ScheduleCommand::Calendar {
+            data,
+            name,
+            from,
+            to,
+        } => {
+            let from = from.unwrap_or_else(chrono::Utc::now);
+            let to = to.unwrap_or(from + chrono::Duration::days(31));
+            (
+                data,
+                ControlRequest::ScheduleCalendar { name, from, to },
+                false,
+            )
+        }
+    };
+    match super::control::run(&data.data_dir, request).await? {
+        ControlReply::Schedule { schedule } => output::print_schedules(&[schedule], false)?,
+        ControlReply::Schedules { schedules } => output::print_schedules(&schedules, json)?,
+        ControlReply::Calendar { occurrences } => {
+            for time in occurrences {
+                println!("{time}");
+            }
+        }
         ControlReply::Done => eprintln!("done"),
         other => return reply_error(other),
     }

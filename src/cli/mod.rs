@@ -116,6 +116,12 @@ enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Manage schedules: named cron expressions policies run by (works whether or not
+    /// the server runs).
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleCommand,
+    },
     /// Create a new repository.
     Init {
         #[command(flatten)]
@@ -459,6 +465,57 @@ enum UserCommand {
         #[command(flatten)]
         data: DataDirArgs,
         email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScheduleCommand {
+    /// Create a schedule. CRONTAB has five fields (minute hour day-of-month month
+    /// day-of-week) or six (the same and a year, CyBorgBackup's form); quote it.
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+        crontab: String,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List schedules with their next runs.
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a schedule's crontab, or enable or disable it.
+    Set {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+        #[arg(long)]
+        crontab: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a schedule.
+    Delete {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+    },
+    /// When a schedule fires between --from and --to (RFC 3339; default now and 31 days
+    /// on).
+    Calendar {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 

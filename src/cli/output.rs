@@ -209,6 +209,29 @@ fn catalog_line(e: &CatalogEntry) -> String {
     )
 }
 
+/// Schedules, one a line (name, crontab, enabled, next run), or as JSON.
+pub fn print_schedules(
+    schedules: &[crate::service::schedules::ScheduleView],
+    json: bool,
+) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(schedules)?)?;
+        return Ok(());
+    }
+    for s in schedules {
+        writeln!(
+            out,
+            "{}\t{}\t{}\tnext {}",
+            s.name,
+            s.crontab,
+            if s.enabled { "enabled" } else { "disabled" },
+            s.next_run.as_deref().unwrap_or("never")
+        )?;
+    }
+    Ok(())
+}
+
 pub fn print_stats(stats: &RepoStats, json: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     if json {

@@ -1,4 +1,5 @@
-//! The control protocol: what `stowage key ...` and `stowage user ...` ask of the state
+//! The control protocol: what `stowage key ...`, `stowage user ...` and
+//! `stowage schedule ...` ask of the state
 //! store, answered the same way whether the CLI opened the store itself or, because a
 //! running server holds it, sent the request over the server's control socket
 //! (`<data_dir>/control.sock`, mode 0600: whoever may read the data directory may
@@ -9,7 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::{KeyRecord, KeyStore, Role};
+use super::keys::{KeyRecord, KeyStore, Principal, Role};
+use super::schedules::{ScheduleView, Schedules};
 use super::users::{NewUser, UserStore, UserView};
 
 /// File name of the control socket inside the data directory.
@@ -45,6 +47,27 @@ pub enum ControlRequest {
     UserDelete {
         email: String,
     },
+    ScheduleCreate {
+        name: String,
+        crontab: String,
+        enabled: bool,
+    },
+    ScheduleList,
+    ScheduleSet {
+        name: String,
+        #[serde(default)]
+        crontab: Option<String>,
+        #[serde(default)]
+        enabled: Option<bool>,
+    },
+    ScheduleDelete {
+        name: String,
+    },
+    ScheduleCalendar {
+        name: String,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +87,15 @@ pub enum ControlReply {
     Users {
         users: Vec<UserView>,
     },
+    Schedule {
+        schedule: ScheduleView,
+    },
+    Schedules {
+        schedules: Vec<ScheduleView>,
+    },
+    Calendar {
+        occurrences: Vec<String>,
+    },
     Done,
     Error {
         message: String,
@@ -74,6 +106,17 @@ pub enum ControlReply {
 pub struct Stores<'a> {
     pub keys: &'a KeyStore,
     pub users: &'a UserStore,
+    pub schedules: &'a Schedules,
+}
+
+/// Who asks over the control protocol: whoever may read the data directory, which is
+/// the server's administrator.
+fn administrator() -> Principal {
+    Principal {
+        key_id: "control".into(),
+        name: "control socket".into(),
+        role: Role::Admin,
+    }
 }
 
 /// Carries out one request.
@@ -131,6 +174,42 @@ fn carry_out(stores: &Stores<'_>, request: ControlRequest) -> Result<ControlRepl
             users.delete(&email, keys).map_err(text)?;
             ControlReply::Done
         }
+        ControlRequest::ScheduleCreate {
+            name,
+            crontab,
+            enabled,
+        } => ControlReply::Schedule {
+            schedule: stores
+                .schedules
+                .create(&administrator(), &name, &crontab, enabled)
+                .map_err(text)?,
+        },
+        ControlRequest::ScheduleList => ControlReply::Schedules {
+            schedules: stores.schedules.list(&administrator()).map_err(text)?,
+        },
+        ControlRequest::ScheduleSet {
+            name,
+            crontab,
+            enabled,
+        } => ControlReply::Schedule {
+            schedule: stores
+                .schedules
+                .update(&administrator(), &name, crontab.as_deref(), enabled)
+                .map_err(text)?,
+        },
+        ControlRequest::ScheduleDelete { name } => {
+            stores
+                .schedules
+                .delete(&administrator(), &name)
+                .map_err(text)?;
+            ControlReply::Done
+        }
+        ControlRequest::ScheduleCalendar { name, from, to } => ControlReply::Calendar {
+            occurrences: stores
+                .schedules
+                .calendar(&administrator(), &name, from, to)
+                .map_err(text)?,
+        },
     })
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cron::{Cron, CronError};
 use super::keys::{KeyStoreError, Principal, Role};
@@ -53,7 +53,7 @@ impl ScheduleError {
 
 /// A schedule as callers see it: the record and its next run (`None`: never again, or
 /// disabled).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleView {
     pub name: String,
     pub crontab: String,

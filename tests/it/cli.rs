@@ -568,3 +568,63 @@ fn put_of_a_missing_path_fails_and_records_nothing() {
     assert!(output.stdout.is_empty());
     assert_eq!(r.json(&["ls", "--json"]), Value::Array(Vec::new()));
 }
+
+/// `stowage schedule` on a data directory no server holds: create (a bad crontab is
+/// refused naming its field), list with the next run, calendar, disable, delete.
+#[test]
+fn schedule_commands_manage_schedules_in_the_state_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let stowage = |args: &[&str]| {
+        let mut command = cli(&dir.path().join("repo"));
+        command
+            .arg("schedule")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data);
+        command
+    };
+    run_ok(&mut stowage(&["create", "weekly", "0 5 * * MON *"]), None);
+    let refused = run(&mut stowage(&["create", "bad", "0 25 * * *"]), None);
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("hour"), "{text}");
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    let schedules: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(schedules[0]["name"], "weekly", "{schedules}");
+    assert!(schedules[0]["next_run"].is_string(), "{schedules}");
+    let calendar = run_ok(
+        &mut stowage(&[
+            "calendar",
+            "weekly",
+            "--from",
+            "2026-11-01T00:00:00Z",
+            "--to",
+            "2026-11-30T23:59:00Z",
+        ]),
+        None,
+    );
+    let days: Vec<String> = String::from_utf8_lossy(&calendar.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        days,
+        [
+            "2026-11-02T05:00:00Z",
+            "2026-11-09T05:00:00Z",
+            "2026-11-16T05:00:00Z",
+            "2026-11-23T05:00:00Z",
+            "2026-11-30T05:00:00Z"
+        ]
+    );
+    run_ok(&mut stowage(&["set", "weekly", "--disable"]), None);
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    let schedules: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(schedules[0]["enabled"], false, "{schedules}");
+    assert_eq!(schedules[0]["next_run"], serde_json::Value::Null);
+    run_ok(&mut stowage(&["delete", "weekly"]), None);
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}
