@@ -75,12 +75,12 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/readyz",
-        summary: "Readiness: `ready` once the repository is open, 503 `shutting down` after",
+        summary: "Readiness: `ready` once the repository is open; 503 (the error shape) while shutting down",
         role: "none",
         query: &[],
         headers: &[],
         body: Body::None,
-        answers: &[("200", Answer::Text), ("503", Answer::Text)],
+        answers: &[("200", Answer::Text)],
     },
     Operation {
         method: "get",
