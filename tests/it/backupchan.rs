@@ -901,7 +901,7 @@ async fn multi_downloads_are_one_tar_with_archives_extracted() {
 /// extractor that follows links (Python's tarfile before 3.14) writes only inside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_symlink_and_a_file_beneath_it_never_escape_a_multi_download() {
-    use stowage::service::backupchan::archive::{
+    use stowage::format::tar::writer::{
         end_marker, entry_header, pad, Entry, DIR, FILE, HARDLINK, SYMLINK,
     };
     let dir = tempfile::tempdir().unwrap();

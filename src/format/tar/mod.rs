@@ -81,6 +81,7 @@ mod gzip;
 mod machine;
 #[cfg(test)]
 mod tests;
+pub mod writer;
 
 use gzip::Gunzip;
 use machine::TarMachine;

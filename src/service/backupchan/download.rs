@@ -10,12 +10,12 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use sha2::{Digest, Sha256};
 
-use super::archive::{self, Entry};
 use super::store::Part;
 use super::targets::{expand_template, TargetType};
 use super::{BackupchanService, BcError};
 use crate::format::catalog::{CatalogEntry, EntryKind};
 use crate::format::manifest::{BackupManifest, TarEncoding};
+use crate::format::tar::writer::{self, Entry};
 
 /// A backup's bytes as served.
 pub struct Download {
@@ -45,9 +45,9 @@ enum Member {
 impl Member {
     fn len(&self) -> u64 {
         match self {
-            Member::File { entry, .. } => archive::entry_len(entry),
+            Member::File { entry, .. } => writer::entry_len(entry),
             Member::Archive { entries, .. } => {
-                entries.iter().map(|(e, _)| archive::entry_len(e)).sum()
+                entries.iter().map(|(e, _)| writer::entry_len(e)).sum()
             }
         }
     }
@@ -56,18 +56,14 @@ impl Member {
 /// The archive entry of a catalog entry; devices and fifos are left out.
 fn catalog_entry(e: CatalogEntry) -> Option<(Entry, u64)> {
     let (kind, name, size) = match e.kind {
-        EntryKind::File => (archive::FILE, e.path, e.size),
-        EntryKind::Dir => (
-            archive::DIR,
-            format!("{}/", e.path.trim_end_matches('/')),
-            0,
-        ),
-        EntryKind::Symlink => (archive::SYMLINK, e.path, 0),
-        EntryKind::Hardlink => (archive::HARDLINK, e.path, 0),
+        EntryKind::File => (writer::FILE, e.path, e.size),
+        EntryKind::Dir => (writer::DIR, format!("{}/", e.path.trim_end_matches('/')), 0),
+        EntryKind::Symlink => (writer::SYMLINK, e.path, 0),
+        EntryKind::Hardlink => (writer::HARDLINK, e.path, 0),
         EntryKind::Other => return None,
     };
     let offset = match kind {
-        archive::FILE => e.offset?,
+        writer::FILE => e.offset?,
         _ => 0,
     };
     let entry = Entry {
@@ -217,12 +213,12 @@ async fn write_members(
     for member in members {
         match member {
             Member::File { manifest, entry } => {
-                out.send(archive::entry_header(&entry)).await?;
+                out.send(writer::entry_header(&entry)).await?;
                 let mut stream = repo.read_backup(&manifest, None)?;
                 while let Some(piece) = stream.next().await {
                     out.send(piece?).await?;
                 }
-                out.send(archive::pad(entry.size)).await?;
+                out.send(writer::pad(entry.size)).await?;
             }
             Member::Archive {
                 manifest,
@@ -232,17 +228,17 @@ async fn write_members(
                 let source = repo.read_backup(&manifest, None)?;
                 let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
                 for (entry, offset) in entries {
-                    out.send(archive::entry_header(&entry)).await?;
-                    if entry.kind != archive::FILE {
+                    out.send(writer::entry_header(&entry)).await?;
+                    if entry.kind != writer::FILE {
                         continue;
                     }
                     tar.take_at(offset, entry.size, Sink::Send(out)).await?;
-                    out.send(archive::pad(entry.size)).await?;
+                    out.send(writer::pad(entry.size)).await?;
                 }
             }
         }
     }
-    out.send(archive::end_marker()).await
+    out.send(writer::end_marker()).await
 }
 
 /// A member's path as it lies in the extracted folder: without leading `./` or `/`.
@@ -317,7 +313,7 @@ impl BackupchanService {
                 }
                 let members = self.safe_members(&record.id, members);
                 let size = members.iter().map(Member::len).sum::<u64>()
-                    + archive::end_marker().len() as u64;
+                    + writer::end_marker().len() as u64;
                 Ok(Download {
                     filename: header_safe(&format!("{}_{}.tar", target.name, record.id)),
                     size,
@@ -328,9 +324,9 @@ impl BackupchanService {
     }
 
     /// Leaves out every entry that could make an extractor write outside the folder it
-    /// extracts in (see [`archive::SafeNames`]), logging each.
+    /// extracts in (see [`writer::SafeNames`]), logging each.
     fn safe_members(&self, backup: &str, members: Vec<Member>) -> Vec<Member> {
-        let mut names = archive::SafeNames::new();
+        let mut names = writer::SafeNames::new();
         let mut admitted = |entry: &Entry| match names.admit(entry) {
             Ok(()) => true,
             Err(reason) => {
@@ -380,7 +376,7 @@ impl BackupchanService {
                 size: manifest.size,
                 mode: 0o644,
                 mtime,
-                kind: archive::FILE,
+                kind: writer::FILE,
                 link: None,
             };
             return Ok(Member::File { manifest, entry });
@@ -426,7 +422,7 @@ impl BackupchanService {
                     let source = self.repo.read_backup(&manifest, None)?;
                     let mut tar = TarStream::new(manifest.id.as_str(), source, gzip);
                     for (entry, offset) in entries {
-                        if entry.kind != archive::FILE {
+                        if entry.kind != writer::FILE {
                             continue;
                         }
                         let mut hash = Sha256::new();

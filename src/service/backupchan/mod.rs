@@ -4,7 +4,6 @@
 //! scheduled jobs, sequential uploads, statistics and an event log. Metadata lives in the
 //! state file (`store`); no HTTP types in or out.
 
-pub mod archive;
 mod backups;
 mod download;
 mod jobs;

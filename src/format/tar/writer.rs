@@ -1,28 +1,13 @@
-//! The archive a multi target's backup downloads as: a tar stream (ustar headers, GNU
-//! long names past 100 bytes) of its files at their relative paths, built while the files
-//! are read from the repository, with its length known before the first byte. A file that
-//! stowage recognised as a tar archive (plain or gzip) contributes its entries instead of
-//! itself, as the real server extracts uploaded archives: headers are written anew from
-//! the backup's catalog (whose paths are checked safe), contents are copied from the
-//! (decompressed) stream.
+//! The tar stowage writes for downloads: ustar headers (GNU long-name and long-link
+//! entries past 100 bytes, base-256 sizes past 8 GiB), content padding, the end marker,
+//! and [`SafeNames`], which keeps a composed archive from escaping the folder it is
+//! extracted in. Sans-IO: the caller streams each entry's content between its header and
+//! its padding, and knows the archive's length before the first byte ([`entry_len`]).
+//! Built field by field without indexing, like every byte format here.
+
+use std::collections::HashSet;
 
 const BLOCK: u64 = 512;
-
-fn octal(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let text = format!("{value:0digits$o}");
-    if text.len() <= digits {
-        field[..digits].copy_from_slice(text.as_bytes());
-        field[digits] = 0;
-    } else {
-        // Base-256 for values that do not fit (files of 8 GiB and more).
-        field.fill(0);
-        field[0] = 0x80;
-        let bytes = value.to_be_bytes();
-        let n = field.len();
-        field[n - 8..].copy_from_slice(&bytes);
-    }
-}
 
 /// Typeflags of the entries written.
 pub const FILE: u8 = b'0';
@@ -41,45 +26,79 @@ pub struct Entry {
     pub link: Option<String>,
 }
 
-fn header(name: &[u8], size: u64, mtime: i64, kind: u8) -> [u8; 512] {
-    header_with(name, size, mtime, kind, 0o644, b"")
+/// `bytes` left-aligned in an `N`-byte NUL-padded field (cut at `N`).
+fn text_field<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut field = [0u8; N];
+    for (slot, byte) in field.iter_mut().zip(bytes) {
+        *slot = *byte;
+    }
+    field
 }
 
-fn header_with(name: &[u8], size: u64, mtime: i64, kind: u8, mode: u32, link: &[u8]) -> [u8; 512] {
-    let mut b = [0u8; 512];
-    let n = name.len().min(100);
-    b[..n].copy_from_slice(&name[..n]);
-    let l = link.len().min(100);
-    b[157..157 + l].copy_from_slice(&link[..l]);
-    octal(&mut b[100..108], (mode & 0o7777) as u64);
-    octal(&mut b[108..116], 0);
-    octal(&mut b[116..124], 0);
-    octal(&mut b[124..136], size);
-    octal(&mut b[136..148], mtime.max(0) as u64);
-    b[156] = kind;
-    b[257..263].copy_from_slice(b"ustar\0");
-    b[263..265].copy_from_slice(b"00");
-    b[148..156].fill(b' ');
-    let sum: u64 = b.iter().map(|&x| x as u64).sum();
-    let text = format!("{sum:06o}\0 ");
-    b[148..156].copy_from_slice(text.as_bytes());
-    b
+/// `value` as zero-padded octal ending in NUL, or in base-256 (first byte `0x80`, the
+/// value big-endian in the last eight bytes) when it does not fit, as GNU tar writes
+/// files of 8 GiB and more.
+fn numeric_field<const N: usize>(value: u64) -> [u8; N] {
+    let digits = N.saturating_sub(1);
+    let octal = format!("{value:0digits$o}");
+    if octal.len() <= digits {
+        return text_field(octal.as_bytes());
+    }
+    let mut field = [0u8; N];
+    for (slot, byte) in field.iter_mut().rev().zip(value.to_be_bytes().iter().rev()) {
+        *slot = *byte;
+    }
+    if let Some(first) = field.first_mut() {
+        *first = 0x80;
+    }
+    field
+}
+
+/// One 512-byte ustar header block.
+fn header_block(name: &[u8], size: u64, mtime: i64, kind: u8, mode: u32, link: &[u8]) -> Vec<u8> {
+    let assemble = |checksum: [u8; 8]| {
+        let mut block = Vec::with_capacity(BLOCK as usize);
+        block.extend_from_slice(&text_field::<100>(name));
+        block.extend_from_slice(&numeric_field::<8>(u64::from(mode & 0o7777)));
+        block.extend_from_slice(&numeric_field::<8>(0)); // uid
+        block.extend_from_slice(&numeric_field::<8>(0)); // gid
+        block.extend_from_slice(&numeric_field::<12>(size));
+        block.extend_from_slice(&numeric_field::<12>(mtime.max(0).unsigned_abs()));
+        block.extend_from_slice(&checksum);
+        block.push(kind);
+        block.extend_from_slice(&text_field::<100>(link));
+        block.extend_from_slice(b"ustar\0");
+        block.extend_from_slice(b"00");
+        block.resize(BLOCK as usize, 0); // uname, gname, devices, prefix: empty
+        block
+    };
+    // The checksum is the sum of the header's bytes with its own field read as spaces.
+    let sum: u64 = assemble([b' '; 8]).iter().map(|&b| u64::from(b)).sum();
+    assemble(text_field(format!("{sum:06o}\0 ").as_bytes()))
 }
 
 fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
+/// A GNU `././@LongLink` entry carrying `text` for the next header (`L` name, `K` link).
 fn long_name(out: &mut Vec<u8>, kind: u8, text: &str) {
     let long = format!("{text}\0");
-    out.extend_from_slice(&header(b"././@LongLink", long.len() as u64, 0, kind));
+    out.extend(header_block(
+        b"././@LongLink",
+        long.len() as u64,
+        0,
+        kind,
+        0o644,
+        b"",
+    ));
     out.extend_from_slice(long.as_bytes());
     out.resize(out.len() + padding(long.len() as u64) as usize, 0);
 }
 
 /// The header blocks of one entry (GNU long-name and long-link entries first when needed).
 pub fn entry_header(entry: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1536);
+    let mut out = Vec::with_capacity(3 * BLOCK as usize);
     let link = entry.link.as_deref().unwrap_or("");
     if link.len() > 100 {
         long_name(&mut out, b'K', link);
@@ -87,7 +106,7 @@ pub fn entry_header(entry: &Entry) -> Vec<u8> {
     if entry.name.len() > 100 {
         long_name(&mut out, b'L', &entry.name);
     }
-    out.extend_from_slice(&header_with(
+    out.extend(header_block(
         entry.name.as_bytes(),
         entry.size,
         entry.mtime,
@@ -132,11 +151,11 @@ pub fn end_marker() -> Vec<u8> {
 /// before, or is a hard link to anything but a file written before.
 #[derive(Debug, Default)]
 pub struct SafeNames {
-    written: std::collections::HashSet<String>,
+    written: HashSet<String>,
     /// Every proper ancestor directory of a written entry.
-    ancestors: std::collections::HashSet<String>,
-    symlinks: std::collections::HashSet<String>,
-    files: std::collections::HashSet<String>,
+    ancestors: HashSet<String>,
+    symlinks: HashSet<String>,
+    files: HashSet<String>,
 }
 
 /// A relative name without `.`/`..`/empty components, trailing slash removed.
@@ -153,7 +172,8 @@ fn clean_name(name: &str) -> Option<&str> {
 
 /// `a`, `a/b` for `a/b/c`.
 fn proper_ancestors(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices('/').map(move |(at, _)| &name[..at])
+    name.match_indices('/')
+        .filter_map(move |(at, _)| name.get(..at))
 }
 
 impl SafeNames {
@@ -203,6 +223,7 @@ impl SafeNames {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -256,6 +277,19 @@ mod tests {
             kind: FILE,
             link: None,
         }
+    }
+
+    #[test]
+    fn sizes_past_eight_gib_are_written_in_base_256() {
+        let big = 9 << 30;
+        let header = entry_header(&file("big.img", big));
+        assert_eq!(header.len(), 512);
+        assert_eq!(header[124], 0x80);
+        let mut parser = TarCatalogParser::new();
+        let mut parsed = Vec::new();
+        parser.feed(&header, &mut |e| parsed.push(e));
+        assert_eq!(parsed.len(), 1);
+        assert_eq!((parsed[0].path.as_str(), parsed[0].size), ("big.img", big));
     }
 
     #[test]
