@@ -5,7 +5,9 @@
 //! [`BackendError::Injected`] without touching the inner backend. A test counts the
 //! steps of a run under [`FaultPlan::Never`], then replays it with
 //! [`FaultPlan::StopAfter`] each step in turn and checks what the inner backend holds.
-//! It injects failures only; it does not corrupt data, delay calls or reorder them.
+//! [`FaultPlan::TearAfter`] also half-applies the last write before the stop, as a
+//! process killed in the middle of writing an object leaves it. It does not corrupt
+//! stored data, delay calls or reorder them.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -71,6 +73,12 @@ pub enum FaultPlan {
     /// Open uploads are neither finished nor aborted: their inner writers are kept,
     /// unfinished, until the wrapper is dropped, as a dead process would leave them.
     StopAfter { mutations: u64 },
+    /// As `StopAfter`, but the mutating call that meets the stop is torn rather than
+    /// refused when it carries data: a `put` sends the first half of its bytes into an
+    /// upload of the same key that is then abandoned unfinished (a killed process's
+    /// temporary file or open multipart upload), an upload's `write` passes the first
+    /// half of its bytes to the inner upload before the stop. The call still fails.
+    TearAfter { mutations: u64 },
 }
 
 /// What the plan decides for one call.
@@ -79,6 +87,8 @@ enum Verdict {
     Proceed,
     Fail,
     Stopped,
+    /// Apply the first half of the call's data, then stop.
+    Torn,
 }
 
 struct State {
@@ -89,7 +99,17 @@ struct State {
 
 impl State {
     fn is_stopped(&self) -> bool {
-        matches!(self.plan, FaultPlan::StopAfter { mutations } if self.mutations >= mutations)
+        self.stop_point().is_some_and(|stop| self.mutations >= stop)
+    }
+
+    /// The number of mutations after which the plan stops everything, if it does.
+    fn stop_point(&self) -> Option<u64> {
+        match self.plan {
+            FaultPlan::StopAfter { mutations } | FaultPlan::TearAfter { mutations } => {
+                Some(mutations)
+            }
+            FaultPlan::Never | FaultPlan::FailNth { .. } => None,
+        }
     }
 }
 
@@ -118,8 +138,12 @@ impl Shared {
             // Counted first, so this call is itself refused once it is past the limit.
             let before = state.mutations;
             state.mutations += 1;
-            if matches!(state.plan, FaultPlan::StopAfter { mutations } if before >= mutations) {
-                return Verdict::Stopped;
+            match (state.plan, state.stop_point()) {
+                (FaultPlan::TearAfter { .. }, Some(stop)) if before == stop => {
+                    return Verdict::Torn
+                }
+                (_, Some(stop)) if before >= stop => return Verdict::Stopped,
+                _ => {}
             }
         } else if state.is_stopped() {
             return Verdict::Stopped;
@@ -198,7 +222,7 @@ impl FaultyBackend {
     fn check(&self, operation: Operation, key: &str) -> Result<(), BackendError> {
         match self.shared.admit(operation) {
             Verdict::Proceed => Ok(()),
-            Verdict::Fail | Verdict::Stopped => Err(injected(key, operation)),
+            Verdict::Fail | Verdict::Stopped | Verdict::Torn => Err(injected(key, operation)),
         }
     }
 }
@@ -215,8 +239,18 @@ impl std::fmt::Debug for FaultyBackend {
 #[async_trait]
 impl Backend for FaultyBackend {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), BackendError> {
-        self.check(Operation::Put, key)?;
-        self.inner.put(key, data).await
+        match self.shared.admit(Operation::Put) {
+            Verdict::Proceed => self.inner.put(key, data).await,
+            Verdict::Torn => {
+                // The put dies half-way: its bytes so far sit in an unfinished upload.
+                if let Ok(mut writer) = self.inner.create(key).await {
+                    let _ = writer.write(data.slice(..data.len() / 2)).await;
+                    self.shared.abandon(writer);
+                }
+                Err(injected(key, Operation::Put))
+            }
+            Verdict::Fail | Verdict::Stopped => Err(injected(key, Operation::Put)),
+        }
     }
 
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, BackendError> {
@@ -274,10 +308,19 @@ impl FaultyWriter {
     /// Applies the plan to a call on this upload, ending the upload on a fault.
     fn check(&mut self, operation: Operation) -> Result<&mut Box<dyn ObjectWriter>, BackendError> {
         let verdict = self.shared.admit(operation);
+        self.apply(verdict, operation)
+    }
+
+    /// Carries out the plan's verdict on a call to this upload.
+    fn apply(
+        &mut self,
+        verdict: Verdict,
+        operation: Operation,
+    ) -> Result<&mut Box<dyn ObjectWriter>, BackendError> {
         match (verdict, self.inner.take()) {
             (Verdict::Proceed, Some(inner)) => Ok(self.inner.insert(inner)),
-            // A dead process leaves its upload as it was.
-            (Verdict::Stopped, Some(inner)) => {
+            // A dead process leaves its upload as it was (a torn write: see `write`).
+            (Verdict::Stopped | Verdict::Torn, Some(inner)) => {
                 self.shared.abandon(inner);
                 Err(injected(&self.key, operation))
             }
@@ -291,7 +334,16 @@ impl FaultyWriter {
 #[async_trait]
 impl ObjectWriter for FaultyWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), BackendError> {
-        self.check(Operation::Write)?.write(data).await
+        let verdict = self.shared.admit(Operation::Write);
+        if verdict == Verdict::Torn {
+            if let Some(mut inner) = self.inner.take() {
+                // Half the bytes reach the upload; then the process is gone.
+                let _ = inner.write(data.slice(..data.len() / 2)).await;
+                self.shared.abandon(inner);
+            }
+            return Err(injected(&self.key, Operation::Write));
+        }
+        self.apply(verdict, Operation::Write)?.write(data).await
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), BackendError> {
@@ -472,6 +524,48 @@ mod tests {
         });
         assert!(is_injected(&writer.finish().await, Operation::Finish));
         assert!(backend.inner().head("t").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn tear_after_half_applies_the_write_that_meets_the_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = Arc::new(LocalBackend::new(dir.path()));
+        let temporaries = || std::fs::read_dir(dir.path().join("tmp")).map_or(0, |d| d.count());
+
+        // A torn put leaves an unfinished temporary holding half its bytes, no object.
+        let backend = FaultyBackend::new(local.clone(), FaultPlan::TearAfter { mutations: 1 });
+        backend
+            .put("a", Bytes::from_static(b"aaaa"))
+            .await
+            .expect("mutation 0");
+        assert!(is_injected(
+            &backend.put("b", Bytes::from_static(b"bbbb")).await,
+            Operation::Put
+        ));
+        assert!(is_injected(&backend.get("a", None).await, Operation::Get));
+        assert!(local.head("b").await.is_err());
+        assert_eq!(temporaries(), 1);
+        let temporary = std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .flatten()
+            .next()
+            .expect("one temporary");
+        assert_eq!(std::fs::read(temporary.path()).expect("read"), b"bb");
+
+        // A torn write passes half its bytes to the upload, which is never finished.
+        let backend = FaultyBackend::new(local.clone(), FaultPlan::TearAfter { mutations: 2 });
+        let mut writer = backend.create("c").await.expect("create is mutation 0");
+        writer
+            .write(Bytes::from_static(b"cc"))
+            .await
+            .expect("write is mutation 1");
+        assert!(is_injected(
+            &writer.write(Bytes::from_static(b"dddd")).await,
+            Operation::Write
+        ));
+        assert!(is_injected(&writer.finish().await, Operation::Finish));
+        assert!(local.head("c").await.is_err());
+        assert_eq!(temporaries(), 2);
     }
 
     #[tokio::test]

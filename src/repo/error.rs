@@ -119,6 +119,14 @@ impl RepoError {
         }
     }
 
+    /// Whether the failure is the backend's or the machine's for now (a retry may
+    /// succeed), as opposed to something wrong with what is stored. Work that passes by
+    /// unreadable objects must not pass by these: it would record a transient failure
+    /// as a permanent absence.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
+    }
+
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> RepoError {
         RepoError::Io {
             path: path.as_ref().display().to_string(),

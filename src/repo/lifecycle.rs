@@ -227,6 +227,7 @@ impl Repository {
                 Ok(when) => {
                     marks.push((id.to_string(), String::from_utf8_lossy(&when).into_owned()))
                 }
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => unreadable.push(format!("recycle mark {id}: {e}")),
             }
         }
@@ -246,6 +247,7 @@ impl Repository {
                     Ok(_) => records.push((name, bytes)),
                     Err(e) => unreadable.push(format!("series {name}: {e}")),
                 },
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => unreadable.push(format!("series {name}: {e}")),
             }
         }

@@ -128,6 +128,7 @@ impl Repository {
                     report.packs += 1;
                     report.chunks += count;
                 }
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => report.skipped.push(format!("pack {pack}: {e}")),
             }
         }
@@ -165,6 +166,7 @@ impl Repository {
                     inner.index.put_backup(&manifest)?;
                     report.backups += 1;
                 }
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => report.skipped.push(format!("backup {id}: {e}")),
             }
         }

@@ -1,5 +1,6 @@
 //! Crash safety: an ingest cut off after every possible number of backend mutations
-//! (FaultyBackend's StopAfter, as if the process died) fails cleanly, records nothing,
+//! (FaultyBackend's StopAfter, as if the process died, and TearAfter, as if it died in
+//! the middle of writing an object) fails cleanly, records nothing,
 //! and leaves a repository that checks clean and restores every earlier backup.
 
 use std::sync::Arc;
@@ -135,15 +136,21 @@ async fn open_faulty(local: &LocalRepo, plan: FaultPlan) -> (Repository, Arc<Fau
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ingest_stopped_after_any_mutation_leaves_a_consistent_repository() {
+async fn an_ingest_stopped_or_torn_after_any_mutation_leaves_a_consistent_repository() {
     let base = base().await;
     let data = new_stream();
 
     let steps = count_mutations(&base, &data).await;
-    for stop in 0..steps {
-        let context = format!("stopped after {stop} of {steps} mutations");
+    let plans = (0..steps).flat_map(|stop| {
+        [
+            FaultPlan::StopAfter { mutations: stop },
+            FaultPlan::TearAfter { mutations: stop },
+        ]
+    });
+    for plan in plans {
+        let context = format!("{plan:?} of {steps} mutations");
         let local = base.local.copy();
-        let (repo, faulty) = open_faulty(&local, FaultPlan::StopAfter { mutations: stop }).await;
+        let (repo, faulty) = open_faulty(&local, plan).await;
         let before = repo.backups().unwrap();
         let err = ingest(&repo, &data).await.expect_err(&context);
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{context}: {err}");

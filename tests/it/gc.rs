@@ -149,7 +149,7 @@ async fn gc_fixture(local: &LocalRepo) -> Vec<(BackupId, Vec<u8>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gc_killed_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() {
+async fn gc_killed_or_torn_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() {
     let template = LocalRepo::new();
     let live = gc_fixture(&template).await;
     // Count the backend mutations of one full run.
@@ -166,17 +166,22 @@ async fn gc_killed_at_any_step_leaves_a_sound_repository_and_a_rerun_finishes() 
     let mutations = counter.mutation_count();
     assert!(mutations >= 4, "only {mutations} mutations");
 
-    for stop in 0..mutations {
+    let plans = (0..mutations).flat_map(|stop| {
+        [
+            FaultPlan::StopAfter { mutations: stop },
+            FaultPlan::TearAfter { mutations: stop },
+        ]
+    });
+    for plan in plans {
+        let stop = format!("{plan:?}");
         let local = template.copy();
         let faulty = Arc::new(FaultyBackend::new(local.backend(), FaultPlan::Never));
         let repo = local.open_with(faulty.clone()).await;
-        // Opening only reads; the process "dies" after `stop` mutations of the GC.
-        faulty.set_plan(FaultPlan::StopAfter { mutations: stop });
+        // Opening only reads; the process "dies" (in the middle of a write, when torn)
+        // after `stop` mutations of the GC.
+        faulty.set_plan(plan);
         let result = repo.gc(GcOptions::default(), progress()).await;
-        assert!(
-            result.is_err(),
-            "GC stopped after {stop} mutations must fail"
-        );
+        assert!(result.is_err(), "GC under {stop} must fail");
         drop(repo);
         // The "restarted process": the plain backend, the same state directory.
         let repo = local.open().await;

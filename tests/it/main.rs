@@ -13,6 +13,7 @@ mod corruption;
 mod cron;
 mod dedup;
 mod fa;
+mod fault_matrix;
 mod faults;
 mod gc;
 mod index_cache;

@@ -56,6 +56,8 @@ pub(super) async fn mark_stored_manifests(
             Ok(manifest) => manifest,
             // Purged since the listing: its chunks are garbage now.
             Err(RepoError::Backend(BackendError::NotFound { .. })) => continue,
+            // A failure of the backend for now, not of the manifest: gc fails as it.
+            Err(error) if error.is_transient() => return Err(error),
             Err(error) => {
                 return Err(RepoError::GcStopped {
                     reason: format!(
@@ -97,11 +99,14 @@ async fn mark_backup(
                 inner
                     .load_blob(leaf.id, location)
                     .await
-                    .map_err(|error| RepoError::GcStopped {
-                        reason: format!(
-                            "content-list leaf {} of backup {} cannot be read ({error})",
-                            leaf.id, manifest.id
-                        ),
+                    .map_err(|error| match error {
+                        error if error.is_transient() => error,
+                        error => RepoError::GcStopped {
+                            reason: format!(
+                                "content-list leaf {} of backup {} cannot be read ({error})",
+                                leaf.id, manifest.id
+                            ),
+                        },
                     })?;
             let entries = decode_leaf(&payload).map_err(|e| RepoError::GcStopped {
                 reason: format!(
