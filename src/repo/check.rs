@@ -7,6 +7,7 @@
 //! which backups are damaged. Check never changes anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
@@ -114,9 +115,9 @@ impl Repository {
         for manifest in manifests {
             progress.check()?;
             report.backups += 1;
-            check_backup(&inner, &manifest, &damaged, &mut report).await;
+            check_backup(&inner, &manifest, &damaged, &mut report).await?;
             if read_data {
-                self.check_catalog(&manifest, &mut report).await;
+                self.check_catalog(&manifest, &mut report).await?;
             }
         }
         Ok(report)
@@ -180,6 +181,8 @@ impl Repository {
                     );
                     out.push(manifest);
                 }
+                // The backend failing for now is no finding about the repository.
+                (Err(error), _) if error.is_transient() => return Err(error),
                 (Err(error), copy) => {
                     report.problem(
                         Some(id.as_str()),
@@ -238,9 +241,13 @@ impl Repository {
     }
 
     /// Decodes every entry of a backup's catalog.
-    async fn check_catalog(&self, manifest: &BackupManifest, report: &mut CheckReport) {
+    async fn check_catalog(
+        &self,
+        manifest: &BackupManifest,
+        report: &mut CheckReport,
+    ) -> Result<(), RepoError> {
         if manifest.catalog.is_none() {
-            return;
+            return Ok(());
         }
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = count.clone();
@@ -254,14 +261,17 @@ impl Repository {
             )
             .await;
         report.catalog_entries += count.load(std::sync::atomic::Ordering::Relaxed);
-        if let Err(error) = result {
-            report.problem(
+        match result {
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => report.problem(
                 Some(manifest.id.as_str()),
                 None,
                 None,
                 format!("catalog cannot be read: {error}"),
-            );
+            ),
+            Ok(_) => {}
         }
+        Ok(())
     }
 }
 
@@ -328,30 +338,50 @@ async fn read_all_packs(
     // Owned inputs and an owned handle: the stream must be Send for the job runner.
     let packs: Vec<(PackId, u64)> = stored.iter().map(|(pack, size)| (*pack, *size)).collect();
     let shared = inner.clone();
+    // Once the check has failed, packs not yet started are passed by and those being
+    // verified are awaited: their blocking tasks hold the repository, and nothing of a
+    // check may still run once it has returned.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
     let mut results = stream::iter(packs)
         .map(move |(pack, size)| {
-            let inner = shared.clone();
-            async move { (pack, size, verify_pack(inner, pack).await) }
+            let (inner, stop) = (shared.clone(), stopping.clone());
+            async move {
+                if stop.load(Ordering::Relaxed) {
+                    return (pack, size, None);
+                }
+                (pack, size, Some(verify_pack(inner, pack).await))
+            }
         })
         .buffer_unordered(CONCURRENT_PACK_READS);
+    let mut outcome = Ok(());
     while let Some((pack, size, result)) = results.next().await {
-        progress.check()?;
+        let Some(result) = result.filter(|_| outcome.is_ok()) else {
+            continue;
+        };
         progress.add_done(size);
-        match result {
+        let step = progress.check().and_then(|()| match result {
             Ok(verdict) => {
                 report.blobs_read += verdict.blobs;
                 for (chunk, message) in verdict.bad_blobs {
                     report.problem(None, Some(chunk), Some(pack), message.clone());
                     damaged.insert(chunk, (pack, message));
                 }
+                Ok(())
             }
+            // The backend failing for now is no finding about the pack.
+            Err(e) if e.is_transient() => Err(e),
             Err(e) => {
                 report.problem(None, None, Some(pack), e.to_string());
-                mark_pack_damaged(inner, pack, &e.to_string(), damaged)?;
+                mark_pack_damaged(inner, pack, &e.to_string(), damaged)
             }
+        });
+        if step.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            outcome = step;
         }
     }
-    Ok(())
+    outcome
 }
 
 /// Every chunk the index places in an unreadable pack is damaged.
@@ -414,14 +444,15 @@ async fn check_backup(
     manifest: &BackupManifest,
     damaged: &DamagedChunks,
     report: &mut CheckReport,
-) {
+) -> Result<(), RepoError> {
     let mut streams = vec![&manifest.content];
     if let Some(catalog) = &manifest.catalog {
         streams.push(&catalog.content);
     }
     for content in streams {
-        check_content(inner, manifest.id.as_str(), content, damaged, report).await;
+        check_content(inner, manifest.id.as_str(), content, damaged, report).await?;
     }
+    Ok(())
 }
 
 async fn check_content(
@@ -430,7 +461,7 @@ async fn check_content(
     content: &ContentRef,
     damaged: &DamagedChunks,
     report: &mut CheckReport,
-) {
+) -> Result<(), RepoError> {
     for leaf in &content.leaves {
         if let Some((pack, reason)) = damaged.get(&leaf.id) {
             report.problem(
@@ -441,7 +472,7 @@ async fn check_content(
             );
             continue;
         }
-        let entries = match load_leaf(inner, leaf.id).await {
+        let entries = match load_leaf(inner, leaf.id).await? {
             Ok(entries) => entries,
             Err((pack, message)) => {
                 report.problem(Some(backup), Some(leaf.id), pack, message);
@@ -453,7 +484,7 @@ async fn check_content(
             Ok(locations) => locations,
             Err(e) => {
                 report.problem(Some(backup), None, None, e.to_string());
-                return;
+                return Ok(());
             }
         };
         for (id, location) in ids.iter().zip(locations) {
@@ -471,16 +502,23 @@ async fn check_content(
             }
         }
     }
+    Ok(())
 }
 
-async fn load_leaf(
-    inner: &Arc<RepoInner>,
-    leaf: ChunkId,
-) -> Result<Vec<crate::format::content::ContentEntry>, (Option<PackId>, String)> {
-    let location = inner.locate(leaf).map_err(|e| (None, e.to_string()))?;
-    let payload = inner
-        .load_blob(leaf, location)
-        .await
-        .map_err(|e| (Some(location.pack), e.to_string()))?;
-    decode_leaf(&payload).map_err(|e| (Some(location.pack), e.to_string()))
+async fn load_leaf(inner: &Arc<RepoInner>, leaf: ChunkId) -> Result<LeafRead, RepoError> {
+    let location = match inner.locate(leaf) {
+        Ok(location) => location,
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => return Ok(Err((None, e.to_string()))),
+    };
+    let payload = match inner.load_blob(leaf, location).await {
+        Ok(payload) => payload,
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => return Ok(Err((Some(location.pack), e.to_string()))),
+    };
+    Ok(decode_leaf(&payload).map_err(|e| (Some(location.pack), e.to_string())))
 }
+
+/// A content-list leaf's entries, or what is wrong with it (and in which pack); the
+/// backend failing for now is the outer error of [`load_leaf`].
+type LeafRead = Result<Vec<crate::format::content::ContentEntry>, (Option<PackId>, String)>;

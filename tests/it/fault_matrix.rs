@@ -1,4 +1,4 @@
-//! The fault matrix: restore, `repair index` and gc each run with their Nth backend call
+//! The fault matrix: restore, check, `repair index` and gc each run with their Nth backend call
 //! failed, for every N of every kind of call a clean run makes (the fault-injection
 //! backend's `FailNth`), and repair with the process stopped or torn after each of its
 //! mutations. Each run ends in success or a clean `Unavailable` error, never in wrong
@@ -180,6 +180,27 @@ async fn a_restore_with_any_failed_backend_call_fails_cleanly_and_writes_no_wron
     }
     let repo = fixture.local.open().await;
     assert_intact(&repo, fixture, "after every restore").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_with_any_failed_backend_call_fails_cleanly_and_reports_no_false_damage() {
+    let fixture = fixture().await;
+    let check = |repo: Repository| async move {
+        let report = repo.check(true, progress()).await.expect("clean check");
+        assert!(report.is_ok(), "{:?}", report.problems);
+    };
+    let counts = count_calls(&fixture, check).await;
+    for (operation, count) in counts {
+        for n in 0..count {
+            let context = format!("call {n} of {count} to {operation:?} failed during check");
+            let (repo, _faulty) =
+                open_faulty(&fixture.local, FaultPlan::FailNth { operation, n }).await;
+            match repo.check(true, progress()).await {
+                Ok(report) => assert!(report.is_ok(), "{context}: {:?}", report.problems),
+                Err(err) => assert_clean_error(&err, &context),
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
