@@ -49,7 +49,10 @@ impl RepairReport {
 }
 
 impl Repository {
-    /// Clears the index and rebuilds it from pack trailers and manifests.
+    /// Clears the index and rebuilds it from pack trailers and manifests. When it fails
+    /// (the backend unavailable), the index is left incomplete and without a generation:
+    /// this handle must be dropped, and the next open reconciles it. `stowage repair
+    /// index` uses [`Repository::open_rebuilding_index`], on a handle of its own.
     pub async fn rebuild_index(&self) -> Result<RepairReport, RepoError> {
         self.inner.index.clear()?;
         self.reconcile_index().await

@@ -1,8 +1,8 @@
 //! Repositories on S3, against a real S3-compatible server in the test process
 //! (`s3_server`): the whole cycle through the library and through the `stowage` binary,
 //! rebuilding a lost index from the bucket, a failure in the middle of a multipart
-//! upload, an ingest killed mid-pack, stale uploads found by GC, and the server's first
-//! start on S3.
+//! upload, an ingest killed mid-pack, stale uploads found by GC, every request of each
+//! operation failed with 5xx or SlowDown, and the server's first start on S3.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stowage::backend::{Backend, DynBackend, FaultPlan, FaultyBackend, S3Backend, S3Location};
 use stowage::format::config::ChunkerParams;
+use stowage::format::manifest::BackupManifest;
 use stowage::repo::gc::GcOptions;
 use stowage::repo::{InitOptions, Repository};
 
@@ -107,6 +108,166 @@ async fn backup_restore_check_gc_and_repair_on_s3() {
     assert_eq!(rebuilt.backups, 1);
     assert!(rebuilt.skipped.is_empty(), "{:?}", rebuilt.skipped);
     assert!(restore_bytes(&repo, &repo.backup(&a.id).unwrap()).await == first);
+    assert_consistent(&repo).await;
+}
+
+/// One operation of the S3 fault matrix, checking its own result when it succeeds.
+#[derive(Debug, Clone, Copy)]
+enum S3Step {
+    Put,
+    Restore,
+    Gc,
+    RepairIndex,
+}
+
+impl S3Step {
+    /// What must hold before the step (not counted): gc gets a purged backup to collect.
+    async fn prepare(self, repo: &Repository, round: u64) {
+        if let S3Step::Gc = self {
+            let doomed = backup_bytes(repo, random_bytes(300 * KIB, 1000 + round), "doomed").await;
+            repo.purge(&doomed.id).await.expect("purge");
+        }
+    }
+
+    async fn run(
+        self,
+        repo: &Repository,
+        kept: &(BackupManifest, Vec<u8>),
+        round: u64,
+    ) -> Result<(), stowage::repo::RepoError> {
+        match self {
+            S3Step::Put => {
+                let data = random_bytes(300 * KIB + 77, 2000 + round);
+                let manifest = try_backup_bytes(repo, data.clone(), "p").await?;
+                let (result, out) = export_to_vec(repo, &manifest, None).await;
+                result?;
+                assert!(out == data, "put {round}");
+            }
+            S3Step::Restore => {
+                let (result, out) = export_to_vec(repo, &kept.0, None).await;
+                assert!(kept.1.starts_with(&out), "restore {round}: wrong bytes");
+                result?;
+                assert!(out == kept.1, "restore {round}");
+            }
+            S3Step::Gc => {
+                repo.gc(GcOptions::default(), progress()).await?;
+            }
+            S3Step::RepairIndex => unreachable!("run by run_repair"),
+        }
+        Ok(())
+    }
+}
+
+/// `repair index` as the CLI runs it, on a handle of its own: the index set aside and
+/// rebuilt from the bucket.
+async fn run_repair(backend: &DynBackend, state: &Path) -> Result<(), stowage::repo::RepoError> {
+    let (_repo, report, _) =
+        Repository::open_rebuilding_index(backend.clone(), state, PASSPHRASE.as_bytes()).await?;
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    Ok(())
+}
+
+/// Every request of a put, a restore, a gc and a rebuild of the index, failed once with
+/// `500 InternalError` or `503 SlowDown` (alternately): the client's retries carry each
+/// through. Failed as many times as the client tries: each ends in success or a clean
+/// `Unavailable` error, and the repository stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_and_slow_downs_at_any_request_are_retried_or_fail_cleanly() {
+    let server = S3Server::with_bucket(BUCKET);
+    let backend: DynBackend = Arc::new(s3_backend(&server, "s3://backups/m").await);
+    let state = tempfile::tempdir().unwrap();
+    let open = || async {
+        Repository::open(backend.clone(), state.path(), PASSPHRASE.as_bytes())
+            .await
+            .expect("open")
+    };
+    let repo = Repository::init(
+        backend.clone(),
+        state.path(),
+        PASSPHRASE.as_bytes(),
+        s3_options(),
+    )
+    .await
+    .expect("init");
+    let data = random_bytes(MIB + 5, 7);
+    let kept = (backup_bytes(&repo, data.clone(), "kept").await, data);
+    let attempts = u64::from(server.settings().max_attempts);
+    let mut round = 0;
+    let mut repo = Some(repo);
+    for step in [
+        S3Step::Put,
+        S3Step::Restore,
+        S3Step::Gc,
+        S3Step::RepairIndex,
+    ] {
+        // Repair takes the repository for itself; the others share one handle.
+        let run = |repo: Option<&Repository>, round: u64| {
+            let (backend, state, kept) = (&backend, state.path(), &kept);
+            let repo = repo.cloned();
+            async move {
+                match (step, repo) {
+                    (S3Step::RepairIndex, _) => run_repair(backend, state).await,
+                    (_, Some(repo)) => step.run(&repo, kept, round).await,
+                    (_, None) => unreachable!("a shared handle is open"),
+                }
+            }
+        };
+        if let S3Step::RepairIndex = step {
+            repo = None;
+        }
+        if let Some(repo) = &repo {
+            step.prepare(repo, round).await;
+        }
+        let before = server.requests();
+        run(repo.as_ref(), round).await.expect("clean run");
+        let requests = server.requests() - before;
+        assert!(requests >= 2, "{step:?}: {requests} requests");
+        for n in 0..requests {
+            for (count, kind) in [
+                (
+                    1,
+                    [FailKind::ServerError, FailKind::SlowDown][n as usize % 2],
+                ),
+                (attempts, FailKind::ServerError),
+            ] {
+                round += 1;
+                let context =
+                    format!("{step:?}: request {n} of {requests} failed {count}x as {kind:?}");
+                if let Some(repo) = &repo {
+                    step.prepare(repo, round).await;
+                }
+                server.fail_requests(n, count, kind);
+                let result = run(repo.as_ref(), round).await;
+                server.fail_requests(0, 0, kind);
+                match result {
+                    Ok(()) => {}
+                    Err(e) if count == 1 => panic!("{context}: not retried: {e}"),
+                    Err(e) => assert_eq!(
+                        e.kind(),
+                        stowage::error::ErrorKind::Unavailable,
+                        "{context}: {e}"
+                    ),
+                }
+            }
+        }
+        assert!(no_open_uploads(&server).await, "{step:?}: uploads aborted");
+        if let (S3Step::Put, Some(repo)) = (step, &repo) {
+            // The later steps read every manifest: keep their number small.
+            for manifest in repo.backups().expect("backups") {
+                if manifest.id != kept.0.id {
+                    repo.purge(&manifest.id).await.expect("purge");
+                }
+            }
+        }
+        let repo = match &repo {
+            Some(repo) => repo,
+            None => &open().await,
+        };
+        assert_consistent(repo).await;
+        assert!(restore_bytes(repo, &kept.0).await == kept.1, "{step:?}");
+    }
+    let repo = open().await;
+    repo.gc(GcOptions::default(), progress()).await.expect("gc");
     assert_consistent(&repo).await;
 }
 

@@ -8,8 +8,9 @@
 //! base64 of the whole key, which overflows a file name past about 180 bytes) are stored
 //! under a short alias and listed under their own name; and a front service injects
 //! faults chosen by the test —
-//! failed or dropped UploadPart requests, and a CompleteMultipartUpload answered
-//! `200 OK` with an error in the body, as S3 may do.
+//! failed or dropped UploadPart requests, any request answered `500 InternalError` or
+//! `503 SlowDown` or dropped, and a CompleteMultipartUpload answered `200 OK` with an
+//! error in the body, as S3 may do.
 
 #![allow(dead_code)]
 
@@ -36,6 +37,8 @@ pub const PART_SIZE: usize = 5 << 20;
 pub enum FailKind {
     /// `500 InternalError`: transient, the client retries.
     ServerError,
+    /// `503 SlowDown`: throttling, the client backs off and retries.
+    SlowDown,
     /// `403 AccessDenied`: permanent.
     Denied,
     /// The connection is closed without an answer.
@@ -51,7 +54,13 @@ struct FaultState {
     part_kind: Option<FailKind>,
     /// CompleteMultipartUpload requests answered 200 with an error body.
     hidden_complete_errors: u64,
-    /// Requests seen, by kind.
+    /// Requests of any kind let through before failures start.
+    request_skip: u64,
+    /// Requests of any kind failed from then on.
+    request_failures: u64,
+    request_kind: Option<FailKind>,
+    /// Requests seen, in all and by kind.
+    requests: u64,
     upload_parts: u64,
     completes: u64,
     puts: u64,
@@ -200,6 +209,20 @@ impl S3Server {
         faults.part_kind = Some(kind);
     }
 
+    /// From now on, requests of any kind after the next `skip` fail as `kind`, `count`
+    /// times; `count` 0 lets every request through again.
+    pub fn fail_requests(&self, skip: u64, count: u64, kind: FailKind) {
+        let mut faults = lock(&self.faults);
+        faults.request_skip = skip;
+        faults.request_failures = count;
+        faults.request_kind = Some(kind);
+    }
+
+    /// Requests of any kind seen so far, failed ones included.
+    pub fn requests(&self) -> u64 {
+        lock(&self.faults).requests
+    }
+
     /// The next `count` CompleteMultipartUpload requests are answered `200 OK` with an
     /// `InternalError` in the body, without completing anything.
     pub fn hide_errors_in_completes(&self, count: u64) {
@@ -287,7 +310,19 @@ async fn front(
     let is_complete = request.method() == hyper::Method::POST && query.contains("uploadId=");
     let verdict = {
         let mut state = lock(&faults);
-        if is_part {
+        state.requests += 1;
+        let any_request = if state.request_skip > 0 {
+            state.request_skip -= 1;
+            None
+        } else if state.request_failures > 0 {
+            state.request_failures -= 1;
+            state.request_kind
+        } else {
+            None
+        };
+        if any_request.is_some() {
+            any_request
+        } else if is_part {
             state.upload_parts += 1;
             if state.part_skip > 0 {
                 state.part_skip -= 1;
@@ -316,6 +351,7 @@ async fn front(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
         )),
+        Some(FailKind::SlowDown) => Ok(xml_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown")),
         Some(FailKind::Denied) => Ok(xml_error(StatusCode::FORBIDDEN, "AccessDenied")),
         Some(FailKind::Drop) => Err("connection dropped by the test server".into()),
         None => service
