@@ -17,6 +17,8 @@ pub mod cli;
 pub mod dialects;
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod id;
 pub mod index;

@@ -15,6 +15,7 @@ mod dedup;
 mod fa;
 mod fault_matrix;
 mod faults;
+mod fuzz;
 mod gc;
 mod index_cache;
 mod repair;
