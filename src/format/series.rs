@@ -108,8 +108,8 @@ impl SeriesRecord {
     }
 }
 
-/// Parses a duration like `90d`, `2w`, `12h`, `1y6m` (y = 365 days, m = 30 days, w, d,
-/// h; a bare number is seconds) into seconds.
+/// Parses a duration like `90d`, `2w`, `12h`, `1y6m`, `0s` (y = 365 days, m = 30 days,
+/// w, d, h, s; a bare number is seconds) into seconds.
 pub fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
     if text.is_empty() {
@@ -131,6 +131,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
             'w' => 7 * 86_400,
             'd' => 86_400,
             'h' => 3_600,
+            's' => 1,
             _ => return None,
         };
         let n: u64 = number.parse().ok()?;
@@ -150,6 +151,8 @@ mod tests {
         assert_eq!(parse_duration("2d"), Some(172_800));
         assert_eq!(parse_duration("1y6m"), Some(365 * 86_400 + 180 * 86_400));
         assert_eq!(parse_duration("1w12h"), Some(7 * 86_400 + 43_200));
+        assert_eq!(parse_duration("0s"), Some(0));
+        assert_eq!(parse_duration("1h30s"), Some(3_630));
         for bad in ["", "d", "5x", "3d4", "99999999999999999999y"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

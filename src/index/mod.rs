@@ -126,6 +126,9 @@ impl Index {
             path: path.to_path_buf(),
             reason,
         };
+        if !path.exists() {
+            create_whole(path)?;
+        }
         let opened =
             crate::unwind::contain(|| Database::builder().create(path)).map_err(&damaged)?;
         let mut database = opened.map_err(|error| match error {
@@ -716,6 +719,43 @@ pub fn held_elsewhere(path: &Path) -> bool {
 
 /// Whether another open file description holds redb's exclusive lock on `file` (redb
 /// takes it with `flock`, as `File::try_lock` does).
+/// Creates a new, empty index database at `path` such that a process killed while
+/// creating it never leaves a half-written file there (redb cannot open one, and the
+/// index would look damaged): the database is made under a temporary name beside it,
+/// synced, then linked into place. Linking never replaces a file: when another process
+/// created the index meanwhile, its file is kept and ours removed.
+fn create_whole(path: &Path) -> Result<(), IndexError> {
+    let io = |source: std::io::Error| IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".new-{}", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let created = crate::unwind::contain(|| Database::builder().create(&temporary))
+        .map_err(|reason| IndexError::Damaged {
+            path: temporary.clone(),
+            reason,
+        })?
+        .map_err(db)?;
+    drop(created);
+    let linked = std::fs::File::open(&temporary)
+        .and_then(|file| file.sync_all())
+        .and_then(|()| match std::fs::hard_link(&temporary, path) {
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        });
+    let _ = std::fs::remove_file(&temporary);
+    linked.map_err(io)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
 fn is_locked(file: &std::fs::File) -> bool {
     match file.try_lock() {
         Ok(()) => {

@@ -10,6 +10,7 @@ mod backupchan;
 mod cli;
 mod compose;
 mod corruption;
+mod crash;
 mod cron;
 mod dedup;
 mod fa;
