@@ -217,21 +217,40 @@ impl StateStore {
     }
 }
 
-/// Creates an empty file with mode 0600 unless one exists (redb then initialises it).
+/// Creates the store's file (mode 0600) when missing, whole: an empty redb database is
+/// made under a temporary name beside it, synced, then linked into place, so a process
+/// killed during a first start never leaves a half-written store. Linking never
+/// replaces a file another process made meanwhile.
 fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::OpenOptions::new()
+    if path.exists() {
+        return Ok(());
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".new-{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(error),
+        .open(&temporary)?;
+    let made = crate::unwind::contain(|| Database::builder().create(&temporary))
+        .map_err(std::io::Error::other)
+        .and_then(|created| created.map(drop).map_err(std::io::Error::other))
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| match std::fs::hard_link(&temporary, path) {
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        });
+    let _ = std::fs::remove_file(&temporary);
+    made?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
@@ -260,6 +279,21 @@ mod tests {
         ));
         drop(store);
         StateStore::open(&path).unwrap();
+    }
+
+    #[test]
+    fn a_half_written_temporary_of_a_killed_creator_is_passed_by() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let temporary = dir
+            .path()
+            .join(format!("{STATE_FILE}.new-{}", std::process::id()));
+        std::fs::write(&temporary, b"half a redb header").unwrap();
+        let store = StateStore::open(&path).unwrap();
+        assert!(!temporary.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "only the store itself");
+        drop(store);
     }
 
     #[test]
