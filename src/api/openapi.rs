@@ -1,7 +1,7 @@
 //! `/v1/openapi.json`: the OpenAPI 3.1 description of the native API, built from one
 //! table of operations so it stays next to the router it describes. Every answer a
-//! route gives has its status and schema here; `tests/it/server.rs` checks real answers
-//! of every route against this document, so the two cannot drift.
+//! route gives has its status and schema here; `tests/it/server/openapi.rs` checks real
+//! answers of every route against this document, so the two cannot drift.
 
 use axum::Json;
 use serde_json::{json, Map, Value};
