@@ -176,6 +176,43 @@ fn new_stream(earlier: &[u8]) -> Vec<u8> {
     data
 }
 
+/// The kills of one CLI operation: `operation` (a command on a repository) is timed on a
+/// copy of `template`, then, for each round, killed at a seeded point of its run on a
+/// fresh copy; the repository must be sound, the rerun must succeed and leave every
+/// backup of `expected` listed, and gc must reclaim the leftovers.
+fn kill_rounds(
+    dir: &Path,
+    template: &Path,
+    salt: u64,
+    operation: &dyn Fn(&Path) -> Command,
+    expected: &BTreeMap<&str, Vec<u8>>,
+) {
+    let clean = dir.join("clean");
+    copy_dir(template, &clean);
+    let duration = timed(&mut operation(&clean));
+    let what = format!("{:?}", operation(&clean).get_args().collect::<Vec<_>>());
+    let mut points = KillPoints::new(salt);
+    for round in 0..rounds() {
+        let repo = dir.join(format!("round-{round}"));
+        copy_dir(template, &repo);
+        let at = points.next(duration);
+        let context = format!("{what} killed after {at:?} of {duration:?}");
+        kill_after(&mut operation(&repo), at);
+        let state = repo.join("state");
+        assert_sound(&repo, &state, expected, &context);
+        run_ok(&mut operation(&repo), None);
+        // (A put killed after its commit leaves its backup: the rerun adds another.)
+        let series: std::collections::BTreeSet<String> =
+            listed(&repo, &state).into_values().collect();
+        let wanted: std::collections::BTreeSet<String> =
+            expected.keys().map(|s| s.to_string()).collect();
+        assert_eq!(series, wanted, "{context}: after the rerun");
+        assert_sound(&repo, &state, expected, &context);
+        assert_reclaimed(&repo, &state, &context);
+        assert_sound(&repo, &state, expected, &context);
+    }
+}
+
 #[test]
 fn put_killed_at_random_points_leaves_a_sound_repository() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,24 +226,7 @@ fn put_killed_at_random_points_leaves_a_sound_repository() {
         command.args(["put", "--series", "new"]).arg(&input);
         command
     };
-    let clean = dir.path().join("clean");
-    copy_dir(&template, &clean);
-    let duration = timed(&mut put(&clean));
-
-    let mut points = KillPoints::new(1);
-    for round in 0..rounds() {
-        let repo = dir.path().join(format!("put-{round}"));
-        copy_dir(&template, &repo);
-        let at = points.next(duration);
-        let context = format!("put killed after {at:?} of {duration:?}");
-        kill_after(&mut put(&repo), at);
-        let state = repo.join("state");
-        assert_sound(&repo, &state, &expected, &context);
-        run_ok(&mut put(&repo), None);
-        assert_sound(&repo, &state, &expected, &context);
-        assert_reclaimed(&repo, &state, &context);
-        assert_sound(&repo, &state, &expected, &context);
-    }
+    kill_rounds(dir.path(), &template, 1, &put, &expected);
 }
 
 /// A repository where gc has packs to delete and packs to repack.
@@ -236,23 +256,7 @@ fn gc_killed_at_random_points_leaves_a_sound_repository() {
         command.args(["gc", "--orphan-grace", "0s"]);
         command
     };
-    let clean = dir.path().join("clean");
-    copy_dir(&template, &clean);
-    let duration = timed(&mut gc(&clean));
-
-    let mut points = KillPoints::new(2);
-    for round in 0..rounds() {
-        let repo = dir.path().join(format!("gc-{round}"));
-        copy_dir(&template, &repo);
-        let at = points.next(duration);
-        let context = format!("gc killed after {at:?} of {duration:?}");
-        kill_after(&mut gc(&repo), at);
-        let state = repo.join("state");
-        assert_sound(&repo, &state, &expected, &context);
-        run_ok(&mut gc(&repo), None);
-        assert_sound(&repo, &state, &expected, &context);
-        assert_reclaimed(&repo, &state, &context);
-    }
+    kill_rounds(dir.path(), &template, 2, &gc, &expected);
 }
 
 #[test]
@@ -276,25 +280,8 @@ fn repair_index_killed_at_random_points_leaves_a_sound_repository() {
         command.args(["repair", "index"]);
         command
     };
-    let clean = dir.path().join("clean");
-    copy_dir(&template, &clean);
-    let duration = timed(&mut repair(&clean));
-
-    let mut points = KillPoints::new(3);
-    for round in 0..rounds() {
-        let repo = dir.path().join(format!("repair-{round}"));
-        copy_dir(&template, &repo);
-        let at = points.next(duration);
-        let context = format!("repair index killed after {at:?} of {duration:?}");
-        kill_after(&mut repair(&repo), at);
-        let state = repo.join("state");
-        // Whatever the kill left, the next open reconciles the index with the backend.
-        assert_sound(&repo, &state, &expected, &context);
-        assert_eq!(listed(&repo, &state).len(), expected.len(), "{context}");
-        run_ok(&mut repair(&repo), None);
-        assert_sound(&repo, &state, &expected, &context);
-        assert_reclaimed(&repo, &state, &context);
-    }
+    // Whatever a kill left, the next open reconciles the index with the backend.
+    kill_rounds(dir.path(), &template, 3, &repair, &expected);
 }
 
 /// `stowage serve` on a loopback port with its data in `data`; returns the child and

@@ -125,12 +125,20 @@ async fn count_mutations(base: &Base, data: &[u8]) -> u64 {
     faulty.mutation_count()
 }
 
-/// Opens `local` through a FaultyBackend, then applies `plan` (counted from the first
-/// call after opening, which writes nothing).
+/// Opens `local` through a FaultyBackend, then applies `plan` (its mutations and call
+/// numbers counted from the first call after opening, which writes nothing).
 async fn open_faulty(local: &LocalRepo, plan: FaultPlan) -> (Repository, Arc<FaultyBackend>) {
     let faulty = Arc::new(FaultyBackend::new(local.backend(), FaultPlan::Never));
     let repo = local.open_with(faulty.clone()).await;
     assert_eq!(faulty.mutation_count(), 0, "opening writes nothing");
+    let plan = match plan {
+        // Call numbers count from the end of opening.
+        FaultPlan::FailNth { operation, n } => FaultPlan::FailNth {
+            operation,
+            n: n + faulty.operation_count(operation),
+        },
+        other => other,
+    };
     faulty.set_plan(plan);
     (repo, faulty)
 }
@@ -211,16 +219,16 @@ async fn a_single_failed_backend_call_fails_the_ingest_and_the_handle_recovers()
     let data = new_stream();
     let counting = base.local.copy();
     let (repo, faulty) = open_faulty(&counting, FaultPlan::Never).await;
+    let opening = Operation::ALL.map(|op| faulty.operation_count(op));
     ingest(&repo, &data).await.expect("clean ingest");
-    let counts: Vec<(Operation, u64)> = [
-        Operation::Create,
-        Operation::Write,
-        Operation::Finish,
-        Operation::Put,
-    ]
-    .into_iter()
-    .map(|op| (op, faulty.operation_count(op)))
-    .collect();
+    // Every kind of call the ingest makes, reads included (today none: its dedup
+    // lookups are the index's), counted from the end of opening, as `open_faulty` counts.
+    let counts: Vec<(Operation, u64)> = Operation::ALL
+        .into_iter()
+        .zip(opening)
+        .map(|(op, before)| (op, faulty.operation_count(op) - before))
+        .filter(|(_, count)| *count > 0)
+        .collect();
     drop(repo);
 
     for (operation, count) in counts {
