@@ -128,23 +128,6 @@ async fn restore_all(repo: &Repository, fixture: &Fixture, context: &str) -> Res
     Ok(())
 }
 
-/// Opens `local` through a fault wrapper whose plan applies from the first call after
-/// opening.
-async fn open_faulty(local: &LocalRepo, plan: FaultPlan) -> (Repository, Arc<FaultyBackend>) {
-    let faulty = Arc::new(FaultyBackend::new(local.backend(), FaultPlan::Never));
-    let repo = local.open_with(faulty.clone()).await;
-    let plan = match plan {
-        // Counted from here on: shift the call number past those of opening.
-        FaultPlan::FailNth { operation, n } => FaultPlan::FailNth {
-            operation,
-            n: n + faulty.operation_count(operation),
-        },
-        other => other,
-    };
-    faulty.set_plan(plan);
-    (repo, faulty)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_with_any_failed_backend_call_fails_cleanly_and_writes_no_wrong_byte() {
     let fixture = fixture().await;

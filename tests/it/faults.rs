@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stowage::backend::{FaultPlan, FaultyBackend, Operation};
+use stowage::backend::{FaultPlan, Operation};
 use stowage::error::ErrorKind;
 use stowage::format::manifest::BackupManifest;
 use stowage::repo::{Progress, RepoError, Repository};
@@ -123,24 +123,6 @@ async fn count_mutations(base: &Base, data: &[u8]) -> u64 {
     );
     assert_eq!(faulty.operation_count(Operation::Delete), 0);
     faulty.mutation_count()
-}
-
-/// Opens `local` through a FaultyBackend, then applies `plan` (its mutations and call
-/// numbers counted from the first call after opening, which writes nothing).
-async fn open_faulty(local: &LocalRepo, plan: FaultPlan) -> (Repository, Arc<FaultyBackend>) {
-    let faulty = Arc::new(FaultyBackend::new(local.backend(), FaultPlan::Never));
-    let repo = local.open_with(faulty.clone()).await;
-    assert_eq!(faulty.mutation_count(), 0, "opening writes nothing");
-    let plan = match plan {
-        // Call numbers count from the end of opening.
-        FaultPlan::FailNth { operation, n } => FaultPlan::FailNth {
-            operation,
-            n: n + faulty.operation_count(operation),
-        },
-        other => other,
-    };
-    faulty.set_plan(plan);
-    (repo, faulty)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

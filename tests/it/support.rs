@@ -571,3 +571,32 @@ pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
     }
     venv
 }
+
+/// Opens `local` through a FaultyBackend, then applies `plan` (its mutations and call
+/// numbers counted from the first call after opening, which writes nothing).
+pub async fn open_faulty(
+    local: &LocalRepo,
+    plan: stowage::backend::FaultPlan,
+) -> (
+    stowage::repo::Repository,
+    Arc<stowage::backend::FaultyBackend>,
+) {
+    let faulty = Arc::new(stowage::backend::FaultyBackend::new(
+        local.backend(),
+        stowage::backend::FaultPlan::Never,
+    ));
+    let repo = local.open_with(faulty.clone()).await;
+    assert_eq!(faulty.mutation_count(), 0, "opening writes nothing");
+    let plan = match plan {
+        // Call numbers count from the end of opening.
+        stowage::backend::FaultPlan::FailNth { operation, n } => {
+            stowage::backend::FaultPlan::FailNth {
+                operation,
+                n: n + faulty.operation_count(operation),
+            }
+        }
+        other => other,
+    };
+    faulty.set_plan(plan);
+    (repo, faulty)
+}
