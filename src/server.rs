@@ -52,6 +52,8 @@ pub struct ServerConfig {
     /// clients reach it, e.g. `https://backups.example.com`; default: `http://` plus the
     /// request's Host header.
     pub public_url: Option<String>,
+    /// What backup policies may read and run (`[policies]`).
+    pub policies: crate::service::policies::PolicyConfig,
     /// The dialects served beside the native API, one section each.
     pub dialects: crate::dialects::DialectsConfig,
 }
@@ -157,6 +159,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 16,
             job_history: 1000,
             public_url: None,
+            policies: Default::default(),
             dialects: Default::default(),
         }
     }
@@ -384,6 +387,13 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     );
     state.signer = UrlSigner::new(secret);
     state.public_url = config.public_url.clone();
+    let rules = crate::service::policies::Rules::new(&config.policies)
+        .map_err(|e| anyhow::anyhow!("[policies]: {e}"))?;
+    state.policies = Arc::new(crate::service::policy_runs::PolicyRunner::new(
+        crate::service::policies::Policies::new(store.clone(), Some(Arc::new(rules))),
+        state.repo.clone(),
+        state.jobs.clone(),
+    ));
     let mirror = Arc::new(StateMirror::new(state.repo.clone(), store.clone()));
     state.mirror = Some(mirror.clone());
     let state = Arc::new(state);
@@ -422,11 +432,12 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("making {} private", path.display()))?;
-    let (tasks, keys, users, schedules) = (
+    let (tasks, keys, users, schedules, runner) = (
         state.tasks.clone(),
         state.keys.clone(),
         state.users.clone(),
         state.schedules.clone(),
+        state.policies.clone(),
     );
     state.tasks.spawn(async move {
         loop {
@@ -440,10 +451,11 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
                 },
                 _ = tasks.cancelled() => break,
             };
-            let (keys, users, schedules, stopping) = (
+            let (keys, users, schedules, runner, stopping) = (
                 keys.clone(),
                 users.clone(),
                 schedules.clone(),
+                runner.clone(),
                 tasks.clone(),
             );
             tasks.spawn(async move {
@@ -464,6 +476,8 @@ fn spawn_control_socket(config: &ServerConfig, state: &AppState) -> Result<()> {
                     keys: &keys,
                     users: &users,
                     schedules: &schedules,
+                    policies: runner.policies(),
+                    runner: Some(&runner),
                 };
                 let reply = handle_line(&stores, &line);
                 let mut bytes = serde_json::to_vec(&reply).expect("replies serialize");
@@ -494,6 +508,15 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
                     .map_err(|e| e.to_string())
             }
             .boxed()
+        }),
+    );
+    let policies = state.policies.clone();
+    state.scheduler.add(
+        "policies",
+        crate::service::policy_runs::CHECK_EVERY,
+        Box::new(move || {
+            let policies = policies.clone();
+            async move { policies.run_due(chrono::Utc::now()) }.boxed()
         }),
     );
     state.scheduler.start(&state.tasks);

@@ -169,6 +169,16 @@ impl From<crate::service::schedules::ScheduleError> for ApiError {
     }
 }
 
+impl From<crate::service::policies::PolicyError> for ApiError {
+    fn from(error: crate::service::policies::PolicyError) -> ApiError {
+        use crate::service::policies::PolicyError;
+        match error {
+            PolicyError::Denied(e) => e.into(),
+            other => ApiError::from_kind(other.kind(), other.to_string()),
+        }
+    }
+}
+
 impl From<KeyStoreError> for ApiError {
     fn from(error: KeyStoreError) -> ApiError {
         ApiError::from_kind(error.kind(), error.to_string())

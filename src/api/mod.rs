@@ -7,6 +7,7 @@ pub mod error;
 mod jobs;
 mod openapi;
 mod ops;
+mod policies;
 mod repository;
 mod schedules;
 mod series;
@@ -60,6 +61,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(schedules::delete),
         )
         .route("/v1/schedules/{name}/calendar", get(schedules::calendar))
+        .route("/v1/policies", get(policies::list).post(policies::create))
+        .route(
+            "/v1/policies/{name}",
+            get(policies::get)
+                .patch(policies::update)
+                .delete(policies::delete),
+        )
+        .route("/v1/policies/{name}/run", post(policies::run))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/scheduler", get(jobs::scheduler))
         .route("/v1/jobs/{id}", get(jobs::get))

@@ -35,6 +35,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
         Command::Key { action } => key(action).await,
         Command::User { action } => user(action).await,
         Command::Schedule { action } => schedule(action).await,
+        Command::Policy { action } => super::policy::policy(action).await,
         Command::Init {
             repo,
             chunk_min,
@@ -493,7 +494,7 @@ async fn undelete(args: &RepoArgs, ids: &[String]) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn policy_from_args(args: &PolicyArgs) -> Result<RetentionPolicy> {
+pub(super) fn policy_from_args(args: &PolicyArgs) -> Result<RetentionPolicy> {
     let keep_within_secs = args
         .keep_within
         .as_deref()

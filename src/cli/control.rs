@@ -1,4 +1,4 @@
-//! `stowage key ...`, `stowage user ...` and `stowage schedule ...` against the state store: opened directly when no server holds it,
+//! `stowage key ...`, `user ...`, `schedule ...` and `policy ...` against the state store: opened directly when no server holds it,
 //! else through the running server's control socket (`service::control`), so the
 //! command works either way and a running server sees the change at once.
 
@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::service::control::{self, ControlReply, ControlRequest, CONTROL_SOCKET, MAX_LINE_BYTES};
 use crate::service::keys::KeyStore;
+use crate::service::policies::Policies;
 use crate::service::schedules::Schedules;
 use crate::service::users::UserStore;
 use crate::state::{StateError, StateStore, STATE_FILE};
@@ -21,12 +22,15 @@ pub async fn run(data_dir: &Path, request: ControlRequest) -> Result<ControlRepl
             let store = Arc::new(store);
             let keys = KeyStore::new(store.clone());
             let users = UserStore::new(store.clone());
-            let schedules = Schedules::new(store);
+            let schedules = Schedules::new(store.clone());
+            let policies = Policies::new(store, None);
             keys.migrate_file(&data_dir.join("keys.json"))?;
             let stores = control::Stores {
                 keys: &keys,
                 users: &users,
                 schedules: &schedules,
+                policies: &policies,
+                runner: None,
             };
             Ok(control::handle(&stores, request))
         }

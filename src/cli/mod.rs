@@ -7,6 +7,7 @@ mod beside;
 mod commands;
 mod control;
 mod output;
+mod policy;
 mod remote;
 
 use std::path::PathBuf;
@@ -121,6 +122,12 @@ enum Command {
     Schedule {
         #[command(subcommand)]
         action: ScheduleCommand,
+    },
+    /// Manage backup policies: what to back up, into which series, on which schedule,
+    /// with which retention (works whether or not the server runs; `run` needs it).
+    Policy {
+        #[command(subcommand)]
+        action: policy::PolicyCommand,
     },
     /// Create a new repository.
     Init {

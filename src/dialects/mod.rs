@@ -8,6 +8,7 @@
 //! a dialect touches its folder, its section of [`DialectsConfig`] and that list.
 
 pub mod backupchan;
+pub mod cyborgbackup;
 pub mod fa;
 pub mod wings;
 
@@ -26,6 +27,7 @@ pub struct DialectsConfig {
     pub fa: fa::FaConfig,
     pub wings: wings::WingsConfig,
     pub backupchan: backupchan::BackupchanConfig,
+    pub cyborgbackup: cyborgbackup::CyborgbackupConfig,
 }
 
 /// A `STOWAGE_*` environment variable and the setting it overrides (a dotted path in
@@ -40,9 +42,14 @@ pub struct EnvKey {
 
 /// Every dialect's environment variables.
 pub fn env_keys() -> impl Iterator<Item = &'static EnvKey> {
-    [fa::plugin::ENV, wings::plugin::ENV, backupchan::plugin::ENV]
-        .into_iter()
-        .flatten()
+    [
+        fa::plugin::ENV,
+        wings::plugin::ENV,
+        backupchan::plugin::ENV,
+        cyborgbackup::plugin::ENV,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// What a dialect builds itself from.
@@ -76,10 +83,11 @@ impl StartError {
 pub type Start = fn(&Context, &DialectsConfig) -> Result<Option<Mounted>, StartError>;
 
 /// Every dialect the server knows, in the order their routes are mounted.
-pub const DIALECTS: [Start; 3] = [
+pub const DIALECTS: [Start; 4] = [
     fa::plugin::start,
     wings::plugin::start,
     backupchan::plugin::start,
+    cyborgbackup::plugin::start,
 ];
 
 /// Starts every enabled dialect.

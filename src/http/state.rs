@@ -45,6 +45,8 @@ pub struct ServerState {
     pub users: UserStore,
     /// Named cron schedules that policies run by.
     pub schedules: crate::service::schedules::Schedules,
+    /// Backup policies and their runs.
+    pub policies: Arc<crate::service::policy_runs::PolicyRunner>,
     pub jobs: Arc<JobRegistry>,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -80,10 +82,16 @@ impl ServerState {
     ) -> ServerState {
         ServerState {
             backups: crate::service::backups::Backups::new(repo.clone()),
-            repo,
+            repo: repo.clone(),
             keys,
             users: UserStore::new(store.clone()),
-            schedules: crate::service::schedules::Schedules::new(store),
+            schedules: crate::service::schedules::Schedules::new(store.clone()),
+            // No folder or command may run until the server sets its rules.
+            policies: Arc::new(crate::service::policy_runs::PolicyRunner::new(
+                crate::service::policies::Policies::new(store, None),
+                repo,
+                jobs.clone(),
+            )),
             jobs,
             metrics: Metrics::default(),
             limits,

@@ -28,6 +28,7 @@ pub mod server_state;
 mod spool;
 pub mod stats;
 pub mod tree;
+pub mod tree_source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,11 +4,11 @@
 //! (depth first, names sorted bytewise, a directory before its contents); each file's
 //! catalog entry records where its bytes start. Chunking the concatenation keeps small
 //! files together in shared chunks and lets one sequential pass read the whole tree.
-//! Names that are not UTF-8 and unreadable entries are skipped with a warning.
+//! The walk itself, and the selection of several folders, is `tree_source`.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,197 +21,15 @@ use super::file_writers::{create_file, finish_file, FileWriters, MAX_HANDED_OFF}
 use super::ingest::{
     now_rfc3339, validate_series, IngestOptions, ManifestDraft, Session, StreamObserver,
 };
-use super::owners::OwnerNames;
 use super::progress::Progress;
 use super::restore::{
     copy_from_piece, read_content, unwrap_io, StreamReader, CATALOG_READ_AHEAD_UNITS,
     READ_AHEAD_UNITS,
 };
-use super::spool::Spool;
+use super::tree_source::{TreeSelection, TreeSource};
 use super::{RepoError, RepoInner, Repository};
 use crate::format::catalog::{CatalogEntry, EntryKind, MAX_LINE_BYTES};
 use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
-
-/// Reads a directory tree as one stream of file contents, writing the catalog as it goes.
-pub struct TreeSource {
-    root: PathBuf,
-    pending: Vec<(String, Vec<String>)>,
-    current: Option<(File, CatalogEntry)>,
-    offset: u64,
-    catalog: Spool,
-    entries: u64,
-    owners: OwnerNames,
-    line: Vec<u8>,
-    /// Paths skipped, with the reason.
-    pub skipped: Vec<String>,
-    /// Counts each entry recorded, when set.
-    progress: Option<Arc<Progress>>,
-}
-
-impl TreeSource {
-    pub fn new(root: &Path, spool_dir: PathBuf) -> Result<TreeSource, RepoError> {
-        let metadata = fs::metadata(root).map_err(|e| RepoError::io(root, e))?;
-        if !metadata.is_dir() {
-            return Err(RepoError::InvalidInput(format!(
-                "{} is not a directory",
-                root.display()
-            )));
-        }
-        let mut source = TreeSource {
-            root: root.to_path_buf(),
-            pending: Vec::new(),
-            current: None,
-            offset: 0,
-            catalog: Spool::new(spool_dir),
-            entries: 0,
-            owners: OwnerNames::default(),
-            line: Vec::new(),
-            skipped: Vec::new(),
-            progress: None,
-        };
-        source.push_dir(String::new())?;
-        Ok(source)
-    }
-
-    fn push_dir(&mut self, relative: String) -> Result<(), RepoError> {
-        let path = self.root.join(&relative);
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&path).map_err(|e| RepoError::io(&path, e))? {
-            let entry = entry.map_err(|e| RepoError::io(&path, e))?;
-            match entry.file_name().into_string() {
-                Ok(name) => names.push(name),
-                Err(name) => self.skip(format!("{}: name is not UTF-8", path.join(name).display())),
-            }
-        }
-        // Popped from the end: reverse order gives a bytewise sorted walk.
-        names.sort_unstable_by(|a, b| b.cmp(a));
-        self.pending.push((relative, names));
-        Ok(())
-    }
-
-    fn skip(&mut self, reason: String) {
-        tracing::warn!("skipped {reason}");
-        self.skipped.push(reason);
-    }
-
-    fn record(&mut self, entry: &CatalogEntry) -> io::Result<()> {
-        self.line.clear();
-        entry.encode_line(&mut self.line);
-        self.entries += 1;
-        if let Some(progress) = &self.progress {
-            progress.add_files_done(1);
-        }
-        self.catalog.write_all(&self.line)
-    }
-
-    /// The next path of the walk, or `None` at the end.
-    fn next_path(&mut self) -> Option<String> {
-        loop {
-            let (dir, names) = self.pending.last_mut()?;
-            match names.pop() {
-                Some(name) if dir.is_empty() => return Some(name),
-                Some(name) => return Some(format!("{dir}/{name}")),
-                None => {
-                    self.pending.pop();
-                }
-            }
-        }
-    }
-
-    /// Advances the walk to the next regular file, recording every entry on the way.
-    fn open_next_file(&mut self) -> io::Result<bool> {
-        while let Some(relative) = self.next_path() {
-            let path = self.root.join(&relative);
-            let metadata = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.skip(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let mut entry = self.entry_for(relative.clone(), &metadata);
-            match entry.kind {
-                EntryKind::File => match File::open(&path) {
-                    Ok(file) => {
-                        entry.offset = Some(self.offset);
-                        self.current = Some((file, entry));
-                        return Ok(true);
-                    }
-                    Err(e) => self.skip(format!("{}: {e}", path.display())),
-                },
-                EntryKind::Dir => {
-                    self.record(&entry)?;
-                    if let Err(e) = self.push_dir(relative) {
-                        self.skip(e.to_string());
-                    }
-                }
-                EntryKind::Symlink => {
-                    match fs::read_link(&path).map(|t| t.into_os_string().into_string()) {
-                        Ok(Ok(target)) => {
-                            entry.link = Some(target);
-                            self.record(&entry)?;
-                        }
-                        _ => self.skip(format!("{}: unreadable or non-UTF-8 link", path.display())),
-                    }
-                }
-                _ => self.record(&entry)?,
-            }
-        }
-        Ok(false)
-    }
-
-    fn entry_for(&mut self, path: String, metadata: &Metadata) -> CatalogEntry {
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_file() {
-            EntryKind::File
-        } else if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Other
-        };
-        CatalogEntry {
-            path,
-            kind,
-            mode: metadata.mode() & 0o7777,
-            mtime: metadata.mtime(),
-            mtime_nsec: metadata.mtime_nsec() as u32,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
-            user: self.owners.user(metadata.uid()),
-            group: self.owners.group(metadata.gid()),
-            size: 0,
-            link: None,
-            offset: None,
-        }
-    }
-
-    /// The catalog written so far and its entry count; call after the stream ended.
-    pub fn into_catalog(self) -> (Spool, u64, Vec<String>) {
-        (self.catalog, self.entries, self.skipped)
-    }
-}
-
-impl Read for TreeSource {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some((file, entry)) = self.current.as_mut() {
-                let n = file.read(out)?;
-                if n > 0 {
-                    entry.size += n as u64;
-                    self.offset += n as u64;
-                    return Ok(n);
-                }
-                let (_, entry) = self.current.take().expect("current file is set");
-                self.record(&entry)?;
-            }
-            if !self.open_next_file()? {
-                return Ok(0);
-            }
-        }
-    }
-}
 
 impl Repository {
     /// Backs up the directory tree at `root`.
@@ -221,12 +39,48 @@ impl Repository {
         options: IngestOptions,
         progress: Arc<Progress>,
     ) -> Result<(BackupManifest, Vec<String>), RepoError> {
+        let root = root.to_path_buf();
+        self.backup_source(
+            root.display().to_string(),
+            options,
+            progress,
+            move |spool| TreeSource::new(&root, spool),
+        )
+        .await
+    }
+
+    /// Backs up the folders of `selection` as one tree.
+    pub async fn backup_selection(
+        &self,
+        selection: TreeSelection,
+        options: IngestOptions,
+        progress: Arc<Progress>,
+    ) -> Result<(BackupManifest, Vec<String>), RepoError> {
+        let name = selection
+            .folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.backup_source(name, options, progress, move |spool| {
+            TreeSource::selection(&selection, spool)
+        })
+        .await
+    }
+
+    async fn backup_source(
+        &self,
+        name: String,
+        options: IngestOptions,
+        progress: Arc<Progress>,
+        source: impl FnOnce(PathBuf) -> Result<TreeSource, RepoError> + Send + 'static,
+    ) -> Result<(BackupManifest, Vec<String>), RepoError> {
         validate_series(&options.series)?;
         let inner = self.inner.clone();
         let handle = Handle::current();
-        let root = root.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            backup_tree_blocking(inner, handle, &root, options, progress)
+            let source = source(inner.state_dir.join("tmp"))?;
+            backup_tree_blocking(inner, handle, source, &name, options, progress)
         })
         .await
         .map_err(|e| RepoError::Internal(format!("tree backup task failed: {e}")))?
@@ -280,18 +134,18 @@ impl Repository {
 fn backup_tree_blocking(
     inner: Arc<RepoInner>,
     handle: Handle,
-    root: &Path,
+    mut source: TreeSource,
+    name: &str,
     options: IngestOptions,
     progress: Arc<Progress>,
 ) -> Result<(BackupManifest, Vec<String>), RepoError> {
     let created_at = now_rfc3339();
-    let mut source = TreeSource::new(root, inner.state_dir.join("tmp"))?;
-    source.progress = Some(progress.clone());
+    source.count_entries(progress.clone());
     let mut session = Session::new(inner, handle, progress);
     let (content, observer) = session
         .ingest(&mut source, StreamObserver::digests_only(options.digests))
         .map_err(|e| match e {
-            RepoError::Io { source, .. } => unwrap_io(source, &root.display().to_string()),
+            RepoError::Io { source, .. } => unwrap_io(source, name),
             other => other,
         })?;
     let (digests, _) = observer.finish();

@@ -1,5 +1,5 @@
-//! The control protocol: what `stowage key ...`, `stowage user ...` and
-//! `stowage schedule ...` ask of the state
+//! The control protocol: what `stowage key ...`, `stowage user ...`,
+//! `stowage schedule ...` and `stowage policy ...` ask of the state
 //! store, answered the same way whether the CLI opened the store itself or, because a
 //! running server holds it, sent the request over the server's control socket
 //! (`<data_dir>/control.sock`, mode 0600: whoever may read the data directory may
@@ -10,7 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::jobs::JobView;
 use super::keys::{KeyRecord, KeyStore, Principal, Role};
+use super::policies::{NewPolicy, Policies, PolicyChanges, PolicyView};
+use super::policy_runs::{PolicyRunner, Trigger};
 use super::schedules::{ScheduleView, Schedules};
 use super::users::{NewUser, UserStore, UserView};
 
@@ -68,6 +71,21 @@ pub enum ControlRequest {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     },
+    PolicyCreate {
+        policy: NewPolicy,
+    },
+    PolicyList,
+    PolicySet {
+        name: String,
+        changes: PolicyChanges,
+    },
+    PolicyDelete {
+        name: String,
+    },
+    /// Runs only in a server (the command line alone holds no repository).
+    PolicyRun {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +114,15 @@ pub enum ControlReply {
     Calendar {
         occurrences: Vec<String>,
     },
+    Policy {
+        policy: PolicyView,
+    },
+    Policies {
+        policies: Vec<PolicyView>,
+    },
+    Job {
+        job: JobView,
+    },
     Done,
     Error {
         message: String,
@@ -107,6 +134,9 @@ pub struct Stores<'a> {
     pub keys: &'a KeyStore,
     pub users: &'a UserStore,
     pub schedules: &'a Schedules,
+    pub policies: &'a Policies,
+    /// The server's policy runner; `None` when the command line opened the store.
+    pub runner: Option<&'a std::sync::Arc<PolicyRunner>>,
 }
 
 /// Who asks over the control protocol: whoever may read the data directory, which is
@@ -210,6 +240,40 @@ fn carry_out(stores: &Stores<'_>, request: ControlRequest) -> Result<ControlRepl
                 .calendar(&administrator(), &name, from, to)
                 .map_err(text)?,
         },
+        ControlRequest::PolicyCreate { policy } => ControlReply::Policy {
+            policy: stores
+                .policies
+                .create(&administrator(), policy)
+                .map_err(text)?,
+        },
+        ControlRequest::PolicyList => ControlReply::Policies {
+            policies: stores.policies.list(&administrator()).map_err(text)?,
+        },
+        ControlRequest::PolicySet { name, changes } => ControlReply::Policy {
+            policy: stores
+                .policies
+                .update(&administrator(), &name, changes)
+                .map_err(text)?,
+        },
+        ControlRequest::PolicyDelete { name } => {
+            stores
+                .policies
+                .delete(&administrator(), &name)
+                .map_err(text)?;
+            ControlReply::Done
+        }
+        ControlRequest::PolicyRun { name } => {
+            let Some(runner) = stores.runner else {
+                return Err(
+                    "policies run in the server: start `stowage serve`, then run this again".into(),
+                );
+            };
+            ControlReply::Job {
+                job: runner
+                    .run(&administrator(), &name, Trigger::Manual)
+                    .map_err(text)?,
+            }
+        }
     })
 }
 

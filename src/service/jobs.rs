@@ -157,12 +157,29 @@ impl JobRegistry {
 
     /// Registers a running job and returns its id.
     pub fn begin(&self, kind: JobKind, subject: Option<String>, progress: Arc<Progress>) -> String {
-        self.register(kind, subject, progress, JobStatus::Running)
+        self.register(kind, subject, None, progress, JobStatus::Running)
+    }
+
+    /// Registers a running job that follows `parent` in a chain.
+    pub fn begin_after(
+        &self,
+        parent: &str,
+        kind: JobKind,
+        subject: Option<String>,
+        progress: Arc<Progress>,
+    ) -> String {
+        self.register(
+            kind,
+            subject,
+            Some(parent.to_string()),
+            progress,
+            JobStatus::Running,
+        )
     }
 
     /// Registers a job waiting for its turn (`queued` until [`Self::start`]).
     pub fn queue(&self, kind: JobKind, subject: Option<String>, progress: Arc<Progress>) -> String {
-        self.register(kind, subject, progress, JobStatus::Queued)
+        self.register(kind, subject, None, progress, JobStatus::Queued)
     }
 
     /// A queued job begins running.
@@ -190,6 +207,7 @@ impl JobRegistry {
         &self,
         kind: JobKind,
         subject: Option<String>,
+        parent: Option<String>,
         progress: Arc<Progress>,
         status: JobStatus,
     ) -> String {
@@ -204,6 +222,7 @@ impl JobRegistry {
             id: id.clone(),
             kind,
             subject,
+            parent,
             status,
             started_at: (status == JobStatus::Running).then(|| created.clone()),
             created_at: created,

@@ -3,8 +3,10 @@
 
 pub mod backupchan;
 pub mod backups;
+pub mod command_source;
 pub mod control;
 pub mod cron;
+pub mod cyborgbackup;
 pub mod documents;
 pub mod durable;
 pub mod fa;
@@ -12,6 +14,8 @@ pub mod forget;
 pub mod jobs;
 pub mod keys;
 pub mod mirror;
+pub mod policies;
+pub mod policy_runs;
 pub mod retention;
 pub mod scheduler;
 pub mod schedules;

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::JobRecord;
 use super::keys::KeyRecord;
+use super::policies::PolicyRecord;
 use super::schedules::ScheduleRecord;
-use super::schema::{DOCUMENTS, JOBS, KEYS, SCHEDULES, SECRETS, USERS};
+use super::schema::{DOCUMENTS, JOBS, KEYS, POLICIES, SCHEDULES, SECRETS, USERS};
 use super::users::{email_key, UserRecord};
 use super::{db, decode, StateError, StateStore};
 
@@ -27,6 +28,9 @@ pub struct Export {
     /// Absent from exports made before schedules existed.
     #[serde(default)]
     pub schedules: Vec<ScheduleRecord>,
+    /// Absent from exports made before policies existed.
+    #[serde(default)]
+    pub policies: Vec<PolicyRecord>,
 }
 
 impl StateStore {
@@ -48,6 +52,7 @@ impl StateStore {
                 .map(|(name, bytes)| (name, hex::encode(bytes)))
                 .collect(),
             schedules: self.schedules()?,
+            policies: self.policies()?,
         })
     }
 
@@ -59,7 +64,8 @@ impl StateStore {
             && export.jobs.is_empty()
             && export.documents.is_empty()
             && export.secrets.is_empty()
-            && export.schedules.is_empty())
+            && export.schedules.is_empty()
+            && export.policies.is_empty())
     }
 
     /// Replaces every table's records with `export`'s, in one transaction.
@@ -74,7 +80,7 @@ impl StateStore {
         }
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
-            for table in [KEYS, USERS, JOBS, DOCUMENTS, SECRETS, SCHEDULES] {
+            for table in [KEYS, USERS, JOBS, DOCUMENTS, SECRETS, SCHEDULES, POLICIES] {
                 txn.delete_table(table).map_err(db)?;
             }
             {
@@ -108,6 +114,12 @@ impl StateStore {
                 for schedule in &export.schedules {
                     schedules
                         .insert(schedule.name.as_str(), json(schedule).as_slice())
+                        .map_err(db)?;
+                }
+                let mut policies = txn.open_table(POLICIES).map_err(db)?;
+                for policy in &export.policies {
+                    policies
+                        .insert(policy.name.as_str(), json(policy).as_slice())
                         .map_err(db)?;
                 }
             }

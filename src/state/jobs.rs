@@ -20,6 +20,10 @@ pub enum JobKind {
     FaRestore,
     /// A Backup-chan upload being stored and recorded.
     BackupchanUpload,
+    /// A run of a backup policy (`service::policies`): its backup.
+    Policy,
+    /// Retention applied to a series after a policy's backup (its `parent`).
+    Prune,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +67,9 @@ pub struct JobView {
     /// What the job works on, for people: the series, the dialect's own job and path.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The job this one follows in a chain (a prune after its policy's backup).
+    #[serde(default)]
+    pub parent: Option<String>,
     pub status: JobStatus,
     pub created_at: String,
     pub started_at: Option<String>,

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod export;
 pub mod jobs;
 pub mod keys;
+pub mod policies;
 pub mod schedules;
 mod schema;
 pub mod users;

@@ -11,6 +11,7 @@
 //! * `secrets`: name → raw bytes, created once (`url-signing`: the 32-byte key of signed
 //!   links)
 //! * `schedules`: schedule name → its record, JSON (`state::schedules`)
+//! * `policies`: policy name → its record, JSON (`state::policies`)
 
 use redb::TableDefinition;
 
@@ -26,6 +27,7 @@ pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 pub const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 pub const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+pub const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 
 /// Creates every table a fresh store lacks.
 pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
@@ -35,5 +37,6 @@ pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
     txn.open_table(DOCUMENTS).map_err(db)?;
     txn.open_table(SECRETS).map_err(db)?;
     txn.open_table(SCHEDULES).map_err(db)?;
+    txn.open_table(POLICIES).map_err(db)?;
     Ok(())
 }

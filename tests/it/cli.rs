@@ -628,3 +628,92 @@ fn schedule_commands_manage_schedules_in_the_state_store() {
     let listed = run_ok(&mut stowage(&["list", "--json"]), None);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
 }
+
+/// `stowage policy` on a data directory no server holds: create (folders, or a program
+/// after `--`), list, change, delete; `run` says it needs the server.
+#[test]
+fn policy_commands_manage_policies_in_the_state_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let stowage = |args: &[&str]| {
+        let mut command = cli(&dir.path().join("repo"));
+        let (verb, rest) = args.split_first().unwrap();
+        command
+            .arg("policy")
+            .arg(verb)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(rest);
+        command
+    };
+    run_ok(
+        &mut stowage(&[
+            "create",
+            "www",
+            "--series",
+            "www",
+            "--folder",
+            "/srv/www",
+            "--exclude",
+            "*.tmp",
+            "--keep-daily",
+            "7",
+        ]),
+        None,
+    );
+    run_ok(
+        &mut stowage(&[
+            "create",
+            "db",
+            "--series",
+            "db",
+            "--",
+            "pg_dumpall",
+            "-U",
+            "postgres",
+        ]),
+        None,
+    );
+    let refused = run(
+        &mut stowage(&["create", "bad", "--series", "bad", "--folder", "srv/www"]),
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("absolute"));
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    let policies: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(policies[0]["name"], "db", "{policies}");
+    assert_eq!(
+        policies[0]["source"],
+        serde_json::json!({"kind": "command", "argv": ["pg_dumpall", "-U", "postgres"]})
+    );
+    assert_eq!(
+        policies[1]["source"]["exclude"],
+        serde_json::json!(["*.tmp"])
+    );
+    assert_eq!(policies[1]["retention"]["keep_daily"], 7, "{policies}");
+    run_ok(
+        &mut stowage(&["set", "www", "--disable", "--no-retention"]),
+        None,
+    );
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    let policies: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(policies[1]["enabled"], false, "{policies}");
+    assert_eq!(
+        policies[1]["retention"],
+        serde_json::Value::Null,
+        "{policies}"
+    );
+    let run_alone = run(&mut stowage(&["run", "www"]), None);
+    assert!(!run_alone.status.success());
+    assert!(
+        String::from_utf8_lossy(&run_alone.stderr).contains("stowage serve"),
+        "{}",
+        String::from_utf8_lossy(&run_alone.stderr)
+    );
+    run_ok(&mut stowage(&["delete", "www"]), None);
+    run_ok(&mut stowage(&["delete", "db"]), None);
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}

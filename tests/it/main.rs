@@ -12,6 +12,7 @@ mod compose;
 mod corruption;
 mod crash;
 mod cron;
+mod cyborgbackup;
 mod dedup;
 mod fa;
 mod fault_matrix;

@@ -316,6 +316,7 @@ async fn jobs_survive_a_restart_keep_their_error_kind_and_come_back_interrupted(
         id: "11111111-2222-4333-8444-555555555555".into(),
         kind: JobKind::Gc,
         subject: None,
+        parent: None,
         status: JobStatus::Running,
         created_at: "2026-01-01T00:00:00.000Z".into(),
         started_at: Some("2026-01-01T00:00:00.000Z".into()),

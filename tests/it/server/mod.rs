@@ -299,4 +299,5 @@ fn chunked(data: Vec<u8>, piece: usize) -> Body {
 mod api;
 mod control;
 mod openapi;
+mod policies;
 mod uploads;

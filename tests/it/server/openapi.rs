@@ -135,7 +135,12 @@ async fn check_against_document(server: &Server, doc: &Value, call: Call) -> (St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_as_the_openapi_document_says() {
     use reqwest::Method;
-    let server = Server::start().await;
+    let roots = tempfile::tempdir().unwrap();
+    let www = roots.path().canonicalize().unwrap().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), b"<p>hello</p>").unwrap();
+    let root = roots.path().to_path_buf();
+    let server = Server::start_with(|config| config.policies.roots = vec![root]).await;
     let (status, doc) = server.get(&server.reader, "/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     let (admin, writer, reader) = (
@@ -372,6 +377,59 @@ async fn every_route_answers_as_the_openapi_document_says() {
         Method::DELETE,
         "/v1/schedules/{name}",
         "/v1/schedules/nightly",
+        &admin
+    ));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Policies.
+    let www = www.to_str().unwrap();
+    let (status, _) = check!(
+        Call::new(Method::POST, "/v1/policies", "/v1/policies", &admin).json(json!({
+            "name": "www", "series": "www",
+            "source": {"kind": "folders", "paths": [www], "exclude": ["*.tmp"]}}))
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = check!(
+        Call::new(Method::POST, "/v1/policies", "/v1/policies", &admin).json(json!({
+            "name": "etc", "series": "etc", "source": {"kind": "folders", "paths": ["/etc"]}}))
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "outside the roots");
+    let (status, _) = check!(
+        Call::new(Method::POST, "/v1/policies", "/v1/policies", &writer).json(json!({
+            "name": "w", "series": "w", "source": {"kind": "folders", "paths": [www]}}))
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "a writer creates no policy");
+    check!(Call::new(
+        Method::GET,
+        "/v1/policies",
+        "/v1/policies",
+        &reader
+    ));
+    check!(Call::new(
+        Method::GET,
+        "/v1/policies/{name}",
+        "/v1/policies/www",
+        &reader
+    ));
+    check!(Call::new(
+        Method::PATCH,
+        "/v1/policies/{name}",
+        "/v1/policies/www",
+        &admin
+    )
+    .json(json!({"retention": {"keep_last": 1}})));
+    let (status, run) = check!(Call::new(
+        Method::POST,
+        "/v1/policies/{name}/run",
+        "/v1/policies/www/run",
+        &writer
+    ));
+    assert_eq!(status, StatusCode::ACCEPTED);
+    server.wait_job(run["job"]["id"].as_str().unwrap()).await;
+    let (status, _) = check!(Call::new(
+        Method::DELETE,
+        "/v1/policies/{name}",
+        "/v1/policies/www",
         &admin
     ));
     assert_eq!(status, StatusCode::NO_CONTENT);

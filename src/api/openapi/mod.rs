@@ -6,6 +6,9 @@
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+mod operations;
+use operations::OPERATIONS;
+
 /// A query parameter or request header: its name, JSON Schema type and meaning.
 struct Param {
     name: &'static str,
@@ -52,380 +55,6 @@ struct Operation {
     /// Every success status with its answer; errors are listed by [`error_statuses`].
     answers: &'static [(&'static str, Answer)],
 }
-
-const RANGE: Param = param(
-    "Range",
-    "string",
-    "one byte range, `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`",
-);
-const LIMIT: Param = param("limit", "integer", "page size");
-const OFFSET: Param = param("offset", "integer", "entries to skip");
-
-const OPERATIONS: &[Operation] = &[
-    Operation {
-        method: "get",
-        path: "/healthz",
-        summary: "Liveness: `ok` while the process runs",
-        role: "none",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Text)],
-    },
-    Operation {
-        method: "get",
-        path: "/readyz",
-        summary: "Readiness: `ready` once the repository is open; 503 (the error shape) while shutting down",
-        role: "none",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Text)],
-    },
-    Operation {
-        method: "get",
-        path: "/metrics",
-        summary: "Prometheus metrics",
-        role: "none",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Text)],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/openapi.json",
-        summary: "This document",
-        role: "none",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Document"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/series",
-        summary: "List series",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("SeriesList"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/series",
-        summary: "Create a series (409 when it exists)",
-        role: "writer",
-        query: &[],
-        headers: &[],
-        body: Body::Json("SeriesCreate"),
-        answers: &[("201", Answer::Json("Series"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/series/{name}",
-        summary: "One series",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Series"))],
-    },
-    Operation {
-        method: "put",
-        path: "/v1/series/{name}",
-        summary: "Set a series' retention policy (creates the series when missing)",
-        role: "writer",
-        query: &[],
-        headers: &[],
-        body: Body::Json("SeriesUpdate"),
-        answers: &[("200", Answer::Json("Series"))],
-    },
-    Operation {
-        method: "delete",
-        path: "/v1/series/{name}",
-        summary: "Delete a series record (its backups stay)",
-        role: "admin",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("204", Answer::Empty)],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/series/{name}/backups",
-        summary: "Upload a backup (raw body or multipart `file`)",
-        role: "backup",
-        query: &[
-            param("name", "string", "the source name recorded"),
-            param(
-                "wait",
-                "boolean",
-                "false: answer 202 with the job once the body is read",
-            ),
-            param("sha256", "boolean", "also record the stream's SHA-256"),
-        ],
-        headers: &[],
-        body: Body::Stream,
-        answers: &[
-            ("201", Answer::Json("Backup")),
-            ("202", Answer::Json("JobAccepted")),
-        ],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/backups",
-        summary: "List backups, oldest first",
-        role: "reader",
-        query: &[
-            param("series", "string", "only this series"),
-            param("recycled", "boolean", "list the recycle bin instead"),
-            LIMIT,
-            OFFSET,
-        ],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("BackupList"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/backups/{id}",
-        summary: "One backup",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Backup"))],
-    },
-    Operation {
-        method: "delete",
-        path: "/v1/backups/{id}",
-        summary: "Purge a backup (its space is reclaimable by gc)",
-        role: "admin",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("204", Answer::Empty)],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/backups/{id}/content",
-        summary: "A backup's bytes, whole or one range",
-        role: "reader",
-        query: &[],
-        headers: &[RANGE],
-        body: Body::None,
-        answers: &[("200", Answer::Bytes), ("206", Answer::Bytes)],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/backups/{id}/url",
-        summary: "A signed link that downloads the backup without a key",
-        role: "reader",
-        query: &[param(
-            "ttl",
-            "integer",
-            "lifetime in seconds, 1 to 604800 (default 3600)",
-        )],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("SignedUrl"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/download/{id}",
-        summary: "A backup's bytes through a signed link (no key)",
-        role: "none",
-        query: &[
-            param("expires", "integer", "the link's expiry, Unix seconds"),
-            param("signature", "string", "the link's signature"),
-        ],
-        headers: &[RANGE],
-        body: Body::None,
-        answers: &[("200", Answer::Bytes), ("206", Answer::Bytes)],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/backups/{id}/catalog",
-        summary: "A page of a backup's catalog",
-        role: "reader",
-        query: &[
-            param("prefix", "string", "only paths that start with it"),
-            LIMIT,
-            OFFSET,
-        ],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("CatalogPage"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/backups/{id}/recycle",
-        summary: "Move a backup to the recycle bin",
-        role: "writer",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Backup"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/backups/{id}/restore",
-        summary: "Take a backup out of the recycle bin",
-        role: "backup",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Backup"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/schedules",
-        summary: "List schedules",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("ScheduleList"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/schedules",
-        summary:
-            "Create a schedule (400 naming the field of a bad crontab; 409 when the name is taken)",
-        role: "writer",
-        query: &[],
-        headers: &[],
-        body: Body::Json("ScheduleCreate"),
-        answers: &[("201", Answer::Json("Schedule"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/schedules/{name}",
-        summary: "One schedule with its next run",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Schedule"))],
-    },
-    Operation {
-        method: "patch",
-        path: "/v1/schedules/{name}",
-        summary: "Change a schedule's crontab or whether it is enabled",
-        role: "writer",
-        query: &[],
-        headers: &[],
-        body: Body::Json("ScheduleUpdate"),
-        answers: &[("200", Answer::Json("Schedule"))],
-    },
-    Operation {
-        method: "delete",
-        path: "/v1/schedules/{name}",
-        summary: "Delete a schedule",
-        role: "admin",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("204", Answer::Empty)],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/schedules/{name}/calendar",
-        summary: "When a schedule fires in a range (at most 50,000 times)",
-        role: "reader",
-        query: &[
-            param("from", "string", "RFC 3339 start, inclusive (default now)"),
-            param(
-                "to",
-                "string",
-                "RFC 3339 end, inclusive (default 31 days after `from`)",
-            ),
-        ],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Calendar"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/jobs",
-        summary: "Jobs, newest first",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("JobList"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/scheduler",
-        summary: "The scheduler's periodic tasks",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Scheduler"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/jobs/{id}",
-        summary: "One job",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Job"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/jobs/{id}/cancel",
-        summary: "Cancel a job (409 when it already ended)",
-        role: "backup",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("202", Answer::Json("Job"))],
-    },
-    Operation {
-        method: "get",
-        path: "/v1/repository/stats",
-        summary: "Repository totals and ratios",
-        role: "reader",
-        query: &[],
-        headers: &[],
-        body: Body::None,
-        answers: &[("200", Answer::Json("Stats"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/repository/check",
-        summary: "Start a check job",
-        role: "admin",
-        query: &[param(
-            "read_data",
-            "boolean",
-            "also read and verify every pack",
-        )],
-        headers: &[],
-        body: Body::None,
-        answers: &[("202", Answer::Json("JobAccepted"))],
-    },
-    Operation {
-        method: "post",
-        path: "/v1/repository/gc",
-        summary: "Start a garbage collection job",
-        role: "admin",
-        query: &[param(
-            "dry_run",
-            "boolean",
-            "say what would be deleted, delete nothing",
-        )],
-        headers: &[],
-        body: Body::None,
-        answers: &[("202", Answer::Json("JobAccepted"))],
-    },
-];
 
 /// The error answers every operation may give, in the one error shape.
 fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
@@ -582,6 +211,8 @@ fn schemas() -> Value {
         "fa_backup",
         "fa_restore",
         "backupchan_upload",
+        "policy",
+        "prune",
     ];
     let error_kinds = [
         "not_found",
@@ -595,7 +226,7 @@ fn schemas() -> Value {
         "limit_exceeded",
         "internal",
     ];
-    json!({
+    let mut schemas = json!({
         "Document": {"type": "object", "required": ["openapi", "info", "paths", "components"]},
         "Error": closed(json!({"error": closed(json!({
             "code": {"type": "string", "enum": error_codes},
@@ -636,6 +267,7 @@ fn schemas() -> Value {
             "id": text,
             "kind": {"type": "string", "enum": job_kinds},
             "subject": nullable_text,
+            "parent": nullable_text,
             "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
             "created_at": text, "started_at": nullable_text, "finished_at": nullable_text,
             "progress": reference("JobProgress"),
@@ -664,6 +296,40 @@ fn schemas() -> Value {
             "dedup_ratio": {"type": "number"}, "compression_ratio": {"type": "number"},
             "chunks": int, "metadata_blobs": int, "packs": int,
             "series": {"type": "object", "additionalProperties": reference("SeriesStats")}})),
+    });
+    if let (Some(all), Value::Object(policies)) = (schemas.as_object_mut(), policy_schemas()) {
+        all.extend(policies);
+    }
+    schemas
+}
+
+/// The schemas of backup policies.
+fn policy_schemas() -> Value {
+    let text = json!({"type": "string"});
+    let nullable_text = json!({"type": ["string", "null"]});
+    let retention = json!({"oneOf": [reference("RetentionPolicy"), {"type": "null"}]});
+    json!({
+        "PolicySource": {"oneOf": [
+            {"type": "object", "required": ["kind", "paths"], "additionalProperties": false, "properties": {
+                "kind": {"const": "folders"},
+                "paths": {"type": "array", "items": text, "minItems": 1},
+                "exclude": {"type": "array", "items": text}}},
+            closed(json!({"kind": {"const": "command"},
+                "argv": {"type": "array", "items": text, "minItems": 1}}))]},
+        "PolicyCreate": {"type": "object", "required": ["name", "source", "series"], "additionalProperties": false, "properties": {
+            "name": text, "source": reference("PolicySource"), "series": text,
+            "schedule": nullable_text, "retention": retention,
+            "enabled": {"type": "boolean"}}},
+        "PolicyUpdate": {"type": "object", "additionalProperties": false, "properties": {
+            "source": reference("PolicySource"), "series": text,
+            "schedule": nullable_text, "retention": retention,
+            "enabled": {"type": "boolean"}}},
+        "Policy": closed(json!({
+            "name": text, "source": reference("PolicySource"), "series": text,
+            "schedule": nullable_text, "retention": retention,
+            "enabled": {"type": "boolean"}, "created_at": text,
+            "last_job": nullable_text, "last_run_at": nullable_text, "next_run": nullable_text})),
+        "PolicyList": closed(json!({"policies": {"type": "array", "items": reference("Policy")}})),
     })
 }
 

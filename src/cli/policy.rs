@@ -1,0 +1,222 @@
+//! `stowage policy ...`: backup policies through the control protocol (the state store
+//! opened directly, or the running server's control socket); `run` needs the server,
+//! which runs the policy as one of its jobs.
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+
+use super::commands::{policy_from_args, Outcome};
+use super::{DataDirArgs, PolicyArgs};
+use crate::service::control::{ControlReply, ControlRequest};
+use crate::service::policies::{NewPolicy, PolicyChanges, PolicyView};
+use crate::state::policies::PolicySource;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Create a policy backing up server folders (--folder, repeatable) or the output of
+    /// a program (after `--`: `stowage policy create db --series db -- pg_dumpall`).
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+        /// The series its backups go to.
+        #[arg(long)]
+        series: String,
+        /// An absolute folder inside the server's `policies.roots`.
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// A pattern of paths to leave out (`*` crosses `/`).
+        #[arg(long = "exclude")]
+        excludes: Vec<String>,
+        /// The schedule it runs by (none: only on demand).
+        #[arg(long)]
+        schedule: Option<String>,
+        #[command(flatten)]
+        retention: PolicyArgs,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// The program and its arguments, run without a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List policies with their next runs.
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a policy.
+    Set {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+        #[arg(long)]
+        series: Option<String>,
+        /// Replace its folders (repeatable).
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// Replace its exclusion patterns (with --folder).
+        #[arg(long = "exclude")]
+        excludes: Vec<String>,
+        #[arg(long, conflicts_with = "no_schedule")]
+        schedule: Option<String>,
+        /// Run only on demand.
+        #[arg(long)]
+        no_schedule: bool,
+        #[command(flatten)]
+        retention: PolicyArgs,
+        /// Use the series' own retention.
+        #[arg(long)]
+        no_retention: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Replace its program and arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Delete a policy (its backups stay).
+    Delete {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+    },
+    /// Run a policy now in the running server; prints its job.
+    Run {
+        #[command(flatten)]
+        data: DataDirArgs,
+        name: String,
+    },
+}
+
+/// The source the flags name, if any.
+fn source(
+    folders: Vec<String>,
+    excludes: Vec<String>,
+    command: Vec<String>,
+) -> Result<Option<PolicySource>> {
+    match (folders.is_empty(), command.is_empty()) {
+        (false, false) => bail!("give --folder or a command after --, not both"),
+        (false, true) => Ok(Some(PolicySource::Folders {
+            paths: folders,
+            exclude: excludes,
+        })),
+        (true, false) if excludes.is_empty() => Ok(Some(PolicySource::Command { argv: command })),
+        (true, false) => bail!("--exclude applies to --folder policies"),
+        (true, true) if excludes.is_empty() => Ok(None),
+        (true, true) => bail!("--exclude needs --folder"),
+    }
+}
+
+/// The retention the flags give; `None` when none is set.
+fn retention(args: &PolicyArgs) -> Result<Option<crate::format::series::RetentionPolicy>> {
+    let policy = policy_from_args(args)?;
+    Ok((!policy.is_empty() || policy.min_keep > 0).then_some(policy))
+}
+
+pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
+    let (data, request, json) = match action {
+        PolicyCommand::Create {
+            data,
+            name,
+            series,
+            folders,
+            excludes,
+            schedule,
+            retention: keep,
+            disabled,
+            command,
+        } => {
+            let Some(source) = source(folders, excludes, command)? else {
+                bail!("give --folder PATH (repeatable) or a program after --");
+            };
+            let policy = NewPolicy {
+                name,
+                source,
+                series,
+                schedule,
+                retention: retention(&keep)?,
+                enabled: !disabled,
+            };
+            (data, ControlRequest::PolicyCreate { policy }, false)
+        }
+        PolicyCommand::List { data, json } => (data, ControlRequest::PolicyList, json),
+        PolicyCommand::Set {
+            data,
+            name,
+            series,
+            folders,
+            excludes,
+            schedule,
+            no_schedule,
+            retention: keep,
+            no_retention,
+            enable,
+            disable,
+            command,
+        } => {
+            let retention = match (retention(&keep)?, no_retention) {
+                (Some(_), true) => bail!("--no-retention and --keep-* together"),
+                (Some(policy), false) => Some(Some(policy)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let changes = PolicyChanges {
+                source: source(folders, excludes, command)?,
+                series,
+                schedule: if no_schedule {
+                    Some(None)
+                } else {
+                    schedule.map(Some)
+                },
+                retention,
+                enabled: match (enable, disable) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            };
+            (data, ControlRequest::PolicySet { name, changes }, false)
+        }
+        PolicyCommand::Delete { data, name } => {
+            (data, ControlRequest::PolicyDelete { name }, false)
+        }
+        PolicyCommand::Run { data, name } => (data, ControlRequest::PolicyRun { name }, true),
+    };
+    match super::control::run(&data.data_dir, request).await? {
+        ControlReply::Policy { policy } => print(&[policy], false)?,
+        ControlReply::Policies { policies } => print(&policies, json)?,
+        ControlReply::Job { job } => println!("{}", serde_json::to_string(&job)?),
+        ControlReply::Done => eprintln!("done"),
+        ControlReply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer from the state store: {other:?}"),
+    }
+    Ok(Outcome::Success)
+}
+
+/// Policies, one a line (name, source, series, schedule, enabled, next run), or JSON.
+fn print(policies: &[PolicyView], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(policies)?);
+        return Ok(());
+    }
+    for p in policies {
+        let what = match &p.source {
+            PolicySource::Folders { paths, .. } => paths.join(","),
+            PolicySource::Command { argv } => format!("$ {}", argv.join(" ")),
+        };
+        println!(
+            "{}\t{}\tseries {}\tschedule {}\t{}\tnext {}",
+            p.name,
+            what,
+            p.series,
+            p.schedule.as_deref().unwrap_or("-"),
+            if p.enabled { "enabled" } else { "disabled" },
+            p.next_run.as_deref().unwrap_or("never")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The CyBorgBackup dialect as a plug-in: its config section (`[dialects.cyborgbackup]`)
+//! and how it starts from the core: the core's users, keys and schedules, its own
+//! document in the state store, and its token secret created there once.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::{Context, DialectsConfig, EnvKey, Mounted, StartError};
+use crate::http::state::DialectService;
+use crate::http::AppState;
+use crate::service::cyborgbackup::{CyborgService, TokenLifetimes};
+
+const NAME: &str = "cyborgbackup";
+
+/// The section's environment variables: none; it is configured in its TOML section.
+pub const ENV: &[EnvKey] = &[];
+
+/// `[dialects.cyborgbackup]`: CyBorgBackup's `/api/v1` for its web UI and scripts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CyborgbackupConfig {
+    pub enabled: bool,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    pub refresh_token_secs: u64,
+    /// The largest `page_size` a list answers with.
+    pub max_page_size: usize,
+}
+
+impl Default for CyborgbackupConfig {
+    fn default() -> Self {
+        CyborgbackupConfig {
+            enabled: true,
+            access_token_secs: 3600,
+            refresh_token_secs: 14 * 24 * 3600,
+            max_page_size: 100_000,
+        }
+    }
+}
+
+/// What the routes need beside the service.
+pub struct Mount {
+    pub service: CyborgService,
+    pub max_page_size: usize,
+}
+
+/// Starts the dialect when enabled.
+pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounted>, StartError> {
+    let cb = &config.cyborgbackup;
+    if !cb.enabled {
+        return Ok(None);
+    }
+    let document = context
+        .documents
+        .open(NAME)
+        .map_err(|e| StartError::new(NAME, e))?;
+    let keys = context.app.keys.clone();
+    let lifetimes = TokenLifetimes {
+        access_secs: cb.access_token_secs,
+        refresh_secs: cb.refresh_token_secs,
+    };
+    let service = CyborgService::open(keys.state_store(), keys, document, lifetimes)
+        .map_err(|e| StartError::new(NAME, e))?;
+    let mount = Arc::new(Mount {
+        service,
+        max_page_size: cb.max_page_size.max(1),
+    });
+    Ok(Some(Mounted {
+        name: NAME,
+        service: mount,
+        routes,
+    }))
+}
+
+/// The dialect's routes over its service.
+fn routes(app: AppState, service: DialectService) -> Option<axum::Router> {
+    let mount = service.downcast::<Mount>().ok()?;
+    Some(super::router(app, mount))
+}

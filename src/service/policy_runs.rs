@@ -1,0 +1,340 @@
+//! Running backup policies: on demand, or by the scheduler when their schedule fires.
+//! A run is a chain of jobs in the one job system: the backup (`policy`: the folders as
+//! one tree with its catalog, or the program's output as one stream), then, when it
+//! succeeded and a retention applies (the policy's, else its series'), the prune
+//! (`prune`, whose `parent` is the backup job). A policy never runs twice at once.
+//!
+//! Folders are checked again when the run starts: each must resolve to itself (no
+//! symbolic link on the way) inside a configured root; the walk records links and
+//! never follows them, so nothing outside the roots is read.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::command_source::CommandOutput;
+use super::cron::Cron;
+use super::forget::forget;
+use super::jobs::{JobFailure, JobKind, JobRegistry, JobView};
+use super::keys::{Principal, Role};
+use super::policies::{exclusion_set, validate_folder, Policies, PolicyError};
+use crate::format::manifest::BackupManifest;
+use crate::format::series::RetentionPolicy;
+use crate::repo::ingest::IngestOptions;
+use crate::repo::tree_source::TreeSelection;
+use crate::repo::{Progress, RepoError, Repository};
+use crate::state::policies::{PolicyRecord, PolicySource};
+
+/// How often the scheduler looks for policies whose schedule fired.
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Asked for (API, command line, a dialect's launch).
+    Manual,
+    /// Its schedule fired.
+    Scheduled,
+}
+
+/// What a run reads, checked.
+enum Prepared {
+    Folders(TreeSelection),
+    Command(Vec<String>),
+}
+
+pub struct PolicyRunner {
+    policies: Policies,
+    repo: Repository,
+    jobs: Arc<JobRegistry>,
+    /// Policy name → the job of its run in progress (backup or prune).
+    running: Mutex<HashMap<String, String>>,
+    /// The last time the scheduler looked; schedules that fired since run at its next
+    /// look. Starts when the server does: times missed while it was down are not
+    /// caught up.
+    last_look: Mutex<DateTime<Utc>>,
+}
+
+/// The scheduler, as the principal of scheduled runs.
+fn scheduler_principal() -> Principal {
+    Principal {
+        key_id: "scheduler".into(),
+        name: "policy scheduler".into(),
+        role: Role::Writer,
+    }
+}
+
+impl PolicyRunner {
+    pub fn new(policies: Policies, repo: Repository, jobs: Arc<JobRegistry>) -> PolicyRunner {
+        PolicyRunner {
+            policies,
+            repo,
+            jobs,
+            running: Mutex::new(HashMap::new()),
+            last_look: Mutex::new(Utc::now()),
+        }
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks what the policy reads, as the disk is now.
+    fn prepare(&self, record: &PolicyRecord) -> Result<Prepared, PolicyError> {
+        let rules = self
+            .policies
+            .rules()
+            .ok_or_else(|| PolicyError::Forbidden("policies run only in the server".into()))?;
+        match &record.source {
+            PolicySource::Folders { paths, exclude } => {
+                let mut folders = Vec::new();
+                for path in paths {
+                    let folder: PathBuf = validate_folder(path)?;
+                    rules.check_folder(&folder)?;
+                    if let Err(error) = std::fs::symlink_metadata(&folder) {
+                        return Err(PolicyError::Invalid(format!("folder {path}: {error}")));
+                    }
+                    folders.push(folder);
+                }
+                Ok(Prepared::Folders(TreeSelection {
+                    folders,
+                    exclude: exclusion_set(exclude)?,
+                }))
+            }
+            PolicySource::Command { argv } => {
+                rules.check_command()?;
+                Ok(Prepared::Command(argv.clone()))
+            }
+        }
+    }
+
+    /// Starts a run of the policy `name`; returns its backup job.
+    pub fn run(
+        self: &Arc<Self>,
+        who: &Principal,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<JobView, PolicyError> {
+        who.require(Role::Writer)?;
+        let record = self.policies.record(name)?;
+        let prepared = self.prepare(&record)?;
+        let progress = Arc::new(Progress::new());
+        let job = {
+            let mut running = self.running();
+            if let Some(job) = running.get(name) {
+                return Err(PolicyError::Running {
+                    name: name.to_string(),
+                    job: job.clone(),
+                });
+            }
+            let what = match &record.source {
+                PolicySource::Folders { paths, .. } => paths.join(", "),
+                PolicySource::Command { argv } => argv.join(" "),
+            };
+            let job = self.jobs.begin(
+                JobKind::Policy,
+                Some(format!(
+                    "policy {name} ({}): {what} into series {}",
+                    match trigger {
+                        Trigger::Manual => "on demand",
+                        Trigger::Scheduled => "scheduled",
+                    },
+                    record.series
+                )),
+                progress.clone(),
+            );
+            running.insert(name.to_string(), job.clone());
+            job
+        };
+        if let Err(error) = self.policies.record_run(name, &job, Utc::now()) {
+            tracing::error!(policy = %name, %error, "cannot record the policy's run");
+        }
+        let runner = self.clone();
+        let (policy, chain) = (name.to_string(), job.clone());
+        self.jobs.tasks().spawn_job(progress.clone(), async move {
+            runner.carry_out(&record, prepared, &chain, progress).await;
+            runner.running().remove(&policy);
+        });
+        self.jobs
+            .get(&job)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))
+    }
+
+    /// The backup, then the prune.
+    async fn carry_out(
+        &self,
+        record: &PolicyRecord,
+        prepared: Prepared,
+        job: &str,
+        progress: Arc<Progress>,
+    ) {
+        let outcome = self.back_up(record, prepared, progress.clone()).await;
+        // Committed after a cancellation arrived: undone, so a cancelled run leaves
+        // nothing behind.
+        let outcome = match outcome {
+            Ok((manifest, _)) if progress.is_cancelled() => {
+                if let Err(error) = self.repo.purge(&manifest.id).await {
+                    tracing::error!(backup = %manifest.id, %error, "cannot purge the backup of a cancelled policy run");
+                }
+                Err(RepoError::Cancelled)
+            }
+            other => other,
+        };
+        let manifest = match outcome {
+            Ok((manifest, skipped)) => {
+                self.jobs.end(
+                    job,
+                    Ok(json!({
+                        "policy": record.name,
+                        "series": record.series,
+                        "backup": manifest.id,
+                        "size": manifest.size,
+                        "stored_bytes": manifest.stored_bytes,
+                        "catalog_entries": manifest.catalog.as_ref().map(|c| c.entries),
+                        "skipped": skipped,
+                    })),
+                );
+                manifest
+            }
+            Err(error) => {
+                self.jobs.end(job, Err(JobFailure::from(error)));
+                return;
+            }
+        };
+        self.prune(record, job, &manifest).await;
+    }
+
+    async fn back_up(
+        &self,
+        record: &PolicyRecord,
+        prepared: Prepared,
+        progress: Arc<Progress>,
+    ) -> Result<(BackupManifest, Vec<String>), RepoError> {
+        match self
+            .repo
+            .create_series(&record.series, RetentionPolicy::default())
+            .await
+        {
+            Ok(_) | Err(RepoError::SeriesExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        match prepared {
+            Prepared::Folders(selection) => {
+                let options = IngestOptions {
+                    detect_tar: false,
+                    ..IngestOptions::new(record.series.clone(), format!("policy {}", record.name))
+                };
+                self.repo
+                    .backup_selection(selection, options, progress)
+                    .await
+            }
+            Prepared::Command(argv) => {
+                let program = argv.first().cloned().unwrap_or_default();
+                let source = tokio::task::spawn_blocking(move || CommandOutput::spawn(&argv))
+                    .await
+                    .map_err(|e| RepoError::Internal(format!("starting the program: {e}")))?
+                    .map_err(|e| RepoError::InvalidInput(e.to_string()))?;
+                let options = IngestOptions::new(record.series.clone(), program);
+                let manifest = self
+                    .repo
+                    .backup_stream(Box::new(source), options, progress)
+                    .await?;
+                Ok((manifest, Vec::new()))
+            }
+        }
+    }
+
+    /// Applies the retention (the policy's, else the series') as a job after `parent`.
+    async fn prune(&self, record: &PolicyRecord, parent: &str, made: &BackupManifest) {
+        let retention = match &record.retention {
+            Some(retention) => retention.clone(),
+            None => match self.repo.series(&record.series) {
+                Ok(Some(series)) => series.policy,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(series = %record.series, %error, "cannot read the series policy");
+                    return;
+                }
+            },
+        };
+        if retention.is_empty() {
+            return;
+        }
+        let progress = Arc::new(Progress::new());
+        let job = self.jobs.begin_after(
+            parent,
+            JobKind::Prune,
+            Some(format!(
+                "prune series {} after policy {}",
+                record.series, record.name
+            )),
+            progress,
+        );
+        let outcome = forget(&self.repo, &record.series, &retention, Utc::now(), false).await;
+        self.jobs.end(
+            &job,
+            outcome.map_err(JobFailure::from).map(|decisions| {
+                let (kept, removed): (Vec<_>, Vec<_>) = decisions.into_iter().partition(|d| d.keep);
+                if removed.iter().any(|d| d.id == made.id.to_string()) {
+                    tracing::error!(backup = %made.id, "the retention removed the backup just made");
+                }
+                json!({
+                    "series": record.series,
+                    "action": retention.action,
+                    "kept": kept.iter().map(|d| &d.id).collect::<Vec<_>>(),
+                    "removed": removed.iter().map(|d| &d.id).collect::<Vec<_>>(),
+                })
+            }),
+        );
+    }
+
+    /// Runs every enabled policy whose enabled schedule fired since the last look.
+    pub fn run_due(self: &Arc<Self>, now: DateTime<Utc>) -> Result<(), String> {
+        let since = {
+            let mut last = self
+                .last_look
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *last, now)
+        };
+        let store = self.policies.store();
+        let mut problems = Vec::new();
+        for record in store.policies().map_err(|e| e.to_string())? {
+            let Some(schedule) = record.schedule.as_deref().filter(|_| record.enabled) else {
+                continue;
+            };
+            let fired = match store.schedule(schedule) {
+                Ok(Some(s)) if s.enabled => s
+                    .crontab
+                    .parse::<Cron>()
+                    .ok()
+                    .and_then(|cron| cron.next_after(since))
+                    .is_some_and(|at| at <= now),
+                Ok(_) => false,
+                Err(error) => {
+                    problems.push(format!("policy {}: {error}", record.name));
+                    false
+                }
+            };
+            if !fired {
+                continue;
+            }
+            if let Err(error) = self.run(&scheduler_principal(), &record.name, Trigger::Scheduled) {
+                tracing::warn!(policy = %record.name, %error, "scheduled policy run not started");
+                problems.push(format!("policy {}: {error}", record.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! DRF's lists (relative `next`/`previous`, `page_size`, newest first, `order_by`, Django
+//! lookups, `search`), the settings' type checks and masked secrets, and schedules
+//! refused with a 400 naming the crontab field and the reason.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{Auth, Cb};
+
+fn ids(body: &Value) -> Vec<u64> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_u64().unwrap())
+        .collect()
+}
+
+async fn pages_filters_and_order(cb: &Cb) {
+    let auth = Auth::Token;
+    for n in 1..=12 {
+        let client = json!({"hostname": format!("host-{n:02}.example.org"), "enabled": n % 2 == 0, "port": 22 + n});
+        cb.post(auth, "/api/v1/clients/", client).await;
+    }
+    let page = cb.get(auth, "/api/v1/clients/?page_size=5").await;
+    assert_eq!(page["count"], 12);
+    assert_eq!(ids(&page), [12, 11, 10, 9, 8]);
+    assert_eq!(page["next"], "/api/v1/clients/?page=2&page_size=5");
+    assert_eq!(page["previous"], Value::Null);
+    let page = cb.get(auth, "/api/v1/clients/?page_size=5&page=2").await;
+    assert_eq!(page["previous"], "/api/v1/clients/?page=1&page_size=5");
+    assert_eq!(page["next"], "/api/v1/clients/?page=3&page_size=5");
+    let page = cb.get(auth, "/api/v1/clients/?page_size=5&page=3").await;
+    assert_eq!((ids(&page), &page["next"]), (vec![2, 1], &Value::Null));
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::GET,
+            "/api/v1/clients/?page=4&page_size=5",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."}))
+    );
+
+    let get_ids = |query: &'static str| async move {
+        ids(&cb.get(auth, &format!("/api/v1/clients/?{query}")).await)
+    };
+    assert_eq!(get_ids("order_by=id&page_size=3").await, [1, 2, 3]);
+    assert_eq!(get_ids("order=-port,id&page_size=2").await, [12, 11]);
+    assert_eq!(get_ids("hostname=host-03.example.org").await, [3]);
+    assert_eq!(get_ids("hostname__icontains=HOST-1").await, [12, 11, 10]);
+    assert_eq!(get_ids("id__in=2,4,99").await, [4, 2]);
+    assert_eq!(get_ids("port__gte=32").await, [12, 11, 10]);
+    assert_eq!(get_ids("enabled=false&port__lt=27").await, [3, 1]);
+    assert_eq!(get_ids("not__enabled=true&port__lt=27").await, [3, 1]);
+    assert_eq!(get_ids("or__id=1&or__id=12").await, [12, 1]);
+    assert_eq!(get_ids("hostname__regex=^host-0[12]").await, [2, 1]);
+    assert_eq!(get_ids("search=host-07").await, [7]);
+    assert_eq!(
+        get_ids("bandwidth_limit__isnull=false").await,
+        Vec::<u64>::new()
+    );
+    let (status, body) = cb
+        .as_admin(auth, Method::GET, "/api/v1/clients/?nope=1", None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "Client has no field named 'nope'"})
+        )
+    );
+    let (status, body) = cb
+        .as_admin(auth, Method::GET, "/api/v1/clients/?order_by=nope", None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "Client has no field named 'nope'"})
+        )
+    );
+    let (status, _) = cb
+        .as_admin(
+            auth,
+            Method::GET,
+            "/api/v1/clients/?hostname__regex=(",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let users = cb
+        .get(auth, "/api/v1/users/?email__iexact=ADMIN@CYBORG.LOCAL")
+        .await;
+    assert_eq!(users["count"], 1);
+}
+
+async fn settings(cb: &Cb) {
+    let auth = Auth::Jwt;
+    let list = cb.get(auth, "/api/v1/settings/").await;
+    assert_eq!(list["count"], 22);
+    let first = &list["results"][0];
+    assert_eq!(
+        (&first["id"], &first["key"]),
+        (&json!(22), &json!("cyborgbackup_ic_cron"))
+    );
+    assert_eq!(
+        (&first["value"], &first["type"], &first["setting_type"]),
+        (&json!("00 20 * * *"), &json!("setting"), &json!("string"))
+    );
+    let mut fields: Vec<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "created",
+            "group",
+            "id",
+            "key",
+            "modified",
+            "order",
+            "setting_type",
+            "type",
+            "url",
+            "value"
+        ]
+    );
+    let booleans = cb
+        .get(auth, "/api/v1/settings/?setting_type=boolean&page_size=100")
+        .await;
+    assert_eq!(booleans["count"], 9);
+
+    let change = |id: u32, body: Value, method: Method| async move {
+        cb.as_admin(auth, method, &format!("/api/v1/settings/{id}/"), Some(body))
+            .await
+    };
+    let (status, body) = change(3, json!({"value": "False"}), Method::PATCH).await;
+    assert_eq!((status, &body["value"]), (StatusCode::OK, &json!("False")));
+    assert_eq!(cb.get(auth, "/api/v1/settings/3/").await["value"], "False");
+    let (status, body) = change(3, json!({"value": "yes"}), Method::PATCH).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["value"][0].as_str().unwrap().contains("True"),
+        "{body}"
+    );
+    let (status, body) = change(6, json!({"value": "ninety"}), Method::PUT).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = change(6, json!({"value": "30"}), Method::PUT).await;
+    assert_eq!((status, &body["value"]), (StatusCode::OK, &json!("30")));
+    let (status, body) = change(6, json!({}), Method::PUT).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"value": ["This field is required."]})
+        )
+    );
+    let (status, body) = change(7, json!({"value": "hunter2"}), Method::PATCH).await;
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!("$encrypted$"))
+    );
+    assert_eq!(
+        cb.get(auth, "/api/v1/settings/7/").await["value"],
+        "$encrypted$"
+    );
+    let (status, body) = change(10, json!({"value": 12}), Method::PATCH).await;
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!("$encrypted$"))
+    );
+}
+
+async fn crontabs(cb: &Cb) {
+    let auth = Auth::Basic;
+    let post = |body: Value| cb.as_admin(auth, Method::POST, "/api/v1/schedules/", Some(body));
+    let (status, body) = post(json!({"name": "Bad", "crontab": "61 5 * * * *"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let reason = body["crontab"][0].as_str().unwrap();
+    assert!(reason.starts_with("minute:"), "{body}");
+    let (status, body) = post(json!({"name": "Five", "crontab": "0 5 * * *"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["crontab"][0].as_str().unwrap().contains("six fields"),
+        "{body}"
+    );
+    let (status, body) = post(json!({"crontab": "0 5 * * * *"})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"name": ["This field is required."]})
+        )
+    );
+    let made = cb
+        .post(
+            auth,
+            "/api/v1/schedules/",
+            json!({"name": "Every Monday at five", "crontab": "0 5 * * MON *"}),
+        )
+        .await;
+    let path = format!("/api/v1/schedules/{}/", made["id"]);
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::PATCH,
+            &path,
+            Some(json!({"crontab": "0 25 * * * *"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["crontab"][0].as_str().unwrap().starts_with("hour:"),
+        "{body}"
+    );
+    assert_eq!(cb.get(auth, &path).await["crontab"], "0 5 * * MON *");
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::PUT,
+            &path,
+            Some(json!({"name": "Tuesdays", "crontab": "0 5 * * TUE *"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["name"]),
+        (StatusCode::OK, &json!("Tuesdays"))
+    );
+}
+
+#[tokio::test]
+async fn cyborgbackup_lists_settings_and_crontabs() {
+    let cb = Cb::start().await;
+    pages_filters_and_order(&cb).await;
+    settings(&cb).await;
+    crontabs(&cb).await;
+}
