@@ -1,9 +1,14 @@
 //! Users: people who sign in with an email address and a password (the dashboard, the
 //! CyBorgBackup dialect). Emails are unique ignoring case; passwords are stored only as
 //! argon2id PHC strings and verified in constant time by the argon2 crate. A user may
-//! own API keys; deleting a user revokes them.
+//! own API keys; deleting a user revokes them. After [`FREE_FAILURES`] failed sign-ins
+//! in a row for one email, each further try must wait (1 s, doubling up to
+//! [`MAX_WAIT`]) and is refused unverified until then: guessing a password takes years
+//! instead of hours, while the owner is never locked out for long.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -22,6 +27,12 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Longest first or last name.
 pub const MAX_NAME_LEN: usize = 150;
+/// Failed sign-ins in a row of one email before tries must wait.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest wait between tries.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Emails whose failures are remembered at once (the oldest are forgotten first).
+const MAX_TRACKED: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -33,6 +44,8 @@ pub enum UserError {
     NotFound { email: String },
     #[error("wrong email or password")]
     WrongPassword,
+    #[error("too many failed sign-ins for this email: try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("stored password of {email} is not a valid hash: {reason}")]
@@ -48,6 +61,7 @@ impl UserError {
             UserError::Exists { .. } => ErrorKind::AlreadyExists,
             UserError::NotFound { .. } => ErrorKind::NotFound,
             UserError::WrongPassword => ErrorKind::Unauthorized,
+            UserError::Throttled { .. } => ErrorKind::LimitExceeded,
             UserError::State(e) => e.kind(),
             UserError::BadHash { .. } => ErrorKind::Corrupt,
             UserError::Keys(e) => e.kind(),
@@ -145,15 +159,73 @@ fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// The user store, over the state store.
+/// Failed sign-ins in a row, by email folded to lower case: how many, and the last.
+#[derive(Default)]
+struct Failures {
+    by_email: HashMap<String, (u32, Instant)>,
+}
+
+impl Failures {
+    /// How long after the last failure the next try may come.
+    fn wait(count: u32) -> Duration {
+        match count.checked_sub(FREE_FAILURES) {
+            None => Duration::ZERO,
+            Some(extra) => Duration::from_secs(1u64 << extra.min(20)).min(MAX_WAIT),
+        }
+    }
+
+    /// `Err` with the seconds left while `email` must wait.
+    fn check(&self, email: &str, now: Instant) -> Result<(), UserError> {
+        let Some((count, last)) = self.by_email.get(email) else {
+            return Ok(());
+        };
+        let ready = *last + Self::wait(*count);
+        if now >= ready {
+            return Ok(());
+        }
+        Err(UserError::Throttled {
+            retry_after_secs: (ready - now).as_secs_f64().ceil() as u64,
+        })
+    }
+
+    fn failed(&mut self, email: &str, now: Instant) {
+        if self.by_email.len() >= MAX_TRACKED && !self.by_email.contains_key(email) {
+            self.by_email
+                .retain(|_, (_, last)| now.saturating_duration_since(*last) < MAX_WAIT);
+            if self.by_email.len() >= MAX_TRACKED {
+                let oldest = self
+                    .by_email
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(email, _)| email.clone());
+                if let Some(oldest) = oldest {
+                    self.by_email.remove(&oldest);
+                }
+            }
+        }
+        let entry = self.by_email.entry(email.to_string()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+    }
+}
+
+/// The user store, over the state store. Clones share the record of failed sign-ins.
 #[derive(Clone)]
 pub struct UserStore {
     store: Arc<StateStore>,
+    failures: Arc<Mutex<Failures>>,
 }
 
 impl UserStore {
     pub fn new(store: Arc<StateStore>) -> UserStore {
-        UserStore { store }
+        UserStore {
+            store,
+            failures: Arc::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn create(&self, user: NewUser, password: &str) -> Result<UserView, UserError> {
@@ -205,9 +277,28 @@ impl UserStore {
     }
 
     /// Checks a sign-in and records it; a wrong password and an unknown email are the
-    /// same error.
+    /// same error, and both count as failures ([`UserError::Throttled`] while the email
+    /// must wait).
     pub fn verify(&self, email: &str, password: &str) -> Result<UserView, UserError> {
-        let Some(mut record) = self.store.user(email)? else {
+        self.verify_at(email, password, Instant::now())
+    }
+
+    fn verify_at(&self, email: &str, password: &str, at: Instant) -> Result<UserView, UserError> {
+        let folded = crate::state::users::email_key(email);
+        self.failures().check(&folded, at)?;
+        let verified = self.check_password(email, password);
+        if matches!(verified, Err(UserError::WrongPassword)) {
+            self.failures().failed(&folded, at);
+        }
+        let mut record = verified?;
+        self.failures().by_email.remove(&folded);
+        record.last_login = Some(now());
+        self.store.update_user(&record)?;
+        Ok(record.into())
+    }
+
+    fn check_password(&self, email: &str, password: &str) -> Result<UserRecord, UserError> {
+        let Some(record) = self.store.user(email)? else {
             // Spend the same work as for a known user, so timing tells nothing.
             let _ = hash_password(password);
             return Err(UserError::WrongPassword);
@@ -219,9 +310,7 @@ impl UserStore {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .map_err(|_| UserError::WrongPassword)?;
-        record.last_login = Some(now());
-        self.store.update_user(&record)?;
-        Ok(record.into())
+        Ok(record)
     }
 
     /// Deletes a user and revokes every key they own.
@@ -248,6 +337,62 @@ mod tests {
     fn stores(dir: &std::path::Path) -> (UserStore, KeyStore) {
         let state = Arc::new(StateStore::open(&dir.join("state.redb")).unwrap());
         (UserStore::new(state.clone()), KeyStore::new(state))
+    }
+
+    #[test]
+    fn failed_sign_ins_make_further_tries_wait_longer_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (users, _) = stores(dir.path());
+        let new = NewUser {
+            email: "ada@example.org".into(),
+            ..NewUser::default()
+        };
+        users.create(new, "correct horse").unwrap();
+        let start = Instant::now();
+        for _ in 0..FREE_FAILURES {
+            assert!(matches!(
+                users.verify_at("ada@example.org", "wrong guess", start),
+                Err(UserError::WrongPassword)
+            ));
+        }
+        // Even the right password waits its turn, and is not checked meanwhile.
+        assert!(matches!(
+            users.verify_at("ADA@example.org", "correct horse", start),
+            Err(UserError::Throttled {
+                retry_after_secs: 1
+            })
+        ));
+        let later = start + Duration::from_secs(1);
+        assert!(matches!(
+            users.verify_at("ada@example.org", "wrong again", later),
+            Err(UserError::WrongPassword)
+        ));
+        assert!(matches!(
+            users.verify_at(
+                "ada@example.org",
+                "correct horse",
+                later + Duration::from_secs(1)
+            ),
+            Err(UserError::Throttled {
+                retry_after_secs: 1
+            })
+        ));
+        let ready = later + Duration::from_secs(2);
+        users
+            .verify_at("ada@example.org", "correct horse", ready)
+            .unwrap();
+        // A success forgets the failures; other emails never waited.
+        users
+            .verify_at("ada@example.org", "correct horse", ready)
+            .unwrap();
+        for _ in 0..FREE_FAILURES {
+            let _ = users.verify_at("nobody@example.org", "x", start);
+        }
+        assert!(matches!(
+            users.verify_at("nobody@example.org", "x", start),
+            Err(UserError::Throttled { .. })
+        ));
+        assert_eq!(Failures::wait(FREE_FAILURES + 30), MAX_WAIT);
     }
 
     #[test]
