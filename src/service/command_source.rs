@@ -2,10 +2,12 @@
 //! environment (the server's own, which may hold the repository passphrase, is never
 //! passed on), stdin closed, in `/`. The stream ends in error — so nothing is
 //! committed — unless the program exits successfully; its last words on stderr say why.
-//! Dropped before the end (a cancelled job), the program is killed.
+//! The program leads a process group of its own: dropped before the end (a cancelled
+//! job), the whole group is killed, so a shell's children do not live on.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -36,6 +38,7 @@ impl CommandOutput {
             .env("PATH", PATH)
             .env("LANG", "C.UTF-8")
             .current_dir("/")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,6 +117,10 @@ impl Read for CommandOutput {
 impl Drop for CommandOutput {
     fn drop(&mut self) {
         if !self.finished {
+            // The group first (the program's children), then the program itself in
+            // case it left its group.
+            let pid = rustix::process::Pid::from_child(&self.child);
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -149,6 +156,39 @@ mod tests {
         assert!(error.contains("no such database"), "{error}");
         assert!(error.contains("sh failed"), "{error}");
         assert!(run(&["/nonexistent/program"]).is_err());
+    }
+
+    #[test]
+    fn dropped_early_the_program_and_its_children_are_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-pid");
+        let script = format!(
+            "sleep 60 & echo $! > {}; echo started; wait",
+            marker.display()
+        );
+        let argv = vec!["sh".to_string(), "-c".to_string(), script];
+        let mut output = CommandOutput::spawn(&argv).unwrap();
+        let mut first = [0u8; 8];
+        let n = output.read(&mut first).unwrap();
+        assert_eq!(first.get(..n), Some(&b"started\n"[..]));
+        let child: u32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        drop(output);
+        // The grandchild is gone once its parent reaped it or init did: poll briefly.
+        let proc_entry = format!("/proc/{child}");
+        let gone = (0..200).any(|_| {
+            let alive = std::fs::read_to_string(format!("{proc_entry}/stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false);
+            if alive {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            !alive
+        });
+        assert!(gone, "the program's child outlived it");
     }
 
     #[test]
