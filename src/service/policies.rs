@@ -20,8 +20,8 @@ use crate::repo::ingest::validate_series;
 use crate::state::policies::{PolicyRecord, PolicySource};
 use crate::state::{StateError, StateStore};
 
-/// The longest policy name.
-pub const MAX_NAME_LEN: usize = 128;
+/// The longest policy name (the rule of schedule names).
+pub use super::schedules::MAX_NAME_LEN;
 /// The most folders one policy backs up.
 pub const MAX_PATHS: usize = 64;
 /// The most exclusion patterns of one policy.
@@ -233,20 +233,7 @@ impl Rules {
 }
 
 fn validate_name(name: &str) -> Result<(), PolicyError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "policy name {:?}: 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'",
-            name.chars().take(MAX_NAME_LEN + 1).collect::<String>()
-        )))
-    }
+    super::schedules::check_plain_name("policy", name).map_err(PolicyError::Invalid)
 }
 
 /// A folder as a policy may name it: absolute, plain (no `.`, `..`), not `/`.

@@ -82,6 +82,13 @@ fn view(record: ScheduleRecord, now: DateTime<Utc>) -> ScheduleView {
 }
 
 fn validate_name(name: &str) -> Result<(), ScheduleError> {
+    check_plain_name("schedule", name).map_err(ScheduleError::InvalidName)
+}
+
+/// The rule of schedule and policy names (state store keys, command-line words): 1 to
+/// [`MAX_NAME_LEN`] letters, digits, `-`, `_` or `.`, not starting with `.`; the error
+/// names `what` and quotes the name.
+pub(crate) fn check_plain_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -91,10 +98,10 @@ fn validate_name(name: &str) -> Result<(), ScheduleError> {
     if ok {
         Ok(())
     } else {
-        Err(ScheduleError::InvalidName(format!(
-            "schedule name {:?}: 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'",
+        Err(format!(
+            "{what} name {:?}: 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'",
             name.chars().take(MAX_NAME_LEN + 1).collect::<String>()
-        )))
+        ))
     }
 }
 
