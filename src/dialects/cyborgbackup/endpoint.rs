@@ -15,6 +15,8 @@ pub enum Kind {
     Schedules,
     Repositories,
     Clients,
+    Policies,
+    Jobs,
 }
 
 impl Kind {
@@ -25,6 +27,8 @@ impl Kind {
             "schedules" => Kind::Schedules,
             "repositories" => Kind::Repositories,
             "clients" => Kind::Clients,
+            "policies" => Kind::Policies,
+            "jobs" => Kind::Jobs,
             _ => return None,
         })
     }
@@ -36,15 +40,19 @@ impl Kind {
             Kind::Schedules => "schedules",
             Kind::Repositories => "repositories",
             Kind::Clients => "clients",
+            Kind::Policies => "policies",
+            Kind::Jobs => "jobs",
         }
     }
 
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Users,
         Kind::Settings,
         Kind::Schedules,
         Kind::Repositories,
         Kind::Clients,
+        Kind::Policies,
+        Kind::Jobs,
     ];
 }
 
@@ -60,7 +68,34 @@ pub enum Endpoint {
     Me,
     List(Kind),
     Item(Kind, u64),
+    /// `/policies/<id>/launch/`.
+    Launch(u64),
+    /// `/policies/<id>/calendar/`.
+    Calendar(u64),
+    /// `/policies/vmmodule/`.
+    VmModule,
+    /// `/jobs/<id>/cancel/`.
+    Cancel(u64),
+    /// `/jobs/<id>/start/`.
+    Start(u64),
+    /// `/jobs/<id>/relaunch/`.
+    Relaunch(u64),
+    /// `/jobs/<id>/stdout/`.
+    Stdout(u64),
+    /// `/job_events/` and `/jobs/<id>/job_events/`.
+    JobEvents(Option<u64>),
+    /// `/catalogs/`.
+    Catalogs,
+    /// `/escatalogs/`.
+    Escatalogs,
+    /// `/restore/`.
+    Restore,
+    /// `/stats/`.
+    Stats,
 }
+
+/// The listed resources beside the [`Kind`]s, for `/api/v1/`'s links.
+pub const EXTRA_RESOURCES: [&str; 5] = ["job_events", "catalogs", "escatalogs", "restore", "stats"];
 
 /// The endpoint of a path below `/api/v1` (`rest` is what follows it).
 pub fn parse(rest: &str) -> Option<Endpoint> {
@@ -76,6 +111,19 @@ pub fn parse(rest: &str) -> Option<Endpoint> {
         ["ping"] => Endpoint::Ping,
         ["config"] => Endpoint::Config,
         ["me"] => Endpoint::Me,
+        ["policies", "vmmodule"] => Endpoint::VmModule,
+        ["job_events"] => Endpoint::JobEvents(None),
+        ["catalogs"] => Endpoint::Catalogs,
+        ["escatalogs"] => Endpoint::Escatalogs,
+        ["restore"] => Endpoint::Restore,
+        ["stats"] => Endpoint::Stats,
+        ["policies", id, "launch"] => Endpoint::Launch(parse_id(id)?),
+        ["policies", id, "calendar"] => Endpoint::Calendar(parse_id(id)?),
+        ["jobs", id, "cancel"] => Endpoint::Cancel(parse_id(id)?),
+        ["jobs", id, "start"] => Endpoint::Start(parse_id(id)?),
+        ["jobs", id, "relaunch"] => Endpoint::Relaunch(parse_id(id)?),
+        ["jobs", id, "stdout"] => Endpoint::Stdout(parse_id(id)?),
+        ["jobs", id, "job_events"] => Endpoint::JobEvents(Some(parse_id(id)?)),
         [kind] => Endpoint::List(Kind::parse(kind)?),
         [kind, id] => Endpoint::Item(Kind::parse(kind)?, parse_id(id)?),
         _ => return None,
@@ -100,8 +148,13 @@ impl Endpoint {
         let read = [Method::GET, Method::HEAD];
         let mut methods = read.to_vec();
         match self {
-            Endpoint::List(Kind::Settings) => {}
+            Endpoint::List(Kind::Settings | Kind::Jobs) => {}
             Endpoint::List(_) => methods.push(Method::POST),
+            Endpoint::Item(Kind::Jobs, _) => methods.push(Method::DELETE),
+            Endpoint::Launch(_) | Endpoint::Cancel(_) | Endpoint::Start(_) | Endpoint::Restore => {
+                methods.push(Method::POST)
+            }
+            Endpoint::Relaunch(_) => return vec![Method::POST],
             Endpoint::Item(kind, _) => {
                 methods.extend([Method::PUT, Method::PATCH]);
                 if kind != Kind::Settings {
@@ -118,7 +171,17 @@ impl Endpoint {
         let reading = method == Method::GET || method == Method::HEAD;
         match self {
             Endpoint::Root | Endpoint::Ping | Endpoint::Config | Endpoint::Me => Action::Own,
-            Endpoint::List(_) if reading => Action::List,
+            Endpoint::List(_)
+            | Endpoint::VmModule
+            | Endpoint::JobEvents(_)
+            | Endpoint::Catalogs
+            | Endpoint::Escatalogs
+            | Endpoint::Restore
+            | Endpoint::Stats
+                if reading =>
+            {
+                Action::List
+            }
             _ => Action::Manage,
         }
     }
@@ -139,9 +202,14 @@ mod tests {
             parse("/schedules/12/"),
             Some(Endpoint::Item(Kind::Schedules, 12))
         );
+        assert_eq!(parse("/policies/vmmodule/"), Some(Endpoint::VmModule));
+        assert_eq!(parse("/policies/3/launch"), Some(Endpoint::Launch(3)));
+        assert_eq!(parse("/jobs/4/stdout/"), Some(Endpoint::Stdout(4)));
+        assert_eq!(parse("/jobs/"), Some(Endpoint::List(Kind::Jobs)));
         for unknown in [
-            "/policies/",
-            "/jobs/1/",
+            "/policies/x/launch/",
+            "/jobs/1/unknown/",
+            "/job_events/1/",
             "/clients/x/",
             "/clients/-1/",
             "/clients/1/extra/",

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::error::ErrorKind;
 use crate::service::cyborgbackup::tokens::TokenError;
 use crate::service::cyborgbackup::CbError;
+use crate::service::users::UserError;
 
 /// The scheme a 401 asks for when the request tried none.
 pub const DEFAULT_CHALLENGE: &str = "Bearer realm=\"api\"";
@@ -24,6 +25,8 @@ pub struct DrfError {
     pub challenge: Option<&'static str>,
     /// `Allow` of a 405.
     pub allow: Option<String>,
+    /// `Retry-After` (seconds) of a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl DrfError {
@@ -33,6 +36,7 @@ impl DrfError {
             body: json!({ "detail": detail.into() }),
             challenge: None,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl DrfError {
             }),
             challenge: Some(DEFAULT_CHALLENGE),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -123,6 +128,7 @@ impl DrfError {
             body: Value::Object(body),
             challenge: None,
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -146,6 +152,16 @@ impl From<CbError> for DrfError {
                 DrfError::unauthorized("Invalid username/password.", DEFAULT_CHALLENGE)
             }
             CbError::Token(e) => DrfError::bad_token(&e, "AccessToken"),
+            // DRF's throttling answer, after repeated failed sign-ins of one email.
+            CbError::Users(UserError::Throttled { retry_after_secs }) => DrfError {
+                retry_after: Some(retry_after_secs),
+                ..DrfError::detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Request was throttled. Expected available in {retry_after_secs} seconds."
+                    ),
+                )
+            },
             other => {
                 let status = match other.kind() {
                     ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
@@ -178,6 +194,11 @@ impl IntoResponse for DrfError {
         }
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -8,6 +8,7 @@
 //! `docs/dialects/cyborgbackup.md`.
 
 mod auth;
+mod backups;
 mod endpoint;
 mod error;
 mod filter;
@@ -132,10 +133,10 @@ async fn v1(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    reply(v1_reply(&state, &method, &uri, &headers, body))
+    reply(v1_reply(&state, &method, &uri, &headers, body).await)
 }
 
-fn v1_reply(
+async fn v1_reply(
     state: &CbState,
     method: &Method,
     uri: &Uri,
@@ -169,5 +170,8 @@ fn v1_reply(
         body: &body,
         max_page_size: state.mount.max_page_size,
     };
+    if endpoint == endpoint::Endpoint::Escatalogs {
+        return backups::escatalogs(&call).await;
+    }
     resources::answer(&call, endpoint)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::super::{Context, DialectsConfig, EnvKey, Mounted, StartError};
 use crate::http::state::DialectService;
 use crate::http::AppState;
-use crate::service::cyborgbackup::{CyborgService, TokenLifetimes};
+use crate::service::cyborgbackup::{Core, CyborgService, TokenLifetimes};
 
 const NAME: &str = "cyborgbackup";
 
@@ -61,8 +61,13 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
         access_secs: cb.access_token_secs,
         refresh_secs: cb.refresh_token_secs,
     };
-    let service = CyborgService::open(keys.state_store(), keys, document, lifetimes)
+    let mut service = CyborgService::open(keys.state_store(), keys, document, lifetimes)
         .map_err(|e| StartError::new(NAME, e))?;
+    service.attach(Core {
+        runner: context.app.policies.clone(),
+        jobs: context.app.jobs.clone(),
+        repo: context.app.repo.clone(),
+    });
     let mount = Arc::new(Mount {
         service,
         max_page_size: cb.max_page_size.max(1),

@@ -1,6 +1,6 @@
 //! The `/api/v1` endpoints once parsed and authorized: the links, ping and configuration,
 //! and the list, create, read, change and delete of users, settings, schedules,
-//! repositories and clients, each turned into a call of `service::cyborgbackup` and its
+//! repositories, clients, policies and jobs (their sub-resources in `backups`), each turned into a call of `service::cyborgbackup` and its
 //! answer written by `wire`.
 
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::backups;
 use super::endpoint::{Endpoint, Kind};
 use super::error::DrfError;
 use super::filter::Model;
@@ -94,6 +95,7 @@ pub fn answer(call: &Call, endpoint: Endpoint) -> Reply {
         Endpoint::List(kind) if *call.method == Method::POST => create(call, kind),
         Endpoint::List(kind) => list(call, kind),
         Endpoint::Item(kind, id) => item(call, kind, id),
+        other => super::backups::answer(call, other),
     }
 }
 
@@ -106,6 +108,9 @@ fn root(base: &Base) -> Value {
         let name = kind.segment();
         links.insert(name.into(), base.url(&format!("/api/v1/{name}/")).into());
     }
+    for name in super::endpoint::EXTRA_RESOURCES {
+        links.insert(name.into(), base.url(&format!("/api/v1/{name}/")).into());
+    }
     Value::Object(links)
 }
 
@@ -116,6 +121,8 @@ fn model(kind: Kind) -> &'static Model {
         Kind::Schedules => &wire::SCHEDULE,
         Kind::Repositories => &wire::REPOSITORY,
         Kind::Clients => &wire::CLIENT,
+        Kind::Policies => &backups::POLICY,
+        Kind::Jobs => &backups::JOB,
     }
 }
 
@@ -159,6 +166,22 @@ fn objects(call: &Call, kind: Kind) -> Result<Vec<Value>, DrfError> {
                 .map(|c| wire::client(c, base, &summary))
                 .collect()
         }
+        Kind::Policies => {
+            let summary = user_summary(service);
+            service
+                .list_policies(caller(call)?)
+                .iter()
+                .map(|p| backups::policy(p, base, &summary))
+                .collect()
+        }
+        Kind::Jobs => {
+            let summary = user_summary(service);
+            service
+                .list_jobs()
+                .iter()
+                .map(|j| backups::job(j, base, &summary))
+                .collect()
+        }
     })
 }
 
@@ -180,6 +203,12 @@ fn one(call: &Call, kind: Kind, id: u64) -> Result<Value, DrfError> {
         Kind::Schedules => wire::schedule(&service.schedule(caller(call)?, id)?, base),
         Kind::Repositories => wire::repository(&service.repository(id)?, base),
         Kind::Clients => wire::client(&service.client(id)?, base, &user_summary(service)),
+        Kind::Policies => backups::policy(
+            &service.policy(caller(call)?, id)?,
+            base,
+            &user_summary(service),
+        ),
+        Kind::Jobs => backups::job(&service.job(id)?, base, &user_summary(service)),
     })
 }
 
@@ -264,7 +293,12 @@ fn create(call: &Call, kind: Kind) -> Reply {
             base,
             &user_summary(service),
         ),
-        Kind::Settings => return Err(DrfError::method_not_allowed(call.method, &[])),
+        Kind::Policies => backups::policy(
+            &service.create_policy(who, &body)?,
+            base,
+            &user_summary(service),
+        ),
+        Kind::Settings | Kind::Jobs => return Err(DrfError::method_not_allowed(call.method, &[])),
     })
 }
 
@@ -322,6 +356,12 @@ fn change(call: &Call, kind: Kind, id: u64) -> Reply {
             base,
             &user_summary(service),
         ),
+        Kind::Policies => backups::policy(
+            &service.update_policy(who, id, &body, partial)?,
+            base,
+            &user_summary(service),
+        ),
+        Kind::Jobs => return Err(DrfError::method_not_allowed(call.method, &[])),
     };
     ok(answer)
 }
@@ -338,6 +378,8 @@ fn item(call: &Call, kind: Kind, id: u64) -> Reply {
             Kind::Schedules => service.delete_schedule(who, id)?,
             Kind::Repositories => service.delete_repository(who, id)?,
             Kind::Clients => service.delete_client(who, id)?,
+            Kind::Policies => service.delete_policy(who, id)?,
+            Kind::Jobs => service.delete_job(who, id)?,
             Kind::Settings => return Err(DrfError::method_not_allowed(method, &[])),
         }
         return no_content();

@@ -80,7 +80,7 @@ pub fn document() -> Value {
     );
     for kind in Kind::ALL {
         let name = kind.segment();
-        let list: &[(&str, &str)] = if kind == Kind::Settings {
+        let list: &[(&str, &str)] = if matches!(kind, Kind::Settings | Kind::Jobs) {
             &[("get", "List")]
         } else {
             &[("get", "List"), ("post", "Create")]
@@ -88,6 +88,8 @@ pub fn document() -> Value {
         add(&mut paths, &format!("/api/v1/{name}/"), list, true);
         let item: &[(&str, &str)] = if kind == Kind::Settings {
             &[("get", "Read"), ("put", "Replace"), ("patch", "Change")]
+        } else if kind == Kind::Jobs {
+            &[("get", "Read"), ("delete", "Delete")]
         } else {
             &[
                 ("get", "Read"),
@@ -104,6 +106,44 @@ pub fn document() -> Value {
                 }]);
             }
         }
+    }
+    let id = json!([{"name": "id", "in": "path", "required": true, "type": "integer"}]);
+    let below: [(&str, &[(&str, &str)]); 7] = [
+        (
+            "policies/{id}/launch",
+            &[("get", "Launch defaults"), ("post", "Launch")],
+        ),
+        ("policies/{id}/calendar", &[("get", "This month's runs")]),
+        (
+            "jobs/{id}/cancel",
+            &[("get", "Can cancel"), ("post", "Cancel")],
+        ),
+        (
+            "jobs/{id}/start",
+            &[("get", "Can start"), ("post", "Start")],
+        ),
+        ("jobs/{id}/relaunch", &[("post", "Relaunch")]),
+        ("jobs/{id}/stdout", &[("get", "Output")]),
+        ("jobs/{id}/job_events", &[("get", "Events")]),
+    ];
+    for (path, ops) in below {
+        let path = format!("/api/v1/{path}/");
+        add(&mut paths, &path, ops, true);
+        if let Some(Value::Object(ops)) = paths.get_mut(&path) {
+            for op in ops.values_mut() {
+                op["parameters"] = id.clone();
+            }
+        }
+    }
+    for (path, ops) in [
+        ("policies/vmmodule", &[("get", "VM modules")][..]),
+        ("job_events", &[("get", "List")][..]),
+        ("catalogs", &[("get", "List")][..]),
+        ("escatalogs", &[("get", "Search an archive's catalog")][..]),
+        ("restore", &[("get", "List"), ("post", "Restore")][..]),
+        ("stats", &[("get", "Backups per day")][..]),
+    ] {
+        add(&mut paths, &format!("/api/v1/{path}/"), ops, true);
     }
     json!({
         "swagger": "2.0",

@@ -5,7 +5,10 @@
 //! (`records`), all kept in its document (`store`). No HTTP types: the dialect in
 //! `dialects::cyborgbackup` speaks the wire format.
 
+pub mod catalogs;
 pub mod fields;
+pub mod jobs;
+pub mod policies;
 pub mod records;
 pub mod schedules;
 pub mod settings;
@@ -58,6 +61,15 @@ pub enum CbError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Damaged(String),
+    /// A request that cannot be done as asked: DRF's `{"detail": "..."}` with a 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Refused for what the object is now (a running job's delete): a 403 with a detail.
+    #[error("{0}")]
+    Refused(String),
+    /// The core this needs is not attached (a service opened without the server).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -80,6 +92,9 @@ impl CbError {
             CbError::Forbidden => ErrorKind::Forbidden,
             CbError::BadCredentials | CbError::Token(_) => ErrorKind::Unauthorized,
             CbError::Damaged(_) => ErrorKind::Corrupt,
+            CbError::BadRequest(_) => ErrorKind::InvalidInput,
+            CbError::Refused(_) => ErrorKind::Forbidden,
+            CbError::Unavailable(_) => ErrorKind::Unavailable,
             CbError::State(e) => e.kind(),
             CbError::Users(e) => e.kind(),
             CbError::Schedules(e) => e.kind(),
@@ -144,8 +159,17 @@ pub struct TokenLifetimes {
     pub refresh_secs: u64,
 }
 
+/// The core services the policies and jobs run on.
+#[derive(Clone)]
+pub struct Core {
+    pub runner: Arc<crate::service::policy_runs::PolicyRunner>,
+    pub jobs: Arc<crate::service::jobs::JobRegistry>,
+    pub repo: crate::repo::Repository,
+}
+
 /// The dialect's service.
 pub struct CyborgService {
+    core: Option<Core>,
     document: Document,
     state: Mutex<StateFile>,
     store: Arc<StateStore>,
@@ -169,6 +193,7 @@ impl CyborgService {
         let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
         let service = CyborgService {
             document,
+            core: None,
             users: UserStore::new(store.clone()),
             schedules: Schedules::new(store.clone()),
             state: Mutex::new(state),
@@ -182,6 +207,17 @@ impl CyborgService {
         };
         service.save(&service.lock())?;
         Ok(service)
+    }
+
+    /// Gives the service the core's policies, jobs and repository.
+    pub fn attach(&mut self, core: Core) {
+        self.core = Some(core);
+    }
+
+    fn core(&self) -> Result<&Core, CbError> {
+        self.core
+            .as_ref()
+            .ok_or_else(|| CbError::Unavailable("policies and jobs run only in the server".into()))
     }
 
     fn lock(&self) -> MutexGuard<'_, StateFile> {

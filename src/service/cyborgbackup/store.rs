@@ -91,6 +91,61 @@ pub struct Client {
     pub modified_by: Option<u64>,
 }
 
+/// A CyBorgBackup policy: what it backs up, from which clients, into which repository,
+/// when, and what it keeps; each is the core policy `cyborgbackup-<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub id: u64,
+    pub uuid: String,
+    pub name: String,
+    /// A JSON text (`{"folders": [...], "exclude": [...]}`, `{"command": "..."}`).
+    pub extra_vars: String,
+    pub clients: Vec<u64>,
+    pub repository: u64,
+    pub schedule: u64,
+    pub policy_type: String,
+    pub keep_hourly: Option<i64>,
+    pub keep_yearly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub vmprovider: String,
+    pub mode_pull: bool,
+    pub enabled: bool,
+    pub prehook: String,
+    pub posthook: String,
+    pub created: String,
+    pub modified: String,
+    pub created_by: Option<u64>,
+    pub modified_by: Option<u64>,
+}
+
+/// A CyBorgBackup job: its integer id over a core job of a policy's run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLink {
+    /// The core job id.
+    pub core: String,
+    /// `job` (the backup) or `prune`.
+    pub job_type: String,
+    /// `manual`, `scheduled`, `relaunch` or `dependency`.
+    pub launch_type: String,
+    pub policy: u64,
+    pub policy_name: String,
+    pub policy_type: String,
+    pub client: Option<u64>,
+    pub hostname: String,
+    pub repository: u64,
+    pub schedule: Option<u64>,
+    /// The backup job this one follows (a prune's).
+    #[serde(default)]
+    pub master_job: Option<u64>,
+    pub created_by: Option<u64>,
+    /// A backup's archive name, `<policy_type>-<hostname>-<created %Y-%m-%d_%H-%M>`
+    /// (`_2`, `_3`... after it when the same minute already named one).
+    #[serde(default)]
+    pub archive_name: Option<String>,
+}
+
 /// The whole document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StateFile {
@@ -119,6 +174,19 @@ pub struct StateFile {
     pub clients: BTreeMap<u64, Client>,
     #[serde(default)]
     pub next_client_id: u64,
+    #[serde(default)]
+    pub policies: BTreeMap<u64, Policy>,
+    #[serde(default)]
+    pub next_policy_id: u64,
+    /// Job id → the core job it is.
+    #[serde(default)]
+    pub jobs: BTreeMap<u64, JobLink>,
+    #[serde(default)]
+    pub next_job_id: u64,
+    /// Core jobs of its policies whose CyBorgBackup job was deleted (never mapped again);
+    /// dropped once the core forgets them.
+    #[serde(default)]
+    pub forgotten_jobs: std::collections::BTreeSet<String>,
     /// Refresh tokens already exchanged (their `jti`) → their expiry, Unix seconds; kept
     /// until they expire, so none is accepted twice.
     #[serde(default)]
@@ -134,6 +202,8 @@ impl StateFile {
             next_schedule_id: 1,
             next_repository_id: 1,
             next_client_id: 1,
+            next_policy_id: 1,
+            next_job_id: 1,
             ..StateFile::default()
         }
     }

@@ -52,6 +52,32 @@ async fn refused_sign_ins(cb: &Cb) {
         body["detail"],
         "Invalid basic header. Credentials not correctly base64 encoded."
     );
+    // Repeated failures for one email make further tries wait, as DRF's throttling says
+    // (after five, the wait doubles with each failure: however slow this machine, a try
+    // soon comes within it).
+    let guess = basic("guesser@example.org", "not it");
+    for _ in 0..5 {
+        let (status, _) = cb
+            .call(Method::GET, Some(&guess), "/api/v1/me/", None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let mut throttled = None;
+    for _ in 0..10 {
+        let (status, headers, body) = cb.raw(Method::GET, Some(&guess), "/api/v1/me/", None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (headers, body) = throttled.expect("tries after five failures are throttled");
+    let seconds: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(seconds >= 1, "{headers:?}");
+    assert_eq!(
+        body,
+        json!({"detail": format!("Request was throttled. Expected available in {seconds} seconds.")})
+    );
 }
 
 async fn tokens(cb: &Cb) {
@@ -147,8 +173,10 @@ async fn drf_errors(cb: &Cb) {
     let auth = Auth::Basic;
     for (path, detail) in [
         ("/api/v1/nothing/", "Not found."),
-        ("/api/v1/policies/", "Not found."),
-        ("/api/v1/jobs/1/", "Not found."),
+        ("/api/v1/policies/x/", "Not found."),
+        ("/api/v1/jobs/1/unknown/", "Not found."),
+        ("/api/v1/jobs/1/", "No Job matches the given query."),
+        ("/api/v1/policies/9/", "No Policy matches the given query."),
         ("/api/v1/clients/abc/", "Not found."),
         (
             "/api/v1/schedules/999/",

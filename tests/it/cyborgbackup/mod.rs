@@ -1,12 +1,13 @@
 //! The CyBorgBackup dialect over real HTTP (`/api/v1/...`), in-process like `server.rs`:
-//! CyBorgBackup's own API tests (`cyborgbackup/api/tests.py`, 1–33; the policy, catalog
-//! and stats ones, 16–18 and 34–40, wait for policies) on a server that starts empty and
+//! CyBorgBackup's own API tests (`cyborgbackup/api/tests.py`, 1–33 here, the policy,
+//! catalog and stats ones, 16–18 and 34–40, in `policies`) on a server that starts empty and
 //! gets the equivalents of their fixtures, each run with HTTP Basic, `Token <API key>` and
 //! a JWT; then DRF's error bodies, tokens, lists (pages, filters, ordering), a
 //! non-superuser's 403s, crontab and setting checks, and Backup-chan's own 404 beside it.
 
 mod errors;
 mod lists;
+mod policies;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -58,12 +59,18 @@ impl Cb {
     /// A server on an empty data directory, with the superuser of CyBorgBackup's
     /// fixtures made in the core user store and an API key assigned to it.
     async fn start() -> Cb {
+        Cb::start_with(|_| {}).await
+    }
+
+    /// As [`Cb::start`], with the configuration changed first.
+    async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Cb {
         let guard = crate::server::MEMORY.read().await;
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             data_dir: dir.path().join("data"),
             ..ServerConfig::default()
         };
+        configure(&mut config);
         let state = server::prepare(&config).await.expect("prepare");
         let admin = NewUser {
             email: ADMIN.into(),
