@@ -124,7 +124,26 @@ impl PolicyRunner {
     ) -> Result<JobView, PolicyError> {
         who.require(Role::Writer)?;
         let record = self.policies.record(name)?;
-        let prepared = self.prepare(&record)?;
+        let prepared = match self.prepare(&record) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                // Nobody waits on a scheduled run for its answer: the refusal is recorded
+                // as a failed job, where people look.
+                if trigger == Trigger::Scheduled {
+                    let job = self.jobs.begin(
+                        JobKind::Policy,
+                        Some(format!("policy {name} (scheduled): not started")),
+                        Arc::new(Progress::new()),
+                    );
+                    self.jobs
+                        .end(&job, Err(JobFailure::new(error.kind(), error.to_string())));
+                    if let Err(e) = self.policies.record_run(name, &job, Utc::now()) {
+                        tracing::error!(policy = %name, error = %e, "cannot record the policy's run");
+                    }
+                }
+                return Err(error);
+            }
+        };
         let progress = Arc::new(Progress::new());
         let job = {
             let mut running = self.running();

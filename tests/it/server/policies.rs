@@ -383,11 +383,39 @@ async fn a_schedule_that_fires_runs_its_enabled_policies() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["next_run"].is_string(), name == "fires", "{body}");
     }
+    // A scheduled policy whose folder vanished: its refused run is a failed job.
+    let vanishing = roots.root.join("vanishing");
+    std::fs::create_dir(&vanishing).unwrap();
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &server.admin,
+            "/v1/policies",
+            &json!({"name": "vanished", "series": "vanished", "schedule": "minutely",
+                    "source": {"kind": "folders", "paths": [vanishing]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    std::fs::remove_dir(&vanishing).unwrap();
     // Two minutes on: the minutely schedule fired at least once since the last look.
     let runner = server.server.as_ref().unwrap().state().policies.clone();
-    runner
+    let problems = runner
         .run_due(chrono::Utc::now() + chrono::Duration::minutes(2))
-        .unwrap();
+        .unwrap_err();
+    assert!(problems.contains("vanished"), "{problems}");
+    assert!(!problems.contains("fires"), "{problems}");
+    let (_, policy) = server.get(&server.reader, "/v1/policies/vanished").await;
+    let (_, job) = server
+        .get(
+            &server.reader,
+            &format!("/v1/jobs/{}", policy["last_job"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("vanishing"),
+        "{job}"
+    );
     let (_, policy) = server.get(&server.reader, "/v1/policies/fires").await;
     let job = server.wait_job(policy["last_job"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
