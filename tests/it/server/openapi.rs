@@ -425,7 +425,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
         &writer
     ));
     assert_eq!(status, StatusCode::ACCEPTED);
-    server.wait_job(run["job"]["id"].as_str().unwrap()).await;
+    let job = server.wait_job(run["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
     let (status, _) = check!(Call::new(
         Method::DELETE,
         "/v1/policies/{name}",
