@@ -10,6 +10,7 @@
 pub mod backupchan;
 pub mod cyborgbackup;
 pub mod fa;
+pub mod tapu;
 pub mod wings;
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub struct DialectsConfig {
     pub wings: wings::WingsConfig,
     pub backupchan: backupchan::BackupchanConfig,
     pub cyborgbackup: cyborgbackup::CyborgbackupConfig,
+    pub tapu: tapu::TapuConfig,
 }
 
 /// A `STOWAGE_*` environment variable and the setting it overrides (a dotted path in
@@ -47,6 +49,7 @@ pub fn env_keys() -> impl Iterator<Item = &'static EnvKey> {
         wings::plugin::ENV,
         backupchan::plugin::ENV,
         cyborgbackup::plugin::ENV,
+        tapu::plugin::ENV,
     ]
     .into_iter()
     .flatten()
@@ -83,11 +86,12 @@ impl StartError {
 pub type Start = fn(&Context, &DialectsConfig) -> Result<Option<Mounted>, StartError>;
 
 /// Every dialect the server knows, in the order their routes are mounted.
-pub const DIALECTS: [Start; 4] = [
+pub const DIALECTS: [Start; 5] = [
     fa::plugin::start,
     wings::plugin::start,
     backupchan::plugin::start,
     cyborgbackup::plugin::start,
+    tapu::plugin::start,
 ];
 
 /// Starts every enabled dialect.

@@ -4,6 +4,7 @@
 // These modules decode stored bytes and request bodies from outside: they must never panic.
 #![deny(clippy::indexing_slicing)]
 
+pub mod archive_end;
 pub mod blob;
 pub mod catalog;
 pub mod config;

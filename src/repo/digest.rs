@@ -59,20 +59,20 @@ impl StreamHasher {
 }
 
 /// Recomputes the one digest of a backup that a full restore checks.
-enum StreamVerifier {
+pub(crate) enum StreamVerifier {
     Blake3(Box<blake3::Hasher>),
     Sha256(Sha256),
 }
 
 impl StreamVerifier {
-    fn for_manifest(manifest: &BackupManifest) -> StreamVerifier {
+    pub(crate) fn for_manifest(manifest: &BackupManifest) -> StreamVerifier {
         match manifest.verified_digest().0 {
             DigestAlgorithm::Blake3 => StreamVerifier::Blake3(Box::default()),
             DigestAlgorithm::Sha256 => StreamVerifier::Sha256(Sha256::new()),
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
             StreamVerifier::Blake3(hasher) => {
                 hasher.update(data);
@@ -82,7 +82,7 @@ impl StreamVerifier {
     }
 
     /// Compares what was hashed with what `manifest` recorded.
-    fn verify(self, manifest: &BackupManifest) -> Result<(), RepoError> {
+    pub(crate) fn verify(self, manifest: &BackupManifest) -> Result<(), RepoError> {
         let (algorithm, expected) = manifest.verified_digest();
         let actual = match self {
             StreamVerifier::Blake3(hasher) => hasher.finalize().to_hex().to_string(),

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod schedules;
 pub mod signed_urls;
+pub mod tapu;
 pub mod tasks;
 pub mod uploads;
 pub mod users;

@@ -495,7 +495,7 @@ fn the_crate_scanner_finds_uses_and_ignores_lookalikes() {
 /// reaches into another.
 #[test]
 fn the_shared_layers_name_no_dialect() {
-    const DIALECTS: [&str; 4] = ["fa", "wings", "backupchan", "cyborgbackup"];
+    const DIALECTS: [&str; 5] = ["fa", "wings", "backupchan", "cyborgbackup", "tapu"];
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);

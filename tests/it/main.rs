@@ -26,5 +26,6 @@ mod s3;
 mod s3_server;
 mod serve;
 mod server;
+mod tapu;
 mod tree;
 mod wings;
