@@ -2,6 +2,8 @@
 //! built once in-process over a temporary data directory (repository, state store, fa
 //! root) with a tokio runtime of its own. A response must come back within the time
 //! limit, its body must be readable, and its status is never 500.
+//! The tapu-backups dialect answers on a listener of its own, so its requests go to its own
+//! router, built over the same server.
 //!
 //! Input: an HTTP/1-like text. The first line is `METHOD TARGET`, the next lines up to an
 //! empty line are `Name: value` headers, the rest is the body. A target that does not
@@ -38,6 +40,8 @@ struct Server {
     runtime: tokio::runtime::Runtime,
     state: AppState,
     router: axum::Router,
+    /// The tapu-backups API, which answers on a listener of its own.
+    tapu: axum::Router,
     /// Placeholder → its value.
     values: Vec<(&'static str, String)>,
     dir: tempfile::TempDir,
@@ -46,15 +50,23 @@ struct Server {
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
 pub fn fa(data: &[u8]) {
-    send(data, "/fa/api/v0/");
+    send(data, "/fa/api/v0/", main_router);
 }
 
 pub fn backupchan(data: &[u8]) {
-    send(data, "/api/");
+    send(data, "/api/", main_router);
 }
 
 pub fn wings(data: &[u8]) {
-    send(data, "/api/remote/backups/");
+    send(data, "/api/remote/backups/", main_router);
+}
+
+pub fn tapu(data: &[u8]) {
+    send(data, "/", |server| server.tapu.clone());
+}
+
+fn main_router(server: &Server) -> axum::Router {
+    server.router.clone()
 }
 
 /// Stops the server and removes its directory.
@@ -63,13 +75,14 @@ pub fn release() {
     if let Some(server) = taken {
         server.runtime.block_on(server.state.shutdown());
         drop(server.router);
+        drop(server.tapu);
         drop(server.state);
         server.runtime.shutdown_timeout(Duration::from_secs(5));
         let _ = server.dir.close();
     }
 }
 
-fn send(data: &[u8], prefix: &str) {
+fn send(data: &[u8], prefix: &str, router: fn(&Server) -> axum::Router) {
     let mut slot = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let server = slot.get_or_insert_with(start);
     let Some(request) = build(data, prefix, server) else {
@@ -79,7 +92,7 @@ fn send(data: &[u8], prefix: &str) {
     let (status, body) = server
         .runtime
         .block_on(async {
-            tokio::time::timeout(REQUEST_LIMIT, exchange(server.router.clone(), request)).await
+            tokio::time::timeout(REQUEST_LIMIT, exchange(router(server), request)).await
         })
         .unwrap_or_else(|_| panic!("{shown}: no answer within {REQUEST_LIMIT:?}"));
     if std::env::var_os("STOWAGE_FUZZ_TRACE").is_some() {
@@ -210,15 +223,30 @@ fn start() -> Server {
     };
     config.dialects.fa.root = Some(fa_root);
     config.dialects.fa.jwt_secret = Some(JWT_SECRET.into());
+    // tapu-backups on ports of the system's choosing: its requests go to its router.
+    config.dialects.tapu.enabled = true;
+    config.dialects.tapu.listen = ([127, 0, 0, 1], 0).into();
+    config.dialects.tapu.ftp_listen = ([127, 0, 0, 1], 0).into();
     let state = runtime
         .block_on(crate::server::prepare(&config))
         .expect("the fuzzing server starts");
     let router = crate::server::router(state.clone());
+    let tapu = crate::dialects::tapu::http::router(std::sync::Arc::new(
+        crate::dialects::tapu::http::TapuHttp {
+            app: state.clone(),
+            service: state
+                .dialect::<crate::service::tapu::TapuService>()
+                .expect("the tapu-backups dialect is enabled"),
+            require_key: false,
+            data_dir: data_dir.clone(),
+        },
+    ));
     let mut server = Server {
         values: keys(&state, &data_dir),
         runtime,
         state,
         router,
+        tapu,
         dir,
     };
     let backup = first_backupchan_backup(&server);
@@ -375,4 +403,18 @@ pub fn wings_seeds() -> Vec<Vec<u8>> {
     ];
     let refs: Vec<&str> = requests.iter().map(String::as_str).collect();
     seeds(&refs)
+}
+
+pub fn tapu_seeds() -> Vec<Vec<u8>> {
+    seeds(&[
+        "GET /status\n\n",
+        "POST /status\nContent-Type: application/json\n\n{}",
+        "POST /instance/create-token\nContent-Type: application/json\n\n{\"instance\":\"equal.local\",\"no_delay\":true}",
+        "GET /token?instance=other.io\n\n",
+        "POST /token/release\nContent-Type: application/json\n\n{\"instance\":\"equal.local\",\"token\":\"4534098a50233b15cb05734b1bbd64c8\"}",
+        "GET /instance/backups?instance=equal.local\n\n",
+        "POST /release-expired-tokens\nContent-Type: application/json\n\n[]",
+        "POST /remove-expired-backups\nContent-Type: application/json\n\n{}",
+        "PUT /token-release\n\n",
+    ])
 }

@@ -1,6 +1,6 @@
 //! Fuzz targets: every decoder of stored bytes (blob envelope, pack, manifest, content
 //! list, catalog, key object, config, series record, the state store's records), the tar
-//! parser, the cron parser and each dialect's request handling, each as a function that
+//! parser, the end check of uploads, the cron parser and each dialect's request handling, each as a function that
 //! takes arbitrary bytes, must never panic, and panics only when an invariant it checks
 //! is broken (a decoded value that does not re-encode to itself, a tar parse that depends
 //! on where the stream was split, a 500 answer). Each target carries small valid seeds
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Target {
     }
 }
 
-static TARGETS: [Target; 14] = [
+static TARGETS: [Target; 16] = [
     Target {
         name: "blob",
         about: "blob envelope header; opening sealed blobs (AEAD, zstd) under a fixed key",
@@ -92,6 +92,12 @@ static TARGETS: [Target; 14] = [
         seeds: tar::seeds,
     },
     Target {
+        name: "archive_end",
+        about: "the end check of FTP uploads (tar end blocks, OpenPGP packets), split at fuzzed points",
+        run: tar::archive_end,
+        seeds: tar::archive_end_seeds,
+    },
+    Target {
         name: "cron",
         about: "cron expressions (5 and 6 fields), next run and occurrences",
         run: decoders::cron,
@@ -114,6 +120,12 @@ static TARGETS: [Target; 14] = [
         about: "Wings (Pterodactyl Panel) dialect requests through the server's router",
         run: http::wings,
         seeds: http::wings_seeds,
+    },
+    Target {
+        name: "http_tapu",
+        about: "tapu-backups dialect requests through its own router",
+        run: http::tapu,
+        seeds: http::tapu_seeds,
     },
 ];
 

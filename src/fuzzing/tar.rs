@@ -4,11 +4,13 @@
 //!
 //! Input: byte 0 holds flags (bit 0: also parse the stream gzip-compressed; bit 1: in two
 //! members), bytes 1 and 2 seed the piece sizes, the rest is the stream.
+//!
+//! Beside it, the `archive_end` target: the end check of uploads, likewise split.
 
 use std::io::Write;
 
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry};
-use crate::format::tar::{NotTar, TarCatalogParser, TarSummary};
+use crate::format::tar::{writer, NotTar, TarCatalogParser, TarSummary};
 
 type Outcome = (Vec<CatalogEntry>, Result<TarSummary, NotTar>);
 
@@ -254,4 +256,54 @@ pub fn seeds() -> Vec<Vec<u8>> {
         }
     }
     seeds
+}
+
+/// The end check of uploads (`format::archive_end`): the first byte picks tar or OpenPGP,
+/// the second where the rest is split; the verdict must not depend on the split.
+pub fn archive_end(data: &[u8]) {
+    use crate::format::archive_end::{Expected, StreamEnd};
+    let (Some(&kind), Some(&cut)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let expected = if kind & 1 == 0 {
+        Expected::Tar
+    } else {
+        Expected::OpenPgp
+    };
+    let body = data.get(2..).unwrap_or_default();
+    let mut whole = StreamEnd::new(expected);
+    whole.feed(body);
+    let at = usize::from(cut) * body.len() / 256;
+    let (front, back) = body.split_at(at);
+    let mut split = StreamEnd::new(expected);
+    split.feed(front);
+    split.feed(back);
+    let mut bytewise = StreamEnd::new(expected);
+    for byte in body.iter().take(4096) {
+        bytewise.feed(std::slice::from_ref(byte));
+    }
+    assert_eq!(whole.finish(), split.finish(), "split at {at}");
+    if body.len() <= 4096 {
+        assert_eq!(whole.finish(), bytewise.finish(), "fed a byte at a time");
+    }
+}
+
+pub fn archive_end_seeds() -> Vec<Vec<u8>> {
+    let mut tar = vec![0, 100];
+    tar.extend(writer::member_header("a.txt", 3, 0));
+    tar.extend(b"abc");
+    tar.extend(writer::pad(3));
+    tar.extend(writer::end_marker());
+    // A public-key session key packet, then encrypted data in a partial body and a last
+    // two-octet length.
+    let mut pgp = vec![1, 40, 0x85, 0x00, 0x03, 1, 2, 3, 0xd2, 0xe9];
+    pgp.extend([7u8; 512]);
+    pgp.extend([0xc0, 0x10]);
+    pgp.extend([8u8; 208]);
+    let armored = [
+        &[3u8, 9][..],
+        b"-----BEGIN PGP MESSAGE-----\n\nhQ==\n-----END PGP MESSAGE-----\n",
+    ]
+    .concat();
+    vec![tar, pgp, armored]
 }

@@ -1183,6 +1183,8 @@ async fn backupchan_python_clients_work_unchanged() {
         .arg(&bc.key)
         .arg(&work)
         .env("HOME", work.join("home"))
+        // The client library leaves its folder uploads' temporary tar files behind.
+        .env("TMPDIR", &work)
         .env("XDG_CONFIG_HOME", work.join("home/.config"))
         .env("XDG_DATA_HOME", work.join("home/.local/share"))
         .env(

@@ -119,7 +119,19 @@ impl Tapu {
     /// Runs FTP operations as `user` in one session; one `(ok, reply)` per operation (a
     /// failed sign-in gives one result).
     async fn ftp(&self, user: &str, password: &str, ops: Value) -> Vec<(bool, String)> {
+        self.ftp_over(false, user, password, ops).await
+    }
+
+    /// As [`Self::ftp`], over explicit FTPS when `tls`.
+    async fn ftp_over(
+        &self,
+        tls: bool,
+        user: &str,
+        password: &str,
+        ops: Value,
+    ) -> Vec<(bool, String)> {
         let args = json!({
+            "tls": tls,
             "host": "127.0.0.1",
             "port": self.ftp_port,
             "user": user,
@@ -287,10 +299,17 @@ async fn tapu_export_and_import_flows_of_b2() {
                 {"op": "size", "name": name2},
                 {"op": "mdtm", "line": format!("MDTM {name2}")},
                 {"op": "nlst"},
+                {"op": "list"},
             ]),
         )
         .await;
     assert!(results.iter().all(|r| r.0), "{results:?}");
+    let lines: Vec<String> = serde_json::from_str(&results[6].1).unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].contains(&second.len().to_string()) && lines[1].ends_with(name2),
+        "{lines:?}"
+    );
     assert_eq!(sha(&std::fs::read(&got1).unwrap()), sha(&first));
     assert_eq!(sha(&std::fs::read(&got2).unwrap()), sha(&second));
     assert_eq!(std::fs::read(&tail).unwrap(), &second[100_000_000..]);
@@ -600,5 +619,65 @@ async fn tapu_ftp_refuses_what_it_must() {
     assert_eq!(body, json!(["a.io_2020010200000_7.tar.gpg"]).to_string());
     let (_, body) = tapu.get("/instance/backups?instance=b.io").await;
     assert_eq!(body, json!([b_file]).to_string());
+    tapu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tapu_ftps_carries_concurrent_transfers_of_several_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let certificate = write(dir.path(), "cert.pem", certified.cert.pem().as_bytes());
+    let key = write(
+        dir.path(),
+        "key.pem",
+        certified.key_pair.serialize_pem().as_bytes(),
+    );
+    let tapu = Tapu::start(dir.path(), |config| {
+        let tapu = &mut config.dialects.tapu;
+        tapu.ftp_tls_certificate = Some(certificate);
+        tapu.ftp_tls_key = Some(key);
+        tapu.ftp_tls_required = true;
+    })
+    .await;
+    let (_, a_password) = tapu.token("a.io").await;
+    let (_, b_password) = tapu.token("b.io").await;
+    // Plain FTP is refused when FTPS is required.
+    let plain = tapu.ftp("a.io", &a_password, json!([])).await;
+    assert!(!plain[0].0 && plain[0].1.starts_with('5'), "{plain:?}");
+
+    let a_tar = tar(&[("a.bin", &random_bytes(24 << 20, 1))]);
+    let b_tar = tar(&[("b.bin", &random_bytes(24 << 20, 2))]);
+    let a_path = write(dir.path(), "a.tar", &a_tar);
+    let b_path = write(dir.path(), "b.tar", &b_tar);
+    let (a, b) = tokio::join!(
+        tapu.ftp_over(
+            true,
+            "a.io",
+            &a_password,
+            json!([{"op": "put", "name": "a.io_2026113000000_7.tar", "path": a_path}]),
+        ),
+        tapu.ftp_over(
+            true,
+            "b.io",
+            &b_password,
+            json!([{"op": "put", "name": "b.io_2026113000000_7.tar", "path": b_path, "active": true}]),
+        ),
+    );
+    assert!(a[0].0 && b[0].0, "{a:?} {b:?}");
+    let got = dir.path().join("got.tar");
+    let read = tapu
+        .ftp_over(
+            true,
+            "b.io",
+            &b_password,
+            json!([
+                {"op": "get", "name": "b.io_2026113000000_7.tar", "path": got},
+                {"op": "mlsd"},
+            ]),
+        )
+        .await;
+    assert!(read.iter().all(|r| r.0), "{read:?}");
+    assert_eq!(sha(&std::fs::read(&got).unwrap()), sha(&b_tar));
+    assert_eq!(read[1].1, json!(["b.io_2026113000000_7.tar"]).to_string());
     tapu.stop().await;
 }

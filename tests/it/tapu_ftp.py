@@ -6,6 +6,7 @@ list of operations; prints one JSON result per operation ({"ok": bool, "reply": 
 import ftplib
 import json
 import socket
+import ssl
 import struct
 import sys
 
@@ -18,9 +19,11 @@ def run(ftp, op):
             try:
                 return ftp.storbinary("STOR " + op["name"], f, blocksize=1 << 20)
             except OSError:
-                # The server refused the file and closed the data connection before all
-                # of it was sent: its reply says why.
-                raise ftplib.error_perm(ftp.getresp())
+                # The data connection ended early on the client's side: the server refused
+                # the file and closed it before all was sent, or (FTPS) closed it without
+                # a TLS close_notify after storing everything. Its reply says which
+                # (getresp raises on a 4xx or 5xx).
+                return ftp.getresp()
     if kind == "get":
         with open(op["path"], "wb") as f:
             return ftp.retrbinary("RETR " + op["name"], f.write, rest=op.get("rest"))
@@ -55,10 +58,17 @@ def run(ftp, op):
 def main():
     args = json.loads(sys.argv[1])
     results = []
-    ftp = ftplib.FTP()
+    if args.get("tls"):
+        # Explicit FTPS: AUTH TLS on login, then a private data channel. The test's
+        # certificate is self-signed.
+        ftp = ftplib.FTP_TLS(context=ssl._create_unverified_context())
+    else:
+        ftp = ftplib.FTP()
     ftp.connect(args["host"], args["port"], timeout=120)
     try:
         ftp.login(args["user"], args["password"])
+        if args.get("tls"):
+            ftp.prot_p()
     except ftplib.all_errors as e:
         print(json.dumps([{"ok": False, "reply": str(e)}]))
         return

@@ -79,6 +79,9 @@ pub struct TapuConfig {
     /// PEM certificate chain and key for explicit FTPS; both or neither.
     pub ftp_tls_certificate: Option<PathBuf>,
     pub ftp_tls_key: Option<PathBuf>,
+    /// With FTPS configured, refuse sign-ins and transfers that do not use it (b2's PHP
+    /// client speaks plain FTP, so off by default).
+    pub ftp_tls_required: bool,
     /// Live tokens at most, all instances together.
     pub max_tokens: usize,
     pub token_validity_secs: u64,
@@ -100,6 +103,7 @@ impl Default for TapuConfig {
             ftp_active_mode: true,
             ftp_tls_certificate: None,
             ftp_tls_key: None,
+            ftp_tls_required: false,
             max_tokens: 3,
             token_validity_secs: 3600,
             sweep_interval_secs: 300,
@@ -120,6 +124,11 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
     let error = |message: String| StartError::new(NAME, message);
     let tls = match (&tapu.ftp_tls_certificate, &tapu.ftp_tls_key) {
         (Some(certificate), Some(key)) => Some((certificate.clone(), key.clone())),
+        (None, None) if tapu.ftp_tls_required => {
+            return Err(error(
+                "ftp_tls_required needs ftp_tls_certificate and ftp_tls_key".into(),
+            ))
+        }
         (None, None) => None,
         _ => {
             return Err(error(
@@ -132,6 +141,7 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
         passive_ports: ftp::port_range(&tapu.ftp_passive_ports).map_err(error)?,
         public_ip: tapu.ftp_public_ip,
         tls,
+        tls_required: tapu.ftp_tls_required,
         active_mode: tapu.ftp_active_mode,
     };
     let app = context.app;

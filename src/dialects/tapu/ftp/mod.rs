@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, PassiveHost, Shutdown, SiteMd5};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, Shutdown, SiteMd5};
 use libunftp::ServerBuilder;
 
 use self::auth::{InstanceUser, InstanceUsers, TokenAuthenticator};
@@ -30,6 +30,8 @@ pub struct FtpSettings {
     pub public_ip: Option<Ipv4Addr>,
     /// Certificate chain and private key (PEM) for explicit FTPS (`AUTH TLS`).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse plain sign-ins and transfers when FTPS is configured.
+    pub tls_required: bool,
     /// Whether clients may ask for active data connections (PORT).
     pub active_mode: bool,
 }
@@ -90,7 +92,15 @@ pub fn spawn(
         builder = builder.passive_host(PassiveHost::Ip(ip));
     }
     if let Some((certificate, key)) = &settings.tls {
+        // Checked here, so a missing or unreadable file stops the start with its name.
+        for file in [certificate, key] {
+            std::fs::metadata(file)
+                .map_err(|e| format!("cannot read the FTPS file {}: {e}", file.display()))?;
+        }
         builder = builder.ftps(certificate.clone(), key.clone());
+        if settings.tls_required {
+            builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
+        }
     }
     let server = builder
         .build()
