@@ -183,6 +183,17 @@ fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// An instance's export: its files as `file-<n>.bin`.
+fn instance_tar(files: &[Vec<u8>]) -> Vec<u8> {
+    let names: Vec<String> = (0..files.len()).map(|n| format!("file-{n}.bin")).collect();
+    let members: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(files)
+        .map(|(name, content)| (name.as_str(), content.as_slice()))
+        .collect();
+    tar(&members)
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -201,12 +212,7 @@ async fn tapu_export_and_import_flows_of_b2() {
 
     // Export 1: ~200 MiB over FTP in active mode (PORT), as b2's PHP client does.
     let mut files: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(50 << 20, 40 + i)).collect();
-    let first = tar(&[
-        ("a.bin", &files[0]),
-        ("b.bin", &files[1]),
-        ("c.bin", &files[2]),
-        ("d.bin", &files[3]),
-    ]);
+    let first = instance_tar(&files);
     let first_path = write(dir.path(), "first.tar", &first);
     let name1 = "equal.local_2026113000000_7.tar";
     let (token, password) = tapu.token(instance).await;
@@ -242,12 +248,7 @@ async fn tapu_export_and_import_flows_of_b2() {
     for at in [1 << 20, 17 << 20, 33 << 20] {
         files[1][at..at + 4096].copy_from_slice(&random_bytes(4096, at as u64));
     }
-    let second = tar(&[
-        ("a.bin", &files[0]),
-        ("b.bin", &files[1]),
-        ("c.bin", &files[2]),
-        ("d.bin", &files[3]),
-    ]);
+    let second = instance_tar(&files);
     let second_path = write(dir.path(), "second.tar", &second);
     let name2 = "equal.local_2026113086399_28.tar";
     let (token, password) = tapu.token(instance).await;

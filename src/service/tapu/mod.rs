@@ -164,7 +164,13 @@ impl TapuService {
             .await
         {
             Ok(_) | Err(RepoError::SeriesExists { .. }) => Ok(issued),
-            Err(error) => Err(error.into()),
+            Err(error) => {
+                // No token whose instance the repository could not record.
+                if let Err(undo) = self.tokens().release(instance, &issued.token) {
+                    tracing::warn!(%undo, %instance, "cannot withdraw the token just issued");
+                }
+                Err(error.into())
+            }
         }
     }
 
