@@ -551,7 +551,7 @@ async fn tapu_ftp_refuses_what_it_must() {
                 {"op": "mkd", "line": "MKD sub"},
                 {"op": "site", "line": "SITE CHMOD 777 x"},
                 // A cut-short upload, reset or closed early, leaves nothing.
-                {"op": "cut", "name": "a.io_2026113000001_7.tar", "path": small_path, "bytes": 1 << 20, "how": "rst"},
+                {"op": "cut", "name": "a.io_2026113000001_7.tar", "path": small_path, "bytes": 1 << 20, "how": "fin"},
                 {"op": "cut", "name": "a.io_2026113000002_7.tar", "path": small_path, "bytes": 1 << 20, "how": "fin"},
                 {"op": "nlst"},
                 // Stored, then renamed (refused) and deleted (recycled).
