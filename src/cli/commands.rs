@@ -158,6 +158,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
                 repack_below,
                 stale_uploads_after: std::time::Duration::from_secs(seconds),
                 orphan_grace: std::time::Duration::from_secs(grace),
+                ..GcOptions::default()
             };
             gc(&repo, options, json).await
         }

@@ -117,6 +117,25 @@ pub struct Index {
     path: PathBuf,
 }
 
+/// redb's page cache for the index, by default. Its own default (1 GiB) is a ceiling the
+/// process fills and keeps: every page a dedup lookup or a gc walk touches stays
+/// resident, so memory grew with the repository. The interior pages of a
+/// 10-million-chunk table (a few MiB) fit many times over; leaf pages are read through
+/// the operating system's page cache, which the kernel gives back under pressure.
+pub const INDEX_CACHE_BYTES: usize = 64 << 20;
+
+/// Overrides [`INDEX_CACHE_BYTES`], in MiB: more trades memory for fewer reads of index
+/// pages when the index outgrows the cache (millions of small chunks).
+pub const INDEX_CACHE_ENV: &str = "STOWAGE_INDEX_CACHE_MIB";
+
+fn index_cache_bytes() -> usize {
+    std::env::var(INDEX_CACHE_ENV)
+        .ok()
+        .and_then(|mib| mib.trim().parse::<usize>().ok())
+        .filter(|mib| *mib > 0)
+        .map_or(INDEX_CACHE_BYTES, |mib| mib.saturating_mul(1 << 20))
+}
+
 impl Index {
     /// Opens (creating when missing or empty) the index at `path` and checks its
     /// integrity. A file that is not a sound redb database is [`IndexError::Damaged`]:
@@ -129,8 +148,12 @@ impl Index {
         if !path.exists() {
             create_whole(path)?;
         }
-        let opened =
-            crate::unwind::contain(|| Database::builder().create(path)).map_err(&damaged)?;
+        let opened = crate::unwind::contain(|| {
+            Database::builder()
+                .set_cache_size(index_cache_bytes())
+                .create(path)
+        })
+        .map_err(&damaged)?;
         let mut database = opened.map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
                 path: path.to_path_buf(),
@@ -367,16 +390,33 @@ impl Index {
         &self,
         mut visit: impl FnMut(ChunkId, ChunkLocation),
     ) -> Result<(), IndexError> {
+        self.try_for_each_chunk(|id, location| {
+            visit(id, location);
+            Ok::<(), IndexError>(())
+        })
+    }
+
+    /// Calls `visit` with every chunk entry, in id order (ascending bytes), until it
+    /// fails; one read transaction, so the walk sees one state of the index.
+    pub fn try_for_each_chunk<E: From<IndexError>>(
+        &self,
+        mut visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut failure = None;
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             let table = txn.open_table(CHUNKS).map_err(db)?;
             for item in table.iter().map_err(db)? {
                 let (key, value) = item.map_err(db)?;
                 let id = ChunkId(key.value());
-                visit(id, schema::decode_location(&id, value.value())?);
+                if let Err(error) = visit(id, schema::decode_location(&id, value.value())?) {
+                    failure = Some(error);
+                    break;
+                }
             }
             Ok(())
-        })
+        })?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// Totals over chunks and packs (a scan: linear in the number of chunks).

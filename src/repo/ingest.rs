@@ -477,7 +477,7 @@ impl Session {
         self.refs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .extend(ids.iter().copied());
+            .extend(ids);
         // Look in the index first, then in the in-flight registry: a chunk committed in
         // between is then at worst stored twice, never missed.
         let indexed = self.inner.index.lookup_chunks(ids)?;

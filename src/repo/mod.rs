@@ -21,6 +21,7 @@ mod objects;
 mod owners;
 mod pack_writer;
 pub mod progress;
+mod reference_filter;
 pub mod repair;
 pub mod restore;
 mod segment_buffers;

@@ -28,6 +28,8 @@ use schema::{META, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 
 /// File name of the state store inside the data directory.
 pub const STATE_FILE: &str = "state.redb";
+/// redb's page cache for the state store (its default is 1 GiB; see the index's).
+const STATE_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -86,8 +88,12 @@ impl StateStore {
             path: path.to_path_buf(),
             reason,
         };
-        let opened =
-            crate::unwind::contain(|| Database::builder().create(path)).map_err(&damaged)?;
+        let opened = crate::unwind::contain(|| {
+            Database::builder()
+                .set_cache_size(STATE_CACHE_BYTES)
+                .create(path)
+        })
+        .map_err(&damaged)?;
         let database = opened.map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
                 path: path.to_path_buf(),

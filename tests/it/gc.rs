@@ -33,8 +33,13 @@ async fn assert_clean(repo: &Repository) {
     );
 }
 
+/// A gc that keeps few ids in memory, so its mark and plan go through sorted files.
 async fn gc(repo: &Repository) -> stowage::repo::gc::GcReport {
-    repo.gc(GcOptions::default(), progress()).await.expect("gc")
+    let options = GcOptions {
+        ids_in_memory: 97,
+        ..GcOptions::default()
+    };
+    repo.gc(options, progress()).await.expect("gc")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

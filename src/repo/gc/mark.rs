@@ -1,36 +1,37 @@
 //! The mark phase of garbage collection, driven by the backend: every manifest stored
 //! in it is read and authenticated, and every chunk its content lists (and its
-//! catalog's) name is live. Then every live chunk must be placed by the index in a pack
+//! catalog's) name is live. The live ids go to sorted runs on disk ([`LiveIds`]); the
+//! plan then walks them beside the index, where every live chunk must be placed in a pack
 //! the backend lists; anything else means the index does not describe the backend, and
 //! the run stops before it deletes anything.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use crate::backend::{BackendError, ObjectMeta};
+use super::live_ids::LiveIds;
+use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
-use crate::id::{ChunkId, PackId};
+use crate::id::ChunkId;
 use crate::repo::objects::{fetch_manifest, list_manifests};
 use crate::repo::progress::Progress;
 use crate::repo::{RepoError, RepoInner};
 
 /// Manifests read at once.
 const CONCURRENT_MANIFESTS: usize = 16;
-/// Live chunk ids looked up per index transaction.
-const LOOKUP_BATCH: usize = 8192;
 
 /// What the mark found.
 pub(super) struct Marked {
     pub backups: u64,
-    pub chunks: HashSet<ChunkId>,
+    pub chunks: LiveIds,
 }
 
 /// Marks every chunk referenced by a manifest stored in the backend.
 pub(super) async fn mark_stored_manifests(
     inner: &Arc<RepoInner>,
+    ids_in_memory: usize,
     progress: &Progress,
 ) -> Result<Marked, RepoError> {
     let listed = list_manifests(inner).await?;
@@ -48,8 +49,12 @@ pub(super) async fn mark_stored_manifests(
         .buffered(CONCURRENT_MANIFESTS);
     let mut marked = Marked {
         backups: 0,
-        chunks: HashSet::new(),
+        chunks: LiveIds::new(inner.state_dir.join("tmp"), ids_in_memory),
     };
+    // Leaves already marked: a leaf lists the same chunks in every backup that shares it
+    // (the unchanged stretches of a series), so it is read once. Leaves are a few hundred
+    // times fewer than chunks.
+    let mut marked_leaves: HashSet<ChunkId> = HashSet::new();
     while let Some((id, manifest)) = manifests.next().await {
         progress.check()?;
         let manifest = match manifest {
@@ -66,27 +71,35 @@ pub(super) async fn mark_stored_manifests(
                 })
             }
         };
-        mark_backup(inner, &manifest, &mut marked.chunks).await?;
+        mark_backup(inner, &manifest, &mut marked.chunks, &mut marked_leaves).await?;
         marked.backups += 1;
     }
+    tracing::debug!(
+        backups = marked.backups,
+        leaves = marked_leaves.len(),
+        runs_on_disk = marked.chunks.runs(),
+        "gc mark done"
+    );
     Ok(marked)
 }
 
 async fn mark_backup(
     inner: &RepoInner,
     manifest: &BackupManifest,
-    live: &mut HashSet<ChunkId>,
+    live: &mut LiveIds,
+    marked_leaves: &mut HashSet<ChunkId>,
 ) -> Result<(), RepoError> {
+    let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);
     let mut streams: Vec<&ContentRef> = vec![&manifest.content];
     if let Some(catalog) = &manifest.catalog {
         streams.push(&catalog.content);
     }
     for content in streams {
         for leaf in &content.leaves {
-            if !live.insert(leaf.id) {
-                // A leaf already marked lists chunks already marked.
+            if !marked_leaves.insert(leaf.id) {
                 continue;
             }
+            live.push(leaf.id).map_err(spill)?;
             let location = inner.index.lookup_chunks(&[leaf.id])?[0].ok_or_else(|| {
                 RepoError::IndexMismatch {
                     reason: format!(
@@ -114,35 +127,8 @@ async fn mark_backup(
                     leaf.id, manifest.id
                 ),
             })?;
-            live.extend(entries.iter().map(|e| e.id));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that the index places every marked chunk in a pack the backend holds.
-pub(super) fn verify_indexed(
-    inner: &RepoInner,
-    marked: &HashSet<ChunkId>,
-    stored: &HashMap<PackId, &ObjectMeta>,
-) -> Result<(), RepoError> {
-    let ids: Vec<ChunkId> = marked.iter().copied().collect();
-    for batch in ids.chunks(LOOKUP_BATCH) {
-        for (id, location) in batch.iter().zip(inner.index.lookup_chunks(batch)?) {
-            let Some(location) = location else {
-                return Err(RepoError::IndexMismatch {
-                    reason: format!(
-                        "chunk {id}, referenced by a stored backup, is not in the index"
-                    ),
-                });
-            };
-            if !stored.contains_key(&location.pack) {
-                return Err(RepoError::IndexMismatch {
-                    reason: format!(
-                        "the index places chunk {id} in pack {}, which the backend does not hold",
-                        location.pack
-                    ),
-                });
+            for entry in entries {
+                live.push(entry.id).map_err(spill)?;
             }
         }
     }

@@ -30,6 +30,7 @@
 //! 5. abort stale uploads: what uploads older than `stale_uploads_after` left in the
 //!    backend (S3 multipart uploads, local temporaries), invisible to the index.
 
+mod live_ids;
 mod mark;
 mod repack;
 
@@ -37,6 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use self::live_ids::{LiveIds, SpilledIds, RUN_IDS};
 use super::progress::Progress;
 use super::{pack_key, RepoError, RepoInner, Repository, PACKS_PREFIX};
 use crate::id::{ChunkId, PackId};
@@ -54,6 +56,10 @@ pub struct GcOptions {
     /// ingest in another process may still be writing its packs, and it names them in a
     /// manifest only when it finishes. Packs of unknown age are kept unless it is zero.
     pub orphan_grace: Duration,
+    /// Chunk ids (32 bytes each) the plan holds in memory before it sorts them into a
+    /// file on disk: live ids while marking, garbage ids until the sweep. Bounds gc's
+    /// memory whatever the repository's size.
+    pub ids_in_memory: usize,
 }
 
 /// Default age past which an unfinished upload counts as abandoned.
@@ -68,6 +74,7 @@ impl Default for GcOptions {
             repack_below: 0.8,
             stale_uploads_after: DEFAULT_STALE_UPLOADS_AFTER,
             orphan_grace: DEFAULT_ORPHAN_GRACE,
+            ids_in_memory: RUN_IDS,
         }
     }
 }
@@ -105,9 +112,12 @@ struct PackWeight {
     live_blobs: u64,
 }
 
+/// Garbage ids removed from the index per transaction of the sweep.
+const SWEEP_BATCH: usize = 1 << 16;
+
 /// What the run will do.
 struct Plan {
-    garbage: Vec<ChunkId>,
+    garbage: SpilledIds,
     to_delete: Vec<PackId>,
     to_repack: Vec<PackId>,
     orphans: Vec<PackId>,
@@ -142,20 +152,27 @@ async fn run(
     // Listed before anything else: see `find_orphans` for why the order matters.
     let stored = inner.backend.list(PACKS_PREFIX).await?;
     let active = inner.coordinator.active_packs();
-    let marked = mark::mark_stored_manifests(inner, progress).await?;
+    let marked = mark::mark_stored_manifests(inner, options.ids_in_memory, progress).await?;
     report.backups_marked = marked.backups;
     let stored_packs: HashMap<PackId, &crate::backend::ObjectMeta> = stored
         .iter()
         .filter_map(|object| Some((pack_id_of(&object.key)?, object)))
         .collect();
-    mark::verify_indexed(inner, &marked.chunks, &stored_packs)?;
-    let mut live = marked.chunks;
-    live.extend(inner.coordinator.referenced());
-    let (garbage, weights) = weigh(inner, &live)?;
+    let Weighed {
+        garbage,
+        weights,
+        live_chunks,
+    } = weigh(
+        inner,
+        marked.chunks,
+        &stored_packs,
+        options.ids_in_memory,
+        progress,
+    )?;
     let (to_delete, to_repack) = choose(&weights, options.repack_below);
     let (orphans, kept) = find_orphans(&stored_packs, &active, &weights, options.orphan_grace);
-    report.live_chunks = live.len() as u64;
-    report.garbage_chunks = garbage.len() as u64;
+    report.live_chunks = live_chunks;
+    report.garbage_chunks = garbage.len();
     report.packs_repacked = to_repack.len() as u64;
     report.orphan_packs_kept = kept;
     report.bytes_reclaimed = to_delete.iter().map(|p| weights[p].size).sum::<u64>()
@@ -189,7 +206,7 @@ async fn execute(
     report: &mut GcReport,
 ) -> Result<(), RepoError> {
     let change = inner.generations.begin(inner).await?;
-    sweep_index(inner, plan.garbage)?;
+    sweep_index(inner, plan.garbage, progress)?;
     let written = repack::repack(inner, &plan.to_repack, progress).await?;
     report.packs_written = written.packs;
     report.bytes_rewritten = written.bytes;
@@ -215,11 +232,29 @@ fn pack_id_of(key: &str) -> Option<PackId> {
     key.rsplit('/').next()?.parse::<PackId>().ok()
 }
 
-/// Splits indexed chunks into garbage and per-pack live weights.
+/// The index's chunks split into live and garbage.
+struct Weighed {
+    garbage: SpilledIds,
+    weights: HashMap<PackId, PackWeight>,
+    /// Index entries kept: marked, or referenced by an ingest running here.
+    live_chunks: u64,
+}
+
+/// Walks the marked ids beside the index's chunk entries, both ascending: checks that the
+/// index places every marked chunk in a pack the backend holds, weighs the live bytes of
+/// each pack, and spills every other entry as garbage.
 fn weigh(
     inner: &RepoInner,
-    live: &HashSet<ChunkId>,
-) -> Result<(Vec<ChunkId>, HashMap<PackId, PackWeight>), RepoError> {
+    marked: LiveIds,
+    stored: &HashMap<PackId, &crate::backend::ObjectMeta>,
+    ids_in_memory: usize,
+    progress: &Progress,
+) -> Result<Weighed, RepoError> {
+    let tmp = inner.state_dir.join("tmp");
+    let spill = |error| RepoError::io(&tmp, error);
+    let not_indexed = |id: ChunkId| RepoError::IndexMismatch {
+        reason: format!("chunk {id}, referenced by a stored backup, is not in the index"),
+    };
     let mut weights: HashMap<PackId, PackWeight> = inner
         .index
         .list_packs()?
@@ -234,17 +269,52 @@ fn weigh(
             )
         })
         .collect();
-    let mut garbage = Vec::new();
-    inner.index.for_each_chunk(|id, location| {
-        if live.contains(&id) {
+    // Read after the mark: a session that started since is in it, one that committed
+    // since handed its ids over; both keep their chunks.
+    let referenced = inner.coordinator.referenced();
+    let mut marked = marked.finish();
+    let mut next_marked = marked.next_id().map_err(spill)?;
+    let mut garbage = SpilledIds::new(tmp.clone(), ids_in_memory);
+    let mut live_chunks = 0;
+    let mut walked: u64 = 0;
+    inner.index.try_for_each_chunk(|id, location| {
+        walked += 1;
+        if walked.is_multiple_of(65_536) {
+            progress.check()?;
+        }
+        if let Some(missing) = next_marked.filter(|marked| *marked < id) {
+            return Err(not_indexed(missing));
+        }
+        let is_marked = next_marked == Some(id);
+        if is_marked {
+            if !stored.contains_key(&location.pack) {
+                return Err(RepoError::IndexMismatch {
+                    reason: format!(
+                        "the index places chunk {id} in pack {}, which the backend does not hold",
+                        location.pack
+                    ),
+                });
+            }
+            next_marked = marked.next_id().map_err(spill)?;
+        }
+        if is_marked || referenced.might_contain(&id) {
+            live_chunks += 1;
             let weight = weights.entry(location.pack).or_default();
             weight.live_bytes += u64::from(location.stored_len);
             weight.live_blobs += 1;
         } else {
-            garbage.push(id);
+            garbage.push(id).map_err(spill)?;
         }
+        Ok(())
     })?;
-    Ok((garbage, weights))
+    if let Some(missing) = next_marked {
+        return Err(not_indexed(missing));
+    }
+    Ok(Weighed {
+        garbage,
+        weights,
+        live_chunks,
+    })
 }
 
 /// Packs to delete (nothing live) and to repack (live share under the threshold).
@@ -294,17 +364,32 @@ fn find_orphans(
 }
 
 /// Removes the index entries of garbage chunks, keeping any that a session referenced
-/// since the plan.
-fn sweep_index(inner: &RepoInner, mut garbage: Vec<ChunkId>) -> Result<(), RepoError> {
-    let _gate = inner
-        .coordinator
-        .gate
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let referenced = inner.coordinator.referenced();
-    garbage.retain(|id| !referenced.contains(id));
-    inner.index.remove_chunks(&garbage)?;
-    Ok(())
+/// since the plan. A batch at a time, each under the gate: a session that deduplicates
+/// against a chunk before its batch is swept is seen referencing it (and the chunk
+/// stays); one that looks after misses it and stores it again. A kill between batches
+/// leaves only garbage entries behind, which the next run sweeps.
+fn sweep_index(
+    inner: &RepoInner,
+    garbage: SpilledIds,
+    progress: &Progress,
+) -> Result<(), RepoError> {
+    let tmp = inner.state_dir.join("tmp");
+    let spill = |error| RepoError::io(&tmp, error);
+    let mut batches = garbage.into_batches(SWEEP_BATCH).map_err(spill)?;
+    loop {
+        let mut batch = batches.next_batch().map_err(spill)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        progress.check()?;
+        let _gate = inner
+            .coordinator
+            .gate
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.coordinator.retain_unreferenced(&mut batch);
+        inner.index.remove_chunks(&batch)?;
+    }
 }
 
 /// Forgets then deletes packs (their chunks are gone from the index).
