@@ -6,6 +6,7 @@
 //! the schema version live in [`schema`].
 
 mod schema;
+mod totals;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,8 @@ use schema::{
     BACKUPS, CHUNKS, GENERATION_KEY, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION,
     SCHEMA_VERSION_KEY, SERIES, SYNC,
 };
+use totals::Delta;
+pub use totals::{BackupTotals, KeptTotals};
 
 /// Where a chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,9 +241,12 @@ impl Index {
             let mut meta = txn.open_table(META).map_err(db)?;
             let found = meta.get(SCHEMA_VERSION_KEY).map_err(db)?.map(|v| v.value());
             match found {
-                None => {
+                // A new index, or one without kept totals: count them once.
+                None | Some(1) => {
                     meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
                         .map_err(db)?;
+                    drop(meta);
+                    totals::recompute(&txn)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => {
@@ -314,19 +320,26 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
                 for entry in entries {
                     if chunks.get(entry.id.0).map_err(db)?.is_none() {
                         let value = schema::encode_location(&pack, entry);
                         chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                        delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
                     }
                 }
                 let mut packs = txn.open_table(PACKS).map_err(db)?;
-                packs
+                let replaced = packs
                     .insert(pack.0, schema::encode_pack(&record).as_slice())
                     .map_err(db)?;
+                if let Some(old) = replaced {
+                    delta.pack(&schema::decode_pack(&pack, old.value())?, -1);
+                }
+                delta.pack(&record, 1);
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -335,12 +348,18 @@ impl Index {
     pub fn put_backup(&self, manifest: &BackupManifest) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
                 let mut backups = txn.open_table(BACKUPS).map_err(db)?;
-                backups
+                let replaced = backups
                     .insert(manifest.id.as_str(), manifest.encode().as_slice())
                     .map_err(db)?;
+                if let Some(old) = replaced {
+                    delta.backup(&decode_manifest(manifest.id.as_str(), old.value())?, -1);
+                }
+                delta.backup(manifest, 1);
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -419,30 +438,23 @@ impl Index {
         failure.map_or(Ok(()), Err)
     }
 
-    /// Totals over chunks and packs (a scan: linear in the number of chunks).
-    pub fn totals(&self) -> Result<IndexTotals, IndexError> {
+    /// Totals over chunks, packs and backups, as kept beside them (no scan).
+    pub fn totals(&self) -> Result<KeptTotals, IndexError> {
         self.guarded(|| {
-            let mut totals = IndexTotals::default();
-            self.for_each_chunk(|_, location| {
-                let (raw, stored) = (u64::from(location.raw_len), u64::from(location.stored_len));
-                match location.kind {
-                    BlobKind::Data => {
-                        totals.chunks += 1;
-                        totals.chunk_raw_bytes += raw;
-                        totals.chunk_stored_bytes += stored;
-                    }
-                    BlobKind::List => {
-                        totals.lists += 1;
-                        totals.list_raw_bytes += raw;
-                        totals.list_stored_bytes += stored;
-                    }
-                }
-            })?;
-            for (_, pack) in self.list_packs()? {
-                totals.packs += 1;
-                totals.pack_bytes += pack.size;
-            }
-            Ok(totals)
+            let txn = self.database().begin_read().map_err(db)?;
+            totals::read(&txn)
+        })
+    }
+
+    /// The same totals computed from every row (a scan: linear in the number of chunks
+    /// and backups), to check the kept ones.
+    pub fn scan_totals(&self) -> Result<KeptTotals, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let packs = txn.open_table(PACKS).map_err(db)?;
+            let backups = txn.open_table(BACKUPS).map_err(db)?;
+            totals::scan(&chunks, &packs, &backups)
         })
     }
 
@@ -465,6 +477,10 @@ impl Index {
             txn.delete_table(RECYCLED).map_err(db)?;
             txn.delete_table(SERIES).map_err(db)?;
             txn.delete_table(SYNC).map_err(db)?;
+            txn.delete_table(totals::TOTALS).map_err(db)?;
+            txn.delete_table(totals::SERIES_TOTALS).map_err(db)?;
+            txn.open_table(totals::TOTALS).map_err(db)?;
+            txn.open_table(totals::SERIES_TOTALS).map_err(db)?;
             txn.open_table(CHUNKS).map_err(db)?;
             txn.open_table(PACKS).map_err(db)?;
             txn.open_table(BACKUPS).map_err(db)?;
@@ -479,16 +495,19 @@ impl Index {
     pub fn remove_backup(&self, id: &BackupId) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
-                txn.open_table(BACKUPS)
-                    .map_err(db)?
-                    .remove(id.as_str())
-                    .map_err(db)?;
+                let mut backups = txn.open_table(BACKUPS).map_err(db)?;
+                if let Some(removed) = backups.remove(id.as_str()).map_err(db)? {
+                    delta.backup(&decode_manifest(id.as_str(), removed.value())?, -1);
+                }
+                drop(backups);
                 txn.open_table(RECYCLED)
                     .map_err(db)?
                     .remove(id.as_str())
                     .map_err(db)?;
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -563,12 +582,16 @@ impl Index {
     pub fn remove_chunks(&self, ids: &[ChunkId]) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
                 for id in ids {
-                    chunks.remove(id.0).map_err(db)?;
+                    if let Some(old) = chunks.remove(id.0).map_err(db)? {
+                        delta.chunk(&schema::decode_location(id, old.value())?, -1);
+                    }
                 }
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -584,24 +607,38 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
                 for entry in entries {
-                    if chunks.get(entry.id.0).map_err(db)?.is_some() {
-                        let value = schema::encode_location(&pack, entry);
+                    let value = schema::encode_location(&pack, entry);
+                    let replaced = match chunks.get(entry.id.0).map_err(db)? {
+                        Some(old) => Some(schema::decode_location(&entry.id, old.value())?),
+                        None => None,
+                    };
+                    if let Some(old) = replaced {
                         chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                        delta.chunk(&old, -1);
+                        delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
                     }
                 }
                 let mut packs = txn.open_table(PACKS).map_err(db)?;
                 if !entries.is_empty() {
-                    packs
+                    let replaced = packs
                         .insert(pack.0, schema::encode_pack(&record).as_slice())
                         .map_err(db)?;
+                    if let Some(old) = replaced {
+                        delta.pack(&schema::decode_pack(&pack, old.value())?, -1);
+                    }
+                    delta.pack(&record, 1);
                 }
                 for old in retired {
-                    packs.remove(old.0).map_err(db)?;
+                    if let Some(removed) = packs.remove(old.0).map_err(db)? {
+                        delta.pack(&schema::decode_pack(old, removed.value())?, -1);
+                    }
                 }
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -610,12 +647,16 @@ impl Index {
     pub fn remove_packs(&self, packs: &[PackId]) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
+            let mut delta = Delta::default();
             {
                 let mut table = txn.open_table(PACKS).map_err(db)?;
                 for pack in packs {
-                    table.remove(pack.0).map_err(db)?;
+                    if let Some(removed) = table.remove(pack.0).map_err(db)? {
+                        delta.pack(&schema::decode_pack(pack, removed.value())?, -1);
+                    }
                 }
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -696,14 +737,17 @@ impl Index {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             let mut removed = 0;
+            let mut delta = Delta::default();
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
                 let mut doomed = Vec::new();
                 for item in chunks.iter().map_err(db)? {
                     let (key, value) = item.map_err(db)?;
                     let id = ChunkId(key.value());
-                    if gone.contains(&schema::decode_location(&id, value.value())?.pack) {
+                    let location = schema::decode_location(&id, value.value())?;
+                    if gone.contains(&location.pack) {
                         doomed.push(id);
+                        delta.chunk(&location, -1);
                     }
                 }
                 for id in doomed {
@@ -712,9 +756,12 @@ impl Index {
                 }
                 let mut table = txn.open_table(PACKS).map_err(db)?;
                 for pack in packs {
-                    table.remove(pack.0).map_err(db)?;
+                    if let Some(old) = table.remove(pack.0).map_err(db)? {
+                        delta.pack(&schema::decode_pack(pack, old.value())?, -1);
+                    }
                 }
             }
+            delta.apply(&txn)?;
             txn.commit().map_err(db)?;
             Ok(removed)
         })
@@ -851,13 +898,110 @@ mod tests {
         assert_eq!(found[1].unwrap().pack, pack_a);
         assert_eq!(found[1].unwrap().offset, 116);
         assert!(found[2].is_none());
-        let totals = index.totals().unwrap();
+        let totals = index.totals().unwrap().index;
         assert_eq!(
             (totals.chunks, totals.packs, totals.pack_bytes),
             (2, 2, 2000)
         );
         index.clear().unwrap();
         assert_eq!(index.chunk_count().unwrap(), 0);
+    }
+
+    fn manifest(id: &str, series: &str, size: u64) -> BackupManifest {
+        use crate::format::manifest::{BackupKind, MANIFEST_FORMAT, MANIFEST_VERSION};
+        BackupManifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            id: id.parse().unwrap(),
+            series: series.into(),
+            kind: BackupKind::Stream,
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            source: "-".into(),
+            size,
+            blake3: Some(blake3::hash(b"").to_hex().to_string()),
+            sha256: None,
+            chunks: 0,
+            new_chunks: 0,
+            new_metadata_blobs: 0,
+            stored_bytes: 0,
+            content: Default::default(),
+            catalog: None,
+            tar: None,
+        }
+    }
+
+    #[test]
+    fn kept_totals_follow_every_change_and_an_old_index_gets_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let index = Index::open(&path).unwrap();
+        let agrees = |index: &Index| {
+            let kept = index.totals().unwrap();
+            assert_eq!(kept, index.scan_totals().unwrap());
+            kept
+        };
+        let record = |size| PackRecord {
+            size,
+            blobs: 2,
+            created: 1,
+        };
+        let (a, b, c) = (PackId([1; 32]), PackId([2; 32]), PackId([3; 32]));
+        let mut leaf = entry(3, 300);
+        leaf.kind = BlobKind::List;
+        index
+            .commit_pack(a, record(1000), &[entry(1, 16), entry(2, 116)])
+            .unwrap();
+        index
+            .commit_pack(b, record(500), &[entry(2, 16), leaf])
+            .unwrap();
+        let first = "11111111-1111-4111-8111-111111111111";
+        let second = "22222222-2222-4222-8222-222222222222";
+        index.put_backup(&manifest(first, "db", 300)).unwrap();
+        index.put_backup(&manifest(second, "db", 50)).unwrap();
+        // The same id again replaces the record: counted once, with its new figures.
+        index.put_backup(&manifest(second, "web", 70)).unwrap();
+        let kept = agrees(&index);
+        assert_eq!(
+            (kept.index.chunks, kept.index.lists, kept.index.packs),
+            (2, 1, 2)
+        );
+        assert_eq!(
+            (kept.index.chunk_raw_bytes, kept.index.pack_bytes),
+            (400, 1500)
+        );
+        assert_eq!((kept.backups.backups, kept.backups.logical_bytes), (2, 370));
+        assert_eq!(kept.series.len(), 2);
+        index
+            .relocate(c, record(300), &[entry(1, 8)], &[a])
+            .unwrap();
+        index
+            .remove_chunks(&[ChunkId([2; 32]), ChunkId([7; 32])])
+            .unwrap();
+        index.remove_backup(&first.parse().unwrap()).unwrap();
+        let kept = agrees(&index);
+        assert_eq!((kept.index.chunks, kept.index.packs), (1, 2));
+        assert_eq!(kept.series.keys().collect::<Vec<_>>(), vec!["web"]);
+        index.forget_packs_and_their_chunks(&[b]).unwrap();
+        index.remove_packs(&[c]).unwrap();
+        assert_eq!(agrees(&index).index.packs, 0);
+        index.commit_pack(a, record(1000), &[entry(1, 16)]).unwrap();
+        let before = agrees(&index);
+        // An index of schema version 1 had no totals: they are counted on open.
+        {
+            let txn = index.database().begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_VERSION_KEY, 1)
+                .unwrap();
+            txn.delete_table(totals::TOTALS).unwrap();
+            txn.delete_table(totals::SERIES_TOTALS).unwrap();
+            txn.commit().unwrap();
+        }
+        drop(index);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(agrees(&index), before);
+        index.clear().unwrap();
+        assert_eq!(agrees(&index), KeptTotals::default());
     }
 
     #[test]

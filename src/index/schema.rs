@@ -12,6 +12,8 @@
 //! * `repository`: `"id"` → the 32-byte id of the repository this index describes
 //! * `sync`: `"generation"` → the repository generation token (16 bytes) this index was
 //!   last reconciled with (`repo::generation`); absent until the first reconciliation
+//! * `totals`, `series_totals`: sums of the rows above, kept in the same transactions
+//!   (`totals`); version 2 added them, and a version-1 index gets them on open
 
 use redb::TableDefinition;
 
@@ -19,7 +21,7 @@ use super::{ChunkLocation, IndexError, PackRecord};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::{ChunkId, PackId};
 
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

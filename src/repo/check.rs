@@ -86,6 +86,23 @@ impl CheckReport {
     }
 }
 
+/// Compares the totals the index keeps (what `stats` reports) with a count of its rows.
+fn check_kept_totals(inner: &RepoInner, report: &mut CheckReport) -> Result<(), RepoError> {
+    let kept = inner.index.totals()?;
+    let counted = inner.index.scan_totals()?;
+    if kept != counted {
+        report.problem(
+            None,
+            None,
+            None,
+            format!(
+                "the index's kept totals ({kept:?}) differ from a count of its rows ({counted:?}); `stowage repair index` rebuilds them"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Chunks found damaged by reading packs, with the reason, to name the backups using them.
 type DamagedChunks = HashMap<ChunkId, (PackId, String)>;
 
@@ -100,6 +117,7 @@ impl Repository {
         let mut report = CheckReport::default();
         let stored = list_packs(&inner).await?;
         let missing = check_index_against_packs(&inner, &stored, &mut report)?;
+        check_kept_totals(&inner, &mut report)?;
         let mut damaged = DamagedChunks::new();
         for pack in missing {
             let reason = "indexed pack is missing from the backend";

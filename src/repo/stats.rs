@@ -53,20 +53,25 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 impl Repository {
+    /// The figures, from the totals the index keeps (no scan of chunks or backups).
     pub fn stats(&self) -> Result<RepoStats, RepoError> {
-        let totals = self.inner.index.totals()?;
-        let mut series: BTreeMap<String, SeriesStats> = BTreeMap::new();
-        for backup in self.inner.index.list_backups()? {
-            let catalog = backup.catalog.as_ref().map_or(0, |c| c.content.size);
-            let entry = series.entry(backup.series).or_default();
-            entry.backups += 1;
-            entry.logical_bytes += backup.size + catalog;
-        }
-        let backups = series.values().map(|s| s.backups).sum();
-        let logical_bytes = series.values().map(|s| s.logical_bytes).sum();
+        let kept = self.inner.index.totals()?;
+        let totals = kept.index;
+        let series: BTreeMap<String, SeriesStats> = kept
+            .series
+            .into_iter()
+            .map(|(name, figures)| {
+                let stats = SeriesStats {
+                    backups: figures.backups,
+                    logical_bytes: figures.logical_bytes,
+                };
+                (name, stats)
+            })
+            .collect();
+        let logical_bytes = kept.backups.logical_bytes;
         let sealed_bytes = totals.chunk_stored_bytes + totals.list_stored_bytes;
         Ok(RepoStats {
-            backups,
+            backups: kept.backups.backups,
             logical_bytes,
             unique_bytes: totals.chunk_raw_bytes,
             metadata_bytes: totals.list_raw_bytes,
