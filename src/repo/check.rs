@@ -5,7 +5,13 @@
 //!
 //! Every problem names what it concerns (backup, chunk, pack), so an operator knows
 //! which backups are damaged. Check never changes anything.
+//!
+//! Memory and time follow the repository's distinct content, not its backups: a leaf
+//! shared by many backups is read once, and the chunk ids the leaves list go to sorted
+//! runs on disk that are walked beside the index's chunk table in one pass (as gc's
+//! mark), instead of an index lookup per chunk per backup.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use futures::stream::{self, StreamExt};
 
 use super::objects::{fetch_manifest, list_manifests, list_packs, parse_pack};
 use super::progress::Progress;
+use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::{pack_key, RepoError, RepoInner, Repository};
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
@@ -130,12 +137,28 @@ impl Repository {
         }
         let manifests = self.compare_manifests(&mut report, &progress).await?;
         self.compare_lifecycle(&mut report).await?;
-        for manifest in manifests {
+        let mut verdicts = LeafVerdicts::new();
+        let mut referenced = IdSorter::new(inner.state_dir.join("tmp"), RUN_IDS);
+        for manifest in &manifests {
             progress.check()?;
             report.backups += 1;
-            check_backup(&inner, &manifest, &damaged, &mut report).await?;
+            check_leaves(
+                &inner,
+                manifest,
+                &damaged,
+                &mut verdicts,
+                &mut referenced,
+                &mut report,
+            )
+            .await?;
             if read_data {
-                self.check_catalog(&manifest, &mut report).await?;
+                self.check_catalog(manifest, &mut report).await?;
+            }
+        }
+        let bad = find_bad_chunks(&inner, referenced, &damaged, &progress)?;
+        if !bad.is_empty() {
+            for manifest in &manifests {
+                name_bad_chunks(&inner, manifest, &verdicts, &bad, &mut report).await?;
             }
         }
         Ok(report)
@@ -456,67 +479,130 @@ async fn verify_pack(inner: Arc<RepoInner>, pack: PackId) -> Result<PackVerdict,
     .map_err(|e| RepoError::Internal(format!("pack check task failed: {e}")))?
 }
 
-/// Checks that every chunk a backup references is indexed and undamaged.
-async fn check_backup(
-    inner: &Arc<RepoInner>,
-    manifest: &BackupManifest,
-    damaged: &DamagedChunks,
-    report: &mut CheckReport,
-) -> Result<(), RepoError> {
+/// What is wrong with a chunk (and in which pack), or with a leaf.
+type Trouble = (Option<PackId>, String);
+
+/// Each distinct content-list leaf seen: `None` when it was read (its entries gathered),
+/// else what is wrong with it. A leaf shared by many backups is read once.
+type LeafVerdicts = HashMap<ChunkId, Option<Trouble>>;
+
+fn content_streams(manifest: &BackupManifest) -> Vec<&ContentRef> {
     let mut streams = vec![&manifest.content];
     if let Some(catalog) = &manifest.catalog {
         streams.push(&catalog.content);
     }
-    for content in streams {
-        check_content(inner, manifest.id.as_str(), content, damaged, report).await?;
+    streams
+}
+
+/// Reads the leaves of a backup not read before, gathering the chunk ids they list, and
+/// reports the leaves that cannot be read.
+async fn check_leaves(
+    inner: &Arc<RepoInner>,
+    manifest: &BackupManifest,
+    damaged: &DamagedChunks,
+    verdicts: &mut LeafVerdicts,
+    referenced: &mut IdSorter,
+    report: &mut CheckReport,
+) -> Result<(), RepoError> {
+    let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);
+    for content in content_streams(manifest) {
+        for leaf in &content.leaves {
+            if let Entry::Vacant(slot) = verdicts.entry(leaf.id) {
+                let verdict = match damaged.get(&leaf.id) {
+                    Some((pack, reason)) => Some((
+                        Some(*pack),
+                        format!("content-list leaf is damaged: {reason}"),
+                    )),
+                    None => match load_leaf(inner, leaf.id).await? {
+                        Ok(entries) => {
+                            for entry in &entries {
+                                referenced.push(entry.id).map_err(spill)?;
+                            }
+                            None
+                        }
+                        Err(trouble) => Some(trouble),
+                    },
+                };
+                slot.insert(verdict);
+            }
+            if let Some(Some((pack, message))) = verdicts.get(&leaf.id) {
+                report.problem(
+                    Some(manifest.id.as_str()),
+                    Some(leaf.id),
+                    *pack,
+                    message.clone(),
+                );
+            }
+        }
     }
     Ok(())
 }
 
-async fn check_content(
-    inner: &Arc<RepoInner>,
-    backup: &str,
-    content: &ContentRef,
+/// Walks the chunk ids the leaves list, sorted, beside the index's chunk table (in the
+/// same order): one sequential pass instead of a lookup per chunk. Returns the chunks
+/// that are not indexed or lie in a damaged pack.
+fn find_bad_chunks(
+    inner: &RepoInner,
+    referenced: IdSorter,
     damaged: &DamagedChunks,
+    progress: &Progress,
+) -> Result<HashMap<ChunkId, Trouble>, RepoError> {
+    let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);
+    let not_indexed = || (None, "chunk is not in the index".to_string());
+    let mut ids = referenced.finish();
+    let mut next = ids.next_id().map_err(spill)?;
+    let mut bad = HashMap::new();
+    let mut walked: u64 = 0;
+    inner.index.try_for_each_chunk(|id, _| {
+        walked += 1;
+        if walked.is_multiple_of(65_536) {
+            progress.check()?;
+        }
+        while let Some(missing) = next.filter(|referenced| *referenced < id) {
+            bad.insert(missing, not_indexed());
+            next = ids.next_id().map_err(spill)?;
+        }
+        if next == Some(id) {
+            if let Some((pack, reason)) = damaged.get(&id) {
+                bad.insert(id, (Some(*pack), reason.clone()));
+            }
+            next = ids.next_id().map_err(spill)?;
+        }
+        Ok::<(), RepoError>(())
+    })?;
+    while let Some(missing) = next {
+        bad.insert(missing, not_indexed());
+        next = ids.next_id().map_err(spill)?;
+    }
+    Ok(bad)
+}
+
+/// Names, for one backup, every bad chunk its readable leaves list (only run when some
+/// chunk is bad: the leaves are read again).
+async fn name_bad_chunks(
+    inner: &Arc<RepoInner>,
+    manifest: &BackupManifest,
+    verdicts: &LeafVerdicts,
+    bad: &HashMap<ChunkId, Trouble>,
     report: &mut CheckReport,
 ) -> Result<(), RepoError> {
-    for leaf in &content.leaves {
-        if let Some((pack, reason)) = damaged.get(&leaf.id) {
-            report.problem(
-                Some(backup),
-                Some(leaf.id),
-                Some(*pack),
-                format!("content-list leaf is damaged: {reason}"),
-            );
-            continue;
-        }
-        let entries = match load_leaf(inner, leaf.id).await? {
-            Ok(entries) => entries,
-            Err((pack, message)) => {
-                report.problem(Some(backup), Some(leaf.id), pack, message);
+    for content in content_streams(manifest) {
+        for leaf in &content.leaves {
+            if !matches!(verdicts.get(&leaf.id), Some(None)) {
                 continue;
             }
-        };
-        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-        let locations = match inner.index.lookup_chunks(&ids) {
-            Ok(locations) => locations,
-            Err(e) => {
-                report.problem(Some(backup), None, None, e.to_string());
-                return Ok(());
-            }
-        };
-        for (id, location) in ids.iter().zip(locations) {
-            match (location, damaged.get(id)) {
-                (None, _) => report.problem(
-                    Some(backup),
-                    Some(*id),
-                    None,
-                    "chunk is not in the index".into(),
-                ),
-                (Some(_), Some((pack, reason))) => {
-                    report.problem(Some(backup), Some(*id), Some(*pack), reason.clone())
+            let Ok(entries) = load_leaf(inner, leaf.id).await? else {
+                continue;
+            };
+            for entry in entries {
+                if let Some((pack, message)) = bad.get(&entry.id) {
+                    report.problem(
+                        Some(manifest.id.as_str()),
+                        Some(entry.id),
+                        *pack,
+                        message.clone(),
+                    );
                 }
-                _ => {}
             }
         }
     }
@@ -539,4 +625,4 @@ async fn load_leaf(inner: &Arc<RepoInner>, leaf: ChunkId) -> Result<LeafRead, Re
 
 /// A content-list leaf's entries, or what is wrong with it (and in which pack); the
 /// backend failing for now is the outer error of [`load_leaf`].
-type LeafRead = Result<Vec<crate::format::content::ContentEntry>, (Option<PackId>, String)>;
+type LeafRead = Result<Vec<crate::format::content::ContentEntry>, Trouble>;

@@ -26,6 +26,7 @@ pub mod repair;
 pub mod restore;
 mod segment_buffers;
 pub mod server_state;
+mod sorted_ids;
 mod spool;
 pub mod stats;
 pub mod tree;

@@ -579,3 +579,27 @@ async fn unknown_backup_ids_are_not_found() {
     let ids: BTreeSet<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
     assert!(ids.is_empty());
 }
+
+/// A chunk the index has lost is named by check, with the backup that uses it, and only
+/// that backup (the chunk ids are walked beside the index, not looked up one by one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_chunk_the_index_lost_and_the_backup_using_it() {
+    let d = two_backups().await;
+    let b_pack = d
+        .local
+        .pack_files()
+        .into_iter()
+        .find(|path| !d.a_packs.contains(path))
+        .expect("b wrote a pack of its own");
+    let (lost, _) = chunks_in(&d.repo, pack_id(&b_pack))
+        .into_iter()
+        .find(|(_, location)| location.kind == BlobKind::Data)
+        .expect("a data chunk in b's pack");
+    d.repo.index().remove_chunks(&[lost]).expect("remove");
+    let report = d.repo.check(false, progress()).await.expect("check");
+    assert_eq!(report.problems.len(), 1, "{}", problems_text(&report));
+    let problem = &report.problems[0];
+    assert_eq!(problem.chunk, Some(lost));
+    assert_eq!(problem.backup.as_deref(), Some(d.b.id.as_str()));
+    assert_eq!(problem.message, "chunk is not in the index");
+}

@@ -1,6 +1,6 @@
 //! The mark phase of garbage collection, driven by the backend: every manifest stored
 //! in it is read and authenticated, and every chunk its content lists (and its
-//! catalog's) name is live. The live ids go to sorted runs on disk ([`LiveIds`]); the
+//! catalog's) name is live. The live ids go to sorted runs on disk ([`IdSorter`]); the
 //! plan then walks them beside the index, where every live chunk must be placed in a pack
 //! the backend lists; anything else means the index does not describe the backend, and
 //! the run stops before it deletes anything.
@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use super::live_ids::LiveIds;
 use crate::backend::BackendError;
 use crate::format::content::{decode_leaf, ContentRef};
 use crate::format::manifest::BackupManifest;
 use crate::id::ChunkId;
 use crate::repo::objects::{fetch_manifest, list_manifests};
 use crate::repo::progress::Progress;
+use crate::repo::sorted_ids::IdSorter;
 use crate::repo::{RepoError, RepoInner};
 
 /// Manifests read at once.
@@ -25,7 +25,7 @@ const CONCURRENT_MANIFESTS: usize = 16;
 /// What the mark found.
 pub(super) struct Marked {
     pub backups: u64,
-    pub chunks: LiveIds,
+    pub chunks: IdSorter,
 }
 
 /// Marks every chunk referenced by a manifest stored in the backend.
@@ -49,7 +49,7 @@ pub(super) async fn mark_stored_manifests(
         .buffered(CONCURRENT_MANIFESTS);
     let mut marked = Marked {
         backups: 0,
-        chunks: LiveIds::new(inner.state_dir.join("tmp"), ids_in_memory),
+        chunks: IdSorter::new(inner.state_dir.join("tmp"), ids_in_memory),
     };
     // Leaves already marked: a leaf lists the same chunks in every backup that shares it
     // (the unchanged stretches of a series), so it is read once. Leaves are a few hundred
@@ -86,7 +86,7 @@ pub(super) async fn mark_stored_manifests(
 async fn mark_backup(
     inner: &RepoInner,
     manifest: &BackupManifest,
-    live: &mut LiveIds,
+    live: &mut IdSorter,
     marked_leaves: &mut HashSet<ChunkId>,
 ) -> Result<(), RepoError> {
     let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);

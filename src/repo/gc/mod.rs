@@ -30,7 +30,6 @@
 //! 5. abort stale uploads: what uploads older than `stale_uploads_after` left in the
 //!    backend (S3 multipart uploads, local temporaries), invisible to the index.
 
-mod live_ids;
 mod mark;
 mod repack;
 
@@ -38,8 +37,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use self::live_ids::{LiveIds, SpilledIds, RUN_IDS};
 use super::progress::Progress;
+use super::sorted_ids::{IdSorter, SpilledIds, RUN_IDS};
 use super::{pack_key, RepoError, RepoInner, Repository, PACKS_PREFIX};
 use crate::id::{ChunkId, PackId};
 
@@ -245,7 +244,7 @@ struct Weighed {
 /// each pack, and spills every other entry as garbage.
 fn weigh(
     inner: &RepoInner,
-    marked: LiveIds,
+    marked: IdSorter,
     stored: &HashMap<PackId, &crate::backend::ObjectMeta>,
     ids_in_memory: usize,
     progress: &Progress,

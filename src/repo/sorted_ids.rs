@@ -1,12 +1,12 @@
-//! The live chunk ids of a gc run, kept in sorted runs on disk so the mark's memory does
-//! not grow with the repository.
+//! Chunk ids gathered in any order, with repeats, and read back sorted and distinct, in
+//! memory bounded by one buffer whatever their number: gc's live ids, `check`'s
+//! referenced ids.
 //!
-//! The mark produces ids in manifest order, with repeats. They are gathered in a buffer
-//! (of `GcOptions::ids_in_memory`, by default [`RUN_IDS`]); a full buffer is sorted, deduplicated and written to an unnamed
-//! temporary file (nothing is left behind by a crash). [`LiveIds::finish`] merges the
-//! runs (and what is still buffered) into one ascending stream without repeats, which gc
-//! walks beside the index's chunk table, itself in id order: one pass over each, with
-//! memory bounded by one buffer whatever the number of chunks.
+//! Ids are gathered in a buffer (of `GcOptions::ids_in_memory` for gc, by default
+//! [`RUN_IDS`]); a full buffer is sorted, deduplicated and written to an unnamed temporary
+//! file (nothing is left behind by a crash). [`IdSorter::finish`] merges the runs (and
+//! what is still buffered) into one ascending stream without repeats, which the caller
+//! walks beside the index's chunk table, itself in id order: one pass over each.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,23 +17,23 @@ use std::path::PathBuf;
 use crate::id::ChunkId;
 
 /// Ids buffered by default before a run is written: 32 MiB.
-pub(super) const RUN_IDS: usize = 1 << 20;
+pub(crate) const RUN_IDS: usize = 1 << 20;
 
 /// Bytes of one id in a run file.
 const ID_LEN: usize = 32;
 
-/// Gathers live ids; see the module documentation.
-pub(super) struct LiveIds {
+/// Gathers ids; see the module documentation.
+pub(crate) struct IdSorter {
     dir: PathBuf,
     run_ids: usize,
     buffer: Vec<ChunkId>,
     runs: Vec<File>,
 }
 
-impl LiveIds {
+impl IdSorter {
     /// Gathers ids, spilling runs of `run_ids` into `dir` (created when needed).
-    pub(super) fn new(dir: PathBuf, run_ids: usize) -> LiveIds {
-        LiveIds {
+    pub(crate) fn new(dir: PathBuf, run_ids: usize) -> IdSorter {
+        IdSorter {
             dir,
             run_ids: run_ids.max(1),
             buffer: Vec::new(),
@@ -41,7 +41,7 @@ impl LiveIds {
         }
     }
 
-    pub(super) fn push(&mut self, id: ChunkId) -> io::Result<()> {
+    pub(crate) fn push(&mut self, id: ChunkId) -> io::Result<()> {
         self.buffer.push(id);
         if self.buffer.len() >= self.run_ids {
             self.spill()?;
@@ -50,7 +50,7 @@ impl LiveIds {
     }
 
     /// Runs written to disk so far.
-    pub(super) fn runs(&self) -> usize {
+    pub(crate) fn runs(&self) -> usize {
         self.runs.len()
     }
 
@@ -71,7 +71,7 @@ impl LiveIds {
     }
 
     /// The gathered ids, ascending, each once.
-    pub(super) fn finish(mut self) -> SortedIds {
+    pub(crate) fn finish(mut self) -> SortedIds {
         self.buffer.sort_unstable();
         self.buffer.dedup();
         let mut sources: Vec<Source> = self
@@ -92,7 +92,7 @@ impl LiveIds {
 /// Ids written once and read back in order, in batches: the garbage of a run, which can
 /// be every chunk of the repository after a large purge. Memory up to a limit, then an
 /// unnamed temporary file.
-pub(super) struct SpilledIds {
+pub(crate) struct SpilledIds {
     dir: PathBuf,
     limit: usize,
     buffer: Vec<ChunkId>,
@@ -101,7 +101,7 @@ pub(super) struct SpilledIds {
 }
 
 impl SpilledIds {
-    pub(super) fn new(dir: PathBuf, limit: usize) -> SpilledIds {
+    pub(crate) fn new(dir: PathBuf, limit: usize) -> SpilledIds {
         SpilledIds {
             dir,
             limit: limit.max(1),
@@ -111,11 +111,11 @@ impl SpilledIds {
         }
     }
 
-    pub(super) fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
-    pub(super) fn push(&mut self, id: ChunkId) -> io::Result<()> {
+    pub(crate) fn push(&mut self, id: ChunkId) -> io::Result<()> {
         self.len += 1;
         self.buffer.push(id);
         if self.buffer.len() >= self.limit {
@@ -140,7 +140,7 @@ impl SpilledIds {
     }
 
     /// Reads everything pushed, in order, `batch` ids at a time.
-    pub(super) fn into_batches(mut self, batch: usize) -> io::Result<IdBatches> {
+    pub(crate) fn into_batches(mut self, batch: usize) -> io::Result<IdBatches> {
         let reader = match self.file.take() {
             None => None,
             Some(writer) => {
@@ -162,14 +162,14 @@ impl SpilledIds {
 }
 
 /// The batches of a [`SpilledIds`].
-pub(super) struct IdBatches {
+pub(crate) struct IdBatches {
     source: Source,
     batch: usize,
 }
 
 impl IdBatches {
     /// The next batch, empty at the end.
-    pub(super) fn next_batch(&mut self) -> io::Result<Vec<ChunkId>> {
+    pub(crate) fn next_batch(&mut self) -> io::Result<Vec<ChunkId>> {
         let mut out = Vec::with_capacity(self.batch.min(RUN_IDS));
         while out.len() < self.batch {
             match self.source.next()? {
@@ -204,7 +204,7 @@ impl Source {
 }
 
 /// The merged ids: ascending, without repeats.
-pub(super) struct SortedIds {
+pub(crate) struct SortedIds {
     sources: Vec<Source>,
     heap: BinaryHeap<Reverse<(ChunkId, usize)>>,
     started: bool,
@@ -213,7 +213,7 @@ pub(super) struct SortedIds {
 
 impl SortedIds {
     /// The next id, or `None` at the end.
-    pub(super) fn next_id(&mut self) -> io::Result<Option<ChunkId>> {
+    pub(crate) fn next_id(&mut self) -> io::Result<Option<ChunkId>> {
         if !self.started {
             self.started = true;
             for position in 0..self.sources.len() {
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn runs_on_disk_merge_into_one_ascending_stream_without_repeats() {
         let dir = tempfile::tempdir().unwrap();
-        let mut live = LiveIds::new(dir.path().join("tmp"), 5);
+        let mut live = IdSorter::new(dir.path().join("tmp"), 5);
         // Repeats within a run, across runs and in the unspilled remainder.
         let pushed = [9, 3, 3, 7, 1, 9, 2, 8, 3, 4, 10, 0, 7, 5, 6, 6, 11];
         for n in pushed {
@@ -299,14 +299,14 @@ mod tests {
     #[test]
     fn nothing_spilled_is_sorted_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let mut live = LiveIds::new(dir.path().join("never"), 100);
+        let mut live = IdSorter::new(dir.path().join("never"), 100);
         for n in [5, 1, 5, 3] {
             live.push(id(n)).unwrap();
         }
         assert_eq!(live.runs(), 0);
         assert_eq!(drain(live.finish()), vec![id(1), id(3), id(5)]);
         assert!(!dir.path().join("never").exists());
-        let empty = LiveIds::new(dir.path().join("never"), 100);
+        let empty = IdSorter::new(dir.path().join("never"), 100);
         assert!(drain(empty.finish()).is_empty());
     }
 }
