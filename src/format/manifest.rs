@@ -192,10 +192,9 @@ pub fn check_content(content: &ContentRef) -> Result<(), ManifestError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manifest() -> BackupManifest {
+impl BackupManifest {
+    /// A valid, empty stream backup for tests: id `6f1c2a9e-…`, series `s`, size 0.
+    pub(crate) fn sample() -> BackupManifest {
         BackupManifest {
             format: MANIFEST_FORMAT.into(),
             version: MANIFEST_VERSION,
@@ -215,6 +214,15 @@ mod tests {
             catalog: None,
             tar: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> BackupManifest {
+        BackupManifest::sample()
     }
 
     #[test]

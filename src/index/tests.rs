@@ -45,25 +45,11 @@ fn commit_lookup_and_first_location_wins() {
 }
 
 fn manifest(id: &str, series: &str, size: u64) -> BackupManifest {
-    use crate::format::manifest::{BackupKind, MANIFEST_FORMAT, MANIFEST_VERSION};
     BackupManifest {
-        format: MANIFEST_FORMAT.into(),
-        version: MANIFEST_VERSION,
         id: id.parse().unwrap(),
         series: series.into(),
-        kind: BackupKind::Stream,
-        created_at: "2026-01-01T00:00:00.000000Z".into(),
-        source: "-".into(),
         size,
-        blake3: Some(blake3::hash(b"").to_hex().to_string()),
-        sha256: None,
-        chunks: 0,
-        new_chunks: 0,
-        new_metadata_blobs: 0,
-        stored_bytes: 0,
-        content: Default::default(),
-        catalog: None,
-        tar: None,
+        ..BackupManifest::sample()
     }
 }
 

@@ -202,23 +202,10 @@ mod tests {
 
     fn manifest_with(blake3: Option<String>, sha256: Option<String>) -> BackupManifest {
         BackupManifest {
-            format: crate::format::manifest::MANIFEST_FORMAT.into(),
-            version: crate::format::manifest::MANIFEST_VERSION,
-            id: "6f1c2a9e-4b7d-4c1e-9a3f-2d8b5e7c9a10".parse().unwrap(),
-            series: "s".into(),
-            kind: crate::format::manifest::BackupKind::Stream,
-            created_at: String::new(),
-            source: "-".into(),
             size: 3,
             blake3,
             sha256,
-            chunks: 0,
-            new_chunks: 0,
-            new_metadata_blobs: 0,
-            stored_bytes: 0,
-            content: Default::default(),
-            catalog: None,
-            tar: None,
+            ..BackupManifest::sample()
         }
     }
 
