@@ -84,7 +84,11 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Backups whose manifests were read from the backend and marked.
     pub backups_marked: u64,
+    /// Index entries kept: referenced by a stored manifest, or maybe by an ingest
+    /// running here (a filter: a garbage chunk may be kept one run longer).
     pub live_chunks: u64,
+    /// Index entries the plan found garbage (the sweep still keeps any an ingest
+    /// references meanwhile).
     pub garbage_chunks: u64,
     pub packs_deleted: u64,
     pub packs_repacked: u64,
