@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::digest::BackgroundVerifier;
 use super::{pack_key, RepoError, RepoInner, Repository};
@@ -79,8 +80,12 @@ pub(crate) fn read_content(
         .try_flatten()
         .map(move |unit: Result<FetchUnit, RepoError>| {
             // Each unit runs as its own task, so fetches and decoding progress while the
-            // consumer is busy and this stream is not being polled.
-            let task = unit.map(|unit| tokio::spawn(fetch_unit(fetcher.clone(), unit)));
+            // consumer is busy and this stream is not being polled. A task is aborted when
+            // the stream is dropped (a failed or abandoned read): no read-ahead outlives
+            // its reader, holding the repository.
+            let task = unit.map(|unit| {
+                AbortOnDropHandle::new(tokio::spawn(fetch_unit(fetcher.clone(), unit)))
+            });
             async move {
                 task?
                     .await
@@ -229,6 +234,8 @@ async fn fetch_relocated(inner: &Arc<RepoInner>, unit: FetchUnit) -> Result<Vec<
 pub struct StreamReader {
     receiver: tokio::sync::mpsc::Receiver<Result<Bytes, RepoError>>,
     current: Bytes,
+    /// The task feeding the channel, aborted when the reader is dropped.
+    _pump: AbortOnDropHandle<()>,
 }
 
 impl StreamReader {
@@ -237,7 +244,7 @@ impl StreamReader {
         mut stream: BoxStream<'static, Result<Bytes, RepoError>>,
     ) -> StreamReader {
         let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD_UNITS);
-        handle.spawn(async move {
+        let pump = handle.spawn(async move {
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();
                 if sender.send(item).await.is_err() || failed {
@@ -248,6 +255,7 @@ impl StreamReader {
         StreamReader {
             receiver,
             current: Bytes::new(),
+            _pump: AbortOnDropHandle::new(pump),
         }
     }
 }
