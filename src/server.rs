@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub max_concurrent_uploads: usize,
     /// Finished jobs remembered.
     pub job_history: usize,
+    /// Seconds a client-chunked backup session (`/v1/sessions`) may stay idle before it
+    /// ends and commits nothing.
+    pub session_idle_secs: u64,
     /// Base of the URLs the server hands out (download links, Wings upload parts), as
     /// clients reach it, e.g. `https://backups.example.com`; default: `http://` plus the
     /// request's Host header.
@@ -136,6 +139,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
         false,
     ),
     env_key("STOWAGE_JOB_HISTORY", "job_history", false),
+    env_key("STOWAGE_SESSION_IDLE_SECS", "session_idle_secs", false),
     env_key("STOWAGE_PUBLIC_URL", "public_url", true),
     env_key("STOWAGE_S3_ENDPOINT", "s3.endpoint", true),
     env_key("STOWAGE_S3_REGION", "s3.region", true),
@@ -158,6 +162,7 @@ impl Default for ServerConfig {
             max_json_bytes: 1 << 20,
             max_concurrent_uploads: 16,
             job_history: 1000,
+            session_idle_secs: 3600,
             public_url: None,
             policies: Default::default(),
             dialects: Default::default(),
@@ -386,6 +391,13 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         tasks.clone(),
     );
     state.signer = UrlSigner::new(secret);
+    if config.session_idle_secs == 0 {
+        anyhow::bail!("session_idle_secs must be at least 1");
+    }
+    state.sessions = Arc::new(crate::service::sessions::Sessions::new(
+        state.repo.clone(),
+        std::time::Duration::from_secs(config.session_idle_secs),
+    ));
     state.public_url = config.public_url.clone();
     let rules = crate::service::policies::Rules::new(&config.policies)
         .map_err(|e| anyhow::anyhow!("[policies]: {e}"))?;
@@ -506,6 +518,19 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
+            }
+            .boxed()
+        }),
+    );
+    let sessions = state.sessions.clone();
+    state.scheduler.add(
+        "session-expiry",
+        sessions.sweep_interval(),
+        Box::new(move || {
+            let sessions = sessions.clone();
+            async move {
+                sessions.expire_idle().await;
+                Ok(())
             }
             .boxed()
         }),

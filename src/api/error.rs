@@ -105,7 +105,7 @@ impl ApiError {
         ApiError::new(status, code, message).into_response()
     }
 
-    fn from_kind(kind: ErrorKind, message: String) -> ApiError {
+    pub(crate) fn from_kind(kind: ErrorKind, message: String) -> ApiError {
         let (status, code) = match kind {
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::AlreadyExists | ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),

@@ -11,6 +11,7 @@ mod policies;
 mod repository;
 mod schedules;
 mod series;
+mod sessions;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
@@ -69,6 +70,26 @@ pub fn router(state: AppState) -> Router {
                 .delete(policies::delete),
         )
         .route("/v1/policies/{name}/run", post(policies::run))
+        .route("/v1/sessions", post(sessions::open))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::abandon),
+        )
+        .route("/v1/sessions/{id}/known", get(sessions::known))
+        .route(
+            "/v1/sessions/{id}/chunks",
+            post(sessions::upload).layer(DefaultBodyLimit::max(
+                crate::service::sessions::MAX_UPLOAD_BATCH_BYTES,
+            )),
+        )
+        .route(
+            "/v1/sessions/{id}/append",
+            post(sessions::append).layer(DefaultBodyLimit::max(
+                crate::service::sessions::MAX_APPEND_ENTRIES
+                    * crate::format::chunk_batch::ENTRY_LEN,
+            )),
+        )
+        .route("/v1/sessions/{id}/finish", post(sessions::finish))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/scheduler", get(jobs::scheduler))
         .route("/v1/jobs/{id}", get(jobs::get))

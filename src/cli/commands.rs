@@ -60,10 +60,13 @@ pub async fn run(command: Command) -> Result<Outcome> {
             repo,
             series,
             json,
+            no_tar_catalog,
             sha256,
+            whole,
             path,
-            ..
-        } if repo.server.is_some() => remote::put(&repo, &series, json, sha256, &path).await,
+        } if repo.server.is_some() => {
+            put_to_server(&repo, &series, json, !no_tar_catalog, sha256, whole, &path).await
+        }
         Command::Get {
             repo,
             id,
@@ -90,6 +93,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
             json,
             no_tar_catalog,
             sha256,
+            whole,
             path,
         } => {
             let options = IngestOptions {
@@ -99,7 +103,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
             match put(&repo, options, json, &path).await {
                 Err(e) if super::beside::is_locked(&e) => {
                     let via = super::beside::through_server(&repo, e)?;
-                    remote::put(&via, &series, json, sha256, &path).await
+                    put_to_server(&via, &series, json, !no_tar_catalog, sha256, whole, &path).await
                 }
                 other => other,
             }
@@ -319,6 +323,29 @@ async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
 }
 
 /// Backs up `path`; `options` gives everything but the source name.
+/// `put` against a server: chunked here (only what the server lacks is sent), or with
+/// `--whole` as one plain upload.
+async fn put_to_server(
+    args: &RepoArgs,
+    series: &str,
+    json: bool,
+    tar_catalog: bool,
+    sha256: bool,
+    whole: bool,
+    path: &Path,
+) -> Result<Outcome> {
+    if whole {
+        return remote::put(args, series, json, sha256, path).await;
+    }
+    let options = super::session_put::PutOptions {
+        series,
+        json,
+        sha256,
+        tar_catalog,
+    };
+    super::session_put::put(args, options, path).await
+}
+
 async fn put(
     args: &RepoArgs,
     mut options: IngestOptions,

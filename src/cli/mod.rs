@@ -9,6 +9,7 @@ mod control;
 mod output;
 mod policy;
 mod remote;
+mod session_put;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -165,6 +166,10 @@ enum Command {
         /// Also record the stream's SHA-256 (every backup records its BLAKE3).
         #[arg(long)]
         sha256: bool,
+        /// With --server: send every byte in one plain upload, to be chunked by the
+        /// server, instead of chunking here and sending only what the server lacks.
+        #[arg(long)]
+        whole: bool,
         /// A file, a directory, or `-` for stdin.
         path: PathBuf,
     },

@@ -1,5 +1,7 @@
 //! The CLI as an agent: `put`, `get` and `ls` against a running server (`--server URL`,
-//! key from `STOWAGE_KEY`), with the same output as against a repository.
+//! key from `STOWAGE_KEY`), with the same output as against a repository. `put` chunks
+//! here and sends only what the server lacks (`session_put`); this module's `put` is the
+//! plain upload of every byte (`put --whole`).
 
 use std::io::Write;
 use std::path::Path;
@@ -11,14 +13,14 @@ use serde_json::Value;
 use super::commands::{parse_range, Outcome};
 use super::RepoArgs;
 
-struct Remote {
+pub(super) struct Remote {
     base: String,
     key: String,
     client: reqwest::Client,
 }
 
 impl Remote {
-    fn new(args: &RepoArgs) -> Result<Remote> {
+    pub(super) fn new(args: &RepoArgs) -> Result<Remote> {
         let base = args.server.as_deref().context("no --server URL")?;
         match &args.key {
             Some(key) => Ok(Remote::with_key(base, key.clone())),
@@ -40,7 +42,7 @@ impl Remote {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key)
@@ -48,7 +50,7 @@ impl Remote {
 }
 
 /// Turns a non-success answer into an error carrying the server's message.
-async fn checked(response: reqwest::Response) -> Result<reqwest::Response> {
+pub(super) async fn checked(response: reqwest::Response) -> Result<reqwest::Response> {
     if response.status().is_success() {
         return Ok(response);
     }

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub bytes_downloaded: AtomicU64,
     pub backups_committed: AtomicU64,
     pub uploads_in_flight: AtomicU64,
+    /// Request body bytes received by `/v1/sessions` (chunk uploads and appends): what a
+    /// client-chunked backup sent over the network.
+    pub session_bytes_received: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +61,12 @@ impl Metrics {
                 "stowage_upload_bytes_total",
                 "Request body bytes ingested.",
                 &self.bytes_uploaded,
+                "counter",
+            ),
+            (
+                "stowage_session_bytes_total",
+                "Chunk and append bytes received by backup sessions.",
+                &self.session_bytes_received,
                 "counter",
             ),
             (

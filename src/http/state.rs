@@ -52,6 +52,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// Uploads ingesting at once; more wait their turn.
     pub upload_slots: Semaphore,
+    /// Open client-chunked backup sessions (`/v1/sessions`).
+    pub sessions: Arc<crate::service::sessions::Sessions>,
     /// Signs and verifies capability URLs (downloads, Wings upload parts).
     pub signer: UrlSigner,
     /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
@@ -80,6 +82,10 @@ impl ServerState {
         max_uploads: usize,
         tasks: TaskSet,
     ) -> ServerState {
+        let sessions = Arc::new(crate::service::sessions::Sessions::new(
+            repo.clone(),
+            std::time::Duration::from_secs(3600),
+        ));
         ServerState {
             backups: crate::service::backups::Backups::new(repo.clone()),
             repo: repo.clone(),
@@ -96,6 +102,7 @@ impl ServerState {
             metrics: Metrics::default(),
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
+            sessions,
             signer: UrlSigner::new(rand::random()),
             public_url: None,
             dialects: OnceLock::new(),
@@ -118,6 +125,7 @@ impl ServerState {
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.tasks.shutdown().await;
+        self.sessions.close_all().await;
         // Last: every task that could change the state has ended.
         if let Some(mirror) = &self.mirror {
             if let Err(error) = mirror.write_if_changed().await {

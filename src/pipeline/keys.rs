@@ -47,8 +47,14 @@ impl Keys {
 
     /// The chunk id of `plaintext`: BLAKE3 keyed with the repository's chunk-id key.
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        ChunkId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+        chunk_id_with(&self.chunk_id_key, plaintext)
     }
+}
+
+/// The chunk id of `plaintext` under a repository's chunk-id key (all a client that
+/// chunks for a server holds).
+pub fn chunk_id_with(chunk_id_key: &[u8; 32], plaintext: &[u8]) -> ChunkId {
+    ChunkId(*blake3::keyed_hash(chunk_id_key, plaintext).as_bytes())
 }
 
 /// Cost of the passphrase key derivation.

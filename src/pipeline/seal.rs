@@ -43,18 +43,28 @@ pub enum OpenError {
 
 /// Compresses (at `level`, 0 = never) and seals `plaintext` under `name` in `domain`.
 pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i32) -> Vec<u8> {
-    let compression = COMPRESSED.with(|cell| {
+    COMPRESSED.with(|cell| {
         let mut compressed = cell.borrow_mut();
-        let (compression, payload) = match compress(plaintext, level, &mut compressed) {
-            true => (Compression::Zstd, compressed.as_slice()),
-            false => (Compression::None, plaintext),
-        };
-        let mut envelope = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
-        envelope.extend_from_slice(&[0u8; HEADER_LEN]);
-        envelope.extend_from_slice(payload);
-        (compression, envelope)
-    });
-    let (compression, mut envelope) = compression;
+        match compress(plaintext, level, &mut compressed) {
+            true => seal_payload(keys, domain, name, Compression::Zstd, &compressed),
+            false => seal_payload(keys, domain, name, Compression::None, plaintext),
+        }
+    })
+}
+
+/// Seals a payload already in its stored form: the plaintext (`Compression::None`) or
+/// zstd frames of it that the caller has checked decompress to the plaintext (a chunk a
+/// client compressed itself, see `repo::assembly`).
+pub fn seal_payload(
+    keys: &Keys,
+    domain: Domain,
+    name: &[u8],
+    compression: Compression,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut envelope = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    envelope.extend_from_slice(&[0u8; HEADER_LEN]);
+    envelope.extend_from_slice(payload);
     let mut nonce = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut nonce);
     let header: &mut [u8; HEADER_LEN] = (&mut envelope[..HEADER_LEN])
@@ -72,6 +82,26 @@ pub fn seal(keys: &Keys, domain: Domain, name: &[u8], plaintext: &[u8], level: i
         .expect("XChaCha20-Poly1305 seals any length this code produces");
     envelope.extend_from_slice(&tag);
     envelope
+}
+
+/// Compresses `plaintext` at `level` (a client's side of `seal`): `None` when
+/// compression is off or does not pay and the plaintext should be sent as it is.
+pub fn compress_chunk(plaintext: &[u8], level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    compress(plaintext, level, &mut out).then_some(out)
+}
+
+/// Decompresses zstd frames that must hold exactly `expected_len` bytes.
+pub fn decompress_exact(payload: &[u8], expected_len: usize) -> Result<Vec<u8>, OpenError> {
+    let plaintext = decompress(payload, expected_len)?;
+    if plaintext.len() == expected_len {
+        Ok(plaintext)
+    } else {
+        Err(OpenError::LengthMismatch {
+            expected: expected_len,
+            actual: plaintext.len(),
+        })
+    }
 }
 
 /// Compresses `plaintext` into `out` (replacing its contents); false when compression

@@ -79,6 +79,9 @@ pub enum RepoError {
     SharedChunkLost { chunk: ChunkId },
     #[error("the operation was cancelled")]
     Cancelled,
+    /// A request that does not fit the state it finds (an append at the wrong offset).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -115,7 +118,7 @@ impl RepoError {
             }
             RepoError::Io { .. } | RepoError::Internal(_) => ErrorKind::Internal,
             RepoError::SharedChunkLost { .. } => ErrorKind::Unavailable,
-            RepoError::Cancelled => ErrorKind::Conflict,
+            RepoError::Cancelled | RepoError::Conflict(_) => ErrorKind::Conflict,
         }
     }
 

@@ -223,7 +223,7 @@ impl TarObserver {
 }
 
 impl StreamObserver {
-    fn new(
+    pub(crate) fn new(
         digests: DigestRequest,
         detect_tar: bool,
         spool_dir: std::path::PathBuf,
@@ -255,7 +255,7 @@ impl StreamObserver {
         }
     }
 
-    fn observe(&mut self, data: &[u8]) {
+    pub(crate) fn observe(&mut self, data: &[u8]) {
         if let Some(hasher) = self.hasher.as_mut() {
             hasher.update(data);
         }
@@ -295,6 +295,45 @@ impl StreamObserver {
             (!spool_failed && entries > 0).then_some((encoding, entries, spool))
         });
         (digests, tar)
+    }
+}
+
+/// Where a referenced chunk is, as `Session::reference` found it.
+pub(crate) enum Presence {
+    Indexed(crate::index::ChunkLocation),
+    InFlight,
+    Absent,
+}
+
+/// The bytes of a blob to store: its plaintext, sealed (and compressed when that pays)
+/// here, or zstd frames a client made of it, already checked to decompress to the
+/// plaintext that hashes to the blob's id (`repo::assembly`) and sealed as they are.
+pub(crate) enum BlobBytes {
+    Plain(Bytes),
+    Compressed { payload: Bytes, raw_len: u32 },
+}
+
+impl BlobBytes {
+    fn raw_len(&self) -> u32 {
+        match self {
+            BlobBytes::Plain(plaintext) => plaintext.len() as u32,
+            BlobBytes::Compressed { raw_len, .. } => *raw_len,
+        }
+    }
+
+    fn seal(&self, keys: &crate::pipeline::keys::Keys, id: &ChunkId, level: i32) -> Vec<u8> {
+        match self {
+            BlobBytes::Plain(plaintext) => {
+                seal::seal(keys, Domain::Chunk, id.as_bytes(), plaintext, level)
+            }
+            BlobBytes::Compressed { payload, .. } => seal::seal_payload(
+                keys,
+                Domain::Chunk,
+                id.as_bytes(),
+                crate::format::blob::Compression::Zstd,
+                payload,
+            ),
+        }
     }
 }
 
@@ -427,6 +466,7 @@ impl Session {
             .collect();
         let keys = &self.inner.keys;
         let ids: Vec<ChunkId> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let chunks = chunks.into_iter().map(BlobBytes::Plain).collect();
         self.store_blobs(&ids, chunks, BlobKind::Data)?;
         for (id, &len) in ids.iter().zip(&segment.cuts) {
             let entry = ContentEntry {
@@ -441,14 +481,14 @@ impl Session {
         Ok(())
     }
 
-    fn store_leaf(
+    pub(crate) fn store_leaf(
         &mut self,
         entries: Vec<ContentEntry>,
         list: &mut ContentListBuilder,
     ) -> Result<(), RepoError> {
         let payload = Bytes::from(encode_leaf(&entries));
         let id = self.inner.keys.chunk_id(&payload);
-        self.store_blobs(&[id], vec![payload], BlobKind::List)?;
+        self.store_blobs(&[id], vec![BlobBytes::Plain(payload)], BlobKind::List)?;
         list.content.leaves.push(LeafRef {
             id,
             size: entries.iter().map(|e| u64::from(e.len)).sum(),
@@ -460,10 +500,10 @@ impl Session {
     /// Decides which of `ids` are new and starts sealing those on the pool (their batch
     /// reaches the packer in order); records the ones another ingest is storing as
     /// dependencies.
-    fn store_blobs(
+    pub(crate) fn store_blobs(
         &mut self,
         ids: &[ChunkId],
-        plaintexts: Vec<Bytes>,
+        plaintexts: Vec<BlobBytes>,
         kind: BlobKind,
     ) -> Result<(), RepoError> {
         // Decide under the GC gate and record every reference before releasing it, so a
@@ -514,18 +554,12 @@ impl Session {
                 let level = inner.config.compression_level;
                 new.into_par_iter()
                     .map(|(position, owner)| {
-                        let plaintext = &plaintexts[position];
+                        let bytes = &plaintexts[position];
                         SealedBlob {
                             id: owner.id(),
                             kind,
-                            envelope: seal::seal(
-                                &inner.keys,
-                                Domain::Chunk,
-                                owner.id().as_bytes(),
-                                plaintext,
-                                level,
-                            ),
-                            raw_len: plaintext.len() as u32,
+                            envelope: bytes.seal(&inner.keys, &owner.id(), level),
+                            raw_len: bytes.raw_len(),
                             owner,
                         }
                     })
@@ -537,6 +571,68 @@ impl Session {
         });
         self.sealing.push_back(done_rx);
         self.forward_sealed(SEALING_BEHIND)
+    }
+
+    /// Records `ids` as referenced by this session (under the GC gate, as a dedup decision
+    /// is) and says where each one is: indexed, being stored by an ingest (this one or
+    /// another, which the commit then waits for), or nowhere. Used by a backup assembled
+    /// from a client's chunk list, which references chunks it does not store itself.
+    pub(crate) fn reference(&mut self, ids: &[ChunkId]) -> Result<Vec<Presence>, RepoError> {
+        let inner = self.inner.clone();
+        let gate = inner
+            .coordinator
+            .gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(ids);
+        let indexed = self.inner.index.lookup_chunks(ids)?;
+        let mut presence = Vec::with_capacity(ids.len());
+        for (id, location) in ids.iter().zip(indexed) {
+            presence.push(match (location, self.inner.inflight.get(id)) {
+                (_, Some(ticket)) => {
+                    self.dependencies.entry(*id).or_insert(ticket);
+                    Presence::InFlight
+                }
+                (Some(location), None) => Presence::Indexed(location),
+                (None, None) => Presence::Absent,
+            });
+        }
+        drop(gate);
+        self.prune_dependencies()?;
+        Ok(presence)
+    }
+
+    /// Waits until everything this session stored is durable and indexed and every chunk
+    /// it shares with another ingest is durable: afterwards its content can be read back.
+    pub(crate) fn settle(&mut self) -> Result<(), RepoError> {
+        self.forward_sealed(0)?;
+        self.join_packer()?;
+        for (chunk, ticket) in self.dependencies.drain() {
+            if !ticket.wait() {
+                return Err(RepoError::SharedChunkLost { chunk });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new packer after `settle` joined the last one, so the session can store
+    /// more (the catalog an assembly finds while reading its stream back).
+    pub(crate) fn restart_packer(&mut self) {
+        if self.packer.is_some() {
+            return;
+        }
+        let (packer_tx, packer_rx) = sync_channel::<Vec<SealedBlob>>(PACKER_QUEUE);
+        let writer = PackWriter::new(self.inner.clone(), self.handle.clone());
+        self.packer = Some(
+            std::thread::Builder::new()
+                .name("stowage-packer".into())
+                .spawn(move || run_packer(writer, packer_rx))
+                .expect("spawning the packer thread"),
+        );
+        self.packer_tx = Some(packer_tx);
     }
 
     /// Hands sealed batches to the packer, oldest first, until at most `keep` sealing
@@ -594,13 +690,7 @@ impl Session {
     /// Waits for every pack and shared chunk to be durable, then writes the manifest and
     /// commits the backup record.
     pub(crate) fn commit(mut self, draft: ManifestDraft) -> Result<BackupManifest, RepoError> {
-        self.forward_sealed(0)?;
-        self.join_packer()?;
-        for (chunk, ticket) in self.dependencies.drain() {
-            if !ticket.wait() {
-                return Err(RepoError::SharedChunkLost { chunk });
-            }
-        }
+        self.settle()?;
         self.progress.check()?;
         let manifest = BackupManifest {
             format: MANIFEST_FORMAT.into(),
@@ -722,14 +812,14 @@ fn fill(
 
 /// Builds a content list in stream order, cutting leaves at content-defined points.
 #[derive(Default)]
-struct ContentListBuilder {
-    content: ContentRef,
+pub(crate) struct ContentListBuilder {
+    pub(crate) content: ContentRef,
     open_leaf: Vec<ContentEntry>,
 }
 
 impl ContentListBuilder {
     /// Appends one chunk; returns a complete leaf when this chunk ends one.
-    fn push(&mut self, entry: ContentEntry) -> Option<Vec<ContentEntry>> {
+    pub(crate) fn push(&mut self, entry: ContentEntry) -> Option<Vec<ContentEntry>> {
         self.content.size += u64::from(entry.len);
         self.content.chunks += 1;
         self.open_leaf.push(entry);
@@ -737,7 +827,7 @@ impl ContentListBuilder {
             .then(|| std::mem::take(&mut self.open_leaf))
     }
 
-    fn take_open_leaf(&mut self) -> Option<Vec<ContentEntry>> {
+    pub(crate) fn take_open_leaf(&mut self) -> Option<Vec<ContentEntry>> {
         (!self.open_leaf.is_empty()).then(|| std::mem::take(&mut self.open_leaf))
     }
 }

@@ -5,6 +5,7 @@
 //! repair of one repository in a process goes through one, so concurrent ingests share
 //! the in-flight registry that lets them deduplicate against each other safely.
 
+pub mod assembly;
 pub mod check;
 pub mod compose;
 mod coordinator;

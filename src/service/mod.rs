@@ -19,6 +19,7 @@ pub mod policy_runs;
 pub mod retention;
 pub mod scheduler;
 pub mod schedules;
+pub mod sessions;
 pub mod signed_urls;
 pub mod tapu;
 pub mod tasks;

@@ -30,6 +30,8 @@ enum Body {
     None,
     Json(&'static str),
     Stream,
+    /// A binary body of its own layout (a backup session's batches, `docs/API.md`).
+    Binary,
 }
 
 /// What an answer carries.
@@ -39,6 +41,8 @@ enum Answer {
     Json(&'static str),
     /// Bytes of a backup (`Content-Range` on 206).
     Bytes,
+    /// Binary of the route's own layout (a session's known ids).
+    Binary,
     Text,
     Empty,
 }
@@ -83,13 +87,16 @@ fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
             "the range is outside the backup (`Content-Range: bytes */SIZE`)",
         ));
     }
-    if matches!(op.body, Body::Json(_) | Body::Stream) {
+    if matches!(op.body, Body::Json(_) | Body::Stream | Body::Binary) {
         statuses.push(("413", "the body is over the limit"));
     }
     if op.method == "post"
         && (op.path == "/v1/series" || op.path == "/v1/schedules" || op.path.ends_with("/cancel"))
     {
         statuses.push(("409", "it exists already, or the job already ended"));
+    }
+    if op.path == "/v1/sessions/{id}/append" {
+        statuses.push(("409", "`at` is not the stream's current size"));
     }
     statuses
 }
@@ -108,6 +115,10 @@ fn answer(description: &str, answer: Answer) -> Value {
                 "Accept-Ranges": {"schema": {"type": "string", "const": "bytes"}},
                 "Content-Range": {"schema": {"type": "string"}, "description": "on 206"}
             },
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        }),
+        Answer::Binary => json!({
+            "description": description,
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
         }),
         Answer::Text => json!({
@@ -153,6 +164,11 @@ fn operation(op: &Operation) -> Value {
         Body::None => {}
         Body::Json(schema) => {
             value["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+        Body::Binary => {
+            value["requestBody"] = json!({"required": true, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }});
         }
         Body::Stream => {
             value["requestBody"] = json!({"required": true, "content": {
@@ -297,10 +313,37 @@ fn schemas() -> Value {
             "chunks": int, "metadata_blobs": int, "packs": int,
             "series": {"type": "object", "additionalProperties": reference("SeriesStats")}})),
     });
-    if let (Some(all), Value::Object(policies)) = (schemas.as_object_mut(), policy_schemas()) {
-        all.extend(policies);
+    if let Some(all) = schemas.as_object_mut() {
+        for more in [policy_schemas(), session_schemas()] {
+            if let Value::Object(more) = more {
+                all.extend(more);
+            }
+        }
     }
     schemas
+}
+
+/// The schemas of backup sessions.
+fn session_schemas() -> Value {
+    let int = json!({"type": "integer", "minimum": 0});
+    let text = json!({"type": "string"});
+    json!({
+        "SessionOpen": {"type": "object", "required": ["series"], "additionalProperties": false, "properties": {
+            "series": text, "name": text}},
+        "Session": closed(json!({
+            "id": text, "series": text, "size": int, "chunks": int,
+            "uploaded_chunks": int, "uploaded_bytes": int, "known_chunks": int,
+            "idle_timeout_secs": int})),
+        "SessionOpened": closed(json!({
+            "session": reference("Session"),
+            "writer": closed(json!({
+                "chunker": closed(json!({"min_size": int, "avg_size": int, "max_size": int})),
+                "chunk_id_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "compression_level": int}))})),
+        "SessionFinish": {"type": "object", "required": ["size", "blake3"], "additionalProperties": false, "properties": {
+            "size": int, "blake3": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            "sha256": {"type": "boolean"}, "tar_catalog": {"type": "boolean"}}}
+    })
 }
 
 /// The schemas of backup policies.

@@ -654,6 +654,7 @@ async fn the_scheduler_shows_its_tasks_in_v1_and_the_metrics() {
     for name in [
         "wings-upload-expiry",
         "state-mirror",
+        "session-expiry",
         "backupchan/recycle_job",
         "backupchan/integrity_check_job",
     ] {

@@ -300,4 +300,5 @@ mod api;
 mod control;
 mod openapi;
 mod policies;
+mod sessions;
 mod uploads;

@@ -435,6 +435,89 @@ async fn every_route_answers_as_the_openapi_document_says() {
     ));
     assert_eq!(status, StatusCode::NO_CONTENT);
 
+    // A backup session: the stream is one chunk the client names itself.
+    let (status, opened) = check!(
+        Call::new(Method::POST, "/v1/sessions", "/v1/sessions", &writer)
+            .json(json!({"series": "notes", "name": "note.txt"}))
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let session = opened["session"]["id"].as_str().unwrap().to_string();
+    let key: [u8; 32] = hex::decode(opened["writer"]["chunk_id_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let note = b"a note the client chunked itself".to_vec();
+    let chunk = stowage::pipeline::keys::chunk_id_with(&key, &note);
+    let mut batch = Vec::new();
+    stowage::format::chunk_batch::encode_chunk(
+        &mut batch,
+        &chunk,
+        stowage::format::chunk_batch::ChunkEncoding::Raw,
+        note.len() as u32,
+        &note,
+    );
+    let mut entries = Vec::new();
+    stowage::format::chunk_batch::encode_entry(
+        &mut entries,
+        &stowage::format::content::ContentEntry {
+            id: chunk,
+            len: note.len() as u32,
+        },
+    );
+    check!(Call::new(
+        Method::GET,
+        "/v1/sessions/{id}/known",
+        format!("/v1/sessions/{session}/known?start=0&limit=10"),
+        &writer
+    ));
+    check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/chunks",
+        format!("/v1/sessions/{session}/chunks"),
+        &writer
+    )
+    .bytes(batch));
+    check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/append",
+        format!("/v1/sessions/{session}/append?at=0"),
+        &writer
+    )
+    .bytes(entries.clone()));
+    let (status, _) = check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/append",
+        format!("/v1/sessions/{session}/append?at=0"),
+        &writer
+    )
+    .bytes(entries));
+    assert_eq!(status, StatusCode::CONFLICT);
+    check!(Call::new(
+        Method::GET,
+        "/v1/sessions/{id}",
+        format!("/v1/sessions/{session}"),
+        &writer
+    ));
+    let (status, _) = check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/finish",
+        format!("/v1/sessions/{session}/finish"),
+        &writer
+    )
+    .json(json!({"size": note.len(), "blake3": blake3_hex(&note)})));
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, opened) = check!(
+        Call::new(Method::POST, "/v1/sessions", "/v1/sessions", &writer)
+            .json(json!({"series": "notes"}))
+    );
+    let (status, _) = check!(Call::new(
+        Method::DELETE,
+        "/v1/sessions/{id}",
+        format!("/v1/sessions/{}", opened["session"]["id"].as_str().unwrap()),
+        &writer
+    ));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     // Jobs and the repository.
     check!(Call::new(Method::GET, "/v1/jobs", "/v1/jobs", &reader));
     check!(Call::new(

@@ -1,0 +1,447 @@
+//! A stream backup assembled from chunks a client cut, hashed and compressed itself
+//! (the `/v1/sessions` protocol, `docs/API.md`): the server stores only the chunks the
+//! client sends and checks everything it is told.
+//!
+//! - **Known set.** Opening reads the newest backup of the series and offers its chunk
+//!   ids: the client sends no chunk the server already holds for this series. Those ids
+//!   are referenced by the session at once (under the GC gate), so gc keeps them for the
+//!   session's life even if that backup is purged meanwhile.
+//! - **Uploads.** Every uploaded chunk is decompressed (bounded by the length it claims)
+//!   and hashed with the repository's chunk-id key before anything of its batch is
+//!   stored: bytes under a wrong id are refused, or one writer could poison every backup
+//!   that shares the chunk. A chunk already stored is deduplicated without saying so.
+//! - **Proof of possession.** An appended entry may name only a chunk uploaded in this
+//!   session or one of the known set, with its true length. Any other id is refused with
+//!   the same answer whether the repository holds it or not: the protocol is no oracle
+//!   for chunks of other series.
+//! - **Finish.** The client's size and whole-stream BLAKE3 are checked against the stream
+//!   read back from what was assembled, after every chunk is durable; only then is the
+//!   manifest written and the backup committed, as any ingest commits.
+//!
+//! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
+//! and gc reclaims them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use rayon::prelude::*;
+use tokio::runtime::Handle;
+
+use super::digest::DigestRequest;
+use super::ingest::{
+    now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
+    StreamObserver,
+};
+use super::restore::{read_content, READ_AHEAD_UNITS};
+use super::{Progress, RepoError, RepoInner, Repository};
+use crate::format::chunk_batch::{ChunkEncoding, UploadedChunk};
+use crate::format::config::ChunkerParams;
+use crate::format::content::{decode_leaf, ContentEntry};
+use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
+use crate::format::pack::BlobKind;
+use crate::id::ChunkId;
+use crate::pipeline::seal;
+
+/// What a client needs to cut and name chunks exactly as this repository does.
+#[derive(Debug, Clone)]
+pub struct WriterParams {
+    pub chunker: ChunkerParams,
+    /// The key of the keyed BLAKE3 that names chunks. A writer needs it to name what it
+    /// sends; it grants no reading (that takes the blob key, which never leaves).
+    pub chunk_id_key: [u8; 32],
+    pub compression_level: i32,
+}
+
+/// How a client ends its stream: what it says the stream is, and what to record.
+#[derive(Debug, Clone)]
+pub struct StreamEnd {
+    pub size: u64,
+    /// The whole stream's BLAKE3, hex.
+    pub blake3: String,
+    /// Digests to record besides BLAKE3.
+    pub digests: DigestRequest,
+    /// Recognise a tar (plain or gzip) stream and record its entries as the catalog.
+    pub detect_tar: bool,
+}
+
+/// Where an assembly stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AssemblyProgress {
+    /// Bytes and chunks appended to the stream so far.
+    pub size: u64,
+    pub chunks: u64,
+    /// Distinct chunks uploaded in this session, and their plaintext bytes.
+    pub uploaded_chunks: u64,
+    pub uploaded_bytes: u64,
+}
+
+/// A backup being assembled; cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct Assembly {
+    inner: Arc<RepoInner>,
+    series: String,
+    /// The known set, sorted and distinct; never changes after opening.
+    known: Arc<Vec<ChunkId>>,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    /// `None` once finished, abandoned or failed beyond repair.
+    session: Option<Session>,
+    source: String,
+    created_at: String,
+    /// Chunks uploaded in this session and their plaintext lengths.
+    uploaded: HashMap<ChunkId, u32>,
+    uploaded_bytes: u64,
+    list: ContentListBuilder,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // Dropping a session waits for its packer; never block a runtime worker for it
+        // without telling the runtime.
+        if let Some(session) = self.session.take() {
+            match Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(move || drop(session))
+                }
+                _ => drop(session),
+            }
+        }
+    }
+}
+
+fn gone() -> RepoError {
+    RepoError::Conflict("the session has already finished or failed; open a new one".into())
+}
+
+impl Repository {
+    /// What a client needs to chunk a stream for this repository.
+    pub fn writer_params(&self) -> WriterParams {
+        WriterParams {
+            chunker: self.inner.config.chunker,
+            chunk_id_key: self.inner.keys.chunk_id_key,
+            compression_level: self.inner.config.compression_level,
+        }
+    }
+
+    /// Opens an assembly of a stream backup named `source` in `series`, with the chunks
+    /// of the series' newest backup as its known set.
+    pub async fn open_assembly(&self, series: &str, source: &str) -> Result<Assembly, RepoError> {
+        validate_series(series)?;
+        let mut known = Vec::new();
+        let newest = self
+            .backups()?
+            .into_iter()
+            .filter(|b| b.series == series)
+            .max_by(|a, b| a.created_at.cmp(&b.created_at));
+        if let Some(previous) = newest {
+            for leaf in &previous.content.leaves {
+                let location = self.inner.locate(leaf.id)?;
+                let payload = self.inner.load_blob(leaf.id, location).await?;
+                let entries = decode_leaf(&payload).map_err(|e| RepoError::CorruptChunk {
+                    chunk: leaf.id,
+                    pack: location.pack,
+                    reason: e.to_string(),
+                })?;
+                known.extend(entries.into_iter().map(|e| e.id));
+            }
+        }
+        known.sort_unstable();
+        known.dedup();
+        let inner = self.inner.clone();
+        let handle = Handle::current();
+        let series_name = series.to_string();
+        let source = source.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut session = Session::new(inner.clone(), handle, Arc::new(Progress::new()));
+            // Referenced before anything else: from here on gc keeps them. Those the index
+            // has lost are left out; the client uploads them again.
+            let presence = session.reference(&known)?;
+            let known: Vec<ChunkId> = known
+                .into_iter()
+                .zip(presence)
+                .filter(|(_, p)| !matches!(p, Presence::Absent))
+                .map(|(id, _)| id)
+                .collect();
+            Ok(Assembly {
+                inner,
+                series: series_name,
+                known: Arc::new(known),
+                state: Arc::new(Mutex::new(State {
+                    session: Some(session),
+                    source,
+                    created_at: now_rfc3339(),
+                    uploaded: HashMap::new(),
+                    uploaded_bytes: 0,
+                    list: ContentListBuilder::default(),
+                })),
+            })
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("opening an assembly failed: {e}")))?
+    }
+}
+
+impl Assembly {
+    pub fn series(&self) -> &str {
+        &self.series
+    }
+
+    /// The known set: chunk ids the client may append without uploading, sorted.
+    pub fn known(&self) -> &[ChunkId] {
+        &self.known
+    }
+
+    pub fn progress(&self) -> AssemblyProgress {
+        let state = self.lock();
+        AssemblyProgress {
+            size: state.list.content.size,
+            chunks: state.list.content.chunks,
+            uploaded_chunks: state.uploaded.len() as u64,
+            uploaded_bytes: state.uploaded_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Assembly) -> Result<T, RepoError> + Send + 'static,
+    ) -> Result<T, RepoError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .map_err(|e| RepoError::Internal(format!("a session task failed: {e}")))?
+    }
+
+    /// Checks every chunk of a batch against its id, then stores those not stored yet.
+    /// Nothing of a batch is stored when one chunk fails its check.
+    pub async fn upload(&self, chunks: Vec<UploadedChunk>) -> Result<AssemblyProgress, RepoError> {
+        self.blocking(move |this| this.upload_blocking(chunks))
+            .await
+    }
+
+    fn upload_blocking(&self, chunks: Vec<UploadedChunk>) -> Result<AssemblyProgress, RepoError> {
+        let keys = &self.inner.keys;
+        chunks
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(record, chunk)| verify_chunk(keys, record, chunk))?;
+        let mut state = self.lock();
+        let State {
+            session,
+            uploaded,
+            uploaded_bytes,
+            ..
+        } = &mut *state;
+        let session = session.as_mut().ok_or_else(gone)?;
+        let mut ids = Vec::with_capacity(chunks.len());
+        let mut blobs = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            if uploaded.insert(chunk.id, chunk.raw_len).is_some() || ids.contains(&chunk.id) {
+                continue;
+            }
+            *uploaded_bytes += u64::from(chunk.raw_len);
+            ids.push(chunk.id);
+            blobs.push(match chunk.encoding {
+                ChunkEncoding::Raw => BlobBytes::Plain(chunk.payload),
+                ChunkEncoding::Zstd => BlobBytes::Compressed {
+                    payload: chunk.payload,
+                    raw_len: chunk.raw_len,
+                },
+            });
+        }
+        if let Err(error) = session.store_blobs(&ids, blobs, BlobKind::Data) {
+            // What this batch was to store may be lost: the session cannot go on.
+            state.session = None;
+            return Err(error);
+        }
+        drop(state);
+        Ok(self.progress())
+    }
+
+    /// Appends entries to the stream at byte offset `at`, which must be its current size
+    /// (a client resuming after a lost answer asks for the size and goes on from there).
+    pub async fn append(
+        &self,
+        at: u64,
+        entries: Vec<ContentEntry>,
+    ) -> Result<AssemblyProgress, RepoError> {
+        self.blocking(move |this| this.append_blocking(at, entries))
+            .await
+    }
+
+    fn append_blocking(
+        &self,
+        at: u64,
+        entries: Vec<ContentEntry>,
+    ) -> Result<AssemblyProgress, RepoError> {
+        let mut state = self.lock();
+        let size = state.list.content.size;
+        if at != size {
+            return Err(RepoError::Conflict(format!(
+                "the stream holds {size} bytes; an append at {at} does not continue it"
+            )));
+        }
+        for entry in &entries {
+            let uploaded = state.uploaded.get(&entry.id).copied();
+            if uploaded.is_none() && self.known.binary_search(&entry.id).is_err() {
+                return Err(RepoError::InvalidInput(format!(
+                    "chunk {} was neither uploaded in this session nor is it in the newest \
+                     backup of series {}: upload it first",
+                    entry.id, self.series
+                )));
+            }
+            if uploaded.is_some_and(|len| len != entry.len) {
+                return Err(wrong_length(entry, uploaded.unwrap_or_default()));
+            }
+        }
+        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+        let State { session, list, .. } = &mut *state;
+        let session = session.as_mut().ok_or_else(gone)?;
+        let presence = session.reference(&ids)?;
+        for (entry, presence) in entries.iter().zip(&presence) {
+            match presence {
+                Presence::Indexed(location) if location.raw_len != entry.len => {
+                    return Err(wrong_length(entry, location.raw_len));
+                }
+                Presence::Absent => {
+                    return Err(RepoError::ChunkMissing {
+                        chunk: entry.id,
+                        backup: None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        for entry in entries {
+            if let Some(leaf) = list.push(entry) {
+                if let Err(error) = session.store_leaf(leaf, list) {
+                    state.session = None;
+                    return Err(error);
+                }
+            }
+        }
+        drop(state);
+        Ok(self.progress())
+    }
+
+    /// Ends the stream: checks the client's `size` and whole-stream BLAKE3 (hex) against
+    /// the stream read back from what was stored, then commits the backup. The session
+    /// is over afterwards, whatever the outcome.
+    pub async fn finish(&self, end: StreamEnd) -> Result<BackupManifest, RepoError> {
+        self.blocking(move |this| this.finish_blocking(end)).await
+    }
+
+    fn finish_blocking(&self, end: StreamEnd) -> Result<BackupManifest, RepoError> {
+        let StreamEnd {
+            size,
+            blake3,
+            digests: wanted,
+            detect_tar,
+        } = end;
+        let mut state = self.lock();
+        let mut session = state.session.take().ok_or_else(gone)?;
+        let have = state.list.content.size;
+        if have != size {
+            return Err(RepoError::InvalidInput(format!(
+                "the client sent {size} bytes but {have} were appended; nothing was committed"
+            )));
+        }
+        if let Some(leaf) = state.list.take_open_leaf() {
+            session.store_leaf(leaf, &mut state.list)?;
+        }
+        session.settle()?;
+        // Read back, the stream is checked end to end and seen by the same observer as
+        // an upload's stream (digests, and the catalog of a tar archive).
+        let content = state.list.content.clone();
+        let handle = Handle::current();
+        let mut observer =
+            StreamObserver::new(wanted, detect_tar, self.inner.state_dir.join("tmp"));
+        handle.block_on(async {
+            let mut stream = read_content(self.inner.clone(), &content, 0..size, READ_AHEAD_UNITS);
+            while let Some(piece) = stream.next().await {
+                observer.observe(&piece?);
+            }
+            Ok::<_, RepoError>(())
+        })?;
+        let (digests, tar) = observer.finish();
+        let assembled = digests.blake3.clone().unwrap_or_default();
+        if !assembled.eq_ignore_ascii_case(&blake3) {
+            return Err(RepoError::InvalidInput(format!(
+                "the stream assembled from the appended chunks has BLAKE3 {assembled}, \
+                 the client sent {blake3}: nothing was committed"
+            )));
+        }
+        let mut catalog = None;
+        let mut tar_encoding = None;
+        if let Some((encoding, entries, spool)) = tar {
+            let mut reader = spool
+                .into_reader()
+                .map_err(|e| RepoError::io("catalog spool", e))?;
+            session.restart_packer();
+            catalog = Some(CatalogRef {
+                entries,
+                content: session.ingest_catalog(&mut reader)?,
+            });
+            tar_encoding = Some(encoding);
+        }
+        let draft = ManifestDraft {
+            series: self.series.clone(),
+            kind: BackupKind::Stream,
+            created_at: state.created_at.clone(),
+            source: state.source.clone(),
+            digests,
+            content,
+            catalog,
+            tar: tar_encoding,
+        };
+        session.commit(draft)
+    }
+
+    /// Ends the session without a backup; what it stored is left to gc.
+    pub async fn abandon(&self) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || drop(this.lock().session.take())).await;
+    }
+}
+
+fn wrong_length(entry: &ContentEntry, actual: u32) -> RepoError {
+    RepoError::InvalidInput(format!(
+        "chunk {} is {actual} bytes long, not {} as appended",
+        entry.id, entry.len
+    ))
+}
+
+/// Checks that an uploaded chunk's bytes hash to its id.
+fn verify_chunk(
+    keys: &crate::pipeline::keys::Keys,
+    record: usize,
+    chunk: &UploadedChunk,
+) -> Result<(), RepoError> {
+    let refused = |reason: String| {
+        RepoError::InvalidInput(format!(
+            "chunk record {record} ({}): {reason}; nothing of this batch was stored",
+            chunk.id
+        ))
+    };
+    let id = match chunk.encoding {
+        ChunkEncoding::Raw => keys.chunk_id(&chunk.payload),
+        ChunkEncoding::Zstd => {
+            let plaintext = seal::decompress_exact(&chunk.payload, chunk.raw_len as usize)
+                .map_err(|e| refused(e.to_string()))?;
+            keys.chunk_id(&plaintext)
+        }
+    };
+    if id == chunk.id {
+        Ok(())
+    } else {
+        Err(refused(format!("its bytes are chunk {id}")))
+    }
+}
