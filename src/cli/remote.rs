@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::commands::{parse_range, Outcome};
 use super::RepoArgs;
 
+#[derive(Clone)]
 pub(super) struct Remote {
     base: String,
     key: String,

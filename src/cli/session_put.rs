@@ -6,11 +6,13 @@
 //! stream, and compresses the chunks that are neither in the session's known set (the
 //! series' newest backup) nor sent earlier in this stream; the async side sends each
 //! segment's chunks, then its entries. The two overlap through a small bounded queue, so
-//! memory stays a few segments whatever the stream's size. A request that fails for the
+//! memory stays a few segments whatever the stream's size. Up to [`UPLOADS_IN_FLIGHT`]
+//! chunk uploads run at once (HTTP/1.1 connections from reqwest's pool); each batch's
+//! entries are appended, in order, once its chunks are stored. A request that fails for the
 //! network is retried: chunk uploads are idempotent and an append names the offset it
 //! continues, so after a lost answer the client asks where the stream stands.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::{json, Value};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::commands::Outcome;
 use super::output::ProgressBar;
@@ -39,6 +42,8 @@ use crate::repo::Progress;
 const ATTEMPTS: u32 = 5;
 /// Segments prepared ahead of the network.
 const BATCHES_AHEAD: usize = 2;
+/// Chunk uploads in flight at once (each a segment's new chunks, a few MiB).
+const UPLOADS_IN_FLIGHT: usize = 3;
 
 /// One segment's work for the network: the chunks to send and the entries to append.
 struct Batch {
@@ -182,19 +187,33 @@ async fn send_stream(
 ) -> Result<Value> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
     let reader = tokio::task::spawn_blocking(move || prepare(source, writer, known, progress, tx));
+    // Chunk uploads of the next batches are in flight while a batch's entries are
+    // appended; an append waits for its own batch's chunks, and appends go in order.
+    let mut in_flight: VecDeque<(AbortOnDropHandle<Result<()>>, Batch)> = VecDeque::new();
     let mut offset = 0u64;
     let mut end = None;
     while let Some(prepared) = rx.recv().await {
         match prepared {
             Prepared::Batch(batch) => {
-                if !batch.chunks.is_empty() {
-                    let path = format!("/v1/sessions/{session}/chunks");
-                    retrying(|| post_bytes(remote, &path, batch.chunks.clone())).await?;
+                let sender = remote.clone();
+                let path = format!("/v1/sessions/{session}/chunks");
+                let chunks = batch.chunks.clone();
+                let upload = tokio::spawn(async move {
+                    if chunks.is_empty() {
+                        return Ok(());
+                    }
+                    retrying(|| post_bytes(&sender, &path, chunks.clone())).await
+                });
+                in_flight.push_back((AbortOnDropHandle::new(upload), batch));
+                while in_flight.len() > UPLOADS_IN_FLIGHT {
+                    offset = settle_front(remote, session, offset, &mut in_flight).await?;
                 }
-                offset = append(remote, session, offset, &batch).await?;
             }
             Prepared::End { size, blake3 } => end = Some((size, blake3)),
         }
+    }
+    while !in_flight.is_empty() {
+        offset = settle_front(remote, session, offset, &mut in_flight).await?;
     }
     reader.await.context("the reader thread failed")??;
     let (size, blake3) = end.context("the stream ended early")?;
@@ -212,6 +231,20 @@ async fn send_stream(
         }),
     )
     .await
+}
+
+/// Waits for the oldest batch's chunks, then appends its entries.
+async fn settle_front(
+    remote: &Remote,
+    session: &str,
+    offset: u64,
+    in_flight: &mut VecDeque<(AbortOnDropHandle<Result<()>>, Batch)>,
+) -> Result<u64> {
+    let Some((upload, batch)) = in_flight.pop_front() else {
+        return Ok(offset);
+    };
+    upload.await.context("a chunk upload task failed")??;
+    append(remote, session, offset, &batch).await
 }
 
 /// Appends one batch's entries at `offset`; returns the offset after them. When an

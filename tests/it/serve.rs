@@ -116,6 +116,60 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
     assert_eq!(got.stdout, &payload[10..20]);
     let whole = agent(&["get", "--server", &server, &id], None);
     assert_eq!(whole.stdout, payload);
+    // A file of several segments: chunked here, uploads in flight while entries are
+    // appended; the second put of the same file sends no chunk, only its entries.
+    let big = cwd.path().join("big.img");
+    std::fs::write(&big, crate::support::random_bytes(30 << 20, 9)).unwrap();
+    let session_bytes = || async {
+        let text = client
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("stowage_session_bytes_total "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let before = session_bytes().await;
+        let put = agent(
+            &[
+                "put",
+                "--server",
+                &server,
+                "--series",
+                "big",
+                big.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(
+            put.status.success(),
+            "{}",
+            String::from_utf8_lossy(&put.stderr)
+        );
+        sent.push(session_bytes().await - before);
+        let id = String::from_utf8(put.stdout).unwrap().trim().to_string();
+        let whole = agent(&["get", "--server", &server, &id], None);
+        assert!(
+            whole.stdout == std::fs::read(&big).unwrap(),
+            "restored byte-exact"
+        );
+    }
+    assert!(
+        sent[0] > 30 << 20,
+        "the first put sends every chunk: {sent:?}"
+    );
+    assert!(
+        sent[1] < 64 << 10,
+        "the second sends only its entries: {sent:?}"
+    );
     let missing = agent(&["get", "--server", &server, "no-such-id"], None);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
@@ -169,7 +223,7 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         "nothing listens after shutdown"
     );
 
-    // The stored passphrase and keys stay usable after shutdown: both backups are there.
+    // The stored passphrase and keys stay usable after shutdown: the four backups are there.
     let listed = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args(["key", "list", "--json"])
         .current_dir(cwd.path())
@@ -185,7 +239,7 @@ async fn serve_creates_its_data_dir_answers_and_stops_on_sigterm() {
         .output()
         .unwrap();
     let backups: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(backups.as_array().unwrap().len(), 2);
+    assert_eq!(backups.as_array().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
