@@ -72,7 +72,7 @@ for run in $(seq "$runs"); do
       printf '%-8s %-11s %8s %8.1f %12s\n' "$mode" "${steps[$i]}" "$s" \
         "$(echo "$size / $s / 1000000" | bc -l)" "$((after - before))"
     done
-    kill -TERM "$server"; wait "$server" || true
+    pkill -TERM -P "$server"; wait "$server" || true
     echo "$mode repository: $(du -sm "$data/repo" | cut -f1) MB; server peak RSS $(( $(cat "$work/server-rss") / 1024 )) MiB"
   done
 done

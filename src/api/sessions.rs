@@ -14,7 +14,7 @@ use super::caller::Caller;
 use super::{parse_json, ApiError};
 use crate::http::metrics::Metrics;
 use crate::http::AppState;
-use crate::repo::assembly::StreamEnd;
+use crate::repo::assembly::AssemblyOptions;
 use crate::repo::digest::DigestRequest;
 use crate::service::sessions::{SessionError, MAX_KNOWN_PAGE};
 use crate::service::views::BackupView;
@@ -35,6 +35,12 @@ struct OpenRequest {
     series: String,
     /// The stream's name (a file name, "-" for stdin).
     name: Option<String>,
+    /// Also record the stream's SHA-256.
+    #[serde(default)]
+    sha256: bool,
+    /// Record a tar stream's entries as its catalog (default true).
+    #[serde(default = "yes")]
+    tar_catalog: bool,
 }
 
 pub async fn open(
@@ -46,7 +52,18 @@ pub async fn open(
     let name = request.name.unwrap_or_else(|| request.series.clone());
     let (session, writer) = state
         .sessions
-        .open(&caller.0, &request.series, &name)
+        .open(
+            &caller.0,
+            &request.series,
+            &name,
+            AssemblyOptions {
+                digests: DigestRequest {
+                    sha256: request.sha256,
+                },
+                detect_tar: request.tar_catalog,
+                ..AssemblyOptions::default()
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -128,12 +145,6 @@ pub async fn append(
 struct FinishRequest {
     size: u64,
     blake3: String,
-    /// Also record the stream's SHA-256.
-    #[serde(default)]
-    sha256: bool,
-    /// Record a tar stream's entries as its catalog (default true).
-    #[serde(default = "yes")]
-    tar_catalog: bool,
 }
 
 fn yes() -> bool {
@@ -149,18 +160,7 @@ pub async fn finish(
     let request: FinishRequest = parse_json(&body)?;
     let manifest = state
         .sessions
-        .finish(
-            &caller.0,
-            &id,
-            StreamEnd {
-                size: request.size,
-                blake3: request.blake3,
-                digests: DigestRequest {
-                    sha256: request.sha256,
-                },
-                detect_tar: request.tar_catalog,
-            },
-        )
+        .finish(&caller.0, &id, request.size, &request.blake3)
         .await?;
     Metrics::add(&state.metrics.backups_committed, 1);
     Ok((StatusCode::CREATED, Json(BackupView::new(&manifest, None))))

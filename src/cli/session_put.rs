@@ -111,7 +111,12 @@ pub async fn put(args: &RepoArgs, options: PutOptions<'_>, path: &Path) -> Resul
     let answer: Value = send_json(
         &remote,
         "/v1/sessions",
-        &json!({ "series": options.series, "name": name }),
+        &json!({
+            "series": options.series,
+            "name": name,
+            "sha256": options.sha256,
+            "tar_catalog": options.tar_catalog,
+        }),
     )
     .await?;
     let session = answer["session"]["id"]
@@ -126,7 +131,7 @@ pub async fn put(args: &RepoArgs, options: PutOptions<'_>, path: &Path) -> Resul
     )
     .await?;
     let bar = ProgressBar::start(progress.clone(), "backing up");
-    let result = send_stream(&remote, &session, writer, known, source, progress, &options).await;
+    let result = send_stream(&remote, &session, writer, known, source, progress).await;
     bar.finish();
     let backup = match result {
         Ok(backup) => backup,
@@ -183,7 +188,6 @@ async fn send_stream(
     known: HashSet<ChunkId>,
     source: Box<dyn Read + Send>,
     progress: Arc<Progress>,
-    options: &PutOptions<'_>,
 ) -> Result<Value> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
     let reader = tokio::task::spawn_blocking(move || prepare(source, writer, known, progress, tx));
@@ -223,12 +227,7 @@ async fn send_stream(
     send_json(
         remote,
         &format!("/v1/sessions/{session}/finish"),
-        &json!({
-            "size": size,
-            "blake3": blake3,
-            "sha256": options.sha256,
-            "tar_catalog": options.tar_catalog,
-        }),
+        &json!({ "size": size, "blake3": blake3 }),
     )
     .await
 }

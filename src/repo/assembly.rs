@@ -14,16 +14,23 @@
 //!   session or one of the known set, with its true length. Any other id is refused with
 //!   the same answer whether the repository holds it or not: the protocol is no oracle
 //!   for chunks of other series.
-//! - **Finish.** The client's size and whole-stream BLAKE3 are checked against the stream
-//!   read back from what was assembled, after every chunk is durable; only then is the
-//!   manifest written and the backup committed, as any ingest commits.
+//! - **The stream, checked in order.** Each append hands its chunks' plaintext, in stream
+//!   order, to the same observer an upload's stream goes through (the digests, a tar
+//!   archive's catalog): a chunk uploaded recently is taken from memory (its bytes were
+//!   just checked against its id), a stored one is read and opened from its pack. When a
+//!   chunk is neither (uploaded long ago and not yet durable), the rest of the stream is
+//!   read back at finish instead.
+//! - **Finish.** After every chunk is durable, the client's size and whole-stream BLAKE3
+//!   must match what the observer saw; only then is the manifest written and the backup
+//!   committed, as any ingest commits.
 //!
 //! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
 //! and gc reclaims them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use rayon::prelude::*;
 use tokio::runtime::Handle;
@@ -53,16 +60,69 @@ pub struct WriterParams {
     pub compression_level: i32,
 }
 
-/// How a client ends its stream: what it says the stream is, and what to record.
+/// What to record about an assembled stream besides its bytes.
 #[derive(Debug, Clone)]
-pub struct StreamEnd {
-    pub size: u64,
-    /// The whole stream's BLAKE3, hex.
-    pub blake3: String,
+pub struct AssemblyOptions {
     /// Digests to record besides BLAKE3.
     pub digests: DigestRequest,
     /// Recognise a tar (plain or gzip) stream and record its entries as the catalog.
     pub detect_tar: bool,
+    /// Plaintext of uploaded chunks kept for their appends, in bytes (see
+    /// [`RECENT_BYTES`]); what is not kept is read from its pack, or back at finish.
+    pub recent_bytes: usize,
+}
+
+impl Default for AssemblyOptions {
+    fn default() -> AssemblyOptions {
+        AssemblyOptions {
+            digests: DigestRequest::default(),
+            detect_tar: true,
+            recent_bytes: RECENT_BYTES,
+        }
+    }
+}
+
+/// Plaintext of chunks uploaded in the session, kept for their appends so that a
+/// stream's new chunks need not be read back (the least recently used go first): a few
+/// batches' worth, since a client appends each batch soon after uploading it.
+pub const RECENT_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct RecentPlaintexts {
+    limit: usize,
+    by_id: HashMap<ChunkId, (Bytes, u64)>,
+    by_use: BTreeMap<u64, ChunkId>,
+    clock: u64,
+    bytes: usize,
+}
+
+impl RecentPlaintexts {
+    fn insert(&mut self, id: ChunkId, plaintext: Bytes) {
+        if plaintext.len() > self.limit || self.by_id.contains_key(&id) {
+            return;
+        }
+        while self.bytes + plaintext.len() > self.limit {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some((evicted, _)) = self.by_id.remove(&oldest) {
+                self.bytes -= evicted.len();
+            }
+        }
+        self.clock += 1;
+        self.bytes += plaintext.len();
+        self.by_use.insert(self.clock, id);
+        self.by_id.insert(id, (plaintext, self.clock));
+    }
+
+    fn get(&mut self, id: &ChunkId) -> Option<Bytes> {
+        let (plaintext, used) = self.by_id.get_mut(id)?;
+        self.by_use.remove(used);
+        self.clock += 1;
+        *used = self.clock;
+        self.by_use.insert(self.clock, *id);
+        Some(plaintext.clone())
+    }
 }
 
 /// Where an assembly stands.
@@ -95,6 +155,12 @@ struct State {
     uploaded: HashMap<ChunkId, u32>,
     uploaded_bytes: u64,
     list: ContentListBuilder,
+    recent: RecentPlaintexts,
+    /// Sees the stream in order as it is appended; `observed` bytes of it so far.
+    observer: StreamObserver,
+    observed: u64,
+    /// Set once a chunk could not be had in order: the rest is read back at finish.
+    deferred: bool,
 }
 
 impl Drop for State {
@@ -128,7 +194,12 @@ impl Repository {
 
     /// Opens an assembly of a stream backup named `source` in `series`, with the chunks
     /// of the series' newest backup as its known set.
-    pub async fn open_assembly(&self, series: &str, source: &str) -> Result<Assembly, RepoError> {
+    pub async fn open_assembly(
+        &self,
+        series: &str,
+        source: &str,
+        options: AssemblyOptions,
+    ) -> Result<Assembly, RepoError> {
         validate_series(series)?;
         let mut known = Vec::new();
         let newest = self
@@ -165,6 +236,7 @@ impl Repository {
                 .filter(|(_, p)| !matches!(p, Presence::Absent))
                 .map(|(id, _)| id)
                 .collect();
+            let spool_dir = inner.state_dir.join("tmp");
             Ok(Assembly {
                 inner,
                 series: series_name,
@@ -176,6 +248,13 @@ impl Repository {
                     uploaded: HashMap::new(),
                     uploaded_bytes: 0,
                     list: ContentListBuilder::default(),
+                    recent: RecentPlaintexts {
+                        limit: options.recent_bytes,
+                        ..RecentPlaintexts::default()
+                    },
+                    observer: StreamObserver::new(options.digests, options.detect_tar, spool_dir),
+                    observed: 0,
+                    deferred: false,
                 })),
             })
         })
@@ -229,24 +308,27 @@ impl Assembly {
 
     fn upload_blocking(&self, chunks: Vec<UploadedChunk>) -> Result<AssemblyProgress, RepoError> {
         let keys = &self.inner.keys;
-        chunks
+        let plaintexts = chunks
             .par_iter()
             .enumerate()
-            .try_for_each(|(record, chunk)| verify_chunk(keys, record, chunk))?;
+            .map(|(record, chunk)| verify_chunk(keys, record, chunk))
+            .collect::<Result<Vec<Bytes>, RepoError>>()?;
         let mut state = self.lock();
         let State {
             session,
             uploaded,
             uploaded_bytes,
+            recent,
             ..
         } = &mut *state;
         let session = session.as_mut().ok_or_else(gone)?;
         let mut ids = Vec::with_capacity(chunks.len());
         let mut blobs = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
+        for (chunk, plaintext) in chunks.into_iter().zip(plaintexts) {
             if uploaded.insert(chunk.id, chunk.raw_len).is_some() || ids.contains(&chunk.id) {
                 continue;
             }
+            recent.insert(chunk.id, plaintext);
             *uploaded_bytes += u64::from(chunk.raw_len);
             ids.push(chunk.id);
             blobs.push(match chunk.encoding {
@@ -320,32 +402,76 @@ impl Assembly {
                 _ => {}
             }
         }
-        for entry in entries {
-            if let Some(leaf) = list.push(entry) {
+        for entry in &entries {
+            if let Some(leaf) = list.push(*entry) {
                 if let Err(error) = session.store_leaf(leaf, list) {
                     state.session = None;
                     return Err(error);
                 }
             }
         }
+        if !state.deferred {
+            if let Err(error) = self.observe_in_order(&mut state, &entries, &presence) {
+                state.session = None;
+                return Err(error);
+            }
+        }
         drop(state);
         Ok(self.progress())
+    }
+
+    /// Hands the plaintext of appended entries to the observer in order: recent uploads
+    /// from memory, stored chunks read from their packs (in parallel). At the first chunk
+    /// that is neither, observing stops and finish reads the rest back.
+    fn observe_in_order(
+        &self,
+        state: &mut State,
+        entries: &[ContentEntry],
+        presence: &[Presence],
+    ) -> Result<(), RepoError> {
+        enum Source {
+            Memory(Bytes),
+            Pack(crate::index::ChunkLocation),
+        }
+        let mut sources = Vec::with_capacity(entries.len());
+        for (entry, presence) in entries.iter().zip(presence) {
+            let source = match (state.recent.get(&entry.id), presence) {
+                (Some(plaintext), _) => Source::Memory(plaintext),
+                (None, Presence::Indexed(location)) => Source::Pack(*location),
+                (None, _) => {
+                    state.deferred = true;
+                    break;
+                }
+            };
+            sources.push((entry.id, source));
+        }
+        let handle = Handle::current();
+        let inner = &self.inner;
+        let plaintexts = sources
+            .into_par_iter()
+            .map(|(id, source)| match source {
+                Source::Memory(plaintext) => Ok(plaintext),
+                Source::Pack(location) => handle
+                    .block_on(inner.load_blob(id, location))
+                    .map(Bytes::from),
+            })
+            .collect::<Result<Vec<Bytes>, RepoError>>()?;
+        for plaintext in plaintexts {
+            state.observer.observe(&plaintext);
+            state.observed += plaintext.len() as u64;
+        }
+        Ok(())
     }
 
     /// Ends the stream: checks the client's `size` and whole-stream BLAKE3 (hex) against
     /// the stream read back from what was stored, then commits the backup. The session
     /// is over afterwards, whatever the outcome.
-    pub async fn finish(&self, end: StreamEnd) -> Result<BackupManifest, RepoError> {
-        self.blocking(move |this| this.finish_blocking(end)).await
+    pub async fn finish(&self, size: u64, blake3: String) -> Result<BackupManifest, RepoError> {
+        self.blocking(move |this| this.finish_blocking(size, &blake3))
+            .await
     }
 
-    fn finish_blocking(&self, end: StreamEnd) -> Result<BackupManifest, RepoError> {
-        let StreamEnd {
-            size,
-            blake3,
-            digests: wanted,
-            detect_tar,
-        } = end;
+    fn finish_blocking(&self, size: u64, blake3: &str) -> Result<BackupManifest, RepoError> {
         let mut state = self.lock();
         let mut session = state.session.take().ok_or_else(gone)?;
         let have = state.list.content.size;
@@ -358,22 +484,23 @@ impl Assembly {
             session.store_leaf(leaf, &mut state.list)?;
         }
         session.settle()?;
-        // Read back, the stream is checked end to end and seen by the same observer as
-        // an upload's stream (digests, and the catalog of a tar archive).
+        // What the observer has not seen yet is read back from what was stored.
         let content = state.list.content.clone();
         let handle = Handle::current();
-        let mut observer =
-            StreamObserver::new(wanted, detect_tar, self.inner.state_dir.join("tmp"));
+        let from = state.observed;
+        let observer = &mut state.observer;
         handle.block_on(async {
-            let mut stream = read_content(self.inner.clone(), &content, 0..size, READ_AHEAD_UNITS);
+            let mut stream =
+                read_content(self.inner.clone(), &content, from..size, READ_AHEAD_UNITS);
             while let Some(piece) = stream.next().await {
                 observer.observe(&piece?);
             }
             Ok::<_, RepoError>(())
         })?;
+        let observer = std::mem::replace(&mut state.observer, StreamObserver::none());
         let (digests, tar) = observer.finish();
         let assembled = digests.blake3.clone().unwrap_or_default();
-        if !assembled.eq_ignore_ascii_case(&blake3) {
+        if !assembled.eq_ignore_ascii_case(blake3) {
             return Err(RepoError::InvalidInput(format!(
                 "the stream assembled from the appended chunks has BLAKE3 {assembled}, \
                  the client sent {blake3}: nothing was committed"
@@ -424,23 +551,22 @@ fn verify_chunk(
     keys: &crate::pipeline::keys::Keys,
     record: usize,
     chunk: &UploadedChunk,
-) -> Result<(), RepoError> {
+) -> Result<Bytes, RepoError> {
     let refused = |reason: String| {
         RepoError::InvalidInput(format!(
             "chunk record {record} ({}): {reason}; nothing of this batch was stored",
             chunk.id
         ))
     };
-    let id = match chunk.encoding {
-        ChunkEncoding::Raw => keys.chunk_id(&chunk.payload),
-        ChunkEncoding::Zstd => {
-            let plaintext = seal::decompress_exact(&chunk.payload, chunk.raw_len as usize)
-                .map_err(|e| refused(e.to_string()))?;
-            keys.chunk_id(&plaintext)
-        }
+    let plaintext = match chunk.encoding {
+        ChunkEncoding::Raw => chunk.payload.clone(),
+        ChunkEncoding::Zstd => seal::decompress_exact(&chunk.payload, chunk.raw_len as usize)
+            .map_err(|e| refused(e.to_string()))?
+            .into(),
     };
+    let id = keys.chunk_id(&plaintext);
     if id == chunk.id {
-        Ok(())
+        Ok(plaintext)
     } else {
         Err(refused(format!("its bytes are chunk {id}")))
     }

@@ -18,7 +18,7 @@ use crate::error::ErrorKind;
 use crate::format::chunk_batch::{decode_chunks, decode_entries, BatchError};
 use crate::format::manifest::BackupManifest;
 use crate::format::series::RetentionPolicy;
-use crate::repo::assembly::{Assembly, AssemblyProgress, StreamEnd, WriterParams};
+use crate::repo::assembly::{Assembly, AssemblyOptions, AssemblyProgress, WriterParams};
 use crate::repo::{RepoError, Repository};
 
 /// Sessions open at once, all keys together.
@@ -178,13 +178,14 @@ impl Sessions {
         who: &Principal,
         series: &str,
         source: &str,
+        options: AssemblyOptions,
     ) -> Result<(SessionView, WriterParams), SessionError> {
         who.require(Role::Backup)?;
         self.expire_idle().await;
         if self.map().len() >= MAX_OPEN_SESSIONS {
             return Err(SessionError::TooMany);
         }
-        let assembly = self.repo.open_assembly(series, source).await?;
+        let assembly = self.repo.open_assembly(series, source, options).await?;
         match self
             .repo
             .create_series(series, RetentionPolicy::default())
@@ -287,11 +288,12 @@ impl Sessions {
         &self,
         who: &Principal,
         id: &str,
-        end: StreamEnd,
+        size: u64,
+        blake3: &str,
     ) -> Result<BackupManifest, SessionError> {
         let entry = self.entry(who, id)?;
         self.map().remove(id);
-        let manifest = entry.assembly.finish(end).await;
+        let manifest = entry.assembly.finish(size, blake3.to_string()).await;
         entry.assembly.abandon().await;
         let manifest = manifest?;
         super::uploads::apply_policy(&self.repo, &manifest.series).await;

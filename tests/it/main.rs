@@ -6,6 +6,7 @@
 mod support;
 
 mod architecture;
+mod assembly;
 mod backupchan;
 mod cli;
 mod compose;

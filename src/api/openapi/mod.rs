@@ -329,7 +329,8 @@ fn session_schemas() -> Value {
     let text = json!({"type": "string"});
     json!({
         "SessionOpen": {"type": "object", "required": ["series"], "additionalProperties": false, "properties": {
-            "series": text, "name": text}},
+            "series": text, "name": text,
+            "sha256": {"type": "boolean"}, "tar_catalog": {"type": "boolean"}}},
         "Session": closed(json!({
             "id": text, "series": text, "size": int, "chunks": int,
             "uploaded_chunks": int, "uploaded_bytes": int, "known_chunks": int,

@@ -1,0 +1,114 @@
+//! The engine side of backup sessions (`repo::assembly`), without HTTP: how an assembled
+//! stream is observed in order, from memory, from packs, or read back at finish.
+
+use bytes::Bytes;
+use stowage::format::chunk_batch::{ChunkEncoding, UploadedChunk};
+use stowage::format::content::ContentEntry;
+use stowage::id::ChunkId;
+use stowage::pipeline::chunker::cut_points;
+use stowage::pipeline::keys::chunk_id_with;
+use stowage::repo::assembly::{Assembly, AssemblyOptions};
+use stowage::repo::Repository;
+
+use crate::support::*;
+
+/// The stream's chunks as a client names them.
+fn chunks(repo: &Repository, data: &[u8]) -> Vec<(ChunkId, Bytes)> {
+    let params = repo.writer_params();
+    let mut start = 0;
+    cut_points(data, &params.chunker, true)
+        .into_iter()
+        .map(|len| {
+            let bytes = Bytes::copy_from_slice(&data[start..start + len]);
+            start += len;
+            (chunk_id_with(&params.chunk_id_key, &bytes), bytes)
+        })
+        .collect()
+}
+
+async fn upload(assembly: &Assembly, chunks: &[(ChunkId, Bytes)]) {
+    let batch = chunks
+        .iter()
+        .map(|(id, bytes)| UploadedChunk {
+            id: *id,
+            encoding: ChunkEncoding::Raw,
+            raw_len: bytes.len() as u32,
+            payload: bytes.clone(),
+        })
+        .collect();
+    assembly.upload(batch).await.expect("upload");
+}
+
+fn entries(chunks: &[(ChunkId, Bytes)]) -> Vec<ContentEntry> {
+    chunks
+        .iter()
+        .map(|(id, bytes)| ContentEntry {
+            id: *id,
+            len: bytes.len() as u32,
+        })
+        .collect()
+}
+
+/// With no uploaded plaintext kept, appended chunks still being stored cannot be seen in
+/// order: the stream is read back at finish, and the backup is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
+    let local = LocalRepo::new();
+    let repo = local.init(small_options()).await;
+    let data = compressible_bytes(3 << 20, 11);
+    for recent_bytes in [0, 64 << 20] {
+        let options = AssemblyOptions {
+            recent_bytes,
+            ..AssemblyOptions::default()
+        };
+        let series = format!("kept-{recent_bytes}");
+        let assembly = repo
+            .open_assembly(&series, "data", options)
+            .await
+            .expect("open");
+        let chunks = chunks(&repo, &data);
+        assert!(chunks.len() > 4, "{} chunks", chunks.len());
+        upload(&assembly, &chunks).await;
+        let all = entries(&chunks);
+        let half = all.len() / 2;
+        let progress = assembly
+            .append(0, all[..half].to_vec())
+            .await
+            .expect("append");
+        assembly
+            .append(progress.size, all[half..].to_vec())
+            .await
+            .expect("append");
+        let manifest = assembly
+            .finish(data.len() as u64, blake3_hex(&data))
+            .await
+            .expect("finish");
+        assert_eq!(restore_bytes(&repo, &manifest).await, data);
+    }
+    // A wrong digest is caught on either path.
+    let assembly = repo
+        .open_assembly(
+            "kept-0",
+            "data",
+            AssemblyOptions {
+                recent_bytes: 0,
+                ..AssemblyOptions::default()
+            },
+        )
+        .await
+        .expect("open");
+    let known = assembly.known().len();
+    assert!(known > 4, "the series' newest backup is known ({known})");
+    let chunks = chunks(&repo, &data);
+    assembly.append(0, entries(&chunks)).await.expect("append");
+    let refused = assembly
+        .finish(data.len() as u64, blake3_hex(b"other"))
+        .await
+        .expect_err("a wrong digest");
+    assert!(
+        refused.to_string().contains("nothing was committed"),
+        "{refused}"
+    );
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
