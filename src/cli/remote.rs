@@ -64,6 +64,10 @@ pub(super) async fn checked(response: reqwest::Response) -> Result<reqwest::Resp
     bail!("server answered {status}: {message}")
 }
 
+/// Bytes read from the source per piece of a plain upload's body: `ReaderStream`'s
+/// default of 4 KiB made the upload run at a third of the server's ingest speed.
+const READ_PIECE: usize = 1 << 20;
+
 pub async fn put(
     args: &RepoArgs,
     series: &str,
@@ -73,7 +77,7 @@ pub async fn put(
 ) -> Result<Outcome> {
     let remote = Remote::new(args)?;
     let (name, body) = if path == Path::new("-") {
-        let stdin = tokio_util::io::ReaderStream::new(tokio::io::stdin());
+        let stdin = tokio_util::io::ReaderStream::with_capacity(tokio::io::stdin(), READ_PIECE);
         ("-".to_string(), reqwest::Body::wrap_stream(stdin))
     } else {
         if std::fs::metadata(path)
@@ -91,7 +95,9 @@ pub async fn put(
             .unwrap_or_default();
         (
             name,
-            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)),
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                file, READ_PIECE,
+            )),
         )
     };
     let response = remote
