@@ -8,9 +8,10 @@
 #          session  stowage put --server (chunked here, only missing chunks sent)
 #          whole    stowage put --server --whole (every byte sent, chunked by the server)
 # Steps:   linux-6.1.tar, linux-6.12.tar, linux-6.12.tar again. Each step under
-#          /usr/bin/time (wall seconds, MB/s); for the server modes the bytes the server
+#          /usr/bin/time (wall seconds, MB/s), with the sealed bytes the backup added to
+#          the repository (its stored_bytes); for the server modes the bytes the server
 #          received (stowage_session_bytes_total / stowage_upload_bytes_total) and the
-#          server's peak RSS; du -sm of each repository at the end.
+#          server's peak RSS; du -sm of each repository (index included) at the end.
 # Client and server share this machine's cores. Needs ../shared/bench/corpus.sh, cargo.
 set -euo pipefail
 
@@ -39,16 +40,18 @@ metric() { # metric BASE NAME
   curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
 }
 
-printf '%-8s %-11s %8s %8s %12s\n' mode step seconds MB/s bytes_sent
+printf '%-8s %-11s %8s %8s %12s %12s\n' mode step seconds MB/s bytes_sent added
 for run in $(seq "$runs"); do
   # local
   repo=$work/local-$run
   "$bin" init --repo "$repo" > /dev/null 2>&1
   for i in 0 1 2; do
     size=$(stat -c %s "${files[$i]}")
-    s=$( /usr/bin/time -f '%e' "$bin" put --repo "$repo" "${files[$i]}" 2>&1 >/dev/null | tail -1 )
-    printf '%-8s %-11s %8s %8.1f %12s\n' local "${steps[$i]}" "$s" \
-      "$(echo "$size / $s / 1000000" | bc -l)" "-"
+    out=$( /usr/bin/time -f '%e' "$bin" put --repo "$repo" --json "${files[$i]}" 2>&1 )
+    s=$(echo "$out" | tail -1)
+    added=$(echo "$out" | grep -o '"stored_bytes":[0-9]*' | cut -d: -f2)
+    printf '%-8s %-11s %8s %8.1f %12s %12s\n' local "${steps[$i]}" "$s" \
+      "$(echo "$size / $s / 1000000" | bc -l)" "-" "$added"
   done
   echo "local repository: $(du -sm "$repo" | cut -f1) MB"
   for mode in session whole; do
@@ -66,11 +69,13 @@ for run in $(seq "$runs"); do
     for i in 0 1 2; do
       size=$(stat -c %s "${files[$i]}")
       before=$(metric "$base" "$counter")
-      s=$( /usr/bin/time -f '%e' "$bin" put --server "$base" "${extra[@]}" --series kernel \
-        "${files[$i]}" 2>&1 >/dev/null | tail -1 )
+      out=$( /usr/bin/time -f '%e' "$bin" put --server "$base" "${extra[@]}" --json \
+        --series kernel "${files[$i]}" 2>&1 )
+      s=$(echo "$out" | tail -1)
+      added=$(echo "$out" | grep -o '"stored_bytes":[0-9]*' | cut -d: -f2)
       after=$(metric "$base" "$counter")
-      printf '%-8s %-11s %8s %8.1f %12s\n' "$mode" "${steps[$i]}" "$s" \
-        "$(echo "$size / $s / 1000000" | bc -l)" "$((after - before))"
+      printf '%-8s %-11s %8s %8.1f %12s %12s\n' "$mode" "${steps[$i]}" "$s" \
+        "$(echo "$size / $s / 1000000" | bc -l)" "$((after - before))" "$added"
     done
     pkill -TERM -P "$server"; wait "$server" || true
     echo "$mode repository: $(du -sm "$data/repo" | cut -f1) MB; server peak RSS $(( $(cat "$work/server-rss") / 1024 )) MiB"
