@@ -188,6 +188,7 @@ async fn run_upload(
         )
     })?;
     let (pump, reader) = body::channel(state.limits.max_upload_bytes, &state.tasks);
+    let pump = pump.cancelled_by(progress.clone());
     state
         .metrics
         .uploads_in_flight

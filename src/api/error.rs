@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::error::ErrorKind;
-use crate::http::body::{BodyBroken, BodyStopped, BodyTooLarge};
+use crate::http::body::{BodyBroken, BodyCancelled, BodyStopped, BodyTooLarge};
 use crate::http::principal::AuthError;
 use crate::repo::RepoError;
 use crate::service::jobs::JobError;
@@ -131,6 +131,9 @@ impl From<RepoError> for ApiError {
                 }
                 if let Some(broken) = inner.downcast_ref::<BodyBroken>() {
                     return ApiError::invalid(broken.to_string());
+                }
+                if inner.is::<BodyCancelled>() {
+                    return ApiError::new(StatusCode::CONFLICT, "cancelled", inner.to_string());
                 }
                 if inner.is::<BodyStopped>() {
                     return ApiError::new(

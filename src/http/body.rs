@@ -3,8 +3,8 @@
 //! An async pump moves body chunks into a bounded channel; the engine's reader thread
 //! takes them out. When the engine is slow, the channel fills, the pump stops polling the
 //! body, and the socket's flow control pushes back on the client. A body over the limit,
-//! a client that goes away, or the server shutting down makes the reader fail, so no
-//! backup is recorded.
+//! a client that goes away, the server shutting down, or the upload's job being
+//! cancelled makes the reader fail, so no backup is recorded.
 
 use std::io::{self, Read};
 
@@ -12,6 +12,10 @@ use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::repo::Progress;
 use crate::service::tasks::TaskSet;
 
 /// Body chunks buffered between the socket and the engine.
@@ -34,6 +38,26 @@ pub struct BodyBroken(pub String);
 #[error("the server is shutting down; the upload was not recorded")]
 pub struct BodyStopped;
 
+/// The upload's job was cancelled while its body was being received.
+#[derive(Debug, thiserror::Error)]
+#[error("the upload was cancelled; nothing was recorded")]
+pub struct BodyCancelled;
+
+/// How often a pump waiting for the client looks whether its upload was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// Resolves once `progress` is cancelled; never without one.
+async fn cancelled(progress: Option<Arc<Progress>>) {
+    match progress {
+        Some(progress) => {
+            while !progress.is_cancelled() {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The engine side: a blocking reader over the channel.
 pub struct BodyReader {
     receiver: mpsc::Receiver<io::Result<Bytes>>,
@@ -47,6 +71,9 @@ pub struct BodyPump {
     received: u64,
     /// Its shutdown ends the body with [`BodyStopped`].
     stop: TaskSet,
+    /// Its cancellation ends the body with [`BodyCancelled`], even while the client
+    /// sends nothing (the engine then waits in a read and never looks at it).
+    cancel: Option<Arc<Progress>>,
 }
 
 /// A connected pump and reader. Shutdown of `tasks` (the server's) ends the body with
@@ -60,6 +87,7 @@ pub fn channel(limit: u64, tasks: &TaskSet) -> (BodyPump, BodyReader) {
             limit,
             received: 0,
             stop: tasks.clone(),
+            cancel: None,
         },
         BodyReader {
             receiver,
@@ -69,6 +97,16 @@ pub fn channel(limit: u64, tasks: &TaskSet) -> (BodyPump, BodyReader) {
 }
 
 impl BodyPump {
+    /// Ends the body when `progress` (the upload's job) is cancelled.
+    pub fn cancelled_by(mut self, progress: Arc<Progress>) -> BodyPump {
+        self.cancel = Some(progress);
+        self
+    }
+
+    async fn fail_cancelled(&mut self) {
+        let _ = self.sender.send(Err(io::Error::other(BodyCancelled))).await;
+    }
+
     async fn fail_stopping(&mut self) {
         let _ = self.sender.send(Err(io::Error::other(BodyStopped))).await;
     }
@@ -86,6 +124,10 @@ impl BodyPump {
         }
         if self.stop.is_cancelled() {
             self.fail_stopping().await;
+            return false;
+        }
+        if self.cancel.as_ref().is_some_and(|p| p.is_cancelled()) {
+            self.fail_cancelled().await;
             return false;
         }
         let sent = tokio::select! {
@@ -120,6 +162,10 @@ impl BodyPump {
                 next = stream.next() => next,
                 _ = self.stop.cancelled() => {
                     self.fail_stopping().await;
+                    break;
+                }
+                _ = cancelled(self.cancel.clone()) => {
+                    self.fail_cancelled().await;
                     break;
                 }
             };
