@@ -27,4 +27,5 @@ pub mod repo;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod ui;
 pub mod unwind;

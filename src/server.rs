@@ -59,6 +59,22 @@ pub struct ServerConfig {
     pub policies: crate::service::policies::PolicyConfig,
     /// The dialects served beside the native API, one section each.
     pub dialects: crate::dialects::DialectsConfig,
+    /// The web dashboard (`[ui]`).
+    pub ui: UiConfig,
+}
+
+/// `[ui]`: the web dashboard at `/ui/`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the dashboard (on by default).
+    pub enabled: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true }
+    }
 }
 
 /// `[s3]`: how to reach an `s3://` repository. Whatever is left out comes from the
@@ -140,6 +156,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     ),
     env_key("STOWAGE_JOB_HISTORY", "job_history", false),
     env_key("STOWAGE_SESSION_IDLE_SECS", "session_idle_secs", false),
+    env_key("STOWAGE_UI_ENABLED", "ui.enabled", false),
     env_key("STOWAGE_PUBLIC_URL", "public_url", true),
     env_key("STOWAGE_S3_ENDPOINT", "s3.endpoint", true),
     env_key("STOWAGE_S3_REGION", "s3.region", true),
@@ -166,6 +183,7 @@ impl Default for ServerConfig {
             public_url: None,
             policies: Default::default(),
             dialects: Default::default(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -391,6 +409,7 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
         tasks.clone(),
     );
     state.signer = UrlSigner::new(secret);
+    state.ui_enabled = config.ui.enabled;
     if config.session_idle_secs == 0 {
         anyhow::bail!("session_idle_secs must be at least 1");
     }
@@ -550,6 +569,9 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
 /// The full router: the native API, the enabled dialects and the request counter.
 pub fn router(state: AppState) -> axum::Router {
     let mut router = crate::api::router(state.clone());
+    if state.ui_enabled {
+        router = router.merge(crate::ui::router(state.clone()));
+    }
     for dialect in state.dialect_routers() {
         router = router.merge(dialect);
     }

@@ -54,6 +54,10 @@ pub struct ServerState {
     pub upload_slots: Semaphore,
     /// Open client-chunked backup sessions (`/v1/sessions`).
     pub sessions: Arc<crate::service::sessions::Sessions>,
+    /// Sign-in sessions of the web dashboard (`/ui/`).
+    pub web_sessions: crate::service::web_sessions::WebSessions,
+    /// Whether the web dashboard is served.
+    pub ui_enabled: bool,
     /// Signs and verifies capability URLs (downloads, Wings upload parts).
     pub signer: UrlSigner,
     /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
@@ -103,6 +107,8 @@ impl ServerState {
             limits,
             upload_slots: Semaphore::new(max_uploads.max(1)),
             sessions,
+            web_sessions: Default::default(),
+            ui_enabled: true,
             signer: UrlSigner::new(rand::random()),
             public_url: None,
             dialects: OnceLock::new(),

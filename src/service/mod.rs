@@ -26,4 +26,5 @@ pub mod tasks;
 pub mod uploads;
 pub mod users;
 pub mod views;
+pub mod web_sessions;
 pub mod wings;

@@ -301,4 +301,5 @@ mod control;
 mod openapi;
 mod policies;
 mod sessions;
+mod ui;
 mod uploads;

@@ -1,0 +1,181 @@
+"""Drives stowage's web dashboard in a real headless Chromium (Selenium, the driver path
+given, nothing downloaded) and fails on any browser console error.
+
+    ui_browser.py CONFIG.json
+
+CONFIG: base, chromium, chromedriver, downloads (a folder), screenshots (a folder),
+admin_key (for /v1), admin / reader: {email, password}, series, backup_id,
+file_path (a file inside the backup), file_sha256.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+cfg = json.load(open(sys.argv[1]))
+base = cfg["base"]
+
+options = webdriver.ChromeOptions()
+options.binary_location = cfg["chromium"]
+for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+            "--window-size=1280,1000", "--no-first-run", "--disable-extensions"]:
+    options.add_argument(arg)
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+options.add_experimental_option("prefs", {
+    "download.default_directory": cfg["downloads"],
+    "download.prompt_for_download": False,
+})
+driver = webdriver.Chrome(service=Service(executable_path=cfg["chromedriver"]), options=options)
+driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                       {"behavior": "allow", "downloadPath": cfg["downloads"]})
+
+
+def check_console(where):
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not errors, f"{where}: browser console errors: {errors}"
+
+
+def shot(name):
+    driver.save_screenshot(os.path.join(cfg["screenshots"], f"{name}.png"))
+
+
+def wait_for(what, condition, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; page: {driver.current_url}\n{driver.page_source[:3000]}")
+
+
+def click(element):
+    """Clicks a link or button that loads a page, and waits until the new page is there."""
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(element))
+
+
+def go(path):
+    driver.get(base + path)
+    check_console(path)
+
+
+def sign_in(who, password):
+    go("/ui/")
+    assert driver.current_url.endswith("/ui/login"), driver.current_url
+    driver.find_element(By.NAME, "email").send_keys(cfg[who]["email"])
+    driver.find_element(By.NAME, "password").send_keys(password)
+    click(driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+    check_console(f"sign-in as {who}")
+
+
+def session_cookie():
+    return {"stowage_ui": driver.get_cookie("stowage_ui")["value"]}
+
+
+def page_csrf():
+    return driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
+
+
+try:
+    # A wrong password is refused on the form; the right one opens the overview.
+    sign_in("admin", "not the password")
+    problem = driver.find_element(By.ID, "login-problem").text
+    assert "Wrong email or password" in problem, problem
+    shot("sign-in")
+    sign_in("admin", cfg["admin"]["password"])
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Overview", driver.page_source[:2000]
+
+    # The overview's figures are the API's.
+    stats = requests.get(base + "/v1/repository/stats",
+                         headers={"Authorization": "Bearer " + cfg["admin_key"]}).json()
+    go("/ui/")
+    for element, field in [("stat-backups", "backups"), ("stat-chunks", "chunks"),
+                           ("stat-logical", "logical_bytes"), ("stat-stored", "stored_bytes")]:
+        shown = driver.find_element(By.ID, element).get_attribute("data-value")
+        assert shown == str(stats[field]), f"{element}: page {shown}, API {stats[field]}"
+    shot("overview")
+
+    # Series → backup → folders → one file, downloaded byte-exact.
+    click(driver.find_element(By.LINK_TEXT, cfg["series"]))
+    check_console("series page")
+    shot("series")
+    click(driver.find_element(By.CSS_SELECTOR, "table.backups td a"))
+    check_console("backup page")
+    assert driver.find_element(By.ID, "backup-id").text == cfg["backup_id"]
+    *folders, name = cfg["file_path"].split("/")
+    for folder in folders:
+        click(driver.find_element(By.LINK_TEXT, folder + "/"))
+        check_console(f"folder {folder}")
+    shot("backup")
+    driver.find_element(By.LINK_TEXT, name).click()
+    target = os.path.join(cfg["downloads"], name)
+    wait_for("the download", lambda: os.path.exists(target)
+             and not any(f.endswith(".crdownload") for f in os.listdir(cfg["downloads"])))
+    with open(target, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert digest == cfg["file_sha256"], f"downloaded {digest}, stored {cfg['file_sha256']}"
+    check_console("download")
+
+    # The running upload is cancelled from the jobs page.
+    go("/ui/jobs")
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-job]")
+    running = [r for r in rows if r.find_element(By.CSS_SELECTOR, "td.status").text == "running"]
+    assert running, "no running job on the jobs page"
+    shot("jobs")
+    click(running[0].find_element(By.CSS_SELECTOR, "form button"))
+    check_console("cancel")
+    wait_for("the job to end cancelled", lambda: (driver.refresh() or True) and
+             driver.find_element(By.CSS_SELECTOR, "td.status").text == "cancelled")
+    check_console("cancelled job page")
+
+    # A gc dry run from the maintenance page ends with its report.
+    go("/ui/maintenance")
+    shot("maintenance")
+    button = [b for b in driver.find_elements(By.CSS_SELECTOR, "form button")
+              if b.text == "Gc dry run"]
+    assert button, "no gc dry run button"
+    click(button[0])
+    check_console("gc dry run")
+    report = wait_for("the gc report", lambda: (driver.refresh() or True) and
+                      driver.find_elements(By.ID, "job-result"))
+    result = json.loads(report[0].text)
+    assert result["dry_run"] is True, result
+    shot("gc-dry-run")
+
+    # A form posted without this page's CSRF token is refused, with a valid session.
+    cookies = session_cookie()
+    assert requests.get(base + "/ui/jobs", cookies=cookies).status_code == 200
+    for data in [{"dry_run": "true"}, {"dry_run": "true", "csrf": "0" * 64}]:
+        refused = requests.post(base + "/ui/maintenance/gc", data=data, cookies=cookies,
+                                allow_redirects=False)
+        assert refused.status_code == 403, (data, refused.status_code, refused.text[:500])
+
+    # Sign out; a reader sees no purge, may not purge, and has no maintenance.
+    click(driver.find_element(By.CSS_SELECTOR, "form.signout button"))
+    check_console("sign-out")
+    assert driver.current_url.endswith("/ui/login"), driver.current_url
+    sign_in("reader", cfg["reader"]["password"])
+    go("/ui/backups/" + cfg["backup_id"])
+    assert not driver.find_elements(By.PARTIAL_LINK_TEXT, "Purge"), "a reader is offered purge"
+    assert not driver.find_elements(By.LINK_TEXT, "Maintenance")
+    cookies, csrf = session_cookie(), page_csrf()
+    refused = requests.post(base + f"/ui/backups/{cfg['backup_id']}/purge",
+                            data={"csrf": csrf}, cookies=cookies, allow_redirects=False)
+    assert refused.status_code == 403, (refused.status_code, refused.text[:500])
+    assert requests.get(base + "/ui/maintenance", cookies=cookies).status_code == 403
+    still = requests.get(base + "/v1/backups/" + cfg["backup_id"],
+                         headers={"Authorization": "Bearer " + cfg["admin_key"]})
+    assert still.status_code == 200, "the backup is still there"
+    check_console("reader")
+    print("ui ok")
+finally:
+    driver.quit()
