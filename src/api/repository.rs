@@ -10,9 +10,8 @@ use serde_json::json;
 use super::caller::Caller;
 use super::ApiError;
 use crate::http::AppState;
-use crate::repo::gc::GcOptions;
-use crate::service::jobs::JobKind;
 use crate::service::keys::Role;
+use crate::service::maintenance;
 
 pub async fn stats(
     State(state): State<AppState>,
@@ -33,14 +32,7 @@ pub async fn check(
     caller: Caller,
     Query(query): Query<CheckQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    let repo = state.repo.clone();
-    let id = state
-        .jobs
-        .spawn(JobKind::Check, move |progress| async move {
-            let report = repo.check(query.read_data, progress).await?;
-            Ok(serde_json::to_value(report).unwrap_or_default())
-        });
+    let id = maintenance::start_check(&caller.0, &state.jobs, &state.repo, query.read_data)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "job": state.jobs.get(&id)? })),
@@ -58,16 +50,7 @@ pub async fn gc(
     caller: Caller,
     Query(query): Query<GcQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Role::Admin)?;
-    let repo = state.repo.clone();
-    let options = GcOptions {
-        dry_run: query.dry_run,
-        ..GcOptions::default()
-    };
-    let id = state.jobs.spawn(JobKind::Gc, move |progress| async move {
-        let report = repo.gc(options, progress).await?;
-        Ok(serde_json::to_value(report).unwrap_or_default())
-    });
+    let id = maintenance::start_gc(&caller.0, &state.jobs, &state.repo, query.dry_run)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "job": state.jobs.get(&id)? })),

@@ -45,7 +45,7 @@ use super::{Progress, RepoError, RepoInner, Repository};
 use crate::format::chunk_batch::{ChunkEncoding, UploadedChunk};
 use crate::format::config::ChunkerParams;
 use crate::format::content::{decode_leaf, ContentEntry};
-use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
+use crate::format::manifest::{BackupKind, BackupManifest};
 use crate::format::pack::BlobKind;
 use crate::id::ChunkId;
 use crate::pipeline::seal;
@@ -506,19 +506,10 @@ impl Assembly {
                  the client sent {blake3}: nothing was committed"
             )));
         }
-        let mut catalog = None;
-        let mut tar_encoding = None;
-        if let Some((encoding, entries, spool)) = tar {
-            let mut reader = spool
-                .into_reader()
-                .map_err(|e| RepoError::io("catalog spool", e))?;
+        if tar.is_some() {
             session.restart_packer();
-            catalog = Some(CatalogRef {
-                entries,
-                content: session.ingest_catalog(&mut reader)?,
-            });
-            tar_encoding = Some(encoding);
         }
+        let (catalog, tar_encoding) = session.store_tar_catalog(tar)?;
         let draft = ManifestDraft {
             series: self.series.clone(),
             kind: BackupKind::Stream,

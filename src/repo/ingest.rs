@@ -151,19 +151,7 @@ fn ingest_stream_backup(
     );
     let (content, observer) = session.ingest(source, observer)?;
     let (digests, tar) = observer.finish();
-    let mut catalog = None;
-    let mut tar_encoding = None;
-    if let Some((encoding, entries, spool)) = tar {
-        let mut reader = spool
-            .into_reader()
-            .map_err(|e| RepoError::io("catalog spool", e))?;
-        let catalog_content = session.ingest_catalog(&mut reader)?;
-        catalog = Some(CatalogRef {
-            entries,
-            content: catalog_content,
-        });
-        tar_encoding = Some(encoding);
-    }
+    let (catalog, tar_encoding) = session.store_tar_catalog(tar)?;
     let draft = ManifestDraft {
         series: options.series,
         kind: BackupKind::Stream,
@@ -397,6 +385,22 @@ impl Session {
         }
     }
 
+    /// Stores the catalog a stream observer found in a tar archive (its spooled lines),
+    /// if it found one.
+    pub(crate) fn store_tar_catalog(
+        &mut self,
+        tar: Option<(TarEncoding, u64, Spool)>,
+    ) -> Result<(Option<CatalogRef>, Option<TarEncoding>), RepoError> {
+        let Some((encoding, entries, spool)) = tar else {
+            return Ok((None, None));
+        };
+        let mut reader = spool
+            .into_reader()
+            .map_err(|e| RepoError::io("catalog spool", e))?;
+        let content = self.ingest_catalog(&mut reader)?;
+        Ok((Some(CatalogRef { entries, content }), Some(encoding)))
+    }
+
     /// Stores the backup's catalog, after its content: its blobs count as metadata.
     pub(crate) fn ingest_catalog(
         &mut self,
@@ -506,18 +510,8 @@ impl Session {
         plaintexts: Vec<BlobBytes>,
         kind: BlobKind,
     ) -> Result<(), RepoError> {
-        // Decide under the GC gate and record every reference before releasing it, so a
-        // concurrent GC either sees the reference or has already swept the chunk.
         let inner = self.inner.clone();
-        let gate = inner
-            .coordinator
-            .gate
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.refs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .extend(ids);
+        let gate = self.gate_references(&inner, ids);
         // Look in the index first, then in the in-flight registry: a chunk committed in
         // between is then at worst stored twice, never missed.
         let indexed = self.inner.index.lookup_chunks(ids)?;
@@ -573,12 +567,14 @@ impl Session {
         self.forward_sealed(SEALING_BEHIND)
     }
 
-    /// Records `ids` as referenced by this session (under the GC gate, as a dedup decision
-    /// is) and says where each one is: indexed, being stored by an ingest (this one or
-    /// another, which the commit then waits for), or nowhere. Used by a backup assembled
-    /// from a client's chunk list, which references chunks it does not store itself.
-    pub(crate) fn reference(&mut self, ids: &[ChunkId]) -> Result<Vec<Presence>, RepoError> {
-        let inner = self.inner.clone();
+    /// Takes the read side of the GC gate and records `ids` as this session's references
+    /// before handing it back: whatever is decided about them while it is held, a
+    /// concurrent GC either sees the references or has already swept the chunks.
+    fn gate_references<'g>(
+        &self,
+        inner: &'g RepoInner,
+        ids: &[ChunkId],
+    ) -> std::sync::RwLockReadGuard<'g, ()> {
         let gate = inner
             .coordinator
             .gate
@@ -588,6 +584,16 @@ impl Session {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .extend(ids);
+        gate
+    }
+
+    /// Records `ids` as referenced by this session (under the GC gate, as a dedup decision
+    /// is) and says where each one is: indexed, being stored by an ingest (this one or
+    /// another, which the commit then waits for), or nowhere. Used by a backup assembled
+    /// from a client's chunk list, which references chunks it does not store itself.
+    pub(crate) fn reference(&mut self, ids: &[ChunkId]) -> Result<Vec<Presence>, RepoError> {
+        let inner = self.inner.clone();
+        let gate = self.gate_references(&inner, ids);
         let indexed = self.inner.index.lookup_chunks(ids)?;
         let mut presence = Vec::with_capacity(ids.len());
         for (id, location) in ids.iter().zip(indexed) {

@@ -13,6 +13,7 @@ pub mod fa;
 pub mod forget;
 pub mod jobs;
 pub mod keys;
+pub mod maintenance;
 pub mod mirror;
 pub mod policies;
 pub mod policy_runs;

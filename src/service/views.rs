@@ -29,6 +29,22 @@ pub struct BackupView {
     pub recycled_at: Option<String>,
 }
 
+/// A byte count for people: `1.5 MiB` (binary units, one decimal).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 impl BackupView {
     pub fn new(m: &BackupManifest, recycled_at: Option<String>) -> BackupView {
         BackupView {

@@ -112,21 +112,7 @@ impl IntoResponse for UiError {
     }
 }
 
-/// A byte count for people: `1.5 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::service::views::human_bytes as bytes;
 
 /// A value's serde name (`running`, `gc`), as the API spells it.
 pub fn word<T: serde::Serialize>(value: &T) -> String {

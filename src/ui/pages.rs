@@ -21,10 +21,10 @@ use super::layout::{bytes, page, when, word, UiError};
 use crate::format::catalog::{CatalogEntry, EntryKind};
 use crate::format::manifest::{BackupManifest, TarEncoding};
 use crate::http::AppState;
-use crate::repo::gc::GcOptions;
 use crate::repo::lookup_id;
 use crate::service::jobs::JobKind;
 use crate::service::keys::Role;
+use crate::service::maintenance;
 use crate::state::jobs::{JobStatus, JobView};
 
 /// Entries of one folder shown at most.
@@ -625,15 +625,7 @@ pub async fn start_check(
 ) -> Result<Response, UiError> {
     visitor.check_csrf(&form.csrf)?;
     let (user, _) = visitor.signed_in()?;
-    require(Role::Admin, user.role)?;
-    let repo = state.repo.clone();
-    let read_data = form.read_data;
-    let id = state
-        .jobs
-        .spawn(JobKind::Check, move |progress| async move {
-            let report = repo.check(read_data, progress).await?;
-            Ok(serde_json::to_value(report).unwrap_or_default())
-        });
+    let id = maintenance::start_check(&user.principal(), &state.jobs, &state.repo, form.read_data)?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
 }
 
@@ -652,15 +644,6 @@ pub async fn start_gc(
 ) -> Result<Response, UiError> {
     visitor.check_csrf(&form.csrf)?;
     let (user, _) = visitor.signed_in()?;
-    require(Role::Admin, user.role)?;
-    let repo = state.repo.clone();
-    let options = GcOptions {
-        dry_run: form.dry_run,
-        ..GcOptions::default()
-    };
-    let id = state.jobs.spawn(JobKind::Gc, move |progress| async move {
-        let report = repo.gc(options, progress).await?;
-        Ok(serde_json::to_value(report).unwrap_or_default())
-    });
+    let id = maintenance::start_gc(&user.principal(), &state.jobs, &state.repo, form.dry_run)?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
 }
