@@ -3,7 +3,7 @@
 //! `repo::assembly`; this module parses the requests and shapes the answers.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -16,7 +16,7 @@ use crate::http::metrics::Metrics;
 use crate::http::AppState;
 use crate::repo::assembly::AssemblyOptions;
 use crate::repo::digest::DigestRequest;
-use crate::service::sessions::{SessionError, MAX_KNOWN_PAGE};
+use crate::service::sessions::{SessionError, MAX_KNOWN_PAGE, MAX_UPLOAD_BATCH_BYTES};
 use crate::service::views::BackupView;
 
 impl From<SessionError> for ApiError {
@@ -113,8 +113,27 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    // The body is read only once a permit is held, so the batches in memory at once
+    // are bounded whatever the number of sessions and connections.
+    let _permit = state.sessions.upload_permits.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+        )
+    })?;
+    state.sessions.get(&caller.0, &id)?;
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(MAX_UPLOAD_BATCH_BYTES as u64)
+            } else {
+                ApiError::invalid(rejection.body_text())
+            }
+        })?;
     Metrics::add(&state.metrics.session_bytes_received, body.len() as u64);
     Ok(Json(state.sessions.upload(&caller.0, &id, body).await?))
 }

@@ -83,6 +83,8 @@ pub enum BatchError {
     EntryLength { entry: usize, len: u32, max: u32 },
     #[error("the batch holds more than {max} records")]
     TooManyRecords { max: usize },
+    #[error("the batch's chunks hold more than {max} bytes once decompressed")]
+    TooMuchPlaintext { max: u64 },
 }
 
 /// Appends one chunk record to `out`.
@@ -117,16 +119,28 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(field))
 }
 
-/// Splits an upload body into its chunk records, checking every length against
-/// `max_chunk` (the repository's maximum chunk size) and the count against
-/// `max_records`. The payloads are slices of `body` (no copy).
-pub fn decode_chunks(
-    body: &Bytes,
-    max_chunk: u32,
-    max_records: usize,
-) -> Result<Vec<UploadedChunk>, BatchError> {
+/// What an upload batch may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// The repository's maximum chunk size.
+    pub max_chunk: u32,
+    pub max_records: usize,
+    /// Plaintext bytes of all records together: a small body of zstd frames may claim
+    /// far more, and each claimed byte costs the server a decompression to check it.
+    pub max_plaintext: u64,
+}
+
+/// Splits an upload body into its chunk records, checking every length against the
+/// limits. The payloads are slices of `body` (no copy).
+pub fn decode_chunks(body: &Bytes, limits: BatchLimits) -> Result<Vec<UploadedChunk>, BatchError> {
+    let BatchLimits {
+        max_chunk,
+        max_records,
+        max_plaintext,
+    } = limits;
     let mut chunks = Vec::new();
     let mut offset = 0usize;
+    let mut plaintext = 0u64;
     while offset < body.len() {
         let record = chunks.len();
         if record >= max_records {
@@ -159,6 +173,10 @@ pub fn decode_chunks(
                 len: raw_len,
                 max: max_chunk,
             });
+        }
+        plaintext += u64::from(raw_len);
+        if plaintext > max_plaintext {
+            return Err(BatchError::TooMuchPlaintext { max: max_plaintext });
         }
         match encoding {
             ChunkEncoding::Raw if payload_len != raw_len => {
@@ -239,6 +257,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn limits(max_chunk: u32, max_records: usize) -> BatchLimits {
+        BatchLimits {
+            max_chunk,
+            max_records,
+            max_plaintext: u64::MAX,
+        }
+    }
+
     fn id(byte: u8) -> ChunkId {
         ChunkId::from_slice(&[byte; 32]).expect("32 bytes")
     }
@@ -248,7 +274,7 @@ mod tests {
         let mut body = Vec::new();
         encode_chunk(&mut body, &id(1), ChunkEncoding::Raw, 3, b"abc");
         encode_chunk(&mut body, &id(2), ChunkEncoding::Zstd, 100, b"zz");
-        let chunks = decode_chunks(&Bytes::from(body), 1 << 20, 10).expect("decodes");
+        let chunks = decode_chunks(&Bytes::from(body), limits(1 << 20, 10)).expect("decodes");
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].id, id(1));
         assert_eq!(&chunks[0].payload[..], b"abc");
@@ -262,21 +288,29 @@ mod tests {
         encode_chunk(&mut body, &id(1), ChunkEncoding::Raw, 3, b"abc");
         let body = Bytes::from(body);
         assert!(matches!(
-            decode_chunks(&body, 2, 10),
+            decode_chunks(&body, limits(2, 10)),
             Err(BatchError::ChunkLength { .. })
         ));
         assert!(matches!(
-            decode_chunks(&body, 10, 0),
+            decode_chunks(&body, limits(10, 0)),
             Err(BatchError::TooManyRecords { .. })
         ));
         assert!(matches!(
-            decode_chunks(&body.slice(..body.len() - 1), 10, 10),
+            decode_chunks(&body.slice(..body.len() - 1), limits(10, 10)),
             Err(BatchError::Truncated { .. })
+        ));
+        let tight = BatchLimits {
+            max_plaintext: 2,
+            ..limits(10, 10)
+        };
+        assert!(matches!(
+            decode_chunks(&body, tight),
+            Err(BatchError::TooMuchPlaintext { .. })
         ));
         let mut lying = Vec::new();
         encode_chunk(&mut lying, &id(1), ChunkEncoding::Raw, 4, b"abc");
         assert!(matches!(
-            decode_chunks(&Bytes::from(lying), 10, 10),
+            decode_chunks(&Bytes::from(lying), limits(10, 10)),
             Err(BatchError::RawLength { .. })
         ));
         let mut entries = Vec::new();
@@ -289,7 +323,7 @@ mod tests {
     proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = decode_chunks(&Bytes::from(bytes.clone()), 1 << 20, 100);
+            let _ = decode_chunks(&Bytes::from(bytes.clone()), limits(1 << 20, 100));
             let _ = decode_entries(&bytes, 1 << 20, 100);
         }
     }

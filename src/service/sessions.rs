@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::keys::{KeyStoreError, Principal, Role};
 use crate::error::ErrorKind;
-use crate::format::chunk_batch::{decode_chunks, decode_entries, BatchError};
+use crate::format::chunk_batch::{decode_chunks, decode_entries, BatchError, BatchLimits};
 use crate::format::manifest::BackupManifest;
 use crate::format::series::RetentionPolicy;
 use crate::repo::assembly::{Assembly, AssemblyOptions, AssemblyProgress, WriterParams};
@@ -27,6 +27,12 @@ pub const MAX_OPEN_SESSIONS: usize = 64;
 pub const MAX_UPLOAD_BATCH_BYTES: usize = 64 << 20;
 /// Most chunk records in one upload batch.
 pub const MAX_UPLOAD_BATCH_CHUNKS: usize = 16_384;
+/// Most plaintext one upload batch may claim (each byte is decompressed and hashed to
+/// check it): 256 MiB.
+pub const MAX_UPLOAD_BATCH_PLAINTEXT: u64 = 256 << 20;
+/// Upload batches received and checked at once, all sessions together: each holds its
+/// body (up to [`MAX_UPLOAD_BATCH_BYTES`]) in memory.
+pub const UPLOADS_AT_ONCE: usize = 8;
 /// Most entries in one append batch (2.25 MiB of body).
 pub const MAX_APPEND_ENTRIES: usize = 65_536;
 /// Most known ids answered by one request (2 MiB).
@@ -101,6 +107,8 @@ pub struct Sessions {
     repo: Repository,
     idle_timeout: Duration,
     open: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Taken before an upload batch's body is read (`UPLOADS_AT_ONCE`).
+    pub upload_permits: tokio::sync::Semaphore,
 }
 
 impl Sessions {
@@ -109,6 +117,7 @@ impl Sessions {
             repo,
             idle_timeout,
             open: Mutex::new(HashMap::new()),
+            upload_permits: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
         }
     }
 
@@ -261,7 +270,12 @@ impl Sessions {
     ) -> Result<SessionView, SessionError> {
         let entry = self.entry(who, id)?;
         let max_chunk = self.repo.config().chunker.max_size;
-        let chunks = decode_chunks(&body, max_chunk, MAX_UPLOAD_BATCH_CHUNKS)?;
+        let limits = BatchLimits {
+            max_chunk,
+            max_records: MAX_UPLOAD_BATCH_CHUNKS,
+            max_plaintext: MAX_UPLOAD_BATCH_PLAINTEXT,
+        };
+        let chunks = decode_chunks(&body, limits)?;
         entry.assembly.upload(chunks).await?;
         entry.touch();
         Ok(self.view(id, &entry))
