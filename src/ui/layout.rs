@@ -31,6 +31,7 @@ pub fn page(title: &str, viewer: Option<(&SignedIn, &WebSession)>, body: Markup)
                             a href="/ui/jobs" { "Jobs" }
                             @if user.role >= Role::Admin {
                                 a href="/ui/maintenance" { "Maintenance" }
+                                a href="/ui/admin" { "Keys and users" }
                             }
                         }
                         form.signout method="post" action="/ui/logout" {

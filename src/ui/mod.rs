@@ -4,11 +4,12 @@
 //! offline; every page is plain HTML that works without the script, by keyboard and on a
 //! phone.
 //!
-//! `auth` holds the session cookie, sign-in and sign-out and the CSRF check every form
+//! `admin` the keys and users page; `auth` holds the session cookie, sign-in and sign-out and the CSRF check every form
 //! goes through; `pages` the pages and their actions; `layout` the frame and the helpers
 //! that format figures. What a user may see and do follows their role
 //! (`service::web_sessions::role_of`), checked again by the services on every action.
 
+mod admin;
 mod auth;
 mod layout;
 mod pages;
@@ -43,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/jobs.json", get(pages::jobs_json))
         .route("/ui/jobs/{id}", get(pages::job))
         .route("/ui/jobs/{id}/cancel", post(pages::cancel_job))
+        .route("/ui/admin", get(admin::access))
+        .route("/ui/admin/keys", post(admin::create_key))
+        .route("/ui/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/ui/admin/users", post(admin::create_user))
+        .route("/ui/admin/users/{email}/delete", post(admin::delete_user))
         .route("/ui/maintenance", get(pages::maintenance))
         .route("/ui/maintenance/check", post(pages::start_check))
         .route("/ui/maintenance/gc", post(pages::start_gc))

@@ -193,12 +193,39 @@ pub async fn series(
         .collect();
     backups.sort_by(|a, b| b.manifest.created_at.cmp(&a.manifest.created_at));
     let policy = serde_json::to_string(&record.policy).unwrap_or_default();
+    // What the policy would do now, changing nothing.
+    let preview = if record.policy.is_empty() {
+        Vec::new()
+    } else {
+        crate::service::forget::forget(&state.repo, &name, &record.policy, chrono::Utc::now(), true)
+            .await?
+    };
     Ok(page(
         &name,
         Some((&user, session)),
         html! {
             h1 { "Series " (name) }
             p { "Retention policy: " code { (policy) } }
+            @if !preview.is_empty() {
+                h2 { "Retention preview" }
+                p { "What the policy would keep and remove if it ran now (nothing is changed here)." }
+                div.scroll {
+                    table.preview {
+                        thead { tr { th { "Backup" } th { "Created" } th { "Verdict" } th { "Kept by" } } }
+                        tbody {
+                            @for decision in &preview {
+                                tr {
+                                    td { a href={"/ui/backups/" (decision.id)} { code { (decision.id.get(..8).unwrap_or(&decision.id)) } } }
+                                    td { (decision.created_at.format("%Y-%m-%d %H:%M:%S")) }
+                                    td.verdict { @if decision.keep { "keep" } @else { "remove" } }
+                                    td { (decision.reasons.join(", ")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Backups" }
             div.scroll {
                 table.backups {
                     thead { tr { th { "Created" } th { "Source" } th { "Size" } th { "Added" } th { "BLAKE3" } th { "State" } } }

@@ -107,6 +107,8 @@ try:
     # Series → backup → folders → one file, downloaded byte-exact.
     click(driver.find_element(By.LINK_TEXT, cfg["series"]))
     check_console("series page")
+    verdicts = sorted(c.text for c in driver.find_elements(By.CSS_SELECTOR, "td.verdict"))
+    assert verdicts == ["keep", "remove"], f"retention preview: {verdicts}"
     shot("series")
     click(driver.find_element(By.CSS_SELECTOR, "table.backups td a"))
     check_console("backup page")
@@ -150,6 +152,27 @@ try:
     result = json.loads(report[0].text)
     assert result["dry_run"] is True, result
     shot("gc-dry-run")
+
+    # Keys: one created (its secret shown once, and working), then revoked.
+    click(driver.find_element(By.LINK_TEXT, "Keys and users"))
+    check_console("keys and users")
+    driver.find_element(By.NAME, "name").send_keys("agent")
+    click(driver.find_element(By.XPATH, "//button[text()='Create key']"))
+    check_console("key created")
+    secret = driver.find_element(By.ID, "new-key").text.strip()
+    assert len(secret) == 81 and secret[16] == ".", secret
+    shot("keys-and-users")
+    with_key = lambda: requests.get(base + "/v1/backups",
+                                    headers={"Authorization": "Bearer " + secret}).status_code
+    assert with_key() == 200
+    go("/ui/admin")
+    assert not driver.find_elements(By.ID, "new-key"), "the secret is shown only once"
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-key="{secret[:16]}"]')
+    click(row.find_element(By.CSS_SELECTOR, "form button"))
+    check_console("key revoked")
+    state = driver.find_element(By.CSS_SELECTOR, f'tr[data-key="{secret[:16]}"] td.state').text
+    assert state == "revoked", state
+    assert with_key() == 401
 
     # A form posted without this page's CSRF token is refused, with a valid session.
     cookies = session_cookie()

@@ -42,6 +42,10 @@ async fn the_dashboard_in_a_real_browser() {
     users.create(reader, "reader-password-1").unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    // An older backup in the series, which a keep-last-one policy would remove.
+    let old = plain_tar(dir.path(), &[("old.txt", b"older\n".to_vec())]);
+    let (status, body) = json_of(server.upload_raw("site", "?name=old.tar", old).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let data = random_bytes(700_000, 21);
     let tar = plain_tar(
         dir.path(),
@@ -53,6 +57,15 @@ async fn the_dashboard_in_a_real_browser() {
     let (status, backup) = json_of(server.upload_raw("site", "?name=site.tar", tar).await).await;
     assert_eq!(status, StatusCode::CREATED, "{backup}");
     let backup_id = backup["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::PUT,
+            &server.writer,
+            "/v1/series/site",
+            &json!({"policy": {"keep_last": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // An upload that keeps its job running until the browser cancels it: its body sends
     // a little, then waits.
