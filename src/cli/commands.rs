@@ -120,6 +120,9 @@ pub async fn run(command: Command) -> Result<Outcome> {
             }
             other => other,
         },
+        Command::Restore { repo, id, target } if repo.server.is_some() => {
+            super::remote_restore::restore(&repo, &id, &target).await
+        }
         Command::Restore { repo, id, target } => restore(&repo, &id, &target).await,
         Command::Ls {
             repo,

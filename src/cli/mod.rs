@@ -9,6 +9,7 @@ mod control;
 mod output;
 mod policy;
 mod remote;
+mod remote_restore;
 mod session_put;
 
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct RepoArgs {
     /// Repository location: a local directory, or s3://bucket/prefix.
     #[arg(long, env = "STOWAGE_REPO", required_unless_present = "server")]
     repo: Option<PathBuf>,
-    /// Talk to a running server instead (put, get, ls); the key comes from STOWAGE_KEY.
+    /// Talk to a running server instead (put, get, restore, ls); the key comes from STOWAGE_KEY.
     #[arg(long, env = "STOWAGE_SERVER", conflicts_with = "repo")]
     server: Option<String>,
     /// File holding the passphrase (else STOWAGE_PASSWORD).

@@ -300,6 +300,7 @@ mod api;
 mod control;
 mod openapi;
 mod policies;
+mod restore_remote;
 mod sessions;
 mod ui;
 mod uploads;
