@@ -36,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/backups/{id}", get(pages::backup))
         .route("/ui/backups/{id}/content", get(pages::download_backup))
         .route("/ui/backups/{id}/file", get(pages::download_file))
+        .route("/ui/backups/{id}/recycle", post(pages::recycle))
+        .route("/ui/backups/{id}/undelete", post(pages::undelete))
         .route(
             "/ui/backups/{id}/purge",
             get(pages::purge_form).post(pages::purge),

@@ -336,10 +336,23 @@ pub async fn backup(
                 dt { "BLAKE3" } dd { code { (view.blake3.clone().unwrap_or_default()) } }
                 @if let Some(recycled) = &view.recycled_at { dt { "Recycled" } dd { (recycled) } }
             }
-            p.actions {
+            div.actions {
                 a.button href={"/ui/backups/" (view.id) "/content"} download { "Download the whole backup" }
+                " "
+                @if view.recycled_at.is_some() && user.role >= Role::Backup {
+                    form.inline method="post" action={"/ui/backups/" (view.id) "/undelete"} {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        button type="submit" { "Take out of the recycle bin" }
+                    }
+                }
+                @if view.recycled_at.is_none() && user.role >= Role::Writer {
+                    form.inline method="post" action={"/ui/backups/" (view.id) "/recycle"} {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        button type="submit" { "Recycle" }
+                    }
+                }
                 @if user.role >= Role::Admin {
-                    " " a.button.danger href={"/ui/backups/" (view.id) "/purge"} { "Purge…" }
+                    a.button.danger href={"/ui/backups/" (view.id) "/purge"} { "Purge…" }
                 }
             }
             @if manifest.catalog.is_some() {
@@ -479,6 +492,32 @@ pub async fn download_file(
         })?;
     let name = entry.path.rsplit('/').next().unwrap_or("file").to_string();
     stream_range(&state, &manifest, start..end, &name)
+}
+
+/// Moves a backup to the recycle bin (writer), or takes it out (backup role): the
+/// service checks the role.
+pub async fn recycle(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    visitor.check_csrf(&form.csrf)?;
+    let (user, _) = visitor.signed_in()?;
+    state.backups.recycle(&user.principal(), &id).await?;
+    Ok(Redirect::to(&format!("/ui/backups/{id}")).into_response())
+}
+
+pub async fn undelete(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    visitor.check_csrf(&form.csrf)?;
+    let (user, _) = visitor.signed_in()?;
+    state.backups.undelete(&user.principal(), &id).await?;
+    Ok(Redirect::to(&format!("/ui/backups/{id}")).into_response())
 }
 
 pub async fn purge_form(

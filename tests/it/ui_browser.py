@@ -118,6 +118,14 @@ try:
         click(driver.find_element(By.LINK_TEXT, folder + "/"))
         check_console(f"folder {folder}")
     shot("backup")
+    # Recycled and taken back out, from the backup page.
+    click(driver.find_element(By.XPATH, "//button[text()='Recycle']"))
+    check_console("recycle")
+    click(driver.find_element(By.XPATH, "//button[text()='Take out of the recycle bin']"))
+    check_console("undelete")
+    assert driver.find_elements(By.XPATH, "//button[text()='Recycle']"), "back out of the bin"
+    for folder in folders:
+        click(driver.find_element(By.LINK_TEXT, folder + "/"))
     driver.find_element(By.LINK_TEXT, name).click()
     target = os.path.join(cfg["downloads"], name)
     wait_for("the download", lambda: os.path.exists(target)
