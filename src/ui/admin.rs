@@ -14,6 +14,18 @@ use crate::service::keys::Role;
 use crate::service::users::NewUser;
 use crate::service::web_sessions::SignedIn;
 
+/// `text` as one URL path segment (an email may hold `/`, `?`, `#` or `%`).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn admin(visitor: &Visitor) -> Result<SignedIn, UiError> {
     let (user, _) = visitor.signed_in()?;
     if user.role < Role::Admin {
@@ -100,7 +112,7 @@ fn access_page(
                                 td { (person.last_login.as_deref().map(when).unwrap_or_default()) }
                                 td {
                                     @if !person.email.eq_ignore_ascii_case(&user.user.email) {
-                                        form method="post" action={"/ui/admin/users/" (person.email) "/delete"} {
+                                        form method="post" action={"/ui/admin/users/" (path_segment(&person.email)) "/delete"} {
                                             input type="hidden" name="csrf" value=(csrf);
                                             button.danger type="submit" { "Delete" }
                                         }

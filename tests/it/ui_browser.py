@@ -182,6 +182,22 @@ try:
     assert state == "revoked", state
     assert with_key() == 401
 
+    # A user created and deleted (an email with characters a path must escape).
+    temp = "ops+night@example.com"
+    form = driver.find_element(By.CSS_SELECTOR, "form.create[action='/ui/admin/users']")
+    form.find_element(By.NAME, "email").send_keys(temp)
+    form.find_element(By.NAME, "password").send_keys("night-password-1")
+    click(form.find_element(By.CSS_SELECTOR, "button"))
+    check_console("user created")
+    users = lambda: [r.find_element(By.TAG_NAME, "td").text
+                     for r in driver.find_elements(By.CSS_SELECTOR, "table.users tbody tr")]
+    assert temp in users(), users()
+    row = [r for r in driver.find_elements(By.CSS_SELECTOR, "table.users tbody tr")
+           if r.find_element(By.TAG_NAME, "td").text == temp][0]
+    click(row.find_element(By.CSS_SELECTOR, "form button"))
+    check_console("user deleted")
+    assert temp not in users(), users()
+
     # A form posted without this page's CSRF token is refused, with a valid session.
     cookies = session_cookie()
     assert requests.get(base + "/ui/jobs", cookies=cookies).status_code == 200
