@@ -180,13 +180,11 @@ async fn run_upload(
     progress: Arc<Progress>,
     body_received: Option<tokio::sync::oneshot::Sender<u64>>,
 ) -> Result<BackupView, ApiError> {
-    let _slot = state.upload_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the server is shutting down",
-        )
-    })?;
+    let _slot = state
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
     let (pump, reader) = body::channel(state.limits.max_upload_bytes, &state.tasks);
     let pump = pump.cancelled_by(progress.clone());
     state

@@ -117,13 +117,12 @@ pub async fn upload(
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is read only once a permit is held, so the batches in memory at once
     // are bounded whatever the number of sessions and connections.
-    let _permit = state.sessions.upload_permits.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the server is shutting down",
-        )
-    })?;
+    let _permit = state
+        .sessions
+        .upload_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
     state.sessions.get(&caller.0, &id)?;
     let body = Bytes::from_request(request, &())
         .await

@@ -35,7 +35,7 @@ use crate::pipeline::chunker::cut_points;
 use crate::pipeline::keys::chunk_id_with;
 use crate::pipeline::seal::compress_chunk;
 use crate::repo::digest::update_blake3;
-use crate::repo::ingest::segment_size;
+use crate::repo::ingest::{fill, segment_size};
 use crate::repo::Progress;
 
 /// Tries of one request before the upload gives up.
@@ -343,21 +343,11 @@ fn prepare(
     let mut filled = 0usize;
     let mut size = 0u64;
     loop {
-        let mut at_end = false;
-        while filled < buffer.len() {
-            match source.read(&mut buffer[filled..]) {
-                Ok(0) => {
-                    at_end = true;
-                    break;
-                }
-                Ok(n) => {
-                    filled += n;
-                    progress.add_done(n as u64);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading the stream"),
-            }
-        }
+        let before = filled;
+        let (now_filled, at_end) =
+            fill(&mut *source, &mut buffer, filled).context("reading the stream")?;
+        filled = now_filled;
+        progress.add_done((filled - before) as u64);
         let cuts = cut_points(&buffer[..filled], &params, at_end);
         let consumed: usize = cuts.iter().sum();
         update_blake3(&mut hasher, &buffer[..consumed]);

@@ -325,7 +325,8 @@ impl Assembly {
         let mut ids = Vec::with_capacity(chunks.len());
         let mut blobs = Vec::with_capacity(chunks.len());
         for (chunk, plaintext) in chunks.into_iter().zip(plaintexts) {
-            if uploaded.insert(chunk.id, chunk.raw_len).is_some() || ids.contains(&chunk.id) {
+            // Already uploaded, in an earlier batch or earlier in this one.
+            if uploaded.insert(chunk.id, chunk.raw_len).is_some() {
                 continue;
             }
             recent.insert(chunk.id, plaintext);

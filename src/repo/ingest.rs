@@ -800,7 +800,7 @@ fn read_segments(
 
 /// Reads into `space` after its first `filled` bytes until it is full or the source
 /// ends. Returns how many bytes it then holds and whether the source ended.
-fn fill(
+pub fn fill(
     source: &mut (dyn Read + Send),
     space: &mut [u8],
     mut filled: usize,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::auth::{CsrfForm, Visitor};
+use super::auth::{require, CsrfForm, Visitor};
 use super::layout::{page, when, UiError};
 use crate::http::AppState;
 use crate::service::keys::Role;
@@ -26,14 +26,10 @@ fn path_segment(text: &str) -> String {
         .collect()
 }
 
-fn admin(visitor: &Visitor) -> Result<SignedIn, UiError> {
-    let (user, _) = visitor.signed_in()?;
-    if user.role < Role::Admin {
-        return Err(UiError::Forbidden(format!(
-            "keys and users are an admin's; you are {}",
-            user.role
-        )));
-    }
+/// An admin's form post: its CSRF token checked, then the role.
+fn admin_acting(visitor: &Visitor, csrf: &str) -> Result<SignedIn, UiError> {
+    let user = visitor.acting(csrf)?;
+    require(Role::Admin, user.role)?;
     Ok(user)
 }
 
@@ -135,7 +131,7 @@ fn access_page(
 }
 
 pub async fn access(State(state): State<AppState>, visitor: Visitor) -> Result<Markup, UiError> {
-    admin(&visitor)?;
+    require(Role::Admin, visitor.signed_in()?.0.role)?;
     access_page(&state, &visitor, None)
 }
 
@@ -152,8 +148,7 @@ pub async fn create_key(
     visitor: Visitor,
     Form(form): Form<NewKeyForm>,
 ) -> Result<Markup, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    admin(&visitor)?;
+    admin_acting(&visitor, &form.csrf)?;
     let role = form
         .role
         .parse::<Role>()
@@ -173,8 +168,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    admin(&visitor)?;
+    admin_acting(&visitor, &form.csrf)?;
     state.keys.revoke(&id)?;
     Ok(Redirect::to("/ui/admin").into_response())
 }
@@ -194,8 +188,7 @@ pub async fn create_user(
     visitor: Visitor,
     Form(form): Form<NewUserForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    admin(&visitor)?;
+    admin_acting(&visitor, &form.csrf)?;
     let users = state.users.clone();
     let user = NewUser {
         email: form.email,
@@ -216,8 +209,7 @@ pub async fn delete_user(
     Path(email): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let user = admin(&visitor)?;
+    let user = admin_acting(&visitor, &form.csrf)?;
     if email.eq_ignore_ascii_case(&user.user.email) {
         return Err(UiError::Invalid("you cannot delete yourself".into()));
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::layout::{page, UiError};
 use crate::http::AppState;
+use crate::service::keys::Role;
 use crate::service::users::UserError;
 use crate::service::web_sessions::{role_of, SignedIn, WebSession};
 
@@ -36,6 +37,13 @@ impl Visitor {
         }
     }
 
+    /// A form post: refused unless it carries this session's CSRF token, then the
+    /// signed-in user who sent it.
+    pub fn acting(&self, csrf: &str) -> Result<SignedIn, UiError> {
+        self.check_csrf(csrf)?;
+        Ok(self.signed_in()?.0)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), UiError> {
         match &self.session {
@@ -46,6 +54,17 @@ impl Visitor {
                     .into(),
             )),
         }
+    }
+}
+
+/// Refuses an act that needs `role` to a user who acts with `have`.
+pub fn require(role: Role, have: Role) -> Result<(), UiError> {
+    if have >= role {
+        Ok(())
+    } else {
+        Err(UiError::Forbidden(format!(
+            "this needs the {role} role; you have {have}"
+        )))
     }
 }
 

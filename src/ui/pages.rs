@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{CsrfForm, Visitor};
+use super::auth::{require, CsrfForm, Visitor};
 use super::layout::{bytes, page, when, word, UiError};
 use crate::format::catalog::{CatalogEntry, EntryKind};
 use crate::format::manifest::{BackupManifest, TarEncoding};
@@ -29,16 +29,6 @@ use crate::state::jobs::{JobStatus, JobView};
 
 /// Entries of one folder shown at most.
 const MAX_FOLDER_ENTRIES: usize = 1000;
-
-fn require(role: Role, have: Role) -> Result<(), UiError> {
-    if have >= role {
-        Ok(())
-    } else {
-        Err(UiError::Forbidden(format!(
-            "this needs the {role} role; you have {have}"
-        )))
-    }
-}
 
 fn job_row(job: &JobView, csrf: &str, may_cancel: bool) -> Markup {
     let status = word(&job.status);
@@ -502,8 +492,7 @@ pub async fn recycle(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     state.backups.recycle(&user.principal(), &id).await?;
     Ok(Redirect::to(&format!("/ui/backups/{id}")).into_response())
 }
@@ -514,8 +503,7 @@ pub async fn undelete(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     state.backups.undelete(&user.principal(), &id).await?;
     Ok(Redirect::to(&format!("/ui/backups/{id}")).into_response())
 }
@@ -552,8 +540,7 @@ pub async fn purge(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     let view = state.backups.view(&user.principal(), &id)?;
     state.backups.purge(&user.principal(), &id).await?;
     Ok(Redirect::to(&format!("/ui/series/{}", view.series)).into_response())
@@ -628,8 +615,7 @@ pub async fn cancel_job(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     require(Role::Backup, user.role)?;
     state.jobs.cancel(&id)?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
@@ -689,8 +675,7 @@ pub async fn start_check(
     visitor: Visitor,
     Form(form): Form<CheckForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     let id = maintenance::start_check(&user.principal(), &state.jobs, &state.repo, form.read_data)?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
 }
@@ -708,8 +693,7 @@ pub async fn start_gc(
     visitor: Visitor,
     Form(form): Form<GcForm>,
 ) -> Result<Response, UiError> {
-    visitor.check_csrf(&form.csrf)?;
-    let (user, _) = visitor.signed_in()?;
+    let user = visitor.acting(&form.csrf)?;
     let id = maintenance::start_gc(&user.principal(), &state.jobs, &state.repo, form.dry_run)?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
 }
