@@ -17,7 +17,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 cfg = json.load(open(sys.argv[1]))
@@ -60,7 +60,17 @@ def wait_for(what, condition, seconds=30):
 def click(element):
     """Clicks a link or button that loads a page, and waits until the new page is there."""
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(element))
+
+    def replaced(_):
+        # While the page is being replaced ChromeDriver may answer a look at the old
+        # element with "node does not belong to the document" instead of "stale".
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
+    WebDriverWait(driver, 20).until(replaced)
 
 
 def go(path):
