@@ -22,6 +22,7 @@ use crate::http::public_url;
 use crate::http::range::{self, RangeRequest};
 use crate::http::AppState;
 use crate::repo::ingest::{validate_series, IngestOptions};
+use crate::repo::listing::{BackupQuery, ListCursor, ListScope};
 use crate::repo::{lookup_id, Progress};
 use crate::service::jobs::{JobFailure, JobKind};
 use crate::service::keys::Role;
@@ -218,6 +219,10 @@ pub struct ListQuery {
     limit: Option<usize>,
     #[serde(default)]
     offset: usize,
+    /// `oldest` (the default) or `newest` first.
+    order: Option<String>,
+    /// Start after this position: the `next` of the previous page.
+    after: Option<String>,
 }
 
 fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -236,28 +241,45 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
     let limit = page_limit(query.limit, 100, 1000)?;
-    let matching: Vec<BackupView> = state
+    let newest_first = match query.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "order {other:?} must be \"oldest\" or \"newest\""
+            )))
+        }
+    };
+    let after: Option<ListCursor> = query
+        .after
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let scope = query
+        .series
+        .as_deref()
+        .map_or(ListScope::All, ListScope::Series);
+    let page = state.repo.backup_page(&BackupQuery {
+        scope,
+        recycled: Some(query.recycled),
+        newest_first,
+        after: after.as_ref(),
+        offset: query.offset,
+        limit,
+    })?;
+    let total = state
         .repo
-        .backup_entries()?
+        .backup_count(query.series.as_deref(), query.recycled)?;
+    let backups: Vec<BackupView> = page
+        .entries
         .into_iter()
-        .filter(|b| {
-            query
-                .series
-                .as_ref()
-                .is_none_or(|s| &b.manifest.series == s)
-        })
-        .filter(|b| b.recycled_at.is_some() == query.recycled)
         .map(|b| BackupView::new(&b.manifest, b.recycled_at))
         .collect();
-    let total = matching.len();
-    let page: Vec<BackupView> = matching
-        .into_iter()
-        .skip(query.offset)
-        .take(limit)
-        .collect();
-    Ok(Json(
-        json!({ "backups": page, "total": total, "limit": limit, "offset": query.offset }),
-    ))
+    Ok(Json(json!({
+        "backups": backups, "total": total, "limit": limit, "offset": query.offset,
+        "next": page.next.map(|cursor| cursor.to_string()),
+    })))
 }
 
 pub async fn get(

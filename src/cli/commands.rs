@@ -17,6 +17,7 @@ use crate::format::config::ChunkerParams;
 use crate::format::series::{parse_duration, RetentionAction, RetentionPolicy};
 use crate::repo::gc::GcOptions;
 use crate::repo::ingest::IngestOptions;
+use crate::repo::listing::ListScope;
 use crate::repo::{lookup_id, InitOptions, Progress, Repository};
 
 /// How a command that ran to its end went.
@@ -491,13 +492,8 @@ async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
 
 async fn ls(args: &RepoArgs, series: Option<&str>, recycled: bool, json: bool) -> Result<Outcome> {
     let repo = open(args).await?;
-    let backups: Vec<_> = repo
-        .backup_entries()?
-        .into_iter()
-        .filter(|b| {
-            series.is_none_or(|s| b.manifest.series == s) && b.recycled_at.is_some() == recycled
-        })
-        .collect();
+    let scope = series.map_or(ListScope::All, ListScope::Series);
+    let backups = repo.backups_of(scope, Some(recycled))?;
     output::print_backups(&backups, json)?;
     Ok(Outcome::Success)
 }

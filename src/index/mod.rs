@@ -6,6 +6,7 @@
 //! the schema version live in [`schema`].
 
 mod schema;
+mod timeline;
 mod totals;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use schema::{
     BACKUPS, CHUNKS, GENERATION_KEY, META, PACKS, RECYCLED, REPOSITORY, SCHEMA_VERSION,
     SCHEMA_VERSION_KEY, SERIES, SYNC,
 };
+pub use timeline::{Cursor as TimelineCursor, Scope as TimelineScope, TimelineRow, Visit};
 use totals::Delta;
 pub use totals::{BackupTotals, KeptTotals};
 
@@ -247,6 +249,14 @@ impl Index {
                         .map_err(db)?;
                     drop(meta);
                     totals::recompute(&txn)?;
+                    timeline::rebuild(&txn)?;
+                }
+                // One without the backup timeline: order its backups once.
+                Some(2) => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .map_err(db)?;
+                    drop(meta);
+                    timeline::rebuild(&txn)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => {
@@ -262,6 +272,7 @@ impl Index {
             txn.open_table(RECYCLED).map_err(db)?;
             txn.open_table(SERIES).map_err(db)?;
             txn.open_table(SYNC).map_err(db)?;
+            timeline::create(&txn)?;
         }
         txn.commit().map_err(db)
     }
@@ -355,9 +366,12 @@ impl Index {
                     .insert(manifest.id.as_str(), manifest.encode().as_slice())
                     .map_err(db)?;
                 if let Some(old) = replaced {
-                    delta.backup(&decode_manifest(manifest.id.as_str(), old.value())?, -1);
+                    let old = decode_manifest(manifest.id.as_str(), old.value())?;
+                    delta.backup(&old, -1);
+                    timeline::record(&txn, &old, false)?;
                 }
                 delta.backup(manifest, 1);
+                timeline::record(&txn, manifest, true)?;
             }
             delta.apply(&txn)?;
             txn.commit().map_err(db)
@@ -386,6 +400,22 @@ impl Index {
                 out.push(decode_manifest(key.value(), value.value())?);
             }
             Ok(out)
+        })
+    }
+
+    /// Walks the backups of `scope` in time order, after `after`, asking `visit` what to
+    /// do with each row (keys and recycle marks only: a skipped backup's record is not
+    /// read); returns the records of the rows it took. One read transaction.
+    pub fn walk_backups(
+        &self,
+        scope: TimelineScope<'_>,
+        newest_first: bool,
+        after: Option<&TimelineCursor>,
+        visit: impl FnMut(&TimelineRow) -> Visit,
+    ) -> Result<Vec<(TimelineRow, BackupManifest)>, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            timeline::walk(&txn, scope, newest_first, after, visit)
         })
     }
 
@@ -487,6 +517,7 @@ impl Index {
             txn.open_table(RECYCLED).map_err(db)?;
             txn.open_table(SERIES).map_err(db)?;
             txn.open_table(SYNC).map_err(db)?;
+            timeline::clear(&txn)?;
             txn.commit().map_err(db)
         })
     }
@@ -499,7 +530,9 @@ impl Index {
             {
                 let mut backups = txn.open_table(BACKUPS).map_err(db)?;
                 if let Some(removed) = backups.remove(id.as_str()).map_err(db)? {
-                    delta.backup(&decode_manifest(id.as_str(), removed.value())?, -1);
+                    let removed = decode_manifest(id.as_str(), removed.value())?;
+                    delta.backup(&removed, -1);
+                    timeline::record(&txn, &removed, false)?;
                 }
                 drop(backups);
                 txn.open_table(RECYCLED)
@@ -524,6 +557,29 @@ impl Index {
                 }
             }
             txn.commit().map_err(db)
+        })
+    }
+
+    /// How many backups are in the recycle bin, of one series or of all (a series' count
+    /// reads the record of every recycled backup: the bin, not the repository).
+    pub fn count_recycled(&self, series: Option<&str>) -> Result<u64, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            let table = txn.open_table(RECYCLED).map_err(db)?;
+            let Some(series) = series else {
+                return table.len().map_err(db);
+            };
+            let backups = txn.open_table(BACKUPS).map_err(db)?;
+            let mut count = 0;
+            for item in table.iter().map_err(db)? {
+                let id = item.map_err(db)?.0;
+                if let Some(record) = backups.get(id.value()).map_err(db)? {
+                    if decode_manifest(id.value(), record.value())?.series == series {
+                        count += 1;
+                    }
+                }
+            }
+            Ok(count)
         })
     }
 

@@ -14,6 +14,8 @@
 //!   last reconciled with (`repo::generation`); absent until the first reconciliation
 //! * `totals`, `series_totals`: sums of the rows above, kept in the same transactions
 //!   (`totals`); version 2 added them, and a version-1 index gets them on open
+//! * `backup_times`, `series_backups`: the backups in time order, in all and per series
+//!   (`timeline`); version 3 added them, and an older index gets them on open
 
 use redb::TableDefinition;
 
@@ -21,7 +23,7 @@ use super::{ChunkLocation, IndexError, PackRecord};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::{ChunkId, PackId};
 
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

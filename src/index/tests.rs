@@ -134,3 +134,144 @@ fn second_open_in_another_handle_is_locked() {
     let _first = Index::open(&path).unwrap();
     assert!(matches!(Index::open(&path), Err(IndexError::Locked { .. })));
 }
+
+/// A manifest with a time, for the timeline tests.
+fn dated(n: u8, series: &str, created_at: &str) -> BackupManifest {
+    BackupManifest {
+        created_at: created_at.into(),
+        ..manifest(&format!("{n:08x}-1111-4111-8111-111111111111"), series, 1)
+    }
+}
+
+fn ids(rows: &[(TimelineRow, BackupManifest)]) -> Vec<String> {
+    rows.iter()
+        .map(|(row, m)| {
+            assert_eq!(row.cursor.id, m.id, "a row's record is its own");
+            m.id.as_str()[..8].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_timeline_orders_backups_per_series_and_follows_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let index = Index::open(&path).unwrap();
+    // Put out of order; a pre-1970 time and an unreadable one sort first.
+    index
+        .put_backup(&dated(3, "db", "2026-03-01T00:00:00.000000Z"))
+        .unwrap();
+    index
+        .put_backup(&dated(1, "db", "2026-01-01T00:00:00Z"))
+        .unwrap();
+    index
+        .put_backup(&dated(2, "db-old", "1969-07-20T20:17:00Z"))
+        .unwrap();
+    index.put_backup(&dated(4, "web", "not a time")).unwrap();
+    index
+        .put_backup(&dated(5, "db", "2026-02-01T00:00:00+01:00"))
+        .unwrap();
+    let take_all = |_: &TimelineRow| Visit::Take;
+    let walk = |scope, newest_first, after: Option<&TimelineCursor>| {
+        ids(&index
+            .walk_backups(scope, newest_first, after, take_all)
+            .unwrap())
+    };
+    assert_eq!(
+        walk(TimelineScope::All, false, None),
+        ["00000004", "00000002", "00000001", "00000005", "00000003"]
+    );
+    assert_eq!(
+        walk(TimelineScope::Series("db"), true, None),
+        ["00000003", "00000005", "00000001"]
+    );
+    // "db" is a prefix of "db-old" but its own scope holds only its rows.
+    assert_eq!(
+        walk(TimelineScope::Series("db-old"), false, None),
+        ["00000002"]
+    );
+    assert_eq!(
+        walk(TimelineScope::SeriesPrefix("db"), false, None),
+        ["00000001", "00000005", "00000003", "00000002"]
+    );
+    // A cursor resumes after its row, in either direction, and outlives its backup.
+    let middle = TimelineCursor::of(&dated(5, "db", "2026-02-01T00:00:00+01:00"));
+    assert_eq!(
+        walk(TimelineScope::Series("db"), false, Some(&middle)),
+        ["00000003"]
+    );
+    assert_eq!(
+        walk(TimelineScope::Series("db"), true, Some(&middle)),
+        ["00000001"]
+    );
+    index.remove_backup(&middle.id).unwrap();
+    assert_eq!(
+        walk(TimelineScope::Series("db"), true, Some(&middle)),
+        ["00000001"]
+    );
+    assert_eq!(
+        walk(TimelineScope::All, true, Some(&middle)),
+        ["00000001", "00000002", "00000004"]
+    );
+    // Replacing a record under the same id moves its rows.
+    index
+        .put_backup(&dated(1, "web", "2027-01-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(walk(TimelineScope::Series("db"), false, None), ["00000003"]);
+    assert_eq!(
+        walk(TimelineScope::Series("web"), false, None),
+        ["00000004", "00000001"]
+    );
+    // Rows carry the recycle mark; a skipped row's record is not read.
+    index
+        .set_recycled(&dated(3, "db", "").id, Some("2026-04-01T00:00:00Z"))
+        .unwrap();
+    let mut seen = Vec::new();
+    let taken = index
+        .walk_backups(TimelineScope::All, false, None, |row| {
+            seen.push(row.recycled_at.clone());
+            Visit::Skip
+        })
+        .unwrap();
+    assert!(taken.is_empty());
+    assert_eq!(seen.iter().filter(|r| r.is_some()).count(), 1);
+    assert_eq!(index.count_recycled(None).unwrap(), 1);
+    assert_eq!(index.count_recycled(Some("db")).unwrap(), 1);
+    assert_eq!(index.count_recycled(Some("web")).unwrap(), 0);
+    let stop_after_one = {
+        let mut n = 0;
+        move |_: &TimelineRow| {
+            n += 1;
+            if n > 1 {
+                Visit::Stop
+            } else {
+                Visit::Take
+            }
+        }
+    };
+    assert_eq!(
+        ids(&index
+            .walk_backups(TimelineScope::All, false, None, stop_after_one)
+            .unwrap()),
+        ["00000004"]
+    );
+    let before = walk(TimelineScope::All, false, None);
+    // An index of schema version 2 had no timeline: it is built on open.
+    {
+        let txn = index.database().begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_VERSION_KEY, 2)
+            .unwrap();
+        txn.delete_table(timeline::BACKUP_TIMES).unwrap();
+        txn.delete_table(timeline::SERIES_BACKUPS).unwrap();
+        txn.commit().unwrap();
+    }
+    drop(index);
+    let index = Index::open(&path).unwrap();
+    let walk = |scope| ids(&index.walk_backups(scope, false, None, take_all).unwrap());
+    assert_eq!(walk(TimelineScope::All), before);
+    assert_eq!(walk(TimelineScope::Series("web")), ["00000004", "00000001"]);
+    index.clear().unwrap();
+    assert!(walk(TimelineScope::All).is_empty());
+}

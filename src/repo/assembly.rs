@@ -202,11 +202,7 @@ impl Repository {
     ) -> Result<Assembly, RepoError> {
         validate_series(series)?;
         let mut known = Vec::new();
-        let newest = self
-            .backups()?
-            .into_iter()
-            .filter(|b| b.series == series)
-            .max_by(|a, b| a.created_at.cmp(&b.created_at));
+        let newest = self.newest_backup(series)?.map(|entry| entry.manifest);
         if let Some(previous) = newest {
             for leaf in &previous.content.leaves {
                 let location = self.inner.locate(leaf.id)?;

@@ -18,6 +18,7 @@ pub mod inflight;
 pub mod ingest;
 mod keys_object;
 pub mod lifecycle;
+pub mod listing;
 mod objects;
 mod owners;
 mod pack_writer;

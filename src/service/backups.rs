@@ -4,10 +4,12 @@
 //! or purging takes an admin), and every error keeps its kind, so each API answers it in
 //! its own shape. Uploads are `service::uploads`.
 
+use super::forget::forget;
 use super::keys::{KeyStoreError, Principal, Role};
+use super::retention::Decision;
 use super::views::BackupView;
 use crate::error::ErrorKind;
-use crate::format::series::{RetentionPolicy, SeriesRecord};
+use crate::format::series::{RetentionAction, RetentionPolicy, SeriesRecord};
 use crate::repo::{lookup_id, RepoError, Repository};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,27 @@ impl Backups {
             return Err(BackupsError::SeriesNotFound(name.to_string()));
         }
         Ok(self.repo.delete_series(name).await?)
+    }
+
+    /// Applies a series' retention policy now and returns every decision, newest first.
+    /// A policy that recycles takes a writer; one that deletes, an admin (as purge).
+    pub async fn apply_retention(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<Vec<Decision>, BackupsError> {
+        let record = self.series(who, name)?;
+        if record.policy.is_empty() {
+            return Err(RepoError::InvalidInput(format!(
+                "series {name} has no retention policy to apply"
+            ))
+            .into());
+        }
+        who.require(match record.policy.action {
+            RetentionAction::Recycle => Role::Writer,
+            RetentionAction::Delete => Role::Admin,
+        })?;
+        Ok(forget(&self.repo, name, &record.policy, chrono::Utc::now(), false).await?)
     }
 
     /// A backup as callers see it (recycled ones too). Text that is no backup id is

@@ -774,10 +774,11 @@ impl FaService {
             self.persist(&inner)?;
         }
         let series = series_of(user);
-        for manifest in self.repo.backups()? {
-            if manifest.series == series {
-                self.repo.purge(&manifest.id).await?;
-            }
+        for entry in self
+            .repo
+            .backups_of(crate::repo::listing::ListScope::Series(&series), None)?
+        {
+            self.repo.purge(&entry.manifest.id).await?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::retention::{evaluate, Candidate, Decision};
 use crate::format::series::{RetentionAction, RetentionPolicy};
+use crate::repo::listing::ListScope;
 use crate::repo::{lookup_id, RepoError, Repository};
 
 /// Evaluates `policy` over the live backups of `series` and, unless `dry_run`, applies
@@ -16,21 +17,19 @@ pub async fn forget(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Vec<Decision>, RepoError> {
+    // The times come from the index's timeline keys: no backup record is read.
     let mut candidates = Vec::new();
-    for entry in repo.backup_entries()? {
-        if entry.manifest.series != series || entry.recycled_at.is_some() {
+    for row in repo.backup_times(ListScope::Series(series))? {
+        if row.recycled_at.is_some() {
             continue;
         }
-        let created_at = DateTime::parse_from_rfc3339(&entry.manifest.created_at)
-            .map_err(|e| {
-                RepoError::Internal(format!(
-                    "backup {} has an unreadable time: {e}",
-                    entry.manifest.id
-                ))
-            })?
-            .with_timezone(&Utc);
+        let created_at = DateTime::from_timestamp_micros(row.cursor.micros)
+            .filter(|_| row.cursor.micros != i64::MIN)
+            .ok_or_else(|| {
+                RepoError::Internal(format!("backup {} has an unreadable time", row.cursor.id))
+            })?;
         candidates.push(Candidate {
-            id: entry.manifest.id.to_string(),
+            id: row.cursor.id.to_string(),
             created_at,
         });
     }

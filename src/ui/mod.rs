@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod layout;
 mod pages;
+mod series;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -32,7 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/", get(pages::overview))
         .route("/ui/login", get(auth::login_form).post(auth::login))
         .route("/ui/logout", post(auth::logout))
-        .route("/ui/series/{name}", get(pages::series))
+        .route("/ui/series/{name}", get(series::series))
+        .route("/ui/series/{name}/retention", post(series::apply_retention))
         .route("/ui/backups/{id}", get(pages::backup))
         .route("/ui/backups/{id}/content", get(pages::download_backup))
         .route("/ui/backups/{id}/file", get(pages::download_file))

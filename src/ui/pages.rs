@@ -70,17 +70,34 @@ fn jobs_table(jobs: &[JobView], csrf: &str, may_cancel: bool) -> Markup {
     }
 }
 
-pub async fn overview(State(state): State<AppState>, visitor: Visitor) -> Result<Markup, UiError> {
+/// Series shown on one page of the overview.
+const SERIES_PER_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+pub struct OverviewQuery {
+    /// Series after this name.
+    series_after: Option<String>,
+}
+
+pub async fn overview(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<OverviewQuery>,
+) -> Result<Markup, UiError> {
     let (user, session) = visitor.signed_in()?;
     let stats = state.repo.stats()?;
+    // The series from the kept totals, a page at a time, each with its newest backup
+    // from the timeline: no scan of the backups.
+    let after = query.series_after.unwrap_or_default();
     let mut last: BTreeMap<String, BackupManifest> = BTreeMap::new();
-    for entry in state.repo.backup_entries()? {
-        let manifest = entry.manifest;
-        let newer = last
-            .get(&manifest.series)
-            .is_none_or(|b| b.created_at < manifest.created_at);
-        if newer {
-            last.insert(manifest.series.clone(), manifest);
+    let mut more_series = None;
+    for name in stats.series.keys().filter(|name| **name > after) {
+        if last.len() == SERIES_PER_PAGE {
+            more_series = last.keys().next_back().cloned();
+            break;
+        }
+        if let Some(newest) = state.repo.newest_backup(name)? {
+            last.insert(name.clone(), newest.manifest);
         }
     }
     let jobs = state.jobs.list();
@@ -136,6 +153,9 @@ pub async fn overview(State(state): State<AppState>, visitor: Visitor) -> Result
                         }
                     }
                 }
+                @if let Some(from) = &more_series {
+                    nav.pages aria-label="series pages" { a rel="next" href={"/ui/?series_after=" (encode(from))} { "More series →" } }
+                }
             }
             h2 { "Running jobs" }
             @if running.is_empty() { p { "None." } } @else { (jobs_table(&running, &session.csrf, may_cancel)) }
@@ -158,77 +178,6 @@ pub async fn overview(State(state): State<AppState>, visitor: Visitor) -> Result
                                 td { (task.every_secs) " s" }
                                 td { (when(&task.next_run)) }
                                 td { (task.last_result.clone().unwrap_or_default()) }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    ))
-}
-
-pub async fn series(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(name): Path<String>,
-) -> Result<Markup, UiError> {
-    let (user, session) = visitor.signed_in()?;
-    let principal = user.principal();
-    let record = state.backups.series(&principal, &name)?;
-    let mut backups: Vec<_> = state
-        .repo
-        .backup_entries()?
-        .into_iter()
-        .filter(|b| b.manifest.series == name)
-        .collect();
-    backups.sort_by(|a, b| b.manifest.created_at.cmp(&a.manifest.created_at));
-    let policy = serde_json::to_string(&record.policy).unwrap_or_default();
-    // What the policy would do now, changing nothing.
-    let preview = if record.policy.is_empty() {
-        Vec::new()
-    } else {
-        crate::service::forget::forget(&state.repo, &name, &record.policy, chrono::Utc::now(), true)
-            .await?
-    };
-    Ok(page(
-        &name,
-        Some((&user, session)),
-        html! {
-            h1 { "Series " (name) }
-            p { "Retention policy: " code { (policy) } }
-            @if !preview.is_empty() {
-                h2 { "Retention preview" }
-                p { "What the policy would keep and remove if it ran now (nothing is changed here)." }
-                div.scroll {
-                    table.preview {
-                        thead { tr { th { "Backup" } th { "Created" } th { "Verdict" } th { "Kept by" } } }
-                        tbody {
-                            @for decision in &preview {
-                                tr {
-                                    td { a href={"/ui/backups/" (decision.id)} { code { (decision.id.get(..8).unwrap_or(&decision.id)) } } }
-                                    td { (decision.created_at.format("%Y-%m-%d %H:%M:%S")) }
-                                    td.verdict { @if decision.keep { "keep" } @else { "remove" } }
-                                    td { (decision.reasons.join(", ")) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            h2 { "Backups" }
-            div.scroll {
-                table.backups {
-                    thead { tr { th { "Created" } th { "Source" } th { "Size" } th { "Added" } th { "BLAKE3" } th { "State" } } }
-                    tbody {
-                        @for entry in &backups {
-                            @let m = &entry.manifest;
-                            tr {
-                                td { a href={"/ui/backups/" (m.id.as_str())} { (when(&m.created_at)) } }
-                                td { (m.source) }
-                                td { (bytes(m.size)) }
-                                td { (bytes(m.stored_bytes)) }
-                                td { code { (m.blake3.as_deref().map(|d| &d[..16.min(d.len())]).unwrap_or("")) } }
-                                td { @if entry.recycled_at.is_some() { "recycled" } @else { "kept" } }
                             }
                         }
                     }

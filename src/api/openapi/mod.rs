@@ -266,7 +266,7 @@ fn schemas() -> Value {
             "recycled_at": nullable_text})),
         "BackupList": closed(json!({
             "backups": {"type": "array", "items": reference("Backup")},
-            "total": int, "limit": int, "offset": int})),
+            "total": int, "limit": int, "offset": int, "next": {"type": ["string", "null"]}})),
         "SignedUrl": closed(json!({"url": text, "expires_at": text})),
         "CatalogEntry": {"type": "object", "required": ["path", "kind", "mode", "mtime", "uid", "gid", "size"],
             "additionalProperties": false, "properties": {

@@ -131,6 +131,8 @@ pub(super) const OPERATIONS: &[Operation] = &[
         query: &[
             param("series", "string", "only this series"),
             param("recycled", "boolean", "list the recycle bin instead"),
+            param("order", "string", "oldest (the default) or newest first"),
+            param("after", "string", "start after this position: the previous page's next"),
             LIMIT,
             OFFSET,
         ],

@@ -26,6 +26,7 @@ use crate::format::manifest::BackupManifest;
 use crate::format::series::RetentionPolicy;
 use crate::repo::digest::StreamVerifier;
 use crate::repo::ingest::{validate_series, IngestOptions};
+use crate::repo::listing::ListScope;
 use crate::repo::{Progress, RepoError, Repository};
 use crate::service::documents::Document;
 use crate::service::tasks::TaskSet;
@@ -229,9 +230,8 @@ impl TapuService {
     fn live(&self, series: &str) -> Result<Vec<BackupManifest>, TapuError> {
         Ok(self
             .repo
-            .backup_entries()?
+            .backups_of(ListScope::Series(series), Some(false))?
             .into_iter()
-            .filter(|e| e.recycled_at.is_none() && e.manifest.series == series)
             .map(|e| e.manifest)
             .collect())
     }
@@ -343,8 +343,11 @@ impl TapuService {
         let prefix = &self.settings.series_prefix;
         let mut by_series: std::collections::BTreeMap<String, Vec<BackupManifest>> =
             Default::default();
-        for entry in self.repo.backup_entries()? {
-            if entry.recycled_at.is_none() && entry.manifest.series.starts_with(prefix.as_str()) {
+        for entry in self
+            .repo
+            .backups_of(ListScope::SeriesPrefix(prefix), Some(false))?
+        {
+            if entry.manifest.series.starts_with(prefix.as_str()) {
                 by_series
                     .entry(entry.manifest.series.clone())
                     .or_default()

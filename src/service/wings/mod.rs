@@ -661,7 +661,8 @@ impl WingsService {
         if self.strays_swept.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let entries = match self.repo.backup_entries() {
+        let staging = crate::repo::listing::ListScope::Series(&self.settings.staging_series);
+        let entries = match self.repo.backups_of(staging, None) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(%error, "cannot list backups to find stray Wings parts");
@@ -670,7 +671,6 @@ impl WingsService {
         };
         let (strays, young): (Vec<_>, Vec<_>) = entries
             .into_iter()
-            .filter(|e| e.manifest.series == self.settings.staging_series)
             .filter(|e| !named.contains(&e.manifest.id))
             .partition(|e| {
                 chrono::DateTime::parse_from_rfc3339(&e.manifest.created_at)

@@ -810,3 +810,131 @@ async fn schedules_are_checked_stored_and_expanded() {
     let (status, _) = server.get(&server.reader, "/v1/schedules/none").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Every page of `/v1/backups` that `query` starts, following `next`: the ids, and the
+/// `total` the first page gave.
+async fn all_pages(server: &Server, query: &str) -> (Vec<String>, u64) {
+    let (mut ids, mut total, mut after) = (Vec::new(), None, None::<String>);
+    loop {
+        let path = match &after {
+            Some(cursor) => format!("/v1/backups?{query}&after={cursor}"),
+            None => format!("/v1/backups?{query}"),
+        };
+        let (status, page) = server.get(&server.reader, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        total.get_or_insert(page["total"].as_u64().unwrap());
+        ids.extend(
+            page["backups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return (ids, total.unwrap_or(0)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_listings_page_by_position_in_time_order() {
+    let server = Server::start().await;
+    let mut pages = Vec::new();
+    for n in 0..7u64 {
+        let id = server.upload("pages", &random_bytes(4096, 300 + n)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        pages.push(id);
+        if n % 3 == 0 {
+            server
+                .upload("pages-other", &random_bytes(1024, 400 + n))
+                .await;
+        }
+    }
+    let recycled = pages.remove(2);
+    let (status, body) = server
+        .post(&server.writer, &format!("/v1/backups/{recycled}/recycle"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Pages of three, oldest first then newest first, cover the live backups once each.
+    assert_eq!(
+        all_pages(&server, "series=pages&limit=3").await,
+        (pages.clone(), 6)
+    );
+    let newest: Vec<String> = pages.iter().rev().cloned().collect();
+    assert_eq!(
+        all_pages(&server, "series=pages&limit=3&order=newest").await,
+        (newest.clone(), 6)
+    );
+    assert_eq!(
+        all_pages(&server, "series=pages&recycled=true&limit=1").await,
+        (vec![recycled.clone()], 1)
+    );
+    let (everything, total) = all_pages(&server, "limit=4").await;
+    assert_eq!((everything.len(), total), (9, 9));
+    // offset skips matching backups only.
+    let (_, page) = server
+        .get(&server.reader, "/v1/backups?series=pages&offset=2&limit=2")
+        .await;
+    let slice: Vec<&str> = page["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(slice, [pages[2].as_str(), pages[3].as_str()]);
+
+    // A position stays good when its backup is purged.
+    let (_, first) = server
+        .get(
+            &server.reader,
+            "/v1/backups?series=pages&limit=2&order=newest",
+        )
+        .await;
+    let cursor = first["next"].as_str().unwrap().to_string();
+    let status = server
+        .request(
+            reqwest::Method::DELETE,
+            &server.admin,
+            &format!("/v1/backups/{}", newest[1]),
+        )
+        .await
+        .status();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, rest) = server
+        .get(
+            &server.reader,
+            &format!("/v1/backups?series=pages&limit=10&order=newest&after={cursor}"),
+        )
+        .await;
+    let ids: Vec<&str> = rest["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        newest[2..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (rest["total"].as_u64(), rest["next"].as_str()),
+        (Some(5), None)
+    );
+
+    // Bad positions and orders are refused; a name no series can have lists nothing.
+    for bad in ["order=sideways", "after=yesterday", "after=12_notanid"] {
+        let (status, body) = server
+            .get(&server.reader, &format!("/v1/backups?{bad}"))
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    }
+    let (status, body) = server
+        .get(&server.reader, "/v1/backups?series=pages%00x")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["backups"], json!([]));
+}
