@@ -111,8 +111,26 @@ pub struct GcReport {
 #[derive(Default, Clone, Copy)]
 struct PackWeight {
     size: u64,
+    /// What the live blobs take in the pack: their envelopes and their trailer entries.
     live_bytes: u64,
     live_blobs: u64,
+}
+
+/// Bytes of a pack that are neither a blob nor a trailer entry: header, footer, the
+/// trailer's length and envelope. A pack whose blobs are all live is this much larger
+/// than their `live_bytes`, and a repack writes it again.
+const PACK_FIXED_BYTES: u64 = (crate::format::pack::HEADER_LEN
+    + crate::format::pack::FOOTER_LEN
+    + 4
+    + crate::format::blob::MIN_ENVELOPE_LEN) as u64;
+
+impl PackWeight {
+    /// What repacking would free: everything but the live blobs and a pack's fixed part.
+    fn reclaimable(&self) -> u64 {
+        self.size
+            .saturating_sub(self.live_bytes)
+            .saturating_sub(PACK_FIXED_BYTES)
+    }
 }
 
 /// Garbage ids removed from the index per transaction of the sweep.
@@ -181,7 +199,7 @@ async fn run(
     report.bytes_reclaimed = to_delete.iter().map(|p| weights[p].size).sum::<u64>()
         + to_repack
             .iter()
-            .map(|p| weights[p].size - weights[p].live_bytes)
+            .map(|p| weights[p].reclaimable())
             .sum::<u64>()
         + orphans.iter().map(|p| stored_packs[p].size).sum::<u64>();
     let plan = Plan {
@@ -303,7 +321,10 @@ fn weigh(
         if is_marked || referenced.might_contain(&id) {
             live_chunks += 1;
             let weight = weights.entry(location.pack).or_default();
-            weight.live_bytes += u64::from(location.stored_len);
+            // The trailer entry counts too: with small blobs it is a large share of a
+            // pack, and a pack of live blobs must never look worth repacking.
+            weight.live_bytes +=
+                u64::from(location.stored_len) + crate::format::pack::ENTRY_LEN as u64;
             weight.live_blobs += 1;
         } else {
             garbage.push(id).map_err(spill)?;
@@ -327,7 +348,7 @@ fn choose(weights: &HashMap<PackId, PackWeight>, repack_below: f64) -> (Vec<Pack
     for (pack, weight) in weights {
         if weight.live_blobs == 0 {
             to_delete.push(*pack);
-        } else if (weight.live_bytes as f64) < repack_below * weight.size as f64 {
+        } else if weight.reclaimable() as f64 > (1.0 - repack_below) * weight.size as f64 {
             to_repack.push(*pack);
         }
     }
@@ -425,4 +446,45 @@ async fn delete_empty_packs(
     empty.sort();
     retire(inner, &empty).await?;
     Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::ENTRY_LEN;
+
+    /// A pack of `live` and `dead` blobs of `blob` stored bytes each, as written.
+    fn pack(blob: u64, live: u64, dead: u64) -> PackWeight {
+        let per_blob = blob + ENTRY_LEN as u64;
+        PackWeight {
+            size: PACK_FIXED_BYTES + (live + dead) * per_blob,
+            live_bytes: live * per_blob,
+            live_blobs: live,
+        }
+    }
+
+    #[test]
+    fn packs_of_live_small_blobs_are_never_repacked_and_dead_space_is_weighed() {
+        let weights: HashMap<PackId, PackWeight> = [
+            // Live 64-byte chunks: trailer entries are 40% of the pack, all of it live.
+            (PackId([1; 32]), pack(105, 1000, 0)),
+            (PackId([2; 32]), pack(105, 1, 0)),
+            (PackId([3; 32]), pack(1 << 20, 3, 0)),
+            // Half dead, and all dead.
+            (PackId([4; 32]), pack(105, 500, 500)),
+            (PackId([5; 32]), pack(1 << 20, 0, 4)),
+            // 10% dead stays under the default threshold.
+            (PackId([6; 32]), pack(1 << 20, 9, 1)),
+        ]
+        .into_iter()
+        .collect();
+        let (delete, repack) = choose(&weights, 0.8);
+        assert_eq!(delete, [PackId([5; 32])]);
+        assert_eq!(repack, [PackId([4; 32])]);
+        assert_eq!(weights[&PackId([1; 32])].reclaimable(), 0);
+        assert_eq!(
+            weights[&PackId([4; 32])].reclaimable(),
+            500 * (105 + ENTRY_LEN as u64)
+        );
+    }
 }
