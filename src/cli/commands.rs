@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use super::output::{self, ProgressBar};
 use super::remote;
 use super::{
-    Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs, ScheduleCommand, UserCommand,
+    BenchCommand, Command, KeyCommand, PolicyArgs, RepairCommand, RepoArgs, ScheduleCommand,
+    UserCommand,
 };
 use crate::backend::{DynBackend, Location, S3Backend, S3Settings};
 use crate::format::config::ChunkerParams;
@@ -188,6 +189,28 @@ pub async fn run(command: Command) -> Result<Outcome> {
             what: RepairCommand::State { repo, data },
         } => repair_state(&repo, &data.data_dir).await,
         Command::Bench {
+            what:
+                Some(BenchCommand::Scale {
+                    repo,
+                    chunks,
+                    backups,
+                    series,
+                    chunk_size,
+                    jobs,
+                }),
+            ..
+        } => {
+            let options = super::bench_scale::ScaleOptions {
+                chunks,
+                backups,
+                series,
+                chunk_size,
+                jobs,
+            };
+            super::bench_scale::run(open(&repo).await?, options).await
+        }
+        Command::Bench {
+            what: None,
             size,
             levels,
             pipeline_level,

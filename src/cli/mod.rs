@@ -3,6 +3,7 @@
 //! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
 
 pub mod bench;
+mod bench_scale;
 mod beside;
 mod commands;
 mod control;
@@ -319,7 +320,11 @@ enum Command {
         what: RepairCommand,
     },
     /// Measure this machine: each stage per core, the whole pipeline, what bounds it.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        /// Instead of measuring the primitives: grow a repository (`bench scale`).
+        #[command(subcommand)]
+        what: Option<BenchCommand>,
         /// MiB of data to measure on.
         #[arg(long, default_value_t = 256)]
         size: usize,
@@ -335,6 +340,32 @@ enum Command {
         /// Read the data from this file (its first --size MiB) instead of generating it.
         #[arg(long)]
         input: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Grow a repository quickly, to measure scale: backups of small generated chunks
+    /// written through the engine's writer (real packs, leaves and manifests), spread
+    /// over several series, each repeating a quarter of its series' previous backup.
+    Scale {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// New chunks to add, over all the backups.
+        #[arg(long)]
+        chunks: u64,
+        /// Backups to add.
+        #[arg(long)]
+        backups: u64,
+        /// Series to spread the backups over.
+        #[arg(long, default_value_t = 100)]
+        series: u64,
+        /// Bytes of each new chunk.
+        #[arg(long, default_value_t = 64)]
+        chunk_size: usize,
+        /// Backups written at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
     },
 }
 

@@ -321,6 +321,30 @@ impl Repository {
             .ok_or_else(|| RepoError::BackupNotFound { id: id.to_string() })
     }
 
+    /// The plaintext of stored chunks, in the order asked, each checked against its id
+    /// (read a few at a time).
+    pub async fn read_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Bytes>, RepoError> {
+        use futures::{StreamExt, TryStreamExt};
+        let locations = self.inner.index.lookup_chunks(ids)?;
+        let wanted: Vec<(ChunkId, Option<ChunkLocation>)> =
+            ids.iter().copied().zip(locations).collect();
+        let inner = self.inner.clone();
+        futures::stream::iter(wanted)
+            .map(move |(id, location)| {
+                let inner = inner.clone();
+                async move {
+                    let location = location.ok_or(RepoError::ChunkMissing {
+                        chunk: id,
+                        backup: None,
+                    })?;
+                    inner.load_blob(id, location).await.map(Bytes::from)
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
     /// Every backup, oldest first.
     pub fn backups(&self) -> Result<Vec<BackupManifest>, RepoError> {
         let mut all = self.inner.index.list_backups()?;
