@@ -26,7 +26,7 @@ use crate::repo::listing::{BackupQuery, ListCursor, ListScope};
 use crate::repo::{lookup_id, Progress};
 use crate::service::jobs::{JobFailure, JobKind};
 use crate::service::keys::Role;
-use crate::service::signed_urls::{self, MAX_LIFETIME_SECS};
+use crate::service::signed_urls;
 use crate::service::uploads;
 use crate::service::views::BackupView;
 
@@ -402,10 +402,6 @@ pub struct SignQuery {
     ttl: Option<u64>,
 }
 
-fn download_path(id: &str) -> String {
-    format!("/v1/download/{id}")
-}
-
 /// `POST /v1/backups/{id}/url?ttl=S`: a link that downloads the backup without a key
 /// until it expires.
 pub async fn sign_url(
@@ -417,21 +413,21 @@ pub async fn sign_url(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
     state.repo.backup(&lookup_id(&id)?)?;
-    let ttl = query.ttl.unwrap_or(3600);
-    if ttl == 0 || ttl > MAX_LIFETIME_SECS {
-        return Err(ApiError::invalid(format!(
-            "ttl {ttl} must be between 1 and {MAX_LIFETIME_SECS} seconds"
-        )));
-    }
     let base = public_url::base(state.public_url.as_deref(), &headers).ok_or_else(|| {
         ApiError::invalid("the request has no usable Host header and no public_url is configured")
     })?;
-    let expires = chrono::Utc::now().timestamp() + ttl as i64;
-    let path = download_path(&id);
-    let url = format!("{base}{path}?{}", state.signer.query("GET", &path, expires));
-    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    Ok(Json(json!({ "url": url, "expires_at": expires_at })))
+    let link = state
+        .signer
+        .backup_link(
+            &base,
+            &id,
+            query.ttl.unwrap_or(3600),
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(ApiError::invalid)?;
+    Ok(Json(
+        json!({ "url": link.url, "expires_at": link.expires_at }),
+    ))
 }
 
 /// `GET /v1/download/{id}?expires=..&signature=..`: the backup's bytes for whoever
@@ -447,7 +443,7 @@ pub async fn signed_download(
         .signer
         .verify(
             "GET",
-            &download_path(&id),
+            &signed_urls::download_path(&id),
             expires,
             signature.as_deref(),
             chrono::Utc::now().timestamp(),

@@ -34,9 +34,46 @@ impl std::fmt::Debug for UrlSigner {
     }
 }
 
+/// The path a backup's signed download link names.
+pub fn download_path(id: &str) -> String {
+    format!("/v1/download/{id}")
+}
+
+/// A signed link made for a caller: the whole URL and when it expires (RFC 3339).
+#[derive(Debug, Clone)]
+pub struct SignedLink {
+    pub url: String,
+    pub expires_at: String,
+}
+
 impl UrlSigner {
     pub fn new(secret: [u8; 32]) -> UrlSigner {
         UrlSigner { secret }
+    }
+
+    /// A link under `base` (scheme and host) that downloads backup `id` for `ttl`
+    /// seconds from `now` (unix seconds); the lifetime must be 1 s to
+    /// [`MAX_LIFETIME_SECS`].
+    pub fn backup_link(
+        &self,
+        base: &str,
+        id: &str,
+        ttl: u64,
+        now: i64,
+    ) -> Result<SignedLink, String> {
+        if ttl == 0 || ttl > MAX_LIFETIME_SECS {
+            return Err(format!(
+                "ttl {ttl} must be between 1 and {MAX_LIFETIME_SECS} seconds"
+            ));
+        }
+        let expires = now.saturating_add(ttl as i64);
+        let path = download_path(id);
+        Ok(SignedLink {
+            url: format!("{base}{path}?{}", self.query("GET", &path, expires)),
+            expires_at: chrono::DateTime::from_timestamp(expires, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+        })
     }
 
     fn mac(&self, method: &str, path: &str, expires: i64) -> Hmac<Sha256> {

@@ -130,3 +130,8 @@ pub fn when(rfc3339: &str) -> String {
         .map(|t| t.replace('T', " "))
         .unwrap_or_else(|| rfc3339.to_string())
 }
+
+/// Text as one URL query value.
+pub fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

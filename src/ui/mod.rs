@@ -11,6 +11,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod layout;
 mod pages;
 mod series;
@@ -35,14 +36,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/logout", post(auth::logout))
         .route("/ui/series/{name}", get(series::series))
         .route("/ui/series/{name}/retention", post(series::apply_retention))
-        .route("/ui/backups/{id}", get(pages::backup))
-        .route("/ui/backups/{id}/content", get(pages::download_backup))
-        .route("/ui/backups/{id}/file", get(pages::download_file))
-        .route("/ui/backups/{id}/recycle", post(pages::recycle))
-        .route("/ui/backups/{id}/undelete", post(pages::undelete))
+        .route("/ui/backups/{id}", get(backup::backup))
+        .route("/ui/backups/{id}/content", get(backup::download_backup))
+        .route("/ui/backups/{id}/file", get(backup::download_file))
+        .route("/ui/backups/{id}/recycle", post(backup::recycle))
+        .route("/ui/backups/{id}/link", post(backup::create_link))
+        .route("/ui/backups/{id}/undelete", post(backup::undelete))
         .route(
             "/ui/backups/{id}/purge",
-            get(pages::purge_form).post(pages::purge),
+            get(backup::purge_form).post(backup::purge),
         )
         .route("/ui/jobs", get(pages::jobs))
         .route("/ui/jobs.json", get(pages::jobs_json))

@@ -4,7 +4,8 @@ given, nothing downloaded) and fails on any browser console error.
     ui_browser.py CONFIG.json
 
 CONFIG: base, chromium, chromedriver, downloads (a folder), screenshots (a folder),
-admin_key (for /v1), admin / reader: {email, password}, series, backup_id,
+admin_key (for /v1), admin / reader: {email, password}, series (two backups and a
+keep-last-one policy), long_series (more backups than a page), backup_id, backup_size,
 file_path (a file inside the backup), file_sha256.
 """
 import hashlib
@@ -120,6 +121,14 @@ try:
     verdicts = sorted(c.text for c in driver.find_elements(By.CSS_SELECTOR, "td.verdict"))
     assert verdicts == ["keep", "remove"], f"retention preview: {verdicts}"
     shot("series")
+    # Applying the policy recycles the older backup; the preview then keeps all.
+    click(driver.find_element(By.XPATH, "//button[text()='Apply the policy']"))
+    check_console("apply retention")
+    verdicts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "td.verdict")]
+    assert verdicts == ["keep"], f"after applying: {verdicts}"
+    states = sorted(row.find_elements(By.TAG_NAME, "td")[-1].text
+                    for row in driver.find_elements(By.CSS_SELECTOR, "table.backups tbody tr"))
+    assert states == ["kept", "recycled"], states
     click(driver.find_element(By.CSS_SELECTOR, "table.backups td a"))
     check_console("backup page")
     assert driver.find_element(By.ID, "backup-id").text == cfg["backup_id"]
@@ -128,6 +137,25 @@ try:
         click(driver.find_element(By.LINK_TEXT, folder + "/"))
         check_console(f"folder {folder}")
     shot("backup")
+    # Found by name from the backup page, in whatever folder.
+    box = driver.find_element(By.CSS_SELECTOR, "input[name=q]")
+    box.send_keys(name.upper()[:4])
+    click(driver.find_element(By.XPATH, "//button[text()='Find']"))
+    check_console("search")
+    found = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "table.catalog a.file")]
+    assert found == [cfg["file_path"]], f"search found {found}"
+    shot("search")
+    # A signed link downloads the whole backup without signing in.
+    click(driver.find_element(By.XPATH, "//button[text()='Create a download link']"))
+    check_console("signed link")
+    link = driver.find_element(By.ID, "signed-link").get_attribute("value")
+    fetched = requests.get(link)
+    assert fetched.status_code == 200, (link, fetched.status_code)
+    assert len(fetched.content) == cfg["backup_size"], len(fetched.content)
+    tampered = requests.get(link.replace("expires=", "expires=1"))
+    assert tampered.status_code == 403, tampered.status_code
+    driver.back()
+    click(driver.find_element(By.LINK_TEXT, "back to the folders"))
     # Recycled and taken back out, from the backup page.
     click(driver.find_element(By.XPATH, "//button[text()='Recycle']"))
     check_console("recycle")
@@ -215,6 +243,17 @@ try:
         refused = requests.post(base + "/ui/maintenance/gc", data=data, cookies=cookies,
                                 allow_redirects=False)
         assert refused.status_code == 403, (data, refused.status_code, refused.text[:500])
+
+    # A long series opens a page at a time, newest first.
+    go("/ui/series/" + cfg["long_series"])
+    check_console("long series")
+    first_page = driver.find_elements(By.CSS_SELECTOR, "table.backups tbody tr")
+    assert len(first_page) == 50, len(first_page)
+    click(driver.find_element(By.ID, "older"))
+    check_console("older backups")
+    second_page = driver.find_elements(By.CSS_SELECTOR, "table.backups tbody tr")
+    assert len(second_page) == 3, len(second_page)
+    assert not driver.find_elements(By.ID, "older"), "a link past the last page"
 
     # Sign out; a reader sees no purge, may not purge, and has no maintenance.
     click(driver.find_element(By.CSS_SELECTOR, "form.signout button"))

@@ -66,6 +66,16 @@ async fn the_dashboard_in_a_real_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A series longer than a page of the dashboard.
+    for n in 0..53u64 {
+        let (status, body) = json_of(
+            server
+                .upload_raw("many", "", random_bytes(100, 1000 + n))
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
 
     // An upload that keeps its job running until the browser cancels it: its body sends
     // a little, then waits.
@@ -98,7 +108,9 @@ async fn the_dashboard_in_a_real_browser() {
         "admin": {"email": "admin@example.com", "password": "admin-password-1"},
         "reader": {"email": "reader@example.com", "password": "reader-password-1"},
         "series": "site",
+        "long_series": "many",
         "backup_id": backup_id,
+        "backup_size": backup["size"],
         "file_path": "docs/deep/data.bin",
         "file_sha256": hex::encode(Sha256::digest(&data)),
     });
@@ -123,6 +135,9 @@ async fn the_dashboard_in_a_real_browser() {
     );
     drop(feed);
     slow.abort();
+    // The browser applied the series' keep-last-one policy: the older backup is recycled.
+    assert_eq!(server.total("?series=site").await, 1);
+    assert_eq!(server.total("?series=site&recycled=true").await, 1);
     // The upload the browser cancelled recorded nothing.
     assert_eq!(server.total("?series=slow").await, 0);
 }
