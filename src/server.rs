@@ -554,6 +554,17 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
             .boxed()
         }),
     );
+    let history = state.stats_history.clone();
+    // A first sample soon after the start, so a new server's chart is not empty.
+    state.scheduler.add_first_in(
+        "stats-history",
+        crate::service::stats_history::SAMPLE_EVERY,
+        std::time::Duration::from_secs(1),
+        Box::new(move || {
+            let history = history.clone();
+            async move { history.sample() }.boxed()
+        }),
+    );
     let policies = state.policies.clone();
     state.scheduler.add(
         "policies",

@@ -290,6 +290,10 @@ impl Backend for FaultyBackend {
         self.inner.abort_stale_uploads(older_than).await
     }
 
+    async fn free_space(&self) -> Result<Option<u64>, BackendError> {
+        self.inner.free_space().await
+    }
+
     fn describe(&self) -> String {
         format!("faulty:{}", self.inner.describe())
     }

@@ -147,6 +147,16 @@ impl Backend for LocalBackend {
         Ok(self.clean_temporaries(older_than).await? as u64)
     }
 
+    async fn free_space(&self) -> Result<Option<u64>, BackendError> {
+        let root = self.root.clone();
+        let stat = tokio::task::spawn_blocking(move || rustix::fs::statvfs(&root))
+            .await
+            .map_err(|e| BackendError::io("", std::io::Error::other(e)))?
+            .map_err(|e| BackendError::io("", e.into()))?;
+        // What an unprivileged writer may still use, as `df` shows it.
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
+    }
+
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
     }

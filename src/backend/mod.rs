@@ -177,6 +177,12 @@ pub trait Backend: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Bytes still free where the objects go, when the storage has such a limit (a
+    /// local file system); `None` for storage that reports none (S3, memory).
+    async fn free_space(&self) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
+
     /// A short human description (`local:/srv/repo`, `memory`), for logs and errors.
     fn describe(&self) -> String;
 }

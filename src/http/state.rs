@@ -58,6 +58,8 @@ pub struct ServerState {
     pub web_sessions: crate::service::web_sessions::WebSessions,
     /// Whether the web dashboard is served.
     pub ui_enabled: bool,
+    /// The repository's figures day by day, for the dashboard's chart.
+    pub stats_history: crate::service::stats_history::StatsHistory,
     /// Signs and verifies capability URLs (downloads, Wings upload parts).
     pub signer: UrlSigner,
     /// Base of the URLs the server hands out (`https://backups.example.com`); `None`:
@@ -95,6 +97,10 @@ impl ServerState {
             repo: repo.clone(),
             keys,
             users: UserStore::new(store.clone()),
+            stats_history: crate::service::stats_history::StatsHistory::new(
+                repo.clone(),
+                store.clone(),
+            ),
             schedules: crate::service::schedules::Schedules::new(store.clone()),
             // No folder or command may run until the server sets its rules.
             policies: Arc::new(crate::service::policy_runs::PolicyRunner::new(

@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod schedules;
 pub mod sessions;
 pub mod signed_urls;
+pub mod stats_history;
 pub mod tapu;
 pub mod tasks;
 pub mod uploads;

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod policies;
 pub mod schedules;
 mod schema;
+pub mod stats_history;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 //!   links)
 //! * `schedules`: schedule name → its record, JSON (`state::schedules`)
 //! * `policies`: policy name → its record, JSON (`state::policies`)
+//! * `stats_history`: UTC day `YYYY-MM-DD` → that day's last figures, JSON
+//!   (`state::stats_history`; not mirrored: it is a record of the past, not state)
 
 use redb::TableDefinition;
 
@@ -28,6 +30,7 @@ pub const DOCUMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("docume
 pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 pub const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
 pub const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+pub const STATS_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("stats_history");
 
 /// Creates every table a fresh store lacks.
 pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
@@ -38,5 +41,6 @@ pub fn open_all(txn: &redb::WriteTransaction) -> Result<(), StateError> {
     txn.open_table(SECRETS).map_err(db)?;
     txn.open_table(SCHEDULES).map_err(db)?;
     txn.open_table(POLICIES).map_err(db)?;
+    txn.open_table(STATS_HISTORY).map_err(db)?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 mod admin;
 mod auth;
 mod backup;
+mod chart;
 mod layout;
 mod pages;
 mod series;

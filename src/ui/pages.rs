@@ -108,6 +108,11 @@ pub async fn overview(
             .find(|j| j.kind == kind && j.status.is_finished())
     };
     let scheduled = state.scheduler.list();
+    let health = maintenance::backend_health(&state.repo).await;
+    let history = state.stats_history.days().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the figures' history");
+        Vec::new()
+    });
     let may_cancel = user.role >= Role::Backup;
     let figure = |id: &str, label: &str, shown: String, value: String| {
         html! { div.figure { dt { (label) } dd id=(id) data-value=(value) { (shown) } } }
@@ -125,6 +130,8 @@ pub async fn overview(
                 (figure("stat-backups", "Backups", stats.backups.to_string(), stats.backups.to_string()))
                 (figure("stat-chunks", "Chunks", stats.chunks.to_string(), stats.chunks.to_string()))
             }
+            h2 { "Bytes over time" }
+            (super::chart::bytes_over_time(&history))
             h2 { "Series" }
             @if last.is_empty() {
                 p { "No backups yet." }
@@ -154,7 +161,20 @@ pub async fn overview(
             @if failed.is_empty() { p { "None." } } @else { (jobs_table(&failed, &session.csrf, false)) }
             h2 { "Health" }
             dl.health {
-                dt { "Repository" } dd { "open, " (stats.packs) " packs" }
+                dt { "Storage" } dd { (health.location) }
+                dt { "Reachable" } dd id="health-reachable" {
+                    @match &health.reachable {
+                        Ok(took) => { "yes, answered in " (took.as_millis()) " ms" }
+                        Err(why) => { span.problem { "no: " (why) } }
+                    }
+                }
+                dt { "Free space" } dd id="health-free" {
+                    @match health.free_bytes {
+                        Some(free) => { (bytes(free)) }
+                        None => { "not reported by this storage" }
+                    }
+                }
+                dt { "Repository" } dd { (stats.packs) " packs" }
                 dt { "Last check" } dd { (latest(JobKind::Check).map(|j| format!("{} {}", word(&j.status), when(j.finished_at.as_deref().unwrap_or("")))).unwrap_or_else(|| "never".into())) }
                 dt { "Last gc" } dd { (latest(JobKind::Gc).map(|j| format!("{} {}", word(&j.status), when(j.finished_at.as_deref().unwrap_or("")))).unwrap_or_else(|| "never".into())) }
             }

@@ -113,6 +113,13 @@ try:
                            ("stat-logical", "logical_bytes"), ("stat-stored", "stored_bytes")]:
         shown = driver.find_element(By.ID, element).get_attribute("data-value")
         assert shown == str(stats[field]), f"{element}: page {shown}, API {stats[field]}"
+    # The storage answers; the chart has the first day's sample (taken after the start).
+    reachable = driver.find_element(By.ID, "health-reachable").text
+    assert reachable.startswith("yes"), reachable
+    assert driver.find_element(By.ID, "health-free").text[0].isdigit()
+    chart = wait_for("the first figures' sample", lambda: (driver.refresh() or True) and
+                     driver.find_elements(By.ID, "stored-chart"))
+    assert chart[0].get_attribute("data-days") == "1", chart[0].get_attribute("data-days")
     shot("overview")
 
     # Series → backup → folders → one file, downloaded byte-exact.
