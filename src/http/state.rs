@@ -154,6 +154,14 @@ impl ServerState {
             .find_map(|mounted| mounted.service.clone().downcast::<T>().ok())
     }
 
+    /// The names of the mounted dialects.
+    pub fn dialect_names(&self) -> Vec<&'static str> {
+        self.dialects
+            .get()
+            .map(|mounted| mounted.iter().map(|m| m.name).collect())
+            .unwrap_or_default()
+    }
+
     /// The routes of every mounted dialect.
     pub fn dialect_routers(self: &Arc<Self>) -> Vec<axum::Router> {
         self.dialects

@@ -29,6 +29,7 @@ pub fn page(title: &str, viewer: Option<(&SignedIn, &WebSession)>, body: Markup)
                         nav aria-label="main" {
                             a href="/ui/" { "Overview" }
                             a href="/ui/jobs" { "Jobs" }
+                            a href="/ui/dialects" { "Dialects" }
                             @if user.role >= Role::Admin {
                                 a href="/ui/maintenance" { "Maintenance" }
                                 a href="/ui/admin" { "Keys and users" }

@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod backup;
 mod chart;
+mod dialects;
 mod layout;
 mod pages;
 mod series;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             "/ui/backups/{id}/purge",
             get(backup::purge_form).post(backup::purge),
         )
+        .route("/ui/dialects", get(dialects::dialects))
         .route("/ui/jobs", get(pages::jobs))
         .route("/ui/jobs.json", get(pages::jobs_json))
         .route("/ui/jobs/{id}", get(pages::job))

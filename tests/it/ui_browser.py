@@ -251,6 +251,17 @@ try:
                                 allow_redirects=False)
         assert refused.status_code == 403, (data, refused.status_code, refused.text[:500])
 
+    # The dialects page says which are on and how to point their clients here.
+    click(driver.find_element(By.LINK_TEXT, "Dialects"))
+    check_console("dialects")
+    on = {s.get_attribute("id") for s in driver.find_elements(By.CSS_SELECTOR, "section.dialect")
+          if s.get_attribute("data-enabled") == "true"}
+    assert on == set(cfg["dialects_on"]), on
+    steps = driver.find_element(By.ID, "dialect-backupchan").text
+    port = base.rsplit(":", 1)[1]
+    assert f"-p {port}" in steps, steps
+    shot("dialects")
+
     # A long series opens a page at a time, newest first.
     go("/ui/series/" + cfg["long_series"])
     check_console("long series")

@@ -109,6 +109,8 @@ async fn the_dashboard_in_a_real_browser() {
         "reader": {"email": "reader@example.com", "password": "reader-password-1"},
         "series": "site",
         "long_series": "many",
+        // The test server's dialects: the defaults (tapu is off unless asked for).
+        "dialects_on": ["dialect-fa", "dialect-wings", "dialect-backupchan", "dialect-cyborgbackup"],
         "backup_id": backup_id,
         "backup_size": backup["size"],
         "file_path": "docs/deep/data.bin",
