@@ -329,26 +329,37 @@ impl Index {
         record: PackRecord,
         entries: &[PackEntry],
     ) -> Result<(), IndexError> {
+        self.commit_packs(&[(pack, record, entries)])
+    }
+
+    /// Records several durable packs and their blobs in one write transaction: one
+    /// commit (one sync to disk) for all of them, as a rebuild wants.
+    pub fn commit_packs(
+        &self,
+        batch: &[(PackId, PackRecord, &[PackEntry])],
+    ) -> Result<(), IndexError> {
         self.guarded(|| {
             let txn = self.database().begin_write().map_err(db)?;
             let mut delta = Delta::default();
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-                for entry in entries {
-                    if chunks.get(entry.id.0).map_err(db)?.is_none() {
-                        let value = schema::encode_location(&pack, entry);
-                        chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
-                        delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
-                    }
-                }
                 let mut packs = txn.open_table(PACKS).map_err(db)?;
-                let replaced = packs
-                    .insert(pack.0, schema::encode_pack(&record).as_slice())
-                    .map_err(db)?;
-                if let Some(old) = replaced {
-                    delta.pack(&schema::decode_pack(&pack, old.value())?, -1);
+                for (pack, record, entries) in batch {
+                    for entry in *entries {
+                        if chunks.get(entry.id.0).map_err(db)?.is_none() {
+                            let value = schema::encode_location(pack, entry);
+                            chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                            delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
+                        }
+                    }
+                    let replaced = packs
+                        .insert(pack.0, schema::encode_pack(record).as_slice())
+                        .map_err(db)?;
+                    if let Some(old) = replaced {
+                        delta.pack(&schema::decode_pack(pack, old.value())?, -1);
+                    }
+                    delta.pack(record, 1);
                 }
-                delta.pack(&record, 1);
             }
             delta.apply(&txn)?;
             txn.commit().map_err(db)

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use super::objects::{fetch_manifest, fetch_trailer, list_manifests, list_packs};
-use super::{generation, RepoError, Repository};
+use super::{generation, RepoError, RepoInner, Repository};
+use crate::format::pack::PackEntry;
 use crate::id::{BackupId, PackId};
 use crate::index::PackRecord;
 
@@ -113,6 +114,10 @@ impl Repository {
                 async move { (pack, size, fetch_trailer(&inner, pack, size).await) }
             })
             .buffer_unordered(CONCURRENT_TRAILERS);
+        // Packs are recorded a batch per transaction: one commit per pack made a
+        // rebuild of 100,000 packs wait on 100,000 syncs.
+        let mut batch: Vec<(PackId, PackRecord, Vec<PackEntry>)> = Vec::new();
+        let mut batched_entries = 0usize;
         while let Some((pack, size, trailer)) = trailers.next().await {
             match trailer {
                 Ok(entries) => {
@@ -121,21 +126,20 @@ impl Repository {
                         blobs: entries.len() as u32,
                         created: now,
                     };
-                    let index = Arc::clone(&inner);
-                    let count = entries.len() as u64;
-                    tokio::task::spawn_blocking(move || {
-                        index.index.commit_pack(pack, record, &entries)
-                    })
-                    .await
-                    .map_err(|e| RepoError::Internal(e.to_string()))??;
-                    report.packs += 1;
-                    report.chunks += count;
+                    batched_entries += entries.len();
+                    batch.push((pack, record, entries));
+                    if batch.len() >= REBUILD_BATCH_PACKS
+                        || batched_entries >= REBUILD_BATCH_ENTRIES
+                    {
+                        commit_batch(&inner, std::mem::take(&mut batch), report).await?;
+                        batched_entries = 0;
+                    }
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => report.skipped.push(format!("pack {pack}: {e}")),
             }
         }
-        Ok(())
+        commit_batch(&inner, batch, report).await
     }
 
     async fn reconcile_backups(&self, report: &mut RepairReport) -> Result<(), RepoError> {
@@ -175,4 +179,37 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// Packs recorded per index transaction during a rebuild, at most.
+const REBUILD_BATCH_PACKS: usize = 256;
+/// Blob entries recorded per index transaction during a rebuild, about.
+const REBUILD_BATCH_ENTRIES: usize = 1 << 16;
+
+/// Records a batch of rebuilt packs in one index transaction.
+async fn commit_batch(
+    inner: &Arc<RepoInner>,
+    batch: Vec<(PackId, PackRecord, Vec<PackEntry>)>,
+    report: &mut RepairReport,
+) -> Result<(), RepoError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let index = Arc::clone(inner);
+    let (packs, chunks) = (
+        batch.len() as u64,
+        batch.iter().map(|(_, _, e)| e.len() as u64).sum::<u64>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let borrowed: Vec<(PackId, PackRecord, &[PackEntry])> = batch
+            .iter()
+            .map(|(pack, record, entries)| (*pack, *record, entries.as_slice()))
+            .collect();
+        index.index.commit_packs(&borrowed)
+    })
+    .await
+    .map_err(|e| RepoError::Internal(e.to_string()))??;
+    report.packs += packs;
+    report.chunks += chunks;
+    Ok(())
 }
