@@ -182,9 +182,9 @@ impl Repository {
 }
 
 /// Packs recorded per index transaction during a rebuild, at most.
-const REBUILD_BATCH_PACKS: usize = 256;
+const REBUILD_BATCH_PACKS: usize = 4096;
 /// Blob entries recorded per index transaction during a rebuild, about.
-const REBUILD_BATCH_ENTRIES: usize = 1 << 16;
+const REBUILD_BATCH_ENTRIES: usize = 1 << 20;
 
 /// Records a batch of rebuilt packs in one index transaction.
 async fn commit_batch(
