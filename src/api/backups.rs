@@ -225,7 +225,11 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
-fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(super) fn page_limit(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match limit.unwrap_or(default) {
         n if (1..=max).contains(&n) => Ok(n),
         n => Err(ApiError::invalid(format!(

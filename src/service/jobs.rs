@@ -49,6 +49,84 @@ impl From<RepoError> for JobFailure {
 
 pub use crate::state::jobs::{JobKind, JobProgress, JobStatus, JobView};
 
+/// Every job status as listings spell it.
+pub const STATUS_WORDS: &str = "queued, running, succeeded, failed, cancelled";
+/// Every job kind as listings spell it.
+pub const KIND_WORDS: &str =
+    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune";
+
+/// Which jobs a listing shows; an empty filter keeps every job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<JobKind>,
+    /// Kept when the job's id, subject or error contains it, ignoring case.
+    pub text: Option<String>,
+}
+
+impl JobFilter {
+    /// The longest `text` accepted, in bytes.
+    pub const MAX_TEXT: usize = 200;
+
+    /// A filter from a listing's query words: `status` and `kind` as the jobs spell them
+    /// (`failed`, `gc`, ...), `text` searched in ids, subjects and errors. Errors say
+    /// which word is wrong and what it may be.
+    pub fn parse(
+        status: Option<&str>,
+        kind: Option<&str>,
+        text: Option<&str>,
+    ) -> Result<JobFilter, String> {
+        fn word<T: serde::de::DeserializeOwned>(
+            what: &str,
+            value: Option<&str>,
+            allowed: &str,
+        ) -> Result<Option<T>, String> {
+            match value.filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => serde_json::from_value(serde_json::Value::String(v.to_string()))
+                    .map(Some)
+                    .map_err(|_| format!("{what} {v:?} is not one of {allowed}")),
+            }
+        }
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        if text.is_some_and(|t| t.len() > Self::MAX_TEXT) {
+            return Err(format!(
+                "the search text is longer than {} bytes",
+                Self::MAX_TEXT
+            ));
+        }
+        Ok(JobFilter {
+            status: word("status", status, STATUS_WORDS)?,
+            kind: word("kind", kind, KIND_WORDS)?,
+            text: text.map(str::to_string),
+        })
+    }
+
+    pub fn keeps(&self, job: &JobView) -> bool {
+        if self.status.is_some_and(|s| s != job.status) || self.kind.is_some_and(|k| k != job.kind)
+        {
+            return false;
+        }
+        let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) else {
+            return true;
+        };
+        let text = text.to_lowercase();
+        [Some(&job.id), job.subject.as_ref(), job.error.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|field| field.to_lowercase().contains(&text))
+    }
+}
+
+/// One page of a filtered job listing.
+#[derive(Debug, Clone)]
+pub struct JobPage {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// The position to pass as `before` for the next page; `None` on the last page.
+    pub next: Option<u64>,
+}
+
 struct JobEntry {
     view: JobView,
     progress: Arc<Progress>,
@@ -324,6 +402,29 @@ impl JobRegistry {
         entries.into_iter().map(|e| refresh(e).clone()).collect()
     }
 
+    /// A page of the remembered jobs that `filter` keeps, newest first: at most `limit`
+    /// jobs created before the job at position `before` (a page's `next`), and the position
+    /// to ask for the next page when more match.
+    pub fn page(&self, filter: &JobFilter, before: Option<u64>, limit: usize) -> JobPage {
+        let mut jobs = self.lock();
+        let mut entries: Vec<&mut JobEntry> = jobs
+            .values_mut()
+            .filter(|e| before.is_none_or(|b| e.sequence < b))
+            .filter(|e| filter.keeps(&e.view))
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.sequence));
+        let next = match limit.checked_sub(1) {
+            Some(last) if entries.len() > limit => entries.get(last).map(|e| e.sequence),
+            _ => None,
+        };
+        let jobs = entries
+            .into_iter()
+            .take(limit)
+            .map(|e| refresh(e).clone())
+            .collect();
+        JobPage { jobs, next }
+    }
+
     /// Asks a running job to stop.
     pub fn cancel(&self, id: &str) -> Result<JobView, JobError> {
         let mut jobs = self.lock();
@@ -397,4 +498,84 @@ fn prune(jobs: &mut BTreeMap<String, JobEntry>, history: usize) -> Vec<String> {
             id
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(
+        kind: JobKind,
+        status: JobStatus,
+        subject: Option<&str>,
+        error: Option<&str>,
+    ) -> JobView {
+        JobView {
+            id: "0123abcd".into(),
+            kind,
+            subject: subject.map(str::to_string),
+            parent: None,
+            status,
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            progress: JobProgress::default(),
+            error: error.map(str::to_string),
+            error_kind: None,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn filters_parse_words_and_keep_matching_jobs() {
+        let gc = job(
+            JobKind::Gc,
+            JobStatus::Failed,
+            None,
+            Some("Backend Unreachable"),
+        );
+        let upload = job(
+            JobKind::Upload,
+            JobStatus::Running,
+            Some("upload to series web"),
+            None,
+        );
+        let all = JobFilter::parse(Some(""), None, Some("  ")).expect("empty words");
+        assert_eq!(all, JobFilter::default());
+        assert!(all.keeps(&gc) && all.keeps(&upload));
+        let failed = JobFilter::parse(Some("failed"), None, None).expect("status");
+        assert!(failed.keeps(&gc) && !failed.keeps(&upload));
+        let uploads = JobFilter::parse(None, Some("upload"), None).expect("kind");
+        assert!(!uploads.keeps(&gc) && uploads.keeps(&upload));
+        let text = JobFilter::parse(None, None, Some("unreachable")).expect("text");
+        assert!(
+            text.keeps(&gc) && !text.keeps(&upload),
+            "the error is searched, ignoring case"
+        );
+        let text = JobFilter::parse(None, None, Some("WEB")).expect("text");
+        assert!(
+            !text.keeps(&gc) && text.keeps(&upload),
+            "the subject is searched"
+        );
+        let by_id = JobFilter::parse(None, None, Some("23AB")).expect("text");
+        assert!(
+            by_id.keeps(&gc) && by_id.keeps(&upload),
+            "the id is searched"
+        );
+        let wrong = JobFilter::parse(Some("done"), None, None).expect_err("a wrong status");
+        assert!(
+            wrong.contains("\"done\"") && wrong.contains(STATUS_WORDS),
+            "{wrong}"
+        );
+        let wrong = JobFilter::parse(None, Some("Gc"), None).expect_err("a wrong kind");
+        assert!(wrong.contains(KIND_WORDS), "{wrong}");
+        let long = "x".repeat(JobFilter::MAX_TEXT + 1);
+        assert!(JobFilter::parse(None, None, Some(&long)).is_err());
+        for word in KIND_WORDS.split(", ") {
+            JobFilter::parse(None, Some(word), None).expect("every listed kind parses");
+        }
+        for word in STATUS_WORDS.split(", ") {
+            JobFilter::parse(Some(word), None, None).expect("every listed status parses");
+        }
+    }
 }

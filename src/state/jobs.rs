@@ -45,7 +45,7 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobProgress {
     pub bytes_done: u64,
     /// 0 when unknown.

@@ -16,7 +16,7 @@ use super::auth::{require, CsrfForm, Visitor};
 use super::layout::{bytes, encode, page, when, word, UiError};
 use crate::format::manifest::BackupManifest;
 use crate::http::AppState;
-use crate::service::jobs::JobKind;
+use crate::service::jobs::{JobFilter, JobKind, KIND_WORDS, STATUS_WORDS};
 use crate::service::keys::Role;
 use crate::service::maintenance;
 use crate::state::jobs::{JobStatus, JobView};
@@ -198,16 +198,73 @@ pub async fn overview(
     ))
 }
 
-pub async fn jobs(State(state): State<AppState>, visitor: Visitor) -> Result<Markup, UiError> {
+/// Jobs shown on one page of the jobs list.
+const JOBS_PER_PAGE: usize = 50;
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    status: Option<String>,
+    kind: Option<String>,
+    q: Option<String>,
+    /// Jobs created before this position (the previous page's last).
+    before: Option<u64>,
+}
+
+pub async fn jobs(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<JobsQuery>,
+) -> Result<Markup, UiError> {
     let (user, session) = visitor.signed_in()?;
-    let jobs = state.jobs.list();
+    let filter = JobFilter::parse(
+        query.status.as_deref(),
+        query.kind.as_deref(),
+        query.q.as_deref(),
+    )
+    .map_err(UiError::Invalid)?;
+    let listed = state.jobs.page(&filter, query.before, JOBS_PER_PAGE);
+    let chosen = |value: Option<String>| value.unwrap_or_default();
+    let (status, kind) = (
+        chosen(filter.status.map(|s| word(&s))),
+        chosen(filter.kind.map(|k| word(&k))),
+    );
+    let text = filter.text.clone().unwrap_or_default();
+    let select = |name: &str, label: &str, words: &str, current: &str| {
+        html! {
+            label { (label) " "
+                select name=(name) {
+                    option value="" selected[current.is_empty()] { "any" }
+                    @for w in words.split(", ") {
+                        option value=(w) selected[current == w] { (w.replace('_', " ")) }
+                    }
+                }
+            }
+        }
+    };
+    let next = listed.next.map(|before| {
+        format!(
+            "/ui/jobs?status={}&kind={}&q={}&before={before}",
+            encode(&status),
+            encode(&kind),
+            encode(&text)
+        )
+    });
     Ok(page(
         "Jobs",
         Some((&user, session)),
         html! {
             h1 { "Jobs" }
-            @if jobs.is_empty() { p { "No jobs yet." } }
-            @else { (jobs_table(&jobs, &session.csrf, user.role >= Role::Backup)) }
+            form.filters id="job-filters" method="get" action="/ui/jobs" {
+                (select("status", "Status", STATUS_WORDS, &status))
+                (select("kind", "Kind", KIND_WORDS, &kind))
+                label { "Text " input type="search" name="q" value=(text) maxlength=(JobFilter::MAX_TEXT) placeholder="id, subject or error"; }
+                button type="submit" { "Filter" }
+                @if filter != JobFilter::default() { " " a href="/ui/jobs" { "Show all" } }
+            }
+            @if listed.jobs.is_empty() {
+                p id="no-jobs" { @if filter == JobFilter::default() && query.before.is_none() { "No jobs yet." } @else { "No job matches." } }
+            } @else { (jobs_table(&listed.jobs, &session.csrf, user.role >= Role::Backup)) }
+            @if let Some(next) = next { p { a id="older-jobs" href=(next) { "Older jobs" } } }
         },
     ))
 }

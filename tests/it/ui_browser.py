@@ -19,7 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 cfg = json.load(open(sys.argv[1]))
 base = cfg["base"]
@@ -191,6 +191,27 @@ try:
     wait_for("the job to end cancelled", lambda: (driver.refresh() or True) and
              driver.find_element(By.CSS_SELECTOR, "td.status").text == "cancelled")
     check_console("cancelled job page")
+
+    # The jobs list filters by status, kind and text, from the form.
+    go("/ui/jobs")
+    Select(driver.find_element(By.NAME, "status")).select_by_value("cancelled")
+    click(driver.find_element(By.XPATH, "//form[@id='job-filters']//button"))
+    check_console("job filter")
+    statuses = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "tr[data-job] td.status")]
+    assert statuses and set(statuses) == {"cancelled"}, statuses
+    assert "status=cancelled" in driver.current_url, driver.current_url
+    shot("jobs-filtered")
+    Select(driver.find_element(By.NAME, "kind")).select_by_value("gc")
+    click(driver.find_element(By.XPATH, "//form[@id='job-filters']//button"))
+    assert driver.find_element(By.ID, "no-jobs").text == "No job matches."
+    field = driver.find_element(By.NAME, "q")
+    Select(driver.find_element(By.NAME, "kind")).select_by_value("")
+    field.clear()
+    field.send_keys("SLOW")
+    click(driver.find_element(By.XPATH, "//form[@id='job-filters']//button"))
+    subjects = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "tr[data-job] td:nth-child(2)")]
+    assert subjects and all("slow" in s for s in subjects), subjects
+    check_console("job text filter")
 
     # A gc dry run from the maintenance page ends with its report.
     go("/ui/maintenance")

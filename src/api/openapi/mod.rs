@@ -290,7 +290,8 @@ fn schemas() -> Value {
             "error": nullable_text,
             "error_kind": {"type": ["string", "null"], "enum": error_kinds.iter().map(|k| json!(k)).chain([Value::Null]).collect::<Vec<_>>()},
             "result": {}})),
-        "JobList": closed(json!({"jobs": {"type": "array", "items": reference("Job")}})),
+        "JobList": closed(json!({"jobs": {"type": "array", "items": reference("Job")},
+            "next": {"type": ["integer", "null"], "minimum": 0}})),
         "JobAccepted": closed(json!({"job": reference("Job")})),
         "ScheduledTask": closed(json!({
             "name": text, "every_secs": int, "next_run": text, "last_run": nullable_text,

@@ -435,9 +435,15 @@ pub(super) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/v1/jobs",
-        summary: "Jobs, newest first",
+        summary: "Jobs, newest first, filtered and a page at a time",
         role: "reader",
-        query: &[],
+        query: &[
+            param("status", "string", "only jobs in this status (queued, running, succeeded, failed, cancelled)"),
+            param("kind", "string", "only jobs of this kind (upload, check, gc, ...)"),
+            param("q", "string", "only jobs whose id, subject or error contains this text, ignoring case"),
+            param("before", "integer", "jobs created before this position: the previous page's next"),
+            LIMIT,
+        ],
         headers: &[],
         body: Body::None,
         answers: &[("200", Answer::Json("JobList"))],

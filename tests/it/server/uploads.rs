@@ -219,6 +219,70 @@ async fn server_upload_as_job() {
             .any(|j| j["id"] == job_id.as_str()),
         "{jobs}"
     );
+    // Filters and pages: a check job beside the upload.
+    let (status, body) = server.post(&server.admin, "/v1/repository/check").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let check_id = body["job"]["id"]
+        .as_str()
+        .expect("check job id")
+        .to_string();
+    server.wait_job(&check_id).await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, all) = server.get(&server.reader, "/v1/jobs").await;
+    assert_eq!(ids(&all), [check_id.clone(), job_id.clone()], "{all}");
+    assert!(all["next"].is_null(), "{all}");
+    let (_, first) = server.get(&server.reader, "/v1/jobs?limit=1").await;
+    assert_eq!(ids(&first), std::slice::from_ref(&check_id), "{first}");
+    let next = first["next"].as_u64().expect("a next page");
+    let (_, second) = server
+        .get(&server.reader, &format!("/v1/jobs?limit=1&before={next}"))
+        .await;
+    assert_eq!(ids(&second), std::slice::from_ref(&job_id), "{second}");
+    assert!(second["next"].is_null(), "{second}");
+    for (query, expected) in [
+        ("kind=upload", vec![job_id.clone()]),
+        ("kind=check&status=succeeded", vec![check_id.clone()]),
+        ("status=failed", vec![]),
+        ("q=LATER", vec![]),
+        ("q=series%20jobs", vec![job_id.clone()]),
+        (
+            &format!("q={}", &check_id[..8]) as &str,
+            vec![check_id.clone()],
+        ),
+    ] {
+        let (status, page) = server
+            .get(&server.reader, &format!("/v1/jobs?{query}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(ids(&page), expected, "{query}: {page}");
+    }
+    for (query, says) in [
+        ("status=done", "status \"done\" is not one of queued"),
+        ("kind=backup", "kind \"backup\" is not one of upload"),
+        ("limit=0", "limit 0 must be between 1 and 1000"),
+    ] {
+        let (status, body) = server
+            .get(&server.reader, &format!("/v1/jobs?{query}"))
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    let long = "x".repeat(201);
+    let (status, body) = server
+        .get(&server.reader, &format!("/v1/jobs?q={long}"))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+
     // An ended job cannot be cancelled; an unknown one is not found.
     let (status, body) = server
         .post(&server.writer, &format!("/v1/jobs/{job_id}/cancel"))
