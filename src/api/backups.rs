@@ -16,6 +16,7 @@ use serde_json::json;
 use super::caller::Caller;
 use super::ApiError;
 use crate::format::catalog::CatalogEntry;
+use crate::format::manifest::BackupManifest;
 use crate::http::body::{self, BodyPump};
 use crate::http::metrics::Metrics;
 use crate::http::public_url;
@@ -473,12 +474,7 @@ pub async fn catalog(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Reader)?;
     let limit = page_limit(query.limit, 1000, 10_000)?;
-    let manifest = state.repo.backup(&lookup_id(&id)?)?;
-    if manifest.catalog.is_none() {
-        return Err(ApiError::not_found(format!(
-            "backup {id} has no catalog (neither a tree nor a tar stream)"
-        )));
-    }
+    let manifest = with_catalog(&state, &id)?;
     let page = Arc::new(std::sync::Mutex::new((Vec::<CatalogEntry>::new(), 0usize)));
     let (collector, prefix, offset) =
         (page.clone(), query.prefix.unwrap_or_default(), query.offset);
@@ -502,6 +498,77 @@ pub async fn catalog(
     Ok(Json(
         json!({ "entries": entries, "total": total, "limit": limit, "offset": offset }),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct FolderQuery {
+    #[serde(default)]
+    dir: String,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The direct entries of one folder of a backup's catalog, a page at a time.
+pub async fn catalog_folder(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<FolderQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    let limit = page_limit(query.limit, 1000, 10_000)?;
+    let manifest = with_catalog(&state, &id)?;
+    let dir = query.dir.trim_matches('/');
+    let after = query.after.as_deref().filter(|a| !a.is_empty());
+    let page = state
+        .repo
+        .catalog_folder(&manifest, dir, after, limit)
+        .await?;
+    let next = page
+        .more
+        .then(|| {
+            page.entries
+                .last()
+                .map(|e| e.path.rsplit('/').next().unwrap_or("").to_string())
+        })
+        .flatten();
+    Ok(Json(json!({
+        "dir": dir, "entries": page.entries, "next": next, "indexed": page.indexed,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct EntryQuery {
+    path: String,
+}
+
+/// One entry of a backup's catalog, by its path.
+pub async fn catalog_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<EntryQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader)?;
+    let manifest = with_catalog(&state, &id)?;
+    let path = query.path.trim_matches('/');
+    let entry = state
+        .repo
+        .catalog_entry(&manifest, path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("backup {id} holds no entry {path:?}")))?;
+    Ok(Json(entry))
+}
+
+/// The manifest of a backup that has a catalog (404 otherwise).
+fn with_catalog(state: &AppState, id: &str) -> Result<BackupManifest, ApiError> {
+    let manifest = state.repo.backup(&lookup_id(id)?)?;
+    if manifest.catalog.is_none() {
+        return Err(ApiError::not_found(format!(
+            "backup {id} has no catalog (neither a tree nor a tar stream)"
+        )));
+    }
+    Ok(manifest)
 }
 
 pub async fn recycle(

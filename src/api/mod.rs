@@ -49,6 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/backups/{id}/url", post(backups::sign_url))
         .route("/v1/download/{id}", get(backups::signed_download))
         .route("/v1/backups/{id}/catalog", get(backups::catalog))
+        .route(
+            "/v1/backups/{id}/catalog/folder",
+            get(backups::catalog_folder),
+        )
+        .route(
+            "/v1/backups/{id}/catalog/entry",
+            get(backups::catalog_entry),
+        )
         .route("/v1/backups/{id}/recycle", post(backups::recycle))
         .route("/v1/backups/{id}/restore", post(backups::restore))
         .route(

@@ -38,6 +38,16 @@ pub enum TarEncoding {
 pub struct CatalogRef {
     pub entries: u64,
     pub content: ContentRef,
+    /// The catalog's index (`format::catalog_index`), when its entries are in path order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<CatalogIndexRef>,
+}
+
+/// A catalog's index: its marks, JSON lines stored as a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogIndexRef {
+    pub marks: u64,
+    pub content: ContentRef,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,11 +141,23 @@ impl BackupManifest {
             });
         }
         manifest.check_digests()?;
-        check_content(&manifest.content)?;
-        if let Some(catalog) = &manifest.catalog {
-            check_content(&catalog.content)?;
+        for content in manifest.streams() {
+            check_content(content)?;
         }
         Ok(manifest)
+    }
+
+    /// Every stream the backup references: its content, its catalog, the catalog's index.
+    /// What gc keeps and check reads.
+    pub fn streams(&self) -> Vec<&ContentRef> {
+        let mut streams = vec![&self.content];
+        if let Some(catalog) = &self.catalog {
+            streams.push(&catalog.content);
+            if let Some(index) = &catalog.index {
+                streams.push(&index.content);
+            }
+        }
+        streams
     }
 }
 

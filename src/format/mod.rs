@@ -7,6 +7,7 @@
 pub mod archive_end;
 pub mod blob;
 pub mod catalog;
+pub mod catalog_index;
 pub mod chunk_batch;
 pub mod config;
 pub mod content;

@@ -10,11 +10,13 @@ use crate::format::blob::{
     associated_data, parse_header, write_header, Compression, Domain, HEADER_LEN,
 };
 use crate::format::catalog::{CatalogEntry, EntryKind};
+use crate::format::catalog_index::{decode_marks, path_cmp, IndexBuilder};
 use crate::format::config::{ChunkerParams, RepoConfig, CONFIG_FORMAT, CONFIG_VERSION};
 use crate::format::content::{decode_leaf, encode_leaf, ContentEntry, ContentRef, LeafRef};
 use crate::format::keyfile::KeyFile;
 use crate::format::manifest::{
-    BackupKind, BackupManifest, CatalogRef, TarEncoding, MANIFEST_FORMAT, MANIFEST_VERSION,
+    BackupKind, BackupManifest, CatalogIndexRef, CatalogRef, TarEncoding, MANIFEST_FORMAT,
+    MANIFEST_VERSION,
 };
 use crate::format::pack::{
     check_header, decode_footer, decode_trailer, encode_footer, encode_header, encode_trailer,
@@ -267,6 +269,10 @@ pub fn manifest_seeds() -> Vec<Vec<u8>> {
         catalog: Some(CatalogRef {
             entries: 2,
             content: sample_content(),
+            index: Some(CatalogIndexRef {
+                marks: 1,
+                content: sample_content(),
+            }),
         }),
         tar: Some(TarEncoding::Gzip),
         ..stream.clone()
@@ -347,6 +353,32 @@ pub fn catalog_seeds() -> Vec<Vec<u8>> {
     let mut one = Vec::new();
     file.encode_line(&mut one);
     vec![all, one]
+}
+
+/// A catalog index: whatever decodes keeps the order a search relies on.
+pub fn catalog_index(data: &[u8]) {
+    let marks = data.iter().filter(|&&b| b == b'\n').count() as u64;
+    if let Ok(decoded) = decode_marks(data, marks, u64::MAX, u64::MAX) {
+        assert_eq!(decoded.len() as u64, marks, "every line is a mark");
+        for pair in decoded.windows(2) {
+            if let [before, after] = pair {
+                assert!(before.offset < after.offset && before.entry < after.entry);
+                assert_eq!(
+                    path_cmp(&before.path, &after.path),
+                    std::cmp::Ordering::Less
+                );
+            }
+        }
+    }
+}
+
+pub fn catalog_index_seeds() -> Vec<Vec<u8>> {
+    let mut builder = IndexBuilder::new();
+    for path in ["etc", "etc/hosts", "etc/localtime", "usr", "usr/bin"] {
+        builder.push(path, 40_000);
+    }
+    let (text, _) = builder.finish().expect("sorted paths are indexed");
+    vec![text]
 }
 
 /// The key object: a decoded one re-encodes to an equal object, its hex fields are read

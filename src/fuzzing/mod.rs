@@ -30,7 +30,7 @@ impl std::fmt::Debug for Target {
     }
 }
 
-static TARGETS: [Target; 16] = [
+static TARGETS: [Target; 17] = [
     Target {
         name: "blob",
         about: "blob envelope header; opening sealed blobs (AEAD, zstd) under a fixed key",
@@ -60,6 +60,12 @@ static TARGETS: [Target; 16] = [
         about: "catalog JSON lines",
         run: decoders::catalog,
         seeds: decoders::catalog_seeds,
+    },
+    Target {
+        name: "catalog_index",
+        about: "catalog index JSON lines (marks in path order)",
+        run: decoders::catalog_index,
+        seeds: decoders::catalog_index_seeds,
     },
     Target {
         name: "keyfile",

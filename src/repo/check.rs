@@ -22,7 +22,7 @@ use super::objects::{fetch_manifest, list_manifests, list_packs, parse_pack};
 use super::progress::Progress;
 use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::{pack_key, RepoError, RepoInner, Repository};
-use crate::format::content::{decode_leaf, ContentRef};
+use crate::format::content::decode_leaf;
 use crate::format::manifest::BackupManifest;
 use crate::id::{BackupId, ChunkId, PackId};
 use crate::index::ChunkLocation;
@@ -281,7 +281,7 @@ impl Repository {
         Ok(())
     }
 
-    /// Decodes every entry of a backup's catalog.
+    /// Decodes every entry of a backup's catalog and checks its index.
     async fn check_catalog(
         &self,
         manifest: &BackupManifest,
@@ -290,19 +290,7 @@ impl Repository {
         if manifest.catalog.is_none() {
             return Ok(());
         }
-        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = count.clone();
-        let result = self
-            .catalog(
-                manifest,
-                Box::new(move |_| {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                }),
-            )
-            .await;
-        report.catalog_entries += count.load(std::sync::atomic::Ordering::Relaxed);
-        match result {
+        match self.verify_catalog(manifest).await {
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => report.problem(
                 Some(manifest.id.as_str()),
@@ -310,7 +298,7 @@ impl Repository {
                 None,
                 format!("catalog cannot be read: {error}"),
             ),
-            Ok(_) => {}
+            Ok(entries) => report.catalog_entries += entries,
         }
         Ok(())
     }
@@ -486,14 +474,6 @@ type Trouble = (Option<PackId>, String);
 /// else what is wrong with it. A leaf shared by many backups is read once.
 type LeafVerdicts = HashMap<ChunkId, Option<Trouble>>;
 
-fn content_streams(manifest: &BackupManifest) -> Vec<&ContentRef> {
-    let mut streams = vec![&manifest.content];
-    if let Some(catalog) = &manifest.catalog {
-        streams.push(&catalog.content);
-    }
-    streams
-}
-
 /// Reads the leaves of a backup not read before, gathering the chunk ids they list, and
 /// reports the leaves that cannot be read.
 async fn check_leaves(
@@ -505,7 +485,7 @@ async fn check_leaves(
     report: &mut CheckReport,
 ) -> Result<(), RepoError> {
     let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);
-    for content in content_streams(manifest) {
+    for content in manifest.streams() {
         for leaf in &content.leaves {
             if let Entry::Vacant(slot) = verdicts.entry(leaf.id) {
                 let verdict = match damaged.get(&leaf.id) {
@@ -586,7 +566,7 @@ async fn name_bad_chunks(
     bad: &HashMap<ChunkId, Trouble>,
     report: &mut CheckReport,
 ) -> Result<(), RepoError> {
-    for content in content_streams(manifest) {
+    for content in manifest.streams() {
         for leaf in &content.leaves {
             if !matches!(verdicts.get(&leaf.id), Some(None)) {
                 continue;

@@ -19,7 +19,7 @@
 //! is committed to the index: nothing is visible before everything it references is.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,14 +33,15 @@ use super::inflight::{Registration, Ticket, TicketState};
 use super::pack_writer::{PackTotals, PackWriter, SealedBlob};
 use super::progress::Progress;
 use super::segment_buffers::SegmentBuffers;
-use super::spool::Spool;
+use super::spool::{CatalogSpool, SpooledCatalog};
 use super::{manifest_key, RepoError, RepoInner, Repository};
 use crate::format::blob::Domain;
 use crate::format::catalog::CatalogEntry;
 use crate::format::config::ChunkerParams;
 use crate::format::content::{encode_leaf, is_leaf_boundary, ContentEntry, ContentRef, LeafRef};
 use crate::format::manifest::{
-    BackupKind, BackupManifest, CatalogRef, TarEncoding, MANIFEST_FORMAT, MANIFEST_VERSION,
+    BackupKind, BackupManifest, CatalogIndexRef, CatalogRef, TarEncoding, MANIFEST_FORMAT,
+    MANIFEST_VERSION,
 };
 use crate::format::pack::BlobKind;
 use crate::format::tar::TarCatalogParser;
@@ -189,23 +190,17 @@ pub(crate) struct StreamObserver {
 
 struct TarObserver {
     parser: TarCatalogParser,
-    spool: Spool,
-    entries: u64,
+    catalog: CatalogSpool,
     spool_failed: bool,
 }
 
 impl TarObserver {
     fn sink<'a>(
-        spool: &'a mut Spool,
-        entries: &'a mut u64,
+        catalog: &'a mut CatalogSpool,
         failed: &'a mut bool,
     ) -> impl FnMut(CatalogEntry) + 'a {
-        let mut line = Vec::with_capacity(256);
         move |entry: CatalogEntry| {
-            line.clear();
-            entry.encode_line(&mut line);
-            *entries += 1;
-            *failed |= spool.write_all(&line).is_err();
+            *failed |= catalog.write(&entry).is_err();
         }
     }
 }
@@ -220,8 +215,7 @@ impl StreamObserver {
             hasher: Some(StreamHasher::new(digests)),
             tar: detect_tar.then(|| TarObserver {
                 parser: TarCatalogParser::new(),
-                spool: Spool::new(spool_dir),
-                entries: 0,
+                catalog: CatalogSpool::new(spool_dir),
                 spool_failed: false,
             }),
         }
@@ -250,37 +244,31 @@ impl StreamObserver {
         if let Some(tar) = self.tar.as_mut() {
             let TarObserver {
                 parser,
-                spool,
-                entries,
+                catalog,
                 spool_failed,
             } = tar;
-            parser.feed(data, &mut TarObserver::sink(spool, entries, spool_failed));
+            parser.feed(data, &mut TarObserver::sink(catalog, spool_failed));
         }
     }
 
     /// The stream's digests, and its catalog when it was a complete tar archive.
-    pub(crate) fn finish(self) -> (StreamDigests, Option<(TarEncoding, u64, Spool)>) {
+    pub(crate) fn finish(self) -> (StreamDigests, Option<(TarEncoding, SpooledCatalog)>) {
         let digests = self.hasher.map(StreamHasher::finish).unwrap_or_default();
         let tar = self.tar.and_then(|tar| {
             let TarObserver {
                 parser,
-                mut spool,
-                mut entries,
+                mut catalog,
                 mut spool_failed,
             } = tar;
             let summary = parser
-                .finish(&mut TarObserver::sink(
-                    &mut spool,
-                    &mut entries,
-                    &mut spool_failed,
-                ))
+                .finish(&mut TarObserver::sink(&mut catalog, &mut spool_failed))
                 .ok()?;
             let encoding = if summary.compressed {
                 TarEncoding::Gzip
             } else {
                 TarEncoding::Plain
             };
-            (!spool_failed && entries > 0).then_some((encoding, entries, spool))
+            (!spool_failed && catalog.entries() > 0).then(|| (encoding, catalog.finish()))
         });
         (digests, tar)
     }
@@ -389,25 +377,39 @@ impl Session {
     /// if it found one.
     pub(crate) fn store_tar_catalog(
         &mut self,
-        tar: Option<(TarEncoding, u64, Spool)>,
+        tar: Option<(TarEncoding, SpooledCatalog)>,
     ) -> Result<(Option<CatalogRef>, Option<TarEncoding>), RepoError> {
-        let Some((encoding, entries, spool)) = tar else {
+        let Some((encoding, catalog)) = tar else {
             return Ok((None, None));
         };
-        let mut reader = spool
-            .into_reader()
-            .map_err(|e| RepoError::io("catalog spool", e))?;
-        let content = self.ingest_catalog(&mut reader)?;
-        Ok((Some(CatalogRef { entries, content }), Some(encoding)))
+        Ok((Some(self.store_catalog(catalog)?), Some(encoding)))
     }
 
-    /// Stores the backup's catalog, after its content: its blobs count as metadata.
-    pub(crate) fn ingest_catalog(
+    /// Stores the backup's catalog and its index, after its content: their blobs count as
+    /// metadata.
+    pub(crate) fn store_catalog(
         &mut self,
-        source: &mut (dyn Read + Send),
-    ) -> Result<ContentRef, RepoError> {
+        catalog: SpooledCatalog,
+    ) -> Result<CatalogRef, RepoError> {
         self.storing_catalog = true;
-        Ok(self.ingest(source, StreamObserver::none())?.0)
+        let mut text = catalog
+            .text
+            .into_reader()
+            .map_err(|e| RepoError::io("catalog spool", e))?;
+        let content = self.ingest(&mut text, StreamObserver::none())?.0;
+        let index = match catalog.index {
+            Some((marks_text, marks)) => {
+                let mut marks_text = std::io::Cursor::new(marks_text);
+                let content = self.ingest(&mut marks_text, StreamObserver::none())?.0;
+                Some(CatalogIndexRef { marks, content })
+            }
+            None => None,
+        };
+        Ok(CatalogRef {
+            entries: catalog.entries,
+            content,
+            index,
+        })
     }
 
     /// Stores one stream, returning its content list and the observer that saw it.

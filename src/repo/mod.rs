@@ -6,6 +6,7 @@
 //! the in-flight registry that lets them deduplicate against each other safely.
 
 pub mod assembly;
+pub mod catalog_lookup;
 pub mod check;
 pub mod compose;
 mod coordinator;

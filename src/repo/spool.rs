@@ -1,10 +1,14 @@
 //! A write-then-read buffer for catalog text: memory up to a threshold, then an unnamed
 //! temporary file in the state directory, so a catalog of millions of entries does not
-//! grow the process's memory.
+//! grow the process's memory; and [`CatalogSpool`], which writes catalog entries into one
+//! while counting and indexing them.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+
+use crate::format::catalog::CatalogEntry;
+use crate::format::catalog_index::IndexBuilder;
 
 /// Bytes kept in memory before spilling to disk.
 const MEMORY_LIMIT: usize = 4 << 20;
@@ -67,6 +71,55 @@ impl Write for Spool {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A catalog being written: its lines spooled, counted, and indexed as they come.
+pub struct CatalogSpool {
+    spool: Spool,
+    index: IndexBuilder,
+    entries: u64,
+    line: Vec<u8>,
+}
+
+/// A written catalog: its text, its entry count, and its index text and mark count when
+/// the entries came in path order.
+pub struct SpooledCatalog {
+    pub text: Spool,
+    pub entries: u64,
+    pub index: Option<(Vec<u8>, u64)>,
+}
+
+impl CatalogSpool {
+    /// A catalog spilling into `dir` past the spool's memory limit.
+    pub fn new(dir: PathBuf) -> CatalogSpool {
+        CatalogSpool {
+            spool: Spool::new(dir),
+            index: IndexBuilder::new(),
+            entries: 0,
+            line: Vec::with_capacity(256),
+        }
+    }
+
+    /// Appends one entry as a line.
+    pub fn write(&mut self, entry: &CatalogEntry) -> io::Result<()> {
+        self.line.clear();
+        entry.encode_line(&mut self.line);
+        self.index.push(&entry.path, self.line.len() as u64);
+        self.entries += 1;
+        self.spool.write_all(&self.line)
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    pub fn finish(self) -> SpooledCatalog {
+        SpooledCatalog {
+            text: self.spool,
+            entries: self.entries,
+            index: self.index.finish(),
+        }
     }
 }
 

@@ -149,11 +149,8 @@ fn backup_tree_blocking(
             other => other,
         })?;
     let (digests, _) = observer.finish();
-    let (spool, entries, skipped) = source.into_catalog();
-    let mut reader = spool
-        .into_reader()
-        .map_err(|e| RepoError::io("catalog spool", e))?;
-    let catalog_content = session.ingest_catalog(&mut reader)?;
+    let (catalog, skipped) = source.into_catalog();
+    let catalog = session.store_catalog(catalog)?;
     let draft = ManifestDraft {
         series: options.series,
         kind: BackupKind::Tree,
@@ -161,10 +158,7 @@ fn backup_tree_blocking(
         source: options.source,
         digests,
         content,
-        catalog: Some(CatalogRef {
-            entries,
-            content: catalog_content,
-        }),
+        catalog: Some(catalog),
         tar: None,
     };
     Ok((session.commit(draft)?, skipped))
@@ -180,35 +174,45 @@ fn catalog_reader(inner: Arc<RepoInner>, handle: &Handle, catalog: &CatalogRef) 
 }
 
 /// Reads catalog lines from `reader`, decoding and checking each.
-fn for_each_entry(
+pub(super) fn for_each_entry(
     reader: impl Read,
     backup: &str,
     mut visit: impl FnMut(CatalogEntry) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| unwrap_io(e, "catalog"))?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(RepoError::CorruptCatalog {
-                backup: backup.to_string(),
-                reason: "unterminated or overlong line".into(),
-            });
-        }
-        line.pop();
-        let entry = CatalogEntry::decode_line(&line).map_err(|e| RepoError::CorruptCatalog {
-            backup: backup.to_string(),
-            reason: e.to_string(),
-        })?;
+    while let Some((entry, _)) = read_entry(&mut reader, &mut line, backup)? {
         visit(entry)?;
     }
+    Ok(())
+}
+
+/// Reads and checks the next catalog line, with the bytes it took; `None` at the end.
+pub(super) fn read_entry(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    backup: &str,
+) -> Result<Option<(CatalogEntry, u64)>, RepoError> {
+    line.clear();
+    let n = reader
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', line)
+        .map_err(|e| unwrap_io(e, "catalog"))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(RepoError::CorruptCatalog {
+            backup: backup.to_string(),
+            reason: "unterminated or overlong line".into(),
+        });
+    }
+    line.pop();
+    let entry = CatalogEntry::decode_line(line).map_err(|e| RepoError::CorruptCatalog {
+        backup: backup.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((entry, n as u64)))
 }
 
 fn prepare_target(target: &Path) -> Result<(), RepoError> {

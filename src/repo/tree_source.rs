@@ -12,7 +12,7 @@
 //! with everything beneath them.
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use globset::GlobSet;
 
 use super::owners::OwnerNames;
 use super::progress::Progress;
-use super::spool::Spool;
+use super::spool::{CatalogSpool, SpooledCatalog};
 use super::RepoError;
 use crate::format::catalog::{CatalogEntry, EntryKind};
 
@@ -31,10 +31,8 @@ pub struct TreeSource {
     pending: Vec<(String, Vec<String>)>,
     current: Option<(File, CatalogEntry)>,
     offset: u64,
-    catalog: Spool,
-    entries: u64,
+    catalog: CatalogSpool,
     owners: OwnerNames,
-    line: Vec<u8>,
     /// Paths skipped, with the reason.
     pub skipped: Vec<String>,
     /// Counts each entry recorded, when set.
@@ -112,10 +110,8 @@ impl TreeSource {
             pending: Vec::new(),
             current: None,
             offset: 0,
-            catalog: Spool::new(spool_dir),
-            entries: 0,
+            catalog: CatalogSpool::new(spool_dir),
             owners: OwnerNames::default(),
-            line: Vec::new(),
             skipped: Vec::new(),
             progress: None,
             exclude: None,
@@ -141,10 +137,8 @@ impl TreeSource {
             pending: vec![(String::new(), roots)],
             current: None,
             offset: 0,
-            catalog: Spool::new(spool_dir),
-            entries: 0,
+            catalog: CatalogSpool::new(spool_dir),
             owners: OwnerNames::default(),
-            line: Vec::new(),
             skipped: Vec::new(),
             progress: None,
             exclude: selection.exclude.clone(),
@@ -183,13 +177,10 @@ impl TreeSource {
     }
 
     fn record(&mut self, entry: &CatalogEntry) -> io::Result<()> {
-        self.line.clear();
-        entry.encode_line(&mut self.line);
-        self.entries += 1;
         if let Some(progress) = &self.progress {
             progress.add_files_done(1);
         }
-        self.catalog.write_all(&self.line)
+        self.catalog.write(entry)
     }
 
     /// The next path of the walk, or `None` at the end.
@@ -275,9 +266,9 @@ impl TreeSource {
         }
     }
 
-    /// The catalog written so far and its entry count; call after the stream ended.
-    pub fn into_catalog(self) -> (Spool, u64, Vec<String>) {
-        (self.catalog, self.entries, self.skipped)
+    /// The catalog written and the paths skipped; call after the stream ended.
+    pub fn into_catalog(self) -> (SpooledCatalog, Vec<String>) {
+        (self.catalog.finish(), self.skipped)
     }
 }
 

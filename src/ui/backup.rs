@@ -31,6 +31,8 @@ pub struct FolderQuery {
     /// Find entries whose name holds this (any case), in every folder.
     #[serde(default)]
     q: String,
+    /// List the folder's entries after the one with this name (the next page).
+    after: Option<String>,
 }
 
 /// Longest search text taken.
@@ -39,13 +41,6 @@ const MAX_SEARCH_LEN: usize = 200;
 /// The last part of a catalog path.
 fn name_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
-}
-
-/// The parent folder of a catalog path (`""` for the root).
-fn parent_of(path: &str) -> &str {
-    path.rsplit_once('/')
-        .map(|(parent, _)| parent)
-        .unwrap_or("")
 }
 
 /// Whether one file of this backup can be read as a range of its stream.
@@ -71,20 +66,28 @@ pub async fn backup(
     }
     let mut folder: Vec<CatalogEntry> = Vec::new();
     let mut more = 0usize;
-    if manifest.catalog.is_some() {
+    let mut next_page = None;
+    if manifest.catalog.is_some() && search.is_empty() {
+        // A folder: read through the catalog's index, a page at a time.
+        let after = query.after.as_deref().filter(|a| !a.is_empty());
+        let page = state
+            .repo
+            .catalog_folder(&manifest, &dir, after, MAX_FOLDER_ENTRIES)
+            .await?;
+        if page.more {
+            next_page = page.entries.last().map(|e| name_of(&e.path).to_string());
+        }
+        folder = page.entries;
+    } else if manifest.catalog.is_some() {
+        // A search by name reads the whole catalog.
         let listed = Arc::new(Mutex::new((Vec::new(), 0usize)));
-        let (collector, wanted, search) = (listed.clone(), dir.clone(), search.clone());
+        let (collector, search) = (listed.clone(), search.clone());
         state
             .repo
             .catalog(
                 &manifest,
                 Box::new(move |entry| {
-                    let shown = if search.is_empty() {
-                        parent_of(&entry.path) == wanted && entry.path != wanted
-                    } else {
-                        name_of(&entry.path).to_lowercase().contains(&search)
-                    };
-                    if shown {
+                    if name_of(&entry.path).to_lowercase().contains(&search) {
                         let mut listed = collector.lock().unwrap_or_else(|p| p.into_inner());
                         if listed.0.len() < MAX_FOLDER_ENTRIES {
                             listed.0.push(entry);
@@ -203,6 +206,9 @@ pub async fn backup(
                     }
                 }
                 @if more > 0 { p { (more) " more entries are not shown." } }
+                @if let Some(after) = &next_page {
+                    p { a id="next-entries" href={"/ui/backups/" (view.id) "?dir=" (encode(&dir)) "&after=" (encode(after))} { "Next entries" } }
+                }
             }
         },
     ))
@@ -323,24 +329,11 @@ pub async fn download_file(
                 .into(),
         ));
     }
-    let found = Arc::new(Mutex::new(None::<CatalogEntry>));
-    let (slot, wanted) = (found.clone(), query.path.clone());
-    state
+    let entry = state
         .repo
-        .catalog(
-            &manifest,
-            Box::new(move |entry| {
-                if entry.kind == EntryKind::File && entry.path == wanted {
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry);
-                }
-                Ok(())
-            }),
-        )
-        .await?;
-    let entry = found
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
+        .catalog_entry(&manifest, &query.path)
+        .await?
+        .filter(|entry| entry.kind == EntryKind::File)
         .ok_or_else(|| UiError::NotFound(format!("no file {:?} in this backup", query.path)))?;
     let start = entry
         .offset

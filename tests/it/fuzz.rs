@@ -104,6 +104,10 @@ fn the_seeds_decode() {
             format::catalog::CatalogEntry::decode_line(line).unwrap();
         }
     }
+    for seed in seeds("catalog_index") {
+        let marks = seed.iter().filter(|&&b| b == b'\n').count() as u64;
+        format::catalog_index::decode_marks(&seed, marks, u64::MAX, u64::MAX).unwrap();
+    }
     for seed in seeds("keyfile") {
         format::keyfile::KeyFile::decode(&seed).unwrap();
     }

@@ -8,6 +8,7 @@ mod support;
 mod architecture;
 mod assembly;
 mod backupchan;
+mod catalog_index;
 mod cli;
 mod compose;
 mod corruption;

@@ -273,6 +273,9 @@ fn schemas() -> Value {
             "path": text, "kind": {"type": "string", "enum": ["file", "dir", "symlink", "hardlink", "other"]},
             "mode": int, "mtime": {"type": "integer"}, "mtime_nsec": int, "uid": int, "gid": int,
             "user": text, "group": text, "size": int, "link": text, "offset": int}},
+        "CatalogFolder": closed(json!({
+            "dir": text, "entries": {"type": "array", "items": reference("CatalogEntry")},
+            "next": nullable_text, "indexed": {"type": "boolean"}})),
         "CatalogPage": closed(json!({
             "entries": {"type": "array", "items": reference("CatalogEntry")},
             "total": int, "limit": int, "offset": int})),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use crate::backend::BackendError;
-use crate::format::content::{decode_leaf, ContentRef};
+use crate::format::content::decode_leaf;
 use crate::format::manifest::BackupManifest;
 use crate::id::ChunkId;
 use crate::repo::objects::{fetch_manifest, list_manifests};
@@ -90,11 +90,7 @@ async fn mark_backup(
     marked_leaves: &mut HashSet<ChunkId>,
 ) -> Result<(), RepoError> {
     let spill = |error| RepoError::io(inner.state_dir.join("tmp"), error);
-    let mut streams: Vec<&ContentRef> = vec![&manifest.content];
-    if let Some(catalog) = &manifest.catalog {
-        streams.push(&catalog.content);
-    }
-    for content in streams {
+    for content in manifest.streams() {
         for leaf in &content.leaves {
             if !marked_leaves.insert(leaf.id) {
                 continue;

@@ -317,6 +317,28 @@ async fn every_route_answers_as_the_openapi_document_says() {
         &reader,
     ));
     assert!(!page["entries"].as_array().unwrap().is_empty(), "{page}");
+    let first = page["entries"][0]["path"].as_str().unwrap().to_string();
+    let (_, folder) = check!(Call::new(
+        Method::GET,
+        "/v1/backups/{id}/catalog/folder",
+        format!("/v1/backups/{archive_id}/catalog/folder?limit=1"),
+        &reader,
+    ));
+    assert!(!folder["entries"].as_array().unwrap().is_empty(), "{folder}");
+    let (status, _) = check!(Call::new(
+        Method::GET,
+        "/v1/backups/{id}/catalog/entry",
+        format!("/v1/backups/{archive_id}/catalog/entry?path={first}"),
+        &reader,
+    ));
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = check!(Call::new(
+        Method::GET,
+        "/v1/backups/{id}/catalog/entry",
+        format!("/v1/backups/{archive_id}/catalog/entry?path=no/such/entry"),
+        &reader,
+    ));
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = check!(Call::new(
         Method::POST,
         "/v1/backups/{id}/recycle",

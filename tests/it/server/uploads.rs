@@ -383,6 +383,41 @@ async fn server_tar_catalog() {
         .get(&server.reader, &format!("/v1/backups/{id}/catalog?limit=0"))
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+
+    // One folder a page at a time, and one entry by its path, through the catalog's
+    // index (tar names the two in path order).
+    let folder = |query: &str| format!("/v1/backups/{id}/catalog/folder?{query}");
+    let (status, top) = server.get(&server.reader, &folder("limit=1")).await;
+    assert_eq!(status, StatusCode::OK, "{top}");
+    assert_eq!(
+        (top["dir"].as_str(), top["indexed"].as_bool()),
+        (Some(""), Some(true)),
+        "{top}"
+    );
+    assert_eq!(top["entries"][0]["path"], "a.txt", "{top}");
+    assert_eq!(top["next"], "a.txt", "{top}");
+    let (_, rest) = server.get(&server.reader, &folder("after=a.txt")).await;
+    assert_eq!(rest["entries"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert_eq!(rest["entries"][0]["path"], "sub", "{rest}");
+    assert!(rest["next"].is_null(), "{rest}");
+    let (_, sub) = server.get(&server.reader, &folder("dir=sub/")).await;
+    let names: Vec<&str> = sub["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sub/b.bin", "sub/c.txt"], "{sub}");
+    let entry = |path: &str| format!("/v1/backups/{id}/catalog/entry?path={path}");
+    let (status, b) = server.get(&server.reader, &entry("sub/b.bin")).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(b["size"], 300_000, "{b}");
+    let (status, body) = server.get(&server.reader, &entry("sub/nothing")).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server.get(&server.reader, &entry("../etc/passwd")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
+    let (status, body) = server.get(&server.reader, &folder("after=sub/b.bin")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,260 @@
+//! Catalog indexes: a folder listed, and a path found, through the index agree with the
+//! catalog read whole, page by page; a tar not in path order gets no index and answers the
+//! same by reading through; gc keeps the index and check reads it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use stowage::format::catalog::CatalogEntry;
+use stowage::format::manifest::BackupManifest;
+use stowage::repo::gc::GcOptions;
+use stowage::repo::ingest::IngestOptions;
+use stowage::repo::{RepoError, Repository};
+
+use crate::support::*;
+use crate::tree::catalog_of;
+
+/// A tree of about 5,000 entries: names that sort differently bytewise and by path
+/// (`a`, `a-b`, `a.c`, `a/x`), four folders of twelve subfolders, each folder's catalog
+/// lines spanning more than two index blocks, and a wide folder.
+fn build_wide_tree(root: &Path) {
+    for dir in ["a", "a-b", "a/x", "wide"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::write(root.join("a.c"), b"a.c").unwrap();
+    fs::write(root.join("a/x/inner"), b"inner").unwrap();
+    fs::write(root.join("a-b/file"), b"file").unwrap();
+    for d in 0..4 {
+        for s in 0..12 {
+            let sub = root.join(format!("d{d}/s{s:02}"));
+            fs::create_dir_all(&sub).unwrap();
+            for f in 0..100 {
+                fs::write(sub.join(format!("file-{f:03}.txt")), format!("{d}{s}{f}")).unwrap();
+            }
+        }
+    }
+    for f in 0..150 {
+        fs::write(root.join(format!("wide/w{f:04}")), b"w").unwrap();
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Lists `dir` through `catalog_folder`, `limit` entries a page.
+async fn list_paged(
+    repo: &Repository,
+    manifest: &BackupManifest,
+    dir: &str,
+    limit: usize,
+) -> (Vec<CatalogEntry>, bool) {
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = repo
+            .catalog_folder(manifest, dir, after.as_deref(), limit)
+            .await
+            .expect("list a folder");
+        assert!(page.entries.len() <= limit);
+        listed.extend(page.entries.iter().cloned());
+        if !page.more {
+            return (listed, page.indexed);
+        }
+        assert_eq!(page.entries.len(), limit, "a page before the last is full");
+        after = page.entries.last().map(|e| name_of(&e.path).to_string());
+    }
+}
+
+/// Every folder of the catalog, listed whole and in pages of 7, equals the entries the full
+/// catalog places in it; every path is found, and paths that are not there are not.
+async fn assert_lookups_agree(repo: &Repository, manifest: &BackupManifest, indexed: bool) {
+    let entries = catalog_of(repo, manifest).await;
+    let mut folders: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == stowage::format::catalog::EntryKind::Dir)
+        .map(|e| e.path.as_str())
+        .collect();
+    folders.push("");
+    for dir in folders {
+        let expected: Vec<CatalogEntry> = entries
+            .iter()
+            .filter(|e| parent_of(&e.path) == dir)
+            .cloned()
+            .collect();
+        let (whole, used_index) = list_paged(repo, manifest, dir, 10_000).await;
+        assert_eq!(used_index, indexed, "{dir:?}");
+        assert_eq!(whole, expected, "folder {dir:?} listed whole");
+        let (paged, _) = list_paged(repo, manifest, dir, 7).await;
+        assert_eq!(paged, expected, "folder {dir:?} listed 7 at a time");
+    }
+    for entry in entries.iter().step_by(13).chain(entries.last()) {
+        let found = repo
+            .catalog_entry(manifest, &entry.path)
+            .await
+            .expect("lookup");
+        assert_eq!(found.as_ref(), Some(entry), "{}", entry.path);
+    }
+    for missing in ["d0/s00/file-999.txt", "d0/s", "a/x/inner/deeper", "zz", "A"] {
+        let found = repo.catalog_entry(manifest, missing).await.expect("lookup");
+        assert!(found.is_none(), "{missing} is not in the catalog");
+    }
+    let (nothing, _) = list_paged(repo, manifest, "no/such/folder", 10).await;
+    assert!(nothing.is_empty());
+    let refused = repo.catalog_entry(manifest, "../etc/passwd").await;
+    assert!(
+        matches!(refused, Err(RepoError::InvalidInput(_))),
+        "{refused:?}"
+    );
+    let refused = repo.catalog_folder(manifest, "", Some("a/b"), 10).await;
+    assert!(
+        matches!(refused, Err(RepoError::InvalidInput(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_tree_catalogs_answer_folders_and_paths_like_a_full_read() {
+    let (repo, _state) = memory_repo(small_options()).await;
+    let source = tempfile::tempdir().unwrap();
+    build_wide_tree(source.path());
+    let (manifest, skipped) = repo
+        .backup_tree(
+            source.path(),
+            IngestOptions::new("tree", "wide"),
+            progress(),
+        )
+        .await
+        .expect("tree backup");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let catalog = manifest.catalog.as_ref().expect("a catalog");
+    let index = catalog.index.as_ref().expect("a tree catalog is indexed");
+    // About 5,000 lines of 120-odd bytes: several 64 KiB blocks.
+    assert!(index.marks >= 8, "{} marks", index.marks);
+    assert_lookups_agree(&repo, &manifest, true).await;
+    // The top folder's listing jumps over the big folders' contents.
+    let top = repo.catalog_folder(&manifest, "", None, 100).await.unwrap();
+    assert_eq!(top.entries.len(), 8, "{:?}", top.entries);
+    assert!(top.reads > 1 && top.reads <= 5, "{} reads", top.reads);
+    let wide = repo
+        .catalog_folder(&manifest, "wide", None, 100)
+        .await
+        .unwrap();
+    assert_eq!((wide.entries.len(), wide.more, wide.reads), (100, true, 1));
+
+    // An index that does not belong to the catalog is caught, not followed: the same tree
+    // with one more entry at its top has every line one place later.
+    fs::write(source.path().join("0-first"), b"first").unwrap();
+    let (shifted, _) = repo
+        .backup_tree(
+            source.path(),
+            IngestOptions::new("tree", "wide"),
+            progress(),
+        )
+        .await
+        .expect("second tree backup");
+    let mut mixed = manifest.clone();
+    let mixed_catalog = mixed.catalog.as_mut().unwrap();
+    mixed_catalog.index = shifted.catalog.as_ref().unwrap().index.clone();
+    let deep = "d3/s11/file-099.txt";
+    let found = repo.catalog_entry(&mixed, deep).await;
+    assert!(
+        matches!(found, Err(RepoError::CorruptCatalog { .. })),
+        "{found:?}"
+    );
+    let verified = repo.verify_catalog(&mixed).await;
+    assert!(
+        matches!(verified, Err(RepoError::CorruptCatalog { .. })),
+        "{verified:?}"
+    );
+    repo.purge(&shifted.id).await.expect("purge");
+
+    // gc keeps the index's blobs; check reads the catalog against its index.
+    let other = repo
+        .backup_stream(
+            Box::new(std::io::Cursor::new(random_bytes(300 * KIB, 9))),
+            IngestOptions::new("other", "other"),
+            progress(),
+        )
+        .await
+        .expect("another backup");
+    repo.purge(&other.id).await.expect("purge");
+    repo.gc(GcOptions::default(), progress()).await.expect("gc");
+    assert_lookups_agree(&repo, &manifest, true).await;
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.catalog_entries, catalog.entries);
+}
+
+/// Runs /usr/bin/tar with `args` in `dir`.
+fn tar(dir: &Path, args: &[&str]) {
+    let status = Command::new("/usr/bin/tar")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tar_catalogs_are_indexed_only_in_path_order() {
+    let (repo, _state) = memory_repo(small_options()).await;
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("src");
+    build_wide_tree(&source);
+    let src = source.to_str().unwrap();
+    // Sorted names give path order; naming the folders backwards does not.
+    tar(
+        work.path(),
+        &[
+            "--sort=name",
+            "-cf",
+            "sorted.tar",
+            "-C",
+            src,
+            "a",
+            "a-b",
+            "a.c",
+            "d0",
+            "d1",
+            "wide",
+        ],
+    );
+    tar(
+        work.path(),
+        &[
+            "--sort=name",
+            "-cf",
+            "backwards.tar",
+            "-C",
+            src,
+            "wide",
+            "d1",
+            "d0",
+            "a.c",
+            "a-b",
+            "a",
+        ],
+    );
+    for (name, indexed) in [("sorted.tar", true), ("backwards.tar", false)] {
+        let file = fs::File::open(work.path().join(name)).unwrap();
+        let manifest = repo
+            .backup_stream(Box::new(file), IngestOptions::new("tar", name), progress())
+            .await
+            .expect("tar backup");
+        let catalog = manifest.catalog.as_ref().expect("a tar catalog");
+        assert_eq!(catalog.index.is_some(), indexed, "{name}");
+        assert_lookups_agree(&repo, &manifest, indexed).await;
+        let top = repo.catalog_folder(&manifest, "", None, 100).await.unwrap();
+        assert_eq!(top.entries.len(), 6, "{name}");
+        // With an index the listing jumps over d0's contents; without, it reads through.
+        assert_eq!(top.reads > 1, indexed, "{name}: {} reads", top.reads);
+    }
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
