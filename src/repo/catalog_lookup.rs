@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::restore::{read_content, StreamReader, CATALOG_READ_AHEAD_UNITS};
-use super::tree::read_entry;
+use super::tree::{decode_entry, read_line};
 use super::{RepoError, RepoInner, Repository};
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry};
 use crate::format::catalog_index::{
@@ -214,16 +214,30 @@ impl CatalogCursor {
     }
 
     fn next(&mut self) -> Result<Option<CatalogEntry>, RepoError> {
+        if !self.next_line()? {
+            return Ok(None);
+        }
+        self.decode_line().map(Some)
+    }
+
+    /// Reads the next line into `self.line`; false at the end.
+    fn next_line(&mut self) -> Result<bool, RepoError> {
         if self.reader.is_none() {
             self.seek(0, None);
         }
         let Some(reader) = self.reader.as_mut() else {
-            return Ok(None);
+            return Ok(false);
         };
-        let Some((entry, taken)) = read_entry(reader, &mut self.line, &self.backup)? else {
-            return Ok(None);
+        let Some(taken) = read_line(reader, &mut self.line, &self.backup)? else {
+            return Ok(false);
         };
         self.offset += taken;
+        Ok(true)
+    }
+
+    /// Decodes the line just read, checking it holds the mark just sought.
+    fn decode_line(&mut self) -> Result<CatalogEntry, RepoError> {
+        let entry = decode_entry(&self.line, &self.backup)?;
         if let Some(expected) = self.expect.take() {
             if entry.path != expected {
                 return Err(RepoError::CorruptCatalog {
@@ -235,7 +249,21 @@ impl CatalogCursor {
                 });
             }
         }
-        Ok(Some(entry))
+        Ok(entry)
+    }
+
+    /// Whether the line just read starts with `prefix` (and need not be checked against a
+    /// mark): how a folder listing passes over a subfolder's lines without decoding them.
+    fn line_starts_with(&self, prefix: &[u8]) -> bool {
+        self.expect.is_none() && self.line.starts_with(prefix)
+    }
+
+    /// Bytes ahead past which a jump to a mark beats reading on: a new read fetches and
+    /// opens at least one chunk, so it pays when it passes over two or more (and a block).
+    fn worth_a_jump(&self) -> u64 {
+        let content = &self.catalog.content;
+        let chunk = content.size / content.chunks.max(1);
+        chunk.saturating_mul(2).max(BLOCK_BYTES)
     }
 
     /// Starts reading where the first entry for which `reached` is true can be: at the
@@ -348,8 +376,15 @@ impl CatalogCursor {
         }
         let mut entries = Vec::new();
         let mut skipping: Option<String> = None;
+        // The start of the lines inside the subfolder being passed over, as the catalog
+        // encodes them (`path` first), so they are passed over without being decoded.
+        let mut skipped_lines: Vec<u8> = Vec::new();
         let mut reached = !indexed;
-        while let Some(entry) = self.next()? {
+        while self.next_line()? {
+            if skipping.is_some() && self.line_starts_with(&skipped_lines) {
+                continue;
+            }
+            let entry = self.decode_line()?;
             if !reached {
                 if !started(&entry.path) {
                     continue;
@@ -387,15 +422,16 @@ impl CatalogCursor {
                 Some(_) if !indexed => {}
                 Some((name, _)) => {
                     // Inside a subfolder: jump past its contents when they run on for
-                    // more than a block.
+                    // longer than reading through them costs; else read on.
                     let sub = child_path(name);
+                    let jump_beyond = self.offset.saturating_add(self.worth_a_jump());
                     let past = self.marks.as_deref().and_then(|m| {
-                        block_for(m, |p| is_past(p, &sub))
-                            .filter(|mark| mark.offset > self.offset.saturating_add(BLOCK_BYTES))
+                        block_for(m, |p| is_past(p, &sub)).filter(|mark| mark.offset > jump_beyond)
                     });
                     if let Some(mark) = past.cloned() {
                         self.seek_mark(&mark);
                     }
+                    skipped_lines = line_prefix(&sub);
                     skipping = Some(sub);
                 }
             }
@@ -409,10 +445,57 @@ impl CatalogCursor {
     }
 }
 
+/// How a catalog line of an entry inside the folder `dir` starts: `{"path":"` and the
+/// folder's path with its `/`, escaped as JSON escapes it, character by character.
+fn line_prefix(dir: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(&format!("{dir}/")).unwrap_or_default();
+    let open = quoted.strip_suffix('"').unwrap_or(&quoted);
+    format!("{{\"path\":{open}").into_bytes()
+}
+
 /// `path` below `dir`, or `None` when it is not inside it.
 fn relative_to<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
     if dir.is_empty() {
         return Some(path);
     }
     path.strip_prefix(dir)?.strip_prefix('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::catalog::EntryKind;
+
+    #[test]
+    fn line_prefixes_match_encoded_lines_inside_the_folder_only() {
+        let line = |path: &str| {
+            let entry = CatalogEntry {
+                path: path.into(),
+                kind: EntryKind::File,
+                mode: 0o644,
+                mtime: 0,
+                mtime_nsec: 0,
+                uid: 0,
+                gid: 0,
+                user: String::new(),
+                group: String::new(),
+                size: 1,
+                link: None,
+                offset: Some(0),
+            };
+            let mut out = Vec::new();
+            entry.encode_line(&mut out);
+            out
+        };
+        for dir in ["a", "with \"quotes\" and \\", "tab\there", "ünï/cödé"] {
+            let prefix = line_prefix(dir);
+            assert!(line(&format!("{dir}/x")).starts_with(&prefix), "{dir}");
+            assert!(line(&format!("{dir}/x/y")).starts_with(&prefix), "{dir}");
+            assert!(!line(dir).starts_with(&prefix), "{dir}: the folder itself");
+            assert!(
+                !line(&format!("{dir}-x/y")).starts_with(&prefix),
+                "{dir}: a sibling"
+            );
+        }
+    }
 }

@@ -193,6 +193,19 @@ pub(super) fn read_entry(
     line: &mut Vec<u8>,
     backup: &str,
 ) -> Result<Option<(CatalogEntry, u64)>, RepoError> {
+    let Some(taken) = read_line(reader, line, backup)? else {
+        return Ok(None);
+    };
+    Ok(Some((decode_entry(line, backup)?, taken)))
+}
+
+/// Reads the next catalog line into `line` without its `\n`, refusing an unterminated or
+/// overlong one; the bytes it took, or `None` at the end.
+pub(super) fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    backup: &str,
+) -> Result<Option<u64>, RepoError> {
     line.clear();
     let n = reader
         .take(MAX_LINE_BYTES as u64 + 1)
@@ -208,11 +221,15 @@ pub(super) fn read_entry(
         });
     }
     line.pop();
-    let entry = CatalogEntry::decode_line(line).map_err(|e| RepoError::CorruptCatalog {
+    Ok(Some(n as u64))
+}
+
+/// Decodes and checks one catalog line.
+pub(super) fn decode_entry(line: &[u8], backup: &str) -> Result<CatalogEntry, RepoError> {
+    CatalogEntry::decode_line(line).map_err(|e| RepoError::CorruptCatalog {
         backup: backup.to_string(),
         reason: e.to_string(),
-    })?;
-    Ok(Some((entry, n as u64)))
+    })
 }
 
 fn prepare_target(target: &Path) -> Result<(), RepoError> {

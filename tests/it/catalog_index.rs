@@ -15,9 +15,9 @@ use stowage::repo::{RepoError, Repository};
 use crate::support::*;
 use crate::tree::catalog_of;
 
-/// A tree of about 5,000 entries: names that sort differently bytewise and by path
-/// (`a`, `a-b`, `a.c`, `a/x`), four folders of twelve subfolders, each folder's catalog
-/// lines spanning more than two index blocks, and a wide folder.
+/// A tree of about 7,400 entries: names that sort differently bytewise and by path
+/// (`a`, `a-b`, `a.c`, `a/x`), three folders of 24 subfolders, each folder's catalog lines
+/// spanning several index blocks and chunks, and a wide folder.
 fn build_wide_tree(root: &Path) {
     for dir in ["a", "a-b", "a/x", "wide"] {
         fs::create_dir_all(root.join(dir)).unwrap();
@@ -25,8 +25,8 @@ fn build_wide_tree(root: &Path) {
     fs::write(root.join("a.c"), b"a.c").unwrap();
     fs::write(root.join("a/x/inner"), b"inner").unwrap();
     fs::write(root.join("a-b/file"), b"file").unwrap();
-    for d in 0..4 {
-        for s in 0..12 {
+    for d in 0..3 {
+        for s in 0..24 {
             let sub = root.join(format!("d{d}/s{s:02}"));
             fs::create_dir_all(&sub).unwrap();
             for f in 0..100 {
@@ -134,12 +134,12 @@ async fn indexed_tree_catalogs_answer_folders_and_paths_like_a_full_read() {
     assert!(skipped.is_empty(), "{skipped:?}");
     let catalog = manifest.catalog.as_ref().expect("a catalog");
     let index = catalog.index.as_ref().expect("a tree catalog is indexed");
-    // About 5,000 lines of 120-odd bytes: several 64 KiB blocks.
+    // About 7,400 lines of 120-odd bytes: several 64 KiB blocks.
     assert!(index.marks >= 8, "{} marks", index.marks);
     assert_lookups_agree(&repo, &manifest, true).await;
     // The top folder's listing jumps over the big folders' contents.
     let top = repo.catalog_folder(&manifest, "", None, 100).await.unwrap();
-    assert_eq!(top.entries.len(), 8, "{:?}", top.entries);
+    assert_eq!(top.entries.len(), 7, "{:?}", top.entries);
     assert!(top.reads > 1 && top.reads <= 5, "{} reads", top.reads);
     let wide = repo
         .catalog_folder(&manifest, "wide", None, 100)
@@ -161,7 +161,7 @@ async fn indexed_tree_catalogs_answer_folders_and_paths_like_a_full_read() {
     let mut mixed = manifest.clone();
     let mixed_catalog = mixed.catalog.as_mut().unwrap();
     mixed_catalog.index = shifted.catalog.as_ref().unwrap().index.clone();
-    let deep = "d3/s11/file-099.txt";
+    let deep = "d2/s23/file-099.txt";
     let found = repo.catalog_entry(&mixed, deep).await;
     assert!(
         matches!(found, Err(RepoError::CorruptCatalog { .. })),

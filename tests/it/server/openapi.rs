@@ -324,7 +324,10 @@ async fn every_route_answers_as_the_openapi_document_says() {
         format!("/v1/backups/{archive_id}/catalog/folder?limit=1"),
         &reader,
     ));
-    assert!(!folder["entries"].as_array().unwrap().is_empty(), "{folder}");
+    assert!(
+        !folder["entries"].as_array().unwrap().is_empty(),
+        "{folder}"
+    );
     let (status, _) = check!(Call::new(
         Method::GET,
         "/v1/backups/{id}/catalog/entry",
