@@ -109,28 +109,16 @@ impl Repository {
         manifest: &BackupManifest,
         work: impl FnOnce(&mut CatalogCursor) -> Result<T, RepoError> + Send + 'static,
     ) -> Result<Option<T>, RepoError> {
-        let Some(catalog) = manifest.catalog.clone() else {
+        if manifest.catalog.is_none() {
             return Ok(None);
-        };
-        let inner = self.inner.clone();
-        let handle = Handle::current();
-        let backup = manifest.id.to_string();
-        tokio::task::spawn_blocking(move || {
-            let marks = load_marks(&inner, &handle, &catalog, &backup)?;
-            let mut cursor = CatalogCursor {
-                inner,
-                handle,
-                catalog,
-                backup,
-                marks,
-                reader: None,
-                offset: 0,
-                expect: None,
-                line: Vec::new(),
-                reads: 0,
-            };
-            work(&mut cursor).map(Some)
-        })
+        }
+        let (inner, handle, manifest) = (self.inner.clone(), Handle::current(), manifest.clone());
+        tokio::task::spawn_blocking(
+            move || match CatalogCursor::open(inner, handle, &manifest)? {
+                Some(mut cursor) => work(&mut cursor).map(Some),
+                None => Ok(None),
+            },
+        )
         .await
         .map_err(|e| RepoError::Internal(format!("catalog task failed: {e}")))?
     }
@@ -158,6 +146,8 @@ fn load_marks(
         )));
     }
     let mut text = Vec::new();
+    // Read to its end, so the reader's task has ended when this returns (a reader dropped
+    // early ends its task a moment later, holding the repository until then).
     StreamReader::new(
         handle,
         read_content(
@@ -167,7 +157,6 @@ fn load_marks(
             CATALOG_READ_AHEAD_UNITS,
         ),
     )
-    .take(size)
     .read_to_end(&mut text)
     .map_err(|e| super::restore::unwrap_io(e, "catalog index"))?;
     decode_marks(&text, index.marks, catalog.content.size, catalog.entries)
@@ -176,7 +165,7 @@ fn load_marks(
 }
 
 /// A reader of catalog lines that can restart at an index mark.
-struct CatalogCursor {
+pub(super) struct CatalogCursor {
     inner: Arc<RepoInner>,
     handle: Handle,
     catalog: CatalogRef,
@@ -193,6 +182,37 @@ struct CatalogCursor {
 }
 
 impl CatalogCursor {
+    /// A cursor over `manifest`'s catalog, its index read and checked (blocking); `None`
+    /// when the backup has no catalog.
+    pub(super) fn open(
+        inner: Arc<RepoInner>,
+        handle: Handle,
+        manifest: &BackupManifest,
+    ) -> Result<Option<CatalogCursor>, RepoError> {
+        let Some(catalog) = manifest.catalog.clone() else {
+            return Ok(None);
+        };
+        let backup = manifest.id.to_string();
+        let marks = load_marks(&inner, &handle, &catalog, &backup)?;
+        Ok(Some(CatalogCursor {
+            inner,
+            handle,
+            catalog,
+            backup,
+            marks,
+            reader: None,
+            offset: 0,
+            expect: None,
+            line: Vec::new(),
+            reads: 0,
+        }))
+    }
+
+    /// Whether the catalog has an index (and so is in path order).
+    pub(super) fn is_indexed(&self) -> bool {
+        self.marks.is_some()
+    }
+
     /// Reads on from `offset`; the line there must be `expect`'s when given.
     fn seek(&mut self, offset: u64, expect: Option<String>) {
         let content = &self.catalog.content;
@@ -213,7 +233,7 @@ impl CatalogCursor {
         self.seek(mark.offset, Some(mark.path.clone()));
     }
 
-    fn next(&mut self) -> Result<Option<CatalogEntry>, RepoError> {
+    pub(super) fn next(&mut self) -> Result<Option<CatalogEntry>, RepoError> {
         if !self.next_line()? {
             return Ok(None);
         }
@@ -268,7 +288,7 @@ impl CatalogCursor {
 
     /// Starts reading where the first entry for which `reached` is true can be: at the
     /// index's mark before it, or at the catalog's start.
-    fn seek_to(&mut self, reached: impl Fn(&str) -> bool) {
+    pub(super) fn seek_to(&mut self, reached: impl Fn(&str) -> bool) {
         match self.marks.as_deref().and_then(|m| block_for(m, reached)) {
             Some(mark) => {
                 let mark = mark.clone();

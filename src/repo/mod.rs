@@ -13,6 +13,7 @@ mod coordinator;
 pub mod digest;
 mod error;
 mod file_writers;
+pub mod folder_tar;
 pub mod gc;
 pub mod generation;
 pub mod inflight;

@@ -175,6 +175,9 @@ pub async fn backup(
                         @for (name, path) in &crumbs {
                             " / " a href={"/ui/backups/" (view.id) "?dir=" (encode(path))} { (name) }
                         }
+                        @if readable {
+                            " · " a id="folder-tar" href={"/ui/backups/" (view.id) "/folder.tar?dir=" (encode(&dir))} download { "Download this folder as tar" }
+                        }
                     }
                 } @else {
                     p id="search-summary" { (folder.len() + more) " entries named like “" (query.q.trim()) "” · " a href={"/ui/backups/" (view.id)} { "back to the folders" } }
@@ -307,6 +310,42 @@ pub async fn download_backup(
     let manifest = state.repo.backup(&lookup_id(&id)?)?;
     let name = manifest.source.clone();
     stream_range(&state, &manifest, 0..manifest.size, &name)
+}
+
+#[derive(Deserialize)]
+pub struct FolderTarQuery {
+    #[serde(default)]
+    dir: String,
+}
+
+/// A folder and everything inside it as a tar archive, streamed as it is read.
+pub async fn download_folder(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(query): Query<FolderTarQuery>,
+) -> Result<Response, UiError> {
+    let (user, _) = visitor.signed_in()?;
+    state.backups.view(&user.principal(), &id)?;
+    let manifest = state.repo.backup(&lookup_id(&id)?)?;
+    let dir = query.dir.trim_matches('/');
+    let stream = state
+        .repo
+        .folder_tar(&manifest, dir)
+        .await?
+        .map(|item| item.map_err(std::io::Error::other));
+    let name = match name_of(dir) {
+        "" => format!("{}.tar", manifest.source),
+        folder => format!("{folder}.tar"),
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    headers.insert(header::CONTENT_DISPOSITION, attachment(&name));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

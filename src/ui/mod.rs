@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/backups/{id}", get(backup::backup))
         .route("/ui/backups/{id}/content", get(backup::download_backup))
         .route("/ui/backups/{id}/file", get(backup::download_file))
+        .route("/ui/backups/{id}/folder.tar", get(backup::download_folder))
         .route("/ui/backups/{id}/recycle", post(backup::recycle))
         .route("/ui/backups/{id}/link", post(backup::create_link))
         .route("/ui/backups/{id}/undelete", post(backup::undelete))

@@ -1,6 +1,7 @@
 //! Catalog indexes: a folder listed, and a path found, through the index agree with the
 //! catalog read whole, page by page; a tar not in path order gets no index and answers the
-//! same by reading through; gc keeps the index and check reads it.
+//! same by reading through; gc keeps the index and check reads it. And a folder downloaded
+//! as a tar archive holds exactly that folder.
 
 use std::fs;
 use std::path::Path;
@@ -257,4 +258,125 @@ async fn tar_catalogs_are_indexed_only_in_path_order() {
     }
     let report = repo.check(true, progress()).await.expect("check");
     assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// The tar archive of `dir` in `manifest`, extracted by /usr/bin/tar into a new folder.
+async fn extract_folder(
+    repo: &Repository,
+    manifest: &BackupManifest,
+    dir: &str,
+) -> tempfile::TempDir {
+    use futures::TryStreamExt;
+    let stream = repo.folder_tar(manifest, dir).await.expect("folder tar");
+    let pieces: Vec<bytes::Bytes> = stream.try_collect().await.expect("the whole archive");
+    let out = tempfile::tempdir().unwrap();
+    fs::write(out.path().join("folder.tar"), pieces.concat()).unwrap();
+    fs::create_dir(out.path().join("x")).unwrap();
+    tar(out.path(), &["-xf", "folder.tar", "-C", "x"]);
+    out
+}
+
+/// Every path under `root` with its kind and content (or link target).
+fn tree_listing(root: &Path) -> Vec<(String, String)> {
+    let mut listed = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("link {}", fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                "dir".to_string()
+            } else {
+                format!(
+                    "file {}",
+                    String::from_utf8_lossy(&fs::read(&path).unwrap())
+                )
+            };
+            listed.push((name, what));
+        }
+    }
+    listed.sort();
+    listed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_downloads_as_a_tar_of_exactly_that_folder() {
+    let (repo, _state) = memory_repo(small_options()).await;
+    let source = tempfile::tempdir().unwrap();
+    build_wide_tree(source.path());
+    std::os::unix::fs::symlink("../a.c", source.path().join("d1/s05/link")).unwrap();
+    let (manifest, _) = repo
+        .backup_tree(
+            source.path(),
+            IngestOptions::new("tree", "wide"),
+            progress(),
+        )
+        .await
+        .expect("tree backup");
+    for dir in ["d1/s05", "a", "d0"] {
+        let out = extract_folder(&repo, &manifest, dir).await;
+        let name = dir.rsplit('/').next().unwrap();
+        let parent = source.path().join(dir).parent().unwrap().to_path_buf();
+        let expected: Vec<_> = tree_listing(&parent)
+            .into_iter()
+            .filter(|(path, _)| path == name || path.starts_with(&format!("{name}/")))
+            .collect();
+        assert_eq!(tree_listing(&out.path().join("x")), expected, "{dir}");
+    }
+    let whole = extract_folder(&repo, &manifest, "").await;
+    assert_eq!(
+        tree_listing(&whole.path().join("x")),
+        tree_listing(source.path())
+    );
+    for missing in ["a.c", "nothing", "d0/s00/file-000.txt"] {
+        let refused = repo.folder_tar(&manifest, missing).await.err();
+        assert!(
+            matches!(refused, Some(RepoError::InvalidInput(_))),
+            "{missing}: {refused:?}"
+        );
+    }
+
+    // A plain tar stream's folder, read from the archive's own bytes; a gzip one is refused.
+    let work = tempfile::tempdir().unwrap();
+    let src = source.path().to_str().unwrap();
+    tar(work.path(), &["-cf", "plain.tar", "-C", src, "d1", "a"]);
+    tar(work.path(), &["-czf", "packed.tgz", "-C", src, "a"]);
+    let plain = fs::File::open(work.path().join("plain.tar")).unwrap();
+    let plain = repo
+        .backup_stream(
+            Box::new(plain),
+            IngestOptions::new("tar", "plain.tar"),
+            progress(),
+        )
+        .await
+        .expect("tar backup");
+    let out = extract_folder(&repo, &plain, "d1/s05").await;
+    let expected: Vec<_> = tree_listing(&source.path().join("d1"))
+        .into_iter()
+        .filter(|(path, _)| path == "s05" || path.starts_with("s05/"))
+        .collect();
+    assert_eq!(tree_listing(&out.path().join("x")), expected);
+    let packed = fs::File::open(work.path().join("packed.tgz")).unwrap();
+    let packed = repo
+        .backup_stream(
+            Box::new(packed),
+            IngestOptions::new("tar", "packed.tgz"),
+            progress(),
+        )
+        .await
+        .expect("gzip tar backup");
+    let refused = repo.folder_tar(&packed, "a").await.err();
+    assert!(
+        matches!(refused, Some(RepoError::InvalidInput(_))),
+        "{refused:?}"
+    );
 }

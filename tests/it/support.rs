@@ -120,9 +120,18 @@ impl LocalRepo {
     }
 
     pub async fn open_with(&self, backend: DynBackend) -> Repository {
-        Repository::open(backend, &self.state(), PASSPHRASE.as_bytes())
-            .await
-            .expect("open repository")
+        // A read that failed part-way ends its last fetch a moment after the error is
+        // returned (a unit being decrypted on a blocking thread finishes), holding the
+        // index until then: wait for it, a bounded while.
+        for _ in 0..100 {
+            match Repository::open(backend.clone(), &self.state(), PASSPHRASE.as_bytes()).await {
+                Err(RepoError::Index(stowage::index::IndexError::Locked { .. })) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                opened => return opened.expect("open repository"),
+            }
+        }
+        panic!("the repository's index stayed locked for 2 s after its handle was dropped")
     }
 
     /// Every pack file, sorted by path.

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import tarfile
 import time
 
 import requests
@@ -179,6 +180,17 @@ try:
         digest = hashlib.sha256(f.read()).hexdigest()
     assert digest == cfg["file_sha256"], f"downloaded {digest}, stored {cfg['file_sha256']}"
     check_console("download")
+    # The file's folder as a tar archive, named after the folder.
+    driver.find_element(By.ID, "folder-tar").click()
+    folder_tar = os.path.join(cfg["downloads"], folders[-1] + ".tar")
+    wait_for("the folder download", lambda: os.path.exists(folder_tar)
+             and not any(f.endswith(".crdownload") for f in os.listdir(cfg["downloads"])))
+    with tarfile.open(folder_tar) as archive:
+        names = archive.getnames()
+        assert names == [folders[-1], folders[-1] + "/" + name], names
+        inner = archive.extractfile(folders[-1] + "/" + name).read()
+    assert hashlib.sha256(inner).hexdigest() == cfg["file_sha256"], "the folder's file differs"
+    check_console("folder download")
 
     # The running upload is cancelled from the jobs page.
     go("/ui/jobs")
