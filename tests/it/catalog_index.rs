@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use stowage::format::catalog::CatalogEntry;
 use stowage::format::manifest::BackupManifest;
@@ -14,7 +13,7 @@ use stowage::repo::ingest::IngestOptions;
 use stowage::repo::{RepoError, Repository};
 
 use crate::support::*;
-use crate::tree::catalog_of;
+use crate::tree::{catalog_of, tar};
 
 /// A tree of about 7,400 entries: names that sort differently bytewise and by path
 /// (`a`, `a-b`, `a.c`, `a/x`), three folders of 24 subfolders, each folder's catalog lines
@@ -190,16 +189,6 @@ async fn indexed_tree_catalogs_answer_folders_and_paths_like_a_full_read() {
     let report = repo.check(true, progress()).await.expect("check");
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.catalog_entries, catalog.entries);
-}
-
-/// Runs /usr/bin/tar with `args` in `dir`.
-fn tar(dir: &Path, args: &[&str]) {
-    let status = Command::new("/usr/bin/tar")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .expect("run tar");
-    assert!(status.success(), "tar {args:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -430,7 +430,7 @@ async fn invalid_series_names_are_invalid_input() {
 }
 
 /// Runs /usr/bin/tar with `args` in `dir`.
-fn tar(dir: &Path, args: &[&str]) {
+pub(crate) fn tar(dir: &Path, args: &[&str]) {
     let status = Command::new("/usr/bin/tar")
         .args(args)
         .current_dir(dir)
