@@ -30,6 +30,10 @@ use crate::format::tar::writer::{self, end_marker, entry_header, pad, SafeNames}
 /// Pieces of the archive in flight to the reader.
 const PIECES_IN_FLIGHT: usize = 8;
 
+/// A gap between two files' bytes longer than this starts a new read at the next file
+/// instead of reading through it.
+const JUMP_GAP: u64 = 8 << 20;
+
 impl Repository {
     /// The folder `dir` of a backup (`""`: the whole tree) and everything inside it, as a
     /// tar stream. Refused for a backup without a catalog, for a gzip tar archive (its
@@ -273,7 +277,10 @@ impl DataReader<'_> {
                 "it places a file at {offset}..+{len}, past the stream's {size} bytes"
             )));
         };
-        if self.reader.is_none() {
+        // A long gap (other folders' files in a tar archive) is jumped, not read through.
+        let far_ahead = offset > self.position.saturating_add(JUMP_GAP);
+        if self.reader.is_none() || far_ahead {
+            self.pending = Bytes::new();
             let stream = read_content(
                 self.inner.clone(),
                 &self.manifest.content,

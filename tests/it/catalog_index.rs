@@ -354,6 +354,33 @@ async fn a_folder_downloads_as_a_tar_of_exactly_that_folder() {
         .filter(|(path, _)| path == "s05" || path.starts_with("s05/"))
         .collect();
     assert_eq!(tree_listing(&out.path().join("x")), expected);
+    // A folder whose files lie on both sides of 9 MiB of another file: the gap is jumped.
+    fs::write(source.path().join("big.bin"), random_bytes(9 * MIB, 4)).unwrap();
+    let members = [
+        "d1",
+        "d1/s05",
+        "d1/s05/file-000.txt",
+        "big.bin",
+        "d1/s05/file-001.txt",
+    ];
+    let mut args = vec!["--no-recursion", "-cf", "spread.tar", "-C", src];
+    args.extend(members);
+    tar(work.path(), &args);
+    let spread = fs::File::open(work.path().join("spread.tar")).unwrap();
+    let spread = repo
+        .backup_stream(
+            Box::new(spread),
+            IngestOptions::new("tar", "spread.tar"),
+            progress(),
+        )
+        .await
+        .expect("tar backup");
+    let out = extract_folder(&repo, &spread, "d1/s05").await;
+    let listed = tree_listing(&out.path().join("x"));
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["s05", "s05/file-000.txt", "s05/file-001.txt"]);
+    assert_eq!(listed[2].1, "file 151", "{listed:?}");
+
     let packed = fs::File::open(work.path().join("packed.tgz")).unwrap();
     let packed = repo
         .backup_stream(
