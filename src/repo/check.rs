@@ -12,7 +12,7 @@
 //! mark), instead of an index lookup per chunk per backup.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -135,16 +135,19 @@ impl Repository {
             progress.set_total(total);
             read_all_packs(&inner, &stored, &mut report, &mut damaged, &progress).await?;
         }
-        let manifests = self.compare_manifests(&mut report, &progress).await?;
+        let backups = self.compare_manifests(&mut report, &progress).await?;
         self.compare_lifecycle(&mut report).await?;
         let mut verdicts = LeafVerdicts::new();
         let mut referenced = IdSorter::new(inner.state_dir.join("tmp"), RUN_IDS);
-        for manifest in &manifests {
+        for backup in &backups {
             progress.check()?;
+            let Some(manifest) = backup.manifest(&inner)? else {
+                continue;
+            };
             report.backups += 1;
             check_leaves(
                 &inner,
-                manifest,
+                &manifest,
                 &damaged,
                 &mut verdicts,
                 &mut referenced,
@@ -152,31 +155,31 @@ impl Repository {
             )
             .await?;
             if read_data {
-                self.check_catalog(manifest, &mut report).await?;
+                self.check_catalog(&manifest, &mut report).await?;
             }
         }
         let bad = find_bad_chunks(&inner, referenced, &damaged, &progress)?;
         if !bad.is_empty() {
-            for manifest in &manifests {
-                name_bad_chunks(&inner, manifest, &verdicts, &bad, &mut report).await?;
+            for backup in &backups {
+                if let Some(manifest) = backup.manifest(&inner)? {
+                    name_bad_chunks(&inner, &manifest, &verdicts, &bad, &mut report).await?;
+                }
             }
         }
         Ok(report)
     }
 
     /// Reads every stored manifest and compares it with the index's copy; returns the
-    /// manifests to check (the stored copy when readable, else the index's).
+    /// backups to check, oldest first (the stored copy when readable, else the index's).
+    /// Only ids and times are held, and the rare stored copy that the index lacks or
+    /// differs from, so memory does not grow with the backups' manifests.
     async fn compare_manifests(
         &self,
         report: &mut CheckReport,
         progress: &Progress,
-    ) -> Result<Vec<BackupManifest>, RepoError> {
+    ) -> Result<Vec<ToCheck>, RepoError> {
         let inner = self.inner.clone();
-        let mut indexed: BTreeMap<BackupId, BackupManifest> = self
-            .backups()?
-            .into_iter()
-            .map(|m| (m.id.clone(), m))
-            .collect();
+        let mut indexed: BTreeSet<BackupId> = inner.index.backup_ids()?.into_iter().collect();
         let listed = list_manifests(&inner).await?;
         for stray in &listed.strays {
             report.problem(
@@ -198,7 +201,10 @@ impl Repository {
         let mut out = Vec::new();
         while let Some((id, read)) = stored.next().await {
             progress.check()?;
-            let copy = indexed.remove(&id);
+            let copy = match indexed.remove(&id) {
+                true => inner.index.get_backup(&id)?,
+                false => None,
+            };
             match (read, copy) {
                 (Ok(manifest), Some(copy)) => {
                     report.manifests_read += 1;
@@ -209,8 +215,10 @@ impl Repository {
                             None,
                             "the stored manifest differs from the index's copy (run `stowage repair index`)".into(),
                         );
+                        out.push(ToCheck::stored(manifest));
+                    } else {
+                        out.push(ToCheck::indexed(&manifest));
                     }
-                    out.push(manifest);
                 }
                 (Ok(manifest), None) => {
                     report.manifests_read += 1;
@@ -220,7 +228,7 @@ impl Repository {
                         None,
                         "backup is stored in the backend but missing from the index (run `stowage repair index`)".into(),
                     );
-                    out.push(manifest);
+                    out.push(ToCheck::stored(manifest));
                 }
                 // The backend failing for now is no finding about the repository.
                 (Err(error), _) if error.is_transient() => return Err(error),
@@ -231,18 +239,18 @@ impl Repository {
                         None,
                         format!("stored manifest cannot be read: {error}"),
                     );
-                    out.extend(copy);
+                    out.extend(copy.as_ref().map(ToCheck::indexed));
                 }
             }
         }
-        for (id, copy) in indexed {
+        for id in indexed {
             report.problem(
                 Some(id.as_str()),
                 None,
                 None,
                 "manifest object is missing from the backend".into(),
             );
-            out.push(copy);
+            out.extend(inner.index.get_backup(&id)?.as_ref().map(ToCheck::indexed));
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)
@@ -465,6 +473,42 @@ async fn verify_pack(inner: Arc<RepoInner>, pack: PackId) -> Result<PackVerdict,
     })
     .await
     .map_err(|e| RepoError::Internal(format!("pack check task failed: {e}")))?
+}
+
+/// A backup check will read: its manifest is the index's copy, read again when its turn
+/// comes, unless the stored copy must be checked instead (it differs from the index's, or
+/// the index lacks it).
+struct ToCheck {
+    created_at: String,
+    id: BackupId,
+    stored: Option<BackupManifest>,
+}
+
+impl ToCheck {
+    fn indexed(manifest: &BackupManifest) -> ToCheck {
+        ToCheck {
+            created_at: manifest.created_at.clone(),
+            id: manifest.id.clone(),
+            stored: None,
+        }
+    }
+
+    fn stored(manifest: BackupManifest) -> ToCheck {
+        ToCheck {
+            created_at: manifest.created_at.clone(),
+            id: manifest.id.clone(),
+            stored: Some(manifest),
+        }
+    }
+
+    /// The manifest to check; `None` when the backup left the index meanwhile (purged
+    /// while check ran).
+    fn manifest(&self, inner: &RepoInner) -> Result<Option<BackupManifest>, RepoError> {
+        match &self.stored {
+            Some(manifest) => Ok(Some(manifest.clone())),
+            None => Ok(inner.index.get_backup(&self.id)?),
+        }
+    }
 }
 
 /// What is wrong with a chunk (and in which pack), or with a leaf.
