@@ -17,6 +17,7 @@ use super::caller::Caller;
 use super::ApiError;
 use crate::format::catalog::CatalogEntry;
 use crate::format::manifest::BackupManifest;
+use crate::http::attachment::attachment;
 use crate::http::body::{self, BodyPump};
 use crate::http::metrics::Metrics;
 use crate::http::public_url;
@@ -295,19 +296,6 @@ pub async fn get(
     Ok(Json(state.backups.view(&caller.0, &id)?))
 }
 
-/// A file name safe inside a quoted Content-Disposition parameter.
-fn download_name(source: &str, id: &str) -> String {
-    let cleaned: String = source
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/' | ';'))
-        .collect();
-    if cleaned.is_empty() || cleaned == "-" {
-        id.to_string()
-    } else {
-        cleaned
-    }
-}
-
 pub async fn content(
     State(state): State<AppState>,
     caller: Caller,
@@ -366,13 +354,9 @@ fn stream_content(
         format!("\"{}\"", manifest.verified_digest().1),
     );
     set(h, header::ACCEPT_RANGES, "bytes".into());
-    set(
-        h,
+    h.insert(
         header::CONTENT_DISPOSITION,
-        format!(
-            "attachment; filename=\"{}\"",
-            download_name(&manifest.source, id)
-        ),
+        attachment(&manifest.source, id),
     );
     if status == StatusCode::PARTIAL_CONTENT {
         set(

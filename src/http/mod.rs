@@ -1,7 +1,9 @@
 //! Shared axum pieces used by the native API and every dialect: the server state, the
 //! bearer-key principal, the streaming request body as a blocking reader with a size
-//! limit, HTTP Range parsing, and request metrics. No route lives here.
+//! limit, HTTP Range parsing, a download's Content-Disposition, and request metrics. No
+//! route lives here.
 
+pub mod attachment;
 pub mod body;
 pub mod error_shape;
 pub mod metrics;

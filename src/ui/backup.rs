@@ -17,6 +17,7 @@ use super::auth::{require, CsrfForm, Visitor};
 use super::layout::{bytes, encode, page, word, UiError};
 use crate::format::catalog::{CatalogEntry, EntryKind};
 use crate::format::manifest::{BackupManifest, TarEncoding};
+use crate::http::attachment::attachment;
 use crate::http::AppState;
 use crate::repo::lookup_id;
 use crate::service::keys::Role;
@@ -264,20 +265,6 @@ pub async fn create_link(
     ))
 }
 
-fn attachment(name: &str) -> HeaderValue {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/' | ';'))
-        .collect();
-    let cleaned = if cleaned.is_empty() {
-        "download".to_string()
-    } else {
-        cleaned
-    };
-    HeaderValue::from_str(&format!("attachment; filename=\"{cleaned}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
-}
-
 fn stream_range(
     state: &AppState,
     manifest: &BackupManifest,
@@ -296,7 +283,7 @@ fn stream_range(
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    headers.insert(header::CONTENT_DISPOSITION, attachment(name));
+    headers.insert(header::CONTENT_DISPOSITION, attachment(name, "download"));
     Ok(response)
 }
 
@@ -344,7 +331,7 @@ pub async fn download_folder(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
     );
-    headers.insert(header::CONTENT_DISPOSITION, attachment(&name));
+    headers.insert(header::CONTENT_DISPOSITION, attachment(&name, "download"));
     Ok(response)
 }
 
