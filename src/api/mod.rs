@@ -97,6 +97,12 @@ pub fn router(state: AppState) -> Router {
                     * crate::format::chunk_batch::ENTRY_LEN,
             )),
         )
+        .route(
+            "/v1/sessions/{id}/catalog",
+            post(sessions::catalog).layer(DefaultBodyLimit::max(
+                crate::service::sessions::MAX_CATALOG_BATCH_BYTES,
+            )),
+        )
         .route("/v1/sessions/{id}/finish", post(sessions::finish))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/scheduler", get(jobs::scheduler))

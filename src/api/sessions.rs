@@ -14,9 +14,11 @@ use super::caller::Caller;
 use super::{parse_json, ApiError};
 use crate::http::metrics::Metrics;
 use crate::http::AppState;
-use crate::repo::assembly::AssemblyOptions;
+use crate::repo::assembly::{AssemblyOptions, StreamClaim};
 use crate::repo::digest::DigestRequest;
-use crate::service::sessions::{SessionError, MAX_KNOWN_PAGE, MAX_UPLOAD_BATCH_BYTES};
+use crate::service::sessions::{
+    SessionError, MAX_CATALOG_BATCH_BYTES, MAX_KNOWN_PAGE, MAX_UPLOAD_BATCH_BYTES,
+};
 use crate::service::views::BackupView;
 
 impl From<SessionError> for ApiError {
@@ -41,6 +43,17 @@ struct OpenRequest {
     /// Record a tar stream's entries as its catalog (default true).
     #[serde(default = "yes")]
     tar_catalog: bool,
+    /// `stream` (default) or `tree`: a tree session also takes the tree's catalog.
+    #[serde(default)]
+    kind: SessionKind,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum SessionKind {
+    #[default]
+    Stream,
+    Tree,
 }
 
 pub async fn open(
@@ -61,6 +74,7 @@ pub async fn open(
                     sha256: request.sha256,
                 },
                 detect_tar: request.tar_catalog,
+                tree: request.kind == SessionKind::Tree,
                 ..AssemblyOptions::default()
             },
         )
@@ -124,17 +138,23 @@ pub async fn upload(
         .await
         .map_err(|_| ApiError::shutting_down())?;
     state.sessions.get(&caller.0, &id)?;
-    let body = Bytes::from_request(request, &())
+    let body = read_body(request, MAX_UPLOAD_BATCH_BYTES).await?;
+    Metrics::add(&state.metrics.session_bytes_received, body.len() as u64);
+    Ok(Json(state.sessions.upload(&caller.0, &id, body).await?))
+}
+
+/// A request's body, with the API's own answer when it is over `limit` (the route's
+/// body limit).
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, &())
         .await
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(MAX_UPLOAD_BATCH_BYTES as u64)
+                ApiError::too_large(limit as u64)
             } else {
                 ApiError::invalid(rejection.body_text())
             }
-        })?;
-    Metrics::add(&state.metrics.session_bytes_received, body.len() as u64);
-    Ok(Json(state.sessions.upload(&caller.0, &id, body).await?))
+        })
 }
 
 #[derive(Deserialize)]
@@ -159,10 +179,33 @@ pub async fn append(
 }
 
 #[derive(Deserialize)]
+pub struct CatalogQuery {
+    at: u64,
+}
+
+pub async fn catalog(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<CatalogQuery>,
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(request, MAX_CATALOG_BATCH_BYTES).await?;
+    Metrics::add(&state.metrics.session_bytes_received, body.len() as u64);
+    Ok(Json(
+        state
+            .sessions
+            .catalog(&caller.0, &id, query.at, body)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FinishRequest {
     size: u64,
-    blake3: String,
+    blake3: Option<String>,
+    entries_blake3: Option<String>,
 }
 
 fn yes() -> bool {
@@ -178,7 +221,15 @@ pub async fn finish(
     let request: FinishRequest = parse_json(&body)?;
     let manifest = state
         .sessions
-        .finish(&caller.0, &id, request.size, &request.blake3)
+        .finish(
+            &caller.0,
+            &id,
+            StreamClaim {
+                size: request.size,
+                blake3: request.blake3,
+                entries_blake3: request.entries_blake3,
+            },
+        )
         .await?;
     Metrics::add(&state.metrics.backups_committed, 1);
     Ok((StatusCode::CREATED, Json(BackupView::new(&manifest, None))))

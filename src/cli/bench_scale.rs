@@ -22,7 +22,7 @@ use super::output::ProgressBar;
 use crate::format::chunk_batch::{ChunkEncoding, UploadedChunk};
 use crate::format::content::ContentEntry;
 use crate::pipeline::keys::chunk_id_with;
-use crate::repo::assembly::AssemblyOptions;
+use crate::repo::assembly::{AssemblyOptions, StreamClaim};
 use crate::repo::digest::DigestRequest;
 use crate::repo::{Progress, Repository};
 
@@ -191,7 +191,11 @@ async fn one_backup(
         index += batch;
     }
     assembly
-        .finish(size, stream.finalize().to_hex().to_string())
+        .finish(StreamClaim {
+            size,
+            blake3: Some(stream.finalize().to_hex().to_string()),
+            entries_blake3: None,
+        })
         .await?;
     Ok(count)
 }

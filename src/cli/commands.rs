@@ -65,9 +65,17 @@ pub async fn run(command: Command) -> Result<Outcome> {
             no_tar_catalog,
             sha256,
             whole,
+            force,
             path,
         } if repo.server.is_some() => {
-            put_to_server(&repo, &series, json, !no_tar_catalog, sha256, whole, &path).await
+            let options = super::session_put::PutOptions {
+                series: &series,
+                json,
+                sha256,
+                tar_catalog: !no_tar_catalog,
+                force,
+            };
+            put_to_server(&repo, options, whole, &path).await
         }
         Command::Get {
             repo,
@@ -96,6 +104,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
             no_tar_catalog,
             sha256,
             whole,
+            force,
             path,
         } => {
             let options = IngestOptions {
@@ -105,7 +114,14 @@ pub async fn run(command: Command) -> Result<Outcome> {
             match put(&repo, options, json, &path).await {
                 Err(e) if super::beside::is_locked(&e) => {
                     let via = super::beside::through_server(&repo, e)?;
-                    put_to_server(&via, &series, json, !no_tar_catalog, sha256, whole, &path).await
+                    let options = super::session_put::PutOptions {
+                        series: &series,
+                        json,
+                        sha256,
+                        tar_catalog: !no_tar_catalog,
+                        force,
+                    };
+                    put_to_server(&via, options, whole, &path).await
                 }
                 other => other,
             }
@@ -354,22 +370,16 @@ async fn init(args: &RepoArgs, options: InitOptions) -> Result<Outcome> {
 /// `--whole` as one plain upload.
 async fn put_to_server(
     args: &RepoArgs,
-    series: &str,
-    json: bool,
-    tar_catalog: bool,
-    sha256: bool,
+    options: super::session_put::PutOptions<'_>,
     whole: bool,
     path: &Path,
 ) -> Result<Outcome> {
     if whole {
-        return remote::put(args, series, json, sha256, path).await;
+        if path.is_dir() {
+            bail!("--whole sends one stream: send a tar of the directory, or leave --whole out");
+        }
+        return remote::put(args, options.series, options.json, options.sha256, path).await;
     }
-    let options = super::session_put::PutOptions {
-        series,
-        json,
-        sha256,
-        tar_catalog,
-    };
     super::session_put::put(args, options, path).await
 }
 

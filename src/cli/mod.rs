@@ -7,11 +7,13 @@ mod bench_scale;
 mod beside;
 mod commands;
 mod control;
+mod files_cache;
 mod output;
 mod policy;
 mod remote;
 mod remote_restore;
 mod session_put;
+mod session_tree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -172,6 +174,10 @@ enum Command {
         /// server, instead of chunking here and sending only what the server lacks.
         #[arg(long)]
         whole: bool,
+        /// With --server and a directory: read every file, even those the files cache
+        /// says are unchanged since the previous backup.
+        #[arg(long)]
+        force: bool,
         /// A file, a directory, or `-` for stdin.
         path: PathBuf,
     },

@@ -43,6 +43,11 @@ impl Remote {
         }
     }
 
+    /// The server's URL, without a trailing `/`.
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))

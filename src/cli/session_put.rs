@@ -1,6 +1,8 @@
 //! `stowage put --server URL PATH`: the stream is chunked and hashed here, with the
 //! repository's chunker settings and chunk-id key the server hands to a writer, and only
-//! the chunks the server lacks are sent (`/v1/sessions`, `docs/API.md`).
+//! the chunks the server lacks are sent (`/v1/sessions`, `docs/API.md`). A directory is
+//! sent as a tree session (`session_tree`: its files chunked one by one, its catalog
+//! made here, unchanged files taken from the files cache).
 //!
 //! A reader thread cuts the stream into segments, names every chunk, hashes the whole
 //! stream, and compresses the chunks that are neither in the session's known set (the
@@ -46,23 +48,34 @@ const BATCHES_AHEAD: usize = 2;
 const UPLOADS_IN_FLIGHT: usize = 3;
 
 /// One segment's work for the network: the chunks to send and the entries to append.
-struct Batch {
-    chunks: bytes::Bytes,
-    entries: bytes::Bytes,
-    bytes: u64,
+pub(super) struct Batch {
+    pub chunks: bytes::Bytes,
+    pub entries: bytes::Bytes,
+    /// Stream bytes the entries cover.
+    pub bytes: u64,
 }
 
-/// What the reader thread sends: batches, then the stream's size and digest.
-enum Prepared {
+/// What the reader thread sends: batches (and a tree's catalog lines), then what the
+/// client claims of the stream.
+pub(super) enum Prepared {
     Batch(Batch),
-    End { size: u64, blake3: String },
+    Catalog {
+        lines: bytes::Bytes,
+        entries: u64,
+    },
+    End {
+        size: u64,
+        /// `None` when not every byte was read here (a tree's files cache).
+        blake3: Option<String>,
+        entries_blake3: String,
+    },
 }
 
 /// What a writer needs, from the session's opening answer.
-struct Writer {
-    chunker: ChunkerParams,
-    chunk_id_key: [u8; 32],
-    compression_level: i32,
+pub(super) struct Writer {
+    pub chunker: ChunkerParams,
+    pub chunk_id_key: [u8; 32],
+    pub compression_level: i32,
 }
 
 impl Writer {
@@ -87,63 +100,43 @@ pub struct PutOptions<'a> {
     pub json: bool,
     pub sha256: bool,
     pub tar_catalog: bool,
+    /// A directory: read every file, whatever the files cache says.
+    pub force: bool,
 }
 
 pub async fn put(args: &RepoArgs, options: PutOptions<'_>, path: &Path) -> Result<Outcome> {
     let remote = Remote::new(args)?;
     let progress = Arc::new(Progress::new());
+    if path != Path::new("-") && path.is_dir() {
+        return super::session_tree::put_tree(&remote, options, path, progress).await;
+    }
     let (name, source): (String, Box<dyn Read + Send>) = if path == Path::new("-") {
         ("-".into(), Box::new(std::io::stdin()))
     } else {
         let file =
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            bail!("the server takes streams: back a directory up with --repo, or send a tar of it");
-        }
-        progress.set_total(meta.len());
+        progress.set_total(file.metadata()?.len());
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         (name, Box::new(file))
     };
-    let answer: Value = send_json(
-        &remote,
-        "/v1/sessions",
-        &json!({
-            "series": options.series,
-            "name": name,
-            "sha256": options.sha256,
-            "tar_catalog": options.tar_catalog,
-        }),
-    )
-    .await?;
-    let session = answer["session"]["id"]
-        .as_str()
-        .context("the server sent no session id")?
-        .to_string();
-    let writer = Writer::from_answer(&answer)?;
-    let known = fetch_known(
-        &remote,
-        &session,
-        answer["session"]["known_chunks"].as_u64().unwrap_or(0),
-    )
-    .await?;
+    let body = json!({
+        "series": options.series,
+        "name": name,
+        "sha256": options.sha256,
+        "tar_catalog": options.tar_catalog,
+    });
+    let (session, writer, known) = open_session(&remote, &body).await?;
     let bar = ProgressBar::start(progress.clone(), "backing up");
-    let result = send_stream(&remote, &session, writer, known, source, progress).await;
+    let sending = progress.clone();
+    let result = send_stream(&remote, &session, move |out| {
+        prepare(source, writer, known, sending, out)
+    })
+    .await;
     bar.finish();
-    let backup = match result {
-        Ok(backup) => backup,
-        Err(error) => {
-            // Best effort: the server would end the session once idle anyway.
-            let _ = remote
-                .request(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"))
-                .send()
-                .await;
-            return Err(error);
-        }
-    };
+    let (backup, ()) = abandon_on_error(&remote, &session, result).await?;
     if options.json {
         println!("{backup}");
     } else {
@@ -154,6 +147,42 @@ pub async fn put(args: &RepoArgs, options: PutOptions<'_>, path: &Path) -> Resul
         println!("{}", backup["id"].as_str().unwrap_or_default());
     }
     Ok(Outcome::Success)
+}
+
+/// Opens a session (`body` is the opening request) and fetches its known set.
+pub(super) async fn open_session(
+    remote: &Remote,
+    body: &Value,
+) -> Result<(String, Writer, HashSet<ChunkId>)> {
+    let answer: Value = send_json(remote, "/v1/sessions", body).await?;
+    let session = answer["session"]["id"]
+        .as_str()
+        .context("the server sent no session id")?
+        .to_string();
+    let writer = Writer::from_answer(&answer)?;
+    let known = fetch_known(
+        remote,
+        &session,
+        answer["session"]["known_chunks"].as_u64().unwrap_or(0),
+    )
+    .await?;
+    Ok((session, writer, known))
+}
+
+/// Ends the session when the backup failed (best effort: the server would end it once
+/// idle anyway).
+pub(super) async fn abandon_on_error<T>(
+    remote: &Remote,
+    session: &str,
+    result: Result<T>,
+) -> Result<T> {
+    if result.is_err() {
+        let _ = remote
+            .request(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"))
+            .send()
+            .await;
+    }
+    result
 }
 
 async fn send_json(remote: &Remote, path: &str, body: &Value) -> Result<Value> {
@@ -181,20 +210,20 @@ async fn fetch_known(remote: &Remote, session: &str, count: u64) -> Result<HashS
     Ok(known)
 }
 
-async fn send_stream(
+/// Sends what `prepare` (run on a blocking thread) makes of the source, then finishes
+/// the session: the committed backup, and what `prepare` returned.
+pub(super) async fn send_stream<T: Send + 'static>(
     remote: &Remote,
     session: &str,
-    writer: Writer,
-    known: HashSet<ChunkId>,
-    source: Box<dyn Read + Send>,
-    progress: Arc<Progress>,
-) -> Result<Value> {
+    prepare: impl FnOnce(tokio::sync::mpsc::Sender<Prepared>) -> Result<T> + Send + 'static,
+) -> Result<(Value, T)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
-    let reader = tokio::task::spawn_blocking(move || prepare(source, writer, known, progress, tx));
+    let reader = tokio::task::spawn_blocking(move || prepare(tx));
     // Chunk uploads of the next batches are in flight while a batch's entries are
     // appended; an append waits for its own batch's chunks, and appends go in order.
     let mut in_flight: VecDeque<(AbortOnDropHandle<Result<()>>, Batch)> = VecDeque::new();
     let mut offset = 0u64;
+    let mut catalog_entries = 0u64;
     let mut end = None;
     while let Some(prepared) = rx.recv().await {
         match prepared {
@@ -213,23 +242,37 @@ async fn send_stream(
                     offset = settle_front(remote, session, offset, &mut in_flight).await?;
                 }
             }
-            Prepared::End { size, blake3 } => end = Some((size, blake3)),
+            Prepared::Catalog { lines, entries } => {
+                let next = Continuation {
+                    route: "catalog",
+                    at: catalog_entries,
+                    target: catalog_entries + entries,
+                    field: "catalog_entries",
+                };
+                catalog_entries = post_continuing(remote, session, &next, lines).await?;
+            }
+            Prepared::End {
+                size,
+                blake3,
+                entries_blake3,
+            } => end = Some((size, blake3, entries_blake3)),
         }
     }
     while !in_flight.is_empty() {
         offset = settle_front(remote, session, offset, &mut in_flight).await?;
     }
-    reader.await.context("the reader thread failed")??;
-    let (size, blake3) = end.context("the stream ended early")?;
+    let prepared = reader.await.context("the reader thread failed")??;
+    let (size, blake3, entries_blake3) = end.context("the stream ended early")?;
     if size != offset {
         bail!("read {size} bytes but appended {offset}");
     }
-    send_json(
+    let backup = send_json(
         remote,
         &format!("/v1/sessions/{session}/finish"),
-        &json!({ "size": size, "blake3": blake3 }),
+        &json!({ "size": size, "blake3": blake3, "entries_blake3": entries_blake3 }),
     )
-    .await
+    .await?;
+    Ok((backup, prepared))
 }
 
 /// Waits for the oldest batch's chunks, then appends its entries.
@@ -243,20 +286,47 @@ async fn settle_front(
         return Ok(offset);
     };
     upload.await.context("a chunk upload task failed")??;
-    append(remote, session, offset, &batch).await
+    let next = Continuation {
+        route: "append",
+        at: offset,
+        target: offset + batch.bytes,
+        field: "size",
+    };
+    post_continuing(remote, session, &next, batch.entries).await
 }
 
-/// Appends one batch's entries at `offset`; returns the offset after them. When an
-/// answer is lost, the session's size says whether the append took effect.
-async fn append(remote: &Remote, session: &str, offset: u64, batch: &Batch) -> Result<u64> {
-    let target = offset + batch.bytes;
-    let path = format!("/v1/sessions/{session}/append?at={offset}");
+/// A request that continues the session's stream (`append`) or catalog (`catalog`) at
+/// position `at` and brings it to `target`; `field` is where the session's state says
+/// how far it has come.
+#[derive(Clone, Copy)]
+struct Continuation {
+    route: &'static str,
+    at: u64,
+    target: u64,
+    field: &'static str,
+}
+
+/// Sends `body` as `next`; returns the position after it. When an answer is lost, the
+/// session's state says whether the request took effect.
+async fn post_continuing(
+    remote: &Remote,
+    session: &str,
+    next: &Continuation,
+    body: bytes::Bytes,
+) -> Result<u64> {
+    let Continuation {
+        route,
+        at: offset,
+        target,
+        field,
+    } = *next;
+    let path = format!("/v1/sessions/{session}/{route}?at={offset}");
     let mut attempt = 0;
     loop {
         attempt += 1;
         let sent = remote
             .request(reqwest::Method::POST, &path)
-            .body(batch.entries.clone())
+            .body(body.clone())
             .send()
             .await;
         match sent {
@@ -265,7 +335,7 @@ async fn append(remote: &Remote, session: &str, offset: u64, batch: &Batch) -> R
                 return Ok(target);
             }
             Err(error) if attempt < ATTEMPTS => {
-                tracing::warn!(%error, "an append failed; asking the server where the stream stands");
+                tracing::warn!(%error, route, "a request failed; asking the server where the session stands");
                 pause(attempt).await;
                 let state: Value = match remote
                     .request(reqwest::Method::GET, &format!("/v1/sessions/{session}"))
@@ -275,15 +345,15 @@ async fn append(remote: &Remote, session: &str, offset: u64, batch: &Batch) -> R
                     Ok(response) => checked(response).await?.json().await?,
                     Err(_) => continue,
                 };
-                match state["size"].as_u64() {
+                match state[field].as_u64() {
                     Some(size) if size == target => return Ok(target),
                     Some(size) if size == offset => continue,
                     other => {
-                        bail!("the session holds {other:?} bytes, expected {offset} or {target}")
+                        bail!("the session's {field} is {other:?}, expected {offset} or {target}")
                     }
                 }
             }
-            Err(error) => return Err(error).context("appending to the session"),
+            Err(error) => return Err(error).with_context(|| format!("sending {route}")),
         }
     }
 }
@@ -336,87 +406,135 @@ fn prepare(
     progress: Arc<Progress>,
     out: tokio::sync::mpsc::Sender<Prepared>,
 ) -> Result<()> {
-    let params = writer.chunker;
     let mut sent: HashSet<ChunkId> = HashSet::new();
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; segment_size(&params)];
-    let mut filled = 0usize;
+    let mut entries_hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; segment_size(&writer.chunker)];
     let mut size = 0u64;
-    loop {
-        let before = filled;
-        let (now_filled, at_end) =
-            fill(&mut *source, &mut buffer, filled).context("reading the stream")?;
-        filled = now_filled;
-        progress.add_done((filled - before) as u64);
-        let cuts = cut_points(&buffer[..filled], &params, at_end);
-        let consumed: usize = cuts.iter().sum();
-        update_blake3(&mut hasher, &buffer[..consumed]);
-        let mut starts = Vec::with_capacity(cuts.len());
-        let mut start = 0;
-        for len in &cuts {
-            starts.push(start);
-            start += len;
-        }
-        let data = &buffer[..consumed];
-        let ids: Vec<ChunkId> = starts
-            .par_iter()
-            .zip(&cuts)
-            .map(|(&s, &len)| chunk_id_with(&writer.chunk_id_key, &data[s..s + len]))
-            .collect();
-        let mut entries = Vec::with_capacity(ids.len() * 36);
-        let mut new = Vec::new();
-        for (position, (id, &len)) in ids.iter().zip(&cuts).enumerate() {
-            encode_entry(
-                &mut entries,
-                &ContentEntry {
-                    id: *id,
-                    len: len as u32,
-                },
-            );
-            if !known.contains(id) && sent.insert(*id) {
-                new.push(position);
-            }
-        }
-        let level = writer.compression_level;
-        let records: Vec<Vec<u8>> = new
-            .par_iter()
-            .map(|&position| {
-                let plaintext = &data[starts[position]..starts[position] + cuts[position]];
-                let mut record = Vec::new();
-                match compress_chunk(plaintext, level) {
-                    Some(frame) => encode_chunk(
-                        &mut record,
-                        &ids[position],
-                        ChunkEncoding::Zstd,
-                        plaintext.len() as u32,
-                        &frame,
-                    ),
-                    None => encode_chunk(
-                        &mut record,
-                        &ids[position],
-                        ChunkEncoding::Raw,
-                        plaintext.len() as u32,
-                        plaintext,
-                    ),
-                }
-                record
-            })
-            .collect();
-        size += consumed as u64;
+    read_segments(&mut *source, &mut buffer, &writer.chunker, |data, cuts| {
+        progress.add_done(data.len() as u64);
+        update_blake3(&mut hasher, data);
+        let segment = chunk_segment(&writer, &known, &mut sent, data, cuts);
+        entries_hasher.update(&segment.entries);
+        size += data.len() as u64;
         let batch = Batch {
-            chunks: records.concat().into(),
-            entries: entries.into(),
-            bytes: consumed as u64,
+            chunks: segment.records.into(),
+            entries: segment.entries.into(),
+            bytes: data.len() as u64,
         };
-        if !cuts.is_empty() && out.blocking_send(Prepared::Batch(batch)).is_err() {
-            return Ok(());
+        out.blocking_send(Prepared::Batch(batch))
+            .map_err(|_| anyhow::anyhow!("the upload stopped"))
+    })
+    .context("reading the stream")?;
+    let _ = out.blocking_send(Prepared::End {
+        size,
+        blake3: Some(hasher.finalize().to_hex().to_string()),
+        entries_blake3: entries_hasher.finalize().to_hex().to_string(),
+    });
+    Ok(())
+}
+
+/// Reads `source` to its end through `buffer`, handing each segment's bytes and its
+/// chunks' lengths to `segment` (never an empty segment). Chunk boundaries depend only
+/// on content, as the server's own ingest cuts them.
+pub(super) fn read_segments(
+    source: &mut (dyn Read + Send),
+    buffer: &mut [u8],
+    params: &ChunkerParams,
+    mut segment: impl FnMut(&[u8], &[usize]) -> Result<()>,
+) -> Result<u64> {
+    let mut filled = 0usize;
+    let mut total = 0u64;
+    loop {
+        let (now_filled, at_end) = fill(source, buffer, filled)?;
+        filled = now_filled;
+        let cuts = cut_points(&buffer[..filled], params, at_end);
+        let consumed: usize = cuts.iter().sum();
+        if !cuts.is_empty() {
+            segment(&buffer[..consumed], &cuts)?;
         }
+        total += consumed as u64;
         buffer.copy_within(consumed..filled, 0);
         filled -= consumed;
         if at_end {
-            let blake3 = hasher.finalize().to_hex().to_string();
-            let _ = out.blocking_send(Prepared::End { size, blake3 });
-            return Ok(());
+            return Ok(total);
         }
+    }
+}
+
+/// One segment's chunks: every entry, encoded for an append, and the records of the
+/// chunks to upload (compressed when that helps).
+pub(super) struct Segment {
+    pub list: Vec<ContentEntry>,
+    pub entries: Vec<u8>,
+    pub records: Vec<u8>,
+    /// How many chunks `records` holds.
+    pub new_chunks: usize,
+}
+
+/// Names the chunks `cuts` makes of `data` and prepares those neither `known` nor
+/// already `sent` (which gains them).
+pub(super) fn chunk_segment(
+    writer: &Writer,
+    known: &HashSet<ChunkId>,
+    sent: &mut HashSet<ChunkId>,
+    data: &[u8],
+    cuts: &[usize],
+) -> Segment {
+    let mut starts = Vec::with_capacity(cuts.len());
+    let mut start = 0;
+    for len in cuts {
+        starts.push(start);
+        start += len;
+    }
+    let ids: Vec<ChunkId> = starts
+        .par_iter()
+        .zip(cuts)
+        .map(|(&s, &len)| chunk_id_with(&writer.chunk_id_key, &data[s..s + len]))
+        .collect();
+    let mut list = Vec::with_capacity(ids.len());
+    let mut entries = Vec::with_capacity(ids.len() * 36);
+    let mut new = Vec::new();
+    for (position, (id, &len)) in ids.iter().zip(cuts).enumerate() {
+        let entry = ContentEntry {
+            id: *id,
+            len: len as u32,
+        };
+        encode_entry(&mut entries, &entry);
+        list.push(entry);
+        if !known.contains(id) && sent.insert(*id) {
+            new.push(position);
+        }
+    }
+    let level = writer.compression_level;
+    let records: Vec<Vec<u8>> = new
+        .par_iter()
+        .map(|&position| {
+            let plaintext = &data[starts[position]..starts[position] + cuts[position]];
+            let mut record = Vec::new();
+            match compress_chunk(plaintext, level) {
+                Some(frame) => encode_chunk(
+                    &mut record,
+                    &ids[position],
+                    ChunkEncoding::Zstd,
+                    plaintext.len() as u32,
+                    &frame,
+                ),
+                None => encode_chunk(
+                    &mut record,
+                    &ids[position],
+                    ChunkEncoding::Raw,
+                    plaintext.len() as u32,
+                    plaintext,
+                ),
+            }
+            record
+        })
+        .collect();
+    Segment {
+        list,
+        entries,
+        records: records.concat(),
+        new_chunks: new.len(),
     }
 }

@@ -20,9 +20,16 @@
 //!   just checked against its id), a stored one is read and opened from its pack. When a
 //!   chunk is neither (uploaded long ago and not yet durable), the rest of the stream is
 //!   read back at finish instead.
-//! - **Finish.** After every chunk is durable, the client's size and whole-stream BLAKE3
-//!   must match what the observer saw; only then is the manifest written and the backup
-//!   committed, as any ingest commits.
+//! - **Trees.** A tree session also receives the tree's catalog, checked line by line
+//!   (`tree_catalog_check`): the stream is then the tree's files, concatenated.
+//! - **Finish.** After every chunk is durable, the client's size and its digests must
+//!   match: the whole-stream BLAKE3 against what the observer saw, the entries' BLAKE3
+//!   against the (id, length) list appended. A stream session must send the first; a
+//!   tree session at least one, since a client that skipped unchanged files (its files
+//!   cache) never read their bytes. Since every uploaded chunk was checked against its
+//!   id, a matching list pins the bytes as surely. Either way the server records the
+//!   BLAKE3 of the stream it assembled, so restores are checked end to end as for every
+//!   backup. Only then is the manifest written and the backup committed.
 //!
 //! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
 //! and gc reclaims them.
@@ -41,8 +48,9 @@ use super::ingest::{
     StreamObserver,
 };
 use super::restore::{read_content, READ_AHEAD_UNITS};
+use super::tree_catalog_check::TreeCatalogCheck;
 use super::{Progress, RepoError, RepoInner, Repository};
-use crate::format::chunk_batch::{ChunkEncoding, UploadedChunk};
+use crate::format::chunk_batch::{encode_entry, ChunkEncoding, UploadedChunk, ENTRY_LEN};
 use crate::format::config::ChunkerParams;
 use crate::format::content::{decode_leaf, ContentEntry};
 use crate::format::manifest::{BackupKind, BackupManifest};
@@ -70,6 +78,8 @@ pub struct AssemblyOptions {
     /// Plaintext of uploaded chunks kept for their appends, in bytes (see
     /// [`RECENT_BYTES`]); what is not kept is read from its pack, or back at finish.
     pub recent_bytes: usize,
+    /// A tree backup: the client sends the catalog; no tar is looked for.
+    pub tree: bool,
 }
 
 impl Default for AssemblyOptions {
@@ -78,6 +88,7 @@ impl Default for AssemblyOptions {
             digests: DigestRequest::default(),
             detect_tar: true,
             recent_bytes: RECENT_BYTES,
+            tree: false,
         }
     }
 }
@@ -134,6 +145,19 @@ pub struct AssemblyProgress {
     /// Distinct chunks uploaded in this session, and their plaintext bytes.
     pub uploaded_chunks: u64,
     pub uploaded_bytes: u64,
+    /// A tree's catalog entries received so far (`None` for a stream).
+    pub catalog_entries: Option<u64>,
+}
+
+/// What a client says of the stream it sent, checked at finish.
+#[derive(Debug, Clone, Default)]
+pub struct StreamClaim {
+    pub size: u64,
+    /// The whole stream's BLAKE3 (hex).
+    pub blake3: Option<String>,
+    /// The BLAKE3 (hex) of every appended entry, in order, as the append bodies encode
+    /// them (`chunk_batch::encode_entry`).
+    pub entries_blake3: Option<String>,
 }
 
 /// A backup being assembled; cheap to clone (one shared state).
@@ -161,6 +185,10 @@ struct State {
     observed: u64,
     /// Set once a chunk could not be had in order: the rest is read back at finish.
     deferred: bool,
+    /// Hashes the entries as appended, for [`StreamClaim::entries_blake3`].
+    entries_hasher: blake3::Hasher,
+    /// A tree's catalog as received; `None` for a stream.
+    catalog: Option<TreeCatalogCheck>,
 }
 
 impl Drop for State {
@@ -248,9 +276,15 @@ impl Repository {
                         limit: options.recent_bytes,
                         ..RecentPlaintexts::default()
                     },
-                    observer: StreamObserver::new(options.digests, options.detect_tar, spool_dir),
+                    observer: StreamObserver::new(
+                        options.digests,
+                        options.detect_tar && !options.tree,
+                        spool_dir.clone(),
+                    ),
                     observed: 0,
                     deferred: false,
+                    entries_hasher: blake3::Hasher::new(),
+                    catalog: options.tree.then(|| TreeCatalogCheck::new(spool_dir)),
                 })),
             })
         })
@@ -276,6 +310,7 @@ impl Assembly {
             chunks: state.list.content.chunks,
             uploaded_chunks: state.uploaded.len() as u64,
             uploaded_bytes: state.uploaded_bytes,
+            catalog_entries: state.catalog.as_ref().map(|c| c.entries()),
         }
     }
 
@@ -382,8 +417,7 @@ impl Assembly {
             }
         }
         let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-        let State { session, list, .. } = &mut *state;
-        let session = session.as_mut().ok_or_else(gone)?;
+        let session = state.session.as_mut().ok_or_else(gone)?;
         let presence = session.reference(&ids)?;
         for (entry, presence) in entries.iter().zip(&presence) {
             match presence {
@@ -399,6 +433,13 @@ impl Assembly {
                 _ => {}
             }
         }
+        let mut encoded = Vec::with_capacity(entries.len() * ENTRY_LEN);
+        for entry in &entries {
+            encode_entry(&mut encoded, entry);
+        }
+        state.entries_hasher.update(&encoded);
+        let State { session, list, .. } = &mut *state;
+        let session = session.as_mut().ok_or_else(gone)?;
         for entry in &entries {
             if let Some(leaf) = list.push(*entry) {
                 if let Err(error) = session.store_leaf(leaf, list) {
@@ -460,16 +501,47 @@ impl Assembly {
         Ok(())
     }
 
-    /// Ends the stream: checks the client's `size` and whole-stream BLAKE3 (hex) against
-    /// the stream read back from what was stored, then commits the backup. The session
-    /// is over afterwards, whatever the outcome.
-    pub async fn finish(&self, size: u64, blake3: String) -> Result<BackupManifest, RepoError> {
-        self.blocking(move |this| this.finish_blocking(size, &blake3))
-            .await
+    /// Receives a batch of a tree's catalog, continuing it at entry `at`.
+    pub async fn receive_catalog(
+        &self,
+        at: u64,
+        body: Bytes,
+    ) -> Result<AssemblyProgress, RepoError> {
+        self.blocking(move |this| {
+            let mut state = this.lock();
+            state
+                .catalog
+                .as_mut()
+                .ok_or_else(|| {
+                    RepoError::InvalidInput(
+                        "this session backs up a stream: only a tree session takes a catalog"
+                            .into(),
+                    )
+                })?
+                .receive(at, &body)?;
+            drop(state);
+            Ok(this.progress())
+        })
+        .await
     }
 
-    fn finish_blocking(&self, size: u64, blake3: &str) -> Result<BackupManifest, RepoError> {
+    /// Ends the stream: checks the client's claim against the stream read back from
+    /// what was stored, then commits the backup. The session is over afterwards,
+    /// whatever the outcome.
+    pub async fn finish(&self, claim: StreamClaim) -> Result<BackupManifest, RepoError> {
+        self.blocking(move |this| this.finish_blocking(claim)).await
+    }
+
+    fn finish_blocking(&self, claim: StreamClaim) -> Result<BackupManifest, RepoError> {
+        let size = claim.size;
         let mut state = self.lock();
+        if claim.blake3.is_none() && (state.catalog.is_none() || claim.entries_blake3.is_none()) {
+            return Err(RepoError::InvalidInput(
+                "finish needs the stream's blake3 (a tree session may send entries_blake3 \
+                 instead)"
+                    .into(),
+            ));
+        }
         let mut session = state.session.take().ok_or_else(gone)?;
         let have = state.list.content.size;
         if have != size {
@@ -477,6 +549,16 @@ impl Assembly {
                 "the client sent {size} bytes but {have} were appended; nothing was committed"
             )));
         }
+        if let Some(claimed) = &claim.entries_blake3 {
+            let appended = state.entries_hasher.finalize().to_hex();
+            if !appended.as_str().eq_ignore_ascii_case(claimed) {
+                return Err(RepoError::InvalidInput(format!(
+                    "the appended entries have BLAKE3 {appended}, the client sent {claimed}: \
+                     nothing was committed"
+                )));
+            }
+        }
+        let tree_catalog = state.catalog.take().map(|c| c.finish(size)).transpose()?;
         if let Some(leaf) = state.list.take_open_leaf() {
             session.store_leaf(leaf, &mut state.list)?;
         }
@@ -497,19 +579,31 @@ impl Assembly {
         let observer = std::mem::replace(&mut state.observer, StreamObserver::none());
         let (digests, tar) = observer.finish();
         let assembled = digests.blake3.clone().unwrap_or_default();
-        if !assembled.eq_ignore_ascii_case(blake3) {
-            return Err(RepoError::InvalidInput(format!(
-                "the stream assembled from the appended chunks has BLAKE3 {assembled}, \
-                 the client sent {blake3}: nothing was committed"
-            )));
+        if let Some(blake3) = &claim.blake3 {
+            if !assembled.eq_ignore_ascii_case(blake3) {
+                return Err(RepoError::InvalidInput(format!(
+                    "the stream assembled from the appended chunks has BLAKE3 {assembled}, \
+                     the client sent {blake3}: nothing was committed"
+                )));
+            }
         }
-        if tar.is_some() {
+        if tar.is_some() || tree_catalog.is_some() {
             session.restart_packer();
         }
-        let (catalog, tar_encoding) = session.store_tar_catalog(tar)?;
+        let (catalog, tar_encoding, kind) = match tree_catalog {
+            Some(catalog) => (
+                Some(session.store_catalog(catalog)?),
+                None,
+                BackupKind::Tree,
+            ),
+            None => {
+                let (catalog, encoding) = session.store_tar_catalog(tar)?;
+                (catalog, encoding, BackupKind::Stream)
+            }
+        };
         let draft = ManifestDraft {
             series: self.series.clone(),
-            kind: BackupKind::Stream,
+            kind,
             created_at: state.created_at.clone(),
             source: state.source.clone(),
             digests,

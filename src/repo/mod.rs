@@ -34,6 +34,7 @@ mod sorted_ids;
 mod spool;
 pub mod stats;
 pub mod tree;
+pub mod tree_catalog_check;
 pub mod tree_source;
 
 use std::path::{Path, PathBuf};

@@ -25,20 +25,39 @@ use super::spool::{CatalogSpool, SpooledCatalog};
 use super::RepoError;
 use crate::format::catalog::{CatalogEntry, EntryKind};
 
-/// Reads a directory tree as one stream of file contents, writing the catalog as it goes.
-pub struct TreeSource {
+/// The walk of a tree: every entry in catalog order, directories listed as they are
+/// reached. Regular files are handed out with their path and metadata and not opened, so
+/// a caller that already knows a file's content (a client's files cache) need not read it.
+pub struct TreeWalk {
     root: PathBuf,
     pending: Vec<(String, Vec<String>)>,
+    owners: OwnerNames,
+    /// Paths skipped, with the reason.
+    skipped: Vec<String>,
+    /// Entries whose absolute path matches are left out, with all beneath them.
+    exclude: Option<GlobSet>,
+}
+
+/// One step of a [`TreeWalk`].
+pub enum Walked {
+    /// A directory, symbolic link or special file: its entry is complete.
+    Entry(CatalogEntry),
+    /// A regular file: its entry (size 0, no offset yet), where it is, and its metadata.
+    File {
+        entry: CatalogEntry,
+        path: PathBuf,
+        metadata: Metadata,
+    },
+}
+
+/// Reads a directory tree as one stream of file contents, writing the catalog as it goes.
+pub struct TreeSource {
+    walk: TreeWalk,
     current: Option<(File, CatalogEntry)>,
     offset: u64,
     catalog: CatalogSpool,
-    owners: OwnerNames,
-    /// Paths skipped, with the reason.
-    pub skipped: Vec<String>,
     /// Counts each entry recorded, when set.
     progress: Option<Arc<Progress>>,
-    /// Entries whose absolute path matches are left out, with all beneath them.
-    exclude: Option<GlobSet>,
 }
 
 /// Folders to back up as one tree, and what to leave out.
@@ -96,8 +115,9 @@ impl TreeSelection {
     }
 }
 
-impl TreeSource {
-    pub fn new(root: &Path, spool_dir: PathBuf) -> Result<TreeSource, RepoError> {
+impl TreeWalk {
+    /// The walk of the tree at `root`, its paths relative to it.
+    pub fn new(root: &Path) -> Result<TreeWalk, RepoError> {
         let metadata = fs::metadata(root).map_err(|e| RepoError::io(root, e))?;
         if !metadata.is_dir() {
             return Err(RepoError::InvalidInput(format!(
@@ -105,49 +125,38 @@ impl TreeSource {
                 root.display()
             )));
         }
-        let mut source = TreeSource {
+        let mut walk = TreeWalk {
             root: root.to_path_buf(),
             pending: Vec::new(),
-            current: None,
-            offset: 0,
-            catalog: CatalogSpool::new(spool_dir),
             owners: OwnerNames::default(),
             skipped: Vec::new(),
-            progress: None,
             exclude: None,
         };
-        source.push_dir(String::new())?;
-        Ok(source)
+        walk.push_dir(String::new())?;
+        Ok(walk)
     }
 
-    /// Reads the folders of `selection`, each under its absolute path without the
+    /// The walk of the folders of `selection`, each under its absolute path without the
     /// leading `/`; nothing above them is listed.
-    pub fn selection(
-        selection: &TreeSelection,
-        spool_dir: PathBuf,
-    ) -> Result<TreeSource, RepoError> {
+    pub fn selection(selection: &TreeSelection) -> Result<TreeWalk, RepoError> {
         let mut roots = selection.catalog_roots()?;
         if roots.is_empty() {
             return Err(RepoError::InvalidInput("no folder selected".into()));
         }
         // Popped from the end.
         roots.reverse();
-        Ok(TreeSource {
+        Ok(TreeWalk {
             root: PathBuf::from("/"),
             pending: vec![(String::new(), roots)],
-            current: None,
-            offset: 0,
-            catalog: CatalogSpool::new(spool_dir),
             owners: OwnerNames::default(),
             skipped: Vec::new(),
-            progress: None,
             exclude: selection.exclude.clone(),
         })
     }
 
-    /// Counts each catalog entry in `progress` as it is recorded.
-    pub fn count_entries(&mut self, progress: Arc<Progress>) {
-        self.progress = Some(progress);
+    /// Paths skipped so far, with the reason.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -162,7 +171,9 @@ impl TreeSource {
             match entry.file_name().into_string() {
                 Ok(name) if self.excluded(&path.join(&name)) => {}
                 Ok(name) => names.push(name),
-                Err(name) => self.skip(format!("{}: name is not UTF-8", path.join(name).display())),
+                Err(name) => {
+                    self.leave_out(format!("{}: name is not UTF-8", path.join(name).display()))
+                }
             }
         }
         // Popped from the end: reverse order gives a bytewise sorted walk.
@@ -171,16 +182,10 @@ impl TreeSource {
         Ok(())
     }
 
-    fn skip(&mut self, reason: String) {
+    /// Records a path left out, with the reason, and logs it.
+    pub fn leave_out(&mut self, reason: String) {
         tracing::warn!("skipped {reason}");
         self.skipped.push(reason);
-    }
-
-    fn record(&mut self, entry: &CatalogEntry) -> io::Result<()> {
-        if let Some(progress) = &self.progress {
-            progress.add_files_done(1);
-        }
-        self.catalog.write(entry)
     }
 
     /// The next path of the walk, or `None` at the end.
@@ -195,48 +200,6 @@ impl TreeSource {
                 }
             }
         }
-    }
-
-    /// Advances the walk to the next regular file, recording every entry on the way.
-    fn open_next_file(&mut self) -> io::Result<bool> {
-        while let Some(relative) = self.next_path() {
-            let path = self.root.join(&relative);
-            let metadata = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.skip(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let mut entry = self.entry_for(relative.clone(), &metadata);
-            match entry.kind {
-                EntryKind::File => match File::open(&path) {
-                    Ok(file) => {
-                        entry.offset = Some(self.offset);
-                        self.current = Some((file, entry));
-                        return Ok(true);
-                    }
-                    Err(e) => self.skip(format!("{}: {e}", path.display())),
-                },
-                EntryKind::Dir => {
-                    self.record(&entry)?;
-                    if let Err(e) = self.push_dir(relative) {
-                        self.skip(e.to_string());
-                    }
-                }
-                EntryKind::Symlink => {
-                    match fs::read_link(&path).map(|t| t.into_os_string().into_string()) {
-                        Ok(Ok(target)) => {
-                            entry.link = Some(target);
-                            self.record(&entry)?;
-                        }
-                        _ => self.skip(format!("{}: unreadable or non-UTF-8 link", path.display())),
-                    }
-                }
-                _ => self.record(&entry)?,
-            }
-        }
-        Ok(false)
     }
 
     fn entry_for(&mut self, path: String, metadata: &Metadata) -> CatalogEntry {
@@ -265,10 +228,116 @@ impl TreeSource {
             offset: None,
         }
     }
+}
+
+impl Iterator for TreeWalk {
+    type Item = Walked;
+
+    /// The next entry of the walk, or `None` at the end. A directory's contents are
+    /// listed when it is reached; an entry that cannot be read is skipped.
+    fn next(&mut self) -> Option<Walked> {
+        while let Some(relative) = self.next_path() {
+            let path = self.root.join(&relative);
+            let metadata = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.leave_out(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let mut entry = self.entry_for(relative.clone(), &metadata);
+            match entry.kind {
+                EntryKind::File => {
+                    return Some(Walked::File {
+                        entry,
+                        path,
+                        metadata,
+                    })
+                }
+                EntryKind::Dir => {
+                    if let Err(e) = self.push_dir(relative) {
+                        self.leave_out(e.to_string());
+                    }
+                }
+                EntryKind::Symlink => {
+                    match fs::read_link(&path).map(|t| t.into_os_string().into_string()) {
+                        Ok(Ok(target)) => entry.link = Some(target),
+                        _ => {
+                            self.leave_out(format!(
+                                "{}: unreadable or non-UTF-8 link",
+                                path.display()
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return Some(Walked::Entry(entry));
+        }
+        None
+    }
+}
+
+impl TreeSource {
+    pub fn new(root: &Path, spool_dir: PathBuf) -> Result<TreeSource, RepoError> {
+        Ok(TreeSource::over(TreeWalk::new(root)?, spool_dir))
+    }
+
+    /// Reads the folders of `selection`, each under its absolute path without the
+    /// leading `/`; nothing above them is listed.
+    pub fn selection(
+        selection: &TreeSelection,
+        spool_dir: PathBuf,
+    ) -> Result<TreeSource, RepoError> {
+        Ok(TreeSource::over(TreeWalk::selection(selection)?, spool_dir))
+    }
+
+    fn over(walk: TreeWalk, spool_dir: PathBuf) -> TreeSource {
+        TreeSource {
+            walk,
+            current: None,
+            offset: 0,
+            catalog: CatalogSpool::new(spool_dir),
+            progress: None,
+        }
+    }
+
+    /// Counts each catalog entry in `progress` as it is recorded.
+    pub fn count_entries(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
+    }
+
+    fn record(&mut self, entry: &CatalogEntry) -> io::Result<()> {
+        if let Some(progress) = &self.progress {
+            progress.add_files_done(1);
+        }
+        self.catalog.write(entry)
+    }
+
+    /// Advances the walk to the next regular file, recording every entry on the way.
+    fn open_next_file(&mut self) -> io::Result<bool> {
+        while let Some(walked) = self.walk.next() {
+            match walked {
+                Walked::Entry(entry) => self.record(&entry)?,
+                Walked::File {
+                    mut entry, path, ..
+                } => match File::open(&path) {
+                    Ok(file) => {
+                        entry.offset = Some(self.offset);
+                        self.current = Some((file, entry));
+                        return Ok(true);
+                    }
+                    Err(e) => self.walk.leave_out(format!("{}: {e}", path.display())),
+                },
+            }
+        }
+        Ok(false)
+    }
 
     /// The catalog written and the paths skipped; call after the stream ended.
     pub fn into_catalog(self) -> (SpooledCatalog, Vec<String>) {
-        (self.catalog.finish(), self.skipped)
+        (self.catalog.finish(), self.walk.skipped)
     }
 }
 

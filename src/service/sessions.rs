@@ -18,7 +18,9 @@ use crate::error::ErrorKind;
 use crate::format::chunk_batch::{decode_chunks, decode_entries, BatchError, BatchLimits};
 use crate::format::manifest::BackupManifest;
 use crate::format::series::RetentionPolicy;
-use crate::repo::assembly::{Assembly, AssemblyOptions, AssemblyProgress, WriterParams};
+use crate::repo::assembly::{
+    Assembly, AssemblyOptions, AssemblyProgress, StreamClaim, WriterParams,
+};
 use crate::repo::{RepoError, Repository};
 
 /// Sessions open at once, all keys together.
@@ -37,6 +39,8 @@ pub const UPLOADS_AT_ONCE: usize = 8;
 pub const MAX_APPEND_ENTRIES: usize = 65_536;
 /// Most known ids answered by one request (2 MiB).
 pub const MAX_KNOWN_PAGE: usize = 65_536;
+/// Largest catalog batch body of a tree session: 16 MiB of JSON lines.
+pub const MAX_CATALOG_BATCH_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -69,6 +73,8 @@ impl SessionError {
 pub struct SessionView {
     pub id: String,
     pub series: String,
+    /// `stream` or `tree`.
+    pub kind: &'static str,
     /// Bytes and chunks appended so far: the offset the next append continues at.
     pub size: u64,
     pub chunks: u64,
@@ -76,6 +82,10 @@ pub struct SessionView {
     pub uploaded_bytes: u64,
     /// Ids in the known set (`GET /v1/sessions/{id}/known`).
     pub known_chunks: u64,
+    /// A tree's catalog entries received so far: the position the next catalog batch
+    /// continues at (absent for a stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_entries: Option<u64>,
     /// Idle seconds after which the session ends.
     pub idle_timeout_secs: u64,
 }
@@ -133,15 +143,22 @@ impl Sessions {
             chunks,
             uploaded_chunks,
             uploaded_bytes,
+            catalog_entries,
         } = entry.assembly.progress();
         SessionView {
             id: id.to_string(),
             series: entry.assembly.series().to_string(),
+            kind: if catalog_entries.is_some() {
+                "tree"
+            } else {
+                "stream"
+            },
             size,
             chunks,
             uploaded_chunks,
             uploaded_bytes,
             known_chunks: entry.assembly.known().len() as u64,
+            catalog_entries,
             idle_timeout_secs: self.idle_timeout.as_secs(),
         }
     }
@@ -180,8 +197,8 @@ impl Sessions {
         }
     }
 
-    /// Opens a session for a stream backup named `source` in `series` (created when
-    /// missing, with no policy, as an upload creates it).
+    /// Opens a session for a stream or tree backup named `source` in `series` (created
+    /// when missing, with no policy, as an upload creates it).
     pub async fn open(
         &self,
         who: &Principal,
@@ -296,18 +313,31 @@ impl Sessions {
         Ok(self.view(id, &entry))
     }
 
+    /// Continues a tree session's catalog at entry `at` with a batch of JSON lines.
+    pub async fn catalog(
+        &self,
+        who: &Principal,
+        id: &str,
+        at: u64,
+        body: Bytes,
+    ) -> Result<SessionView, SessionError> {
+        let entry = self.entry(who, id)?;
+        entry.assembly.receive_catalog(at, body).await?;
+        entry.touch();
+        Ok(self.view(id, &entry))
+    }
+
     /// Checks and commits the backup, then applies the series' policy. The session ends
     /// whatever the outcome.
     pub async fn finish(
         &self,
         who: &Principal,
         id: &str,
-        size: u64,
-        blake3: &str,
+        claim: StreamClaim,
     ) -> Result<BackupManifest, SessionError> {
         let entry = self.entry(who, id)?;
         self.map().remove(id);
-        let manifest = entry.assembly.finish(size, blake3.to_string()).await;
+        let manifest = entry.assembly.finish(claim).await;
         entry.assembly.abandon().await;
         let manifest = manifest?;
         super::uploads::apply_policy(&self.repo, &manifest.series).await;

@@ -7,7 +7,7 @@ use stowage::format::content::ContentEntry;
 use stowage::id::ChunkId;
 use stowage::pipeline::chunker::cut_points;
 use stowage::pipeline::keys::chunk_id_with;
-use stowage::repo::assembly::{Assembly, AssemblyOptions};
+use stowage::repo::assembly::{Assembly, AssemblyOptions, StreamClaim};
 use stowage::repo::Repository;
 
 use crate::support::*;
@@ -80,7 +80,11 @@ async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
             .await
             .expect("append");
         let manifest = assembly
-            .finish(data.len() as u64, blake3_hex(&data))
+            .finish(StreamClaim {
+                size: data.len() as u64,
+                blake3: Some(blake3_hex(&data)),
+                entries_blake3: None,
+            })
             .await
             .expect("finish");
         assert_eq!(restore_bytes(&repo, &manifest).await, data);
@@ -102,7 +106,11 @@ async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
     let chunks = chunks(&repo, &data);
     assembly.append(0, entries(&chunks)).await.expect("append");
     let refused = assembly
-        .finish(data.len() as u64, blake3_hex(b"other"))
+        .finish(StreamClaim {
+            size: data.len() as u64,
+            blake3: Some(blake3_hex(b"other")),
+            entries_blake3: None,
+        })
         .await
         .expect_err("a wrong digest");
     assert!(

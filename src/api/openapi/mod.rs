@@ -32,6 +32,8 @@ enum Body {
     Stream,
     /// A binary body of its own layout (a backup session's batches, `docs/API.md`).
     Binary,
+    /// JSON lines (a tree session's catalog batch).
+    JsonLines,
 }
 
 /// What an answer carries.
@@ -87,7 +89,10 @@ fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
             "the range is outside the backup (`Content-Range: bytes */SIZE`)",
         ));
     }
-    if matches!(op.body, Body::Json(_) | Body::Stream | Body::Binary) {
+    if matches!(
+        op.body,
+        Body::Json(_) | Body::Stream | Body::Binary | Body::JsonLines
+    ) {
         statuses.push(("413", "the body is over the limit"));
     }
     if op.method == "post"
@@ -97,6 +102,9 @@ fn error_statuses(op: &Operation) -> Vec<(&'static str, &'static str)> {
     }
     if op.path == "/v1/sessions/{id}/append" {
         statuses.push(("409", "`at` is not the stream's current size"));
+    }
+    if op.path == "/v1/sessions/{id}/catalog" {
+        statuses.push(("409", "`at` is not the number of catalog entries received"));
     }
     statuses
 }
@@ -168,6 +176,11 @@ fn operation(op: &Operation) -> Value {
         Body::Binary => {
             value["requestBody"] = json!({"required": true, "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }});
+        }
+        Body::JsonLines => {
+            value["requestBody"] = json!({"required": true, "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}}
             }});
         }
         Body::Stream => {
@@ -334,20 +347,25 @@ fn session_schemas() -> Value {
     json!({
         "SessionOpen": {"type": "object", "required": ["series"], "additionalProperties": false, "properties": {
             "series": text, "name": text,
-            "sha256": {"type": "boolean"}, "tar_catalog": {"type": "boolean"}}},
-        "Session": closed(json!({
-            "id": text, "series": text, "size": int, "chunks": int,
+            "sha256": {"type": "boolean"}, "tar_catalog": {"type": "boolean"},
+            "kind": {"enum": ["stream", "tree"]}}},
+        "Session": {"type": "object", "additionalProperties": false,
+            "required": ["id", "series", "kind", "size", "chunks", "uploaded_chunks",
+                         "uploaded_bytes", "known_chunks", "idle_timeout_secs"],
+            "properties": {
+            "id": text, "series": text, "kind": {"enum": ["stream", "tree"]},
+            "size": int, "chunks": int,
             "uploaded_chunks": int, "uploaded_bytes": int, "known_chunks": int,
-            "idle_timeout_secs": int})),
+            "catalog_entries": int, "idle_timeout_secs": int}},
         "SessionOpened": closed(json!({
             "session": reference("Session"),
             "writer": closed(json!({
                 "chunker": closed(json!({"min_size": int, "avg_size": int, "max_size": int})),
                 "chunk_id_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "compression_level": int}))})),
-        "SessionFinish": {"type": "object", "required": ["size", "blake3"], "additionalProperties": false, "properties": {
+        "SessionFinish": {"type": "object", "required": ["size"], "additionalProperties": false, "properties": {
             "size": int, "blake3": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-            "sha256": {"type": "boolean"}, "tar_catalog": {"type": "boolean"}}}
+            "entries_blake3": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}
     })
 }
 

@@ -302,5 +302,6 @@ mod openapi;
 mod policies;
 mod restore_remote;
 mod sessions;
+mod tree_sessions;
 mod ui;
 mod uploads;

@@ -515,8 +515,9 @@ async fn every_route_answers_as_the_openapi_document_says() {
         format!("/v1/sessions/{session}/append?at=0"),
         &writer
     )
-    .bytes(entries));
+    .bytes(entries.clone()));
     assert_eq!(status, StatusCode::CONFLICT);
+    let entries_again = entries;
     check!(Call::new(
         Method::GET,
         "/v1/sessions/{id}",
@@ -530,6 +531,39 @@ async fn every_route_answers_as_the_openapi_document_says() {
         &writer
     )
     .json(json!({"size": note.len(), "blake3": blake3_hex(&note)})));
+    assert_eq!(status, StatusCode::CREATED);
+    // A tree session of one file, the same chunk, known now.
+    let (_, opened) = check!(
+        Call::new(Method::POST, "/v1/sessions", "/v1/sessions", &writer)
+            .json(json!({"series": "notes", "name": "/notes", "kind": "tree"}))
+    );
+    let tree = opened["session"]["id"].as_str().unwrap().to_string();
+    check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/append",
+        format!("/v1/sessions/{tree}/append?at=0"),
+        &writer
+    )
+    .bytes(entries_again.clone()));
+    let line = json!({"path": "note.txt", "kind": "file", "mode": 420, "mtime": 0,
+                      "uid": 0, "gid": 0, "size": note.len(), "offset": 0});
+    for expected in [StatusCode::OK, StatusCode::CONFLICT] {
+        let (status, _) = check!(Call::new(
+            Method::POST,
+            "/v1/sessions/{id}/catalog",
+            format!("/v1/sessions/{tree}/catalog?at=0"),
+            &writer
+        )
+        .bytes(format!("{line}\n").into_bytes()));
+        assert_eq!(status, expected);
+    }
+    let (status, _) = check!(Call::new(
+        Method::POST,
+        "/v1/sessions/{id}/finish",
+        format!("/v1/sessions/{tree}/finish"),
+        &writer
+    )
+    .json(json!({"size": note.len(), "entries_blake3": blake3_hex(&entries_again)})));
     assert_eq!(status, StatusCode::CREATED);
     let (_, opened) = check!(
         Call::new(Method::POST, "/v1/sessions", "/v1/sessions", &writer)
