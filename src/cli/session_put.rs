@@ -468,8 +468,9 @@ pub(super) struct Segment {
     pub list: Vec<ContentEntry>,
     pub entries: Vec<u8>,
     pub records: Vec<u8>,
-    /// How many chunks `records` holds.
+    /// How many chunks `records` holds, and their plaintext bytes.
     pub new_chunks: usize,
+    pub new_bytes: u64,
 }
 
 /// Names the chunks `cuts` makes of `data` and prepares those neither `known` nor
@@ -536,5 +537,6 @@ pub(super) fn chunk_segment(
         entries,
         records: records.concat(),
         new_chunks: new.len(),
+        new_bytes: new.iter().map(|&p| cuts[p] as u64).sum(),
     }
 }

@@ -46,8 +46,11 @@ const SMALL_FILE: usize = 1 << 20;
 const BATCH_ENTRIES: usize = 32_768;
 /// ...or this many chunks to upload (a chunk batch takes 16,384)...
 const BATCH_CHUNKS: usize = 8_192;
-/// ...or this many bytes of them (a chunk batch takes 64 MiB).
+/// ...or this many bytes of them (a chunk batch takes 64 MiB)...
 const BATCH_RECORD_BYTES: usize = 16 << 20;
+/// ...or this much plaintext in them (a chunk batch may claim 256 MiB; the server holds
+/// a batch's plaintext while it checks it).
+const BATCH_PLAINTEXT: u64 = 32 << 20;
 /// A catalog batch is sent once it holds this many bytes of lines (the server takes 16 MiB).
 const CATALOG_BATCH_BYTES: usize = 1 << 20;
 
@@ -127,6 +130,7 @@ struct TreeSender {
     entry_count: usize,
     records: Vec<u8>,
     record_count: usize,
+    record_plaintext: u64,
     batch_bytes: u64,
     /// The catalog batch being filled.
     catalog: Vec<u8>,
@@ -161,6 +165,7 @@ impl TreeSender {
             entry_count: 0,
             records: Vec::new(),
             record_count: 0,
+            record_plaintext: 0,
             batch_bytes: 0,
             catalog: Vec::new(),
             catalog_count: 0,
@@ -234,6 +239,7 @@ impl TreeSender {
             entries,
             records: Vec::new(),
             new_chunks: 0,
+            new_bytes: 0,
         })?;
         Ok(size)
     }
@@ -333,6 +339,7 @@ impl TreeSender {
         if self.entry_count + segment.list.len() > BATCH_ENTRIES
             || self.record_count + chunks > BATCH_CHUNKS
             || self.records.len() + segment.records.len() > BATCH_RECORD_BYTES
+            || self.record_plaintext + segment.new_bytes > BATCH_PLAINTEXT
         {
             self.send_batch()?;
         }
@@ -341,6 +348,7 @@ impl TreeSender {
         self.entry_count += segment.list.len();
         self.records.extend_from_slice(&segment.records);
         self.record_count += chunks;
+        self.record_plaintext += segment.new_bytes;
         self.batch_bytes += segment.list.iter().map(|e| u64::from(e.len)).sum::<u64>();
         Ok(())
     }
@@ -356,6 +364,7 @@ impl TreeSender {
         };
         self.entry_count = 0;
         self.record_count = 0;
+        self.record_plaintext = 0;
         send(&self.out, Prepared::Batch(batch))
     }
 

@@ -47,7 +47,7 @@ use super::ingest::{
     now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
     StreamObserver,
 };
-use super::restore::{read_content, READ_AHEAD_UNITS};
+use super::restore::{fetch_chunks, read_content, READ_AHEAD_UNITS};
 use super::tree_catalog_check::TreeCatalogCheck;
 use super::{Progress, RepoError, RepoInner, Repository};
 use crate::format::chunk_batch::{encode_entry, ChunkEncoding, UploadedChunk, ENTRY_LEN};
@@ -97,6 +97,9 @@ impl Default for AssemblyOptions {
 /// stream's new chunks need not be read back (the least recently used go first): a few
 /// batches' worth, since a client appends each batch soon after uploading it.
 pub const RECENT_BYTES: usize = 64 << 20;
+
+/// Plaintext read at once to observe appended chunks in order: 32 MiB.
+const OBSERVE_WINDOW: usize = 32 << 20;
 
 #[derive(Default)]
 struct RecentPlaintexts {
@@ -485,18 +488,40 @@ impl Assembly {
         }
         let handle = Handle::current();
         let inner = &self.inner;
-        let plaintexts = sources
-            .into_par_iter()
-            .map(|(id, source)| match source {
-                Source::Memory(plaintext) => Ok(plaintext),
-                Source::Pack(location) => handle
-                    .block_on(inner.load_blob(id, location))
-                    .map(Bytes::from),
-            })
-            .collect::<Result<Vec<Bytes>, RepoError>>()?;
-        for plaintext in plaintexts {
-            state.observer.observe(&plaintext);
-            state.observed += plaintext.len() as u64;
+        // A window of chunks at a time, so that memory stays bounded whatever the batch
+        // (a tree's batch may name tens of thousands of small stored chunks).
+        let mut sources = sources.into_iter().peekable();
+        while sources.peek().is_some() {
+            let mut window = Vec::new();
+            let mut window_bytes = 0usize;
+            while let Some((id, source)) = sources.next_if(|_| window_bytes < OBSERVE_WINDOW) {
+                window_bytes += match &source {
+                    Source::Memory(plaintext) => plaintext.len(),
+                    Source::Pack(location) => location.raw_len as usize,
+                };
+                window.push((id, source));
+            }
+            // Stored chunks are read together, neighbours in a pack with one request.
+            let mut plaintexts = Vec::with_capacity(window.len());
+            let mut stored = Vec::new();
+            for (position, (id, source)) in window.into_iter().enumerate() {
+                match source {
+                    Source::Memory(plaintext) => plaintexts.push(plaintext),
+                    Source::Pack(location) => {
+                        plaintexts.push(Bytes::new());
+                        stored.push((position, (id, location)));
+                    }
+                }
+            }
+            let (positions, wanted): (Vec<usize>, Vec<_>) = stored.into_iter().unzip();
+            let fetched = handle.block_on(fetch_chunks(inner.clone(), wanted))?;
+            for (position, plaintext) in positions.into_iter().zip(fetched) {
+                plaintexts[position] = plaintext;
+            }
+            for plaintext in plaintexts {
+                state.observer.observe(&plaintext);
+                state.observed += plaintext.len() as u64;
+            }
         }
         Ok(())
     }

@@ -152,6 +152,40 @@ async fn plan_leaf(
     Ok(units)
 }
 
+/// Reads and opens stored chunks, given where the index places them, in the order given:
+/// chunks close together in one pack are read with one request, and up to
+/// [`READ_AHEAD_UNITS`] requests run at once.
+pub(crate) async fn fetch_chunks(
+    inner: Arc<RepoInner>,
+    chunks: Vec<(ChunkId, ChunkLocation)>,
+) -> Result<Vec<Bytes>, RepoError> {
+    let mut units: Vec<FetchUnit> = Vec::new();
+    for (id, location) in chunks {
+        let piece = Piece {
+            id,
+            location,
+            skip: 0,
+            take: location.raw_len as usize,
+        };
+        match units.last_mut() {
+            Some(unit) if extends(unit, &location) => add_piece(unit, piece),
+            _ => units.push(new_unit(piece)),
+        }
+    }
+    let fetched: Vec<Vec<Bytes>> = stream::iter(units)
+        .map(|unit| {
+            let task = AbortOnDropHandle::new(tokio::spawn(fetch_unit(inner.clone(), unit)));
+            async move {
+                task.await
+                    .map_err(|e| RepoError::Internal(format!("a chunk read failed: {e}")))?
+            }
+        })
+        .buffered(READ_AHEAD_UNITS)
+        .try_collect()
+        .await?;
+    Ok(fetched.into_iter().flatten().collect())
+}
+
 fn extends(unit: &FetchUnit, location: &ChunkLocation) -> bool {
     let start = u64::from(location.offset);
     let end = start + u64::from(location.stored_len);
