@@ -1,6 +1,7 @@
 //! The native `/v1` API: JSON in and out, one error shape, bearer keys with roles.
 //! The contract is `docs/API.md`; `openapi.rs` serves it as OpenAPI 3.1.
 
+mod agents;
 mod backups;
 mod caller;
 pub mod error;
@@ -104,6 +105,11 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/v1/sessions/{id}/finish", post(sessions::finish))
+        .route("/v1/agents", get(agents::list))
+        .route("/v1/agents/{host}/jobs", post(agents::assign))
+        .route("/v1/agent/next", get(agents::next))
+        .route("/v1/agent/jobs/{id}/progress", post(agents::progress))
+        .route("/v1/agent/jobs/{id}/finish", post(agents::finish))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/scheduler", get(jobs::scheduler))
         .route("/v1/jobs/{id}", get(jobs::get))

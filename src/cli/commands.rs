@@ -91,6 +91,7 @@ pub async fn run(command: Command) -> Result<Outcome> {
             json,
             id,
         } => remote::url(&server, &id, ttl, json).await,
+        Command::Agent { repo, host, wait } => super::agent::run(&repo, host, wait).await,
         Command::Ls {
             repo,
             series,

@@ -2,6 +2,7 @@
 //! printing results for people (tables, progress bars on a terminal) or scripts
 //! (`--json`, the backup id as the last line of stdout). `anyhow` is used only here.
 
+mod agent;
 pub mod bench;
 mod bench_scale;
 mod beside;
@@ -180,6 +181,18 @@ enum Command {
         force: bool,
         /// A file, a directory, or `-` for stdin.
         path: PathBuf,
+    },
+    /// Run as this host's agent of a server (`--server URL`, key in STOWAGE_KEY): take
+    /// the backups and restores the server assigns to this host, until stopped.
+    Agent {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The host name to take work for (default: this machine's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Seconds one request for work waits on the server (at most 60).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
     },
     /// Write a backup's bytes to a file or stdout.
     Get {

@@ -25,6 +25,7 @@ use super::output;
 use super::remote::{checked, Remote};
 use super::RepoArgs;
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind};
+use crate::repo::Progress;
 
 /// Catalog entries asked for per request (the API's largest page).
 const CATALOG_PAGE: usize = 10_000;
@@ -93,6 +94,23 @@ fn set_times(path: &Path, entry: &CatalogEntry) -> Result<()> {
 
 pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
     let remote = Remote::new(args)?;
+    let (entries, written) = restore_tree(&remote, id, target, &Progress::new()).await?;
+    eprintln!(
+        "restored {entries} entries, {} into {}",
+        output::bytes(written),
+        target.display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// Recreates the tree backup `id` under `target`, which must be missing or empty: the
+/// entries restored and the file bytes written.
+pub(super) async fn restore_tree(
+    remote: &Remote,
+    id: &str,
+    target: &Path,
+    progress: &Progress,
+) -> Result<(u64, u64)> {
     let response = remote
         .request(reqwest::Method::GET, &format!("/v1/backups/{id}"))
         .send()
@@ -105,7 +123,7 @@ pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome
         bail!("{} is not empty", target.display());
     }
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
-    let entries = catalog(&remote, id).await?;
+    let entries = catalog(remote, id).await?;
     if let Some(bad) = entries.iter().find(|e| !is_safe_relative_path(&e.path)) {
         bail!(
             "the server sent an unsafe path {:?}; nothing more was written",
@@ -150,6 +168,8 @@ pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome
                     .open(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 content.copy(entry.size, Some(&mut file)).await?;
+                progress.add_done(entry.size);
+                progress.add_files_done(1);
                 file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
                 drop(file);
                 set_times(&path, entry)?;
@@ -175,11 +195,5 @@ pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome
     if skipped > 0 {
         eprintln!("warning: {skipped} entries (hard links, devices, fifos) were not restored");
     }
-    eprintln!(
-        "restored {} entries, {} into {}",
-        entries.len() as u64 - skipped,
-        output::bytes(written),
-        target.display()
-    );
-    Ok(Outcome::Success)
+    Ok((entries.len() as u64 - skipped, written))
 }

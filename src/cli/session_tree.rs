@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc::Sender;
 
 use super::commands::Outcome;
@@ -56,10 +56,10 @@ const CATALOG_BATCH_BYTES: usize = 1 << 20;
 
 /// What a tree backup did here, for the summary.
 #[derive(Default)]
-struct Report {
-    files: u64,
-    unchanged: u64,
-    skipped: Vec<String>,
+pub(super) struct Report {
+    pub files: u64,
+    pub unchanged: u64,
+    pub skipped: Vec<String>,
 }
 
 pub(super) async fn put_tree(
@@ -70,26 +70,10 @@ pub(super) async fn put_tree(
 ) -> Result<Outcome> {
     let walk = TreeWalk::new(path)?;
     let name = path.display().to_string();
-    let body = json!({
-        "series": options.series,
-        "name": name,
-        "sha256": options.sha256,
-        "kind": "tree",
-    });
-    let (session, writer, known) = open_session(remote, &body).await?;
-    let cache = FilesCache::open(remote.base(), options.series, path, options.force);
     let bar = ProgressBar::start(progress.clone(), "backing up");
-    let result = send_stream(remote, &session, move |out| {
-        TreeSender::new(writer, known, cache, progress, out).run(walk)
-    })
-    .await;
+    let result = backup_tree(remote, &options, walk, &name, progress).await;
     bar.finish();
-    let (backup, (cache, report)) = abandon_on_error(remote, &session, result).await?;
-    if let Err(error) = cache.save() {
-        eprintln!(
-            "warning: the files cache was not saved ({error:#}); the next backup reads every file"
-        );
-    }
+    let (backup, report) = result?;
     for reason in &report.skipped {
         eprintln!("skipped {reason}");
     }
@@ -103,6 +87,41 @@ pub(super) async fn put_tree(
         println!("{}", backup["id"].as_str().unwrap_or_default());
     }
     Ok(Outcome::Success)
+}
+
+/// Backs up what `walk` walks as a tree named `name` (also what the files cache is
+/// kept for): the committed backup and what was done here.
+pub(super) async fn backup_tree(
+    remote: &Remote,
+    options: &PutOptions<'_>,
+    walk: TreeWalk,
+    name: &str,
+    progress: Arc<Progress>,
+) -> Result<(Value, Report)> {
+    let body = json!({
+        "series": options.series,
+        "name": name,
+        "sha256": options.sha256,
+        "kind": "tree",
+    });
+    let (session, writer, known) = open_session(remote, &body).await?;
+    let cache = FilesCache::open(
+        remote.base(),
+        options.series,
+        Path::new(name),
+        options.force,
+    );
+    let result = send_stream(remote, &session, move |out| {
+        TreeSender::new(writer, known, cache, progress, out).run(walk)
+    })
+    .await;
+    let (backup, (cache, report)) = abandon_on_error(remote, &session, result).await?;
+    if let Err(error) = cache.save() {
+        eprintln!(
+            "warning: the files cache was not saved ({error:#}); the next backup reads every file"
+        );
+    }
+    Ok((backup, report))
 }
 
 /// A file read into the group buffer, waiting to be chunked with the others.
@@ -369,6 +388,7 @@ impl TreeSender {
     }
 
     fn catalog_line(&mut self, entry: &CatalogEntry) -> Result<()> {
+        self.progress.add_files_done(1);
         entry.encode_line(&mut self.catalog);
         self.catalog_count += 1;
         if self.catalog.len() >= CATALOG_BATCH_BYTES {

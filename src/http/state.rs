@@ -54,6 +54,8 @@ pub struct ServerState {
     pub upload_slots: Semaphore,
     /// Open client-chunked backup sessions (`/v1/sessions`).
     pub sessions: Arc<crate::service::sessions::Sessions>,
+    /// Agents on client hosts and the work assigned to them (`/v1/agents`).
+    pub agents: crate::service::agents::Agents,
     /// Sign-in sessions of the web dashboard (`/ui/`).
     pub web_sessions: crate::service::web_sessions::WebSessions,
     /// Whether the web dashboard is served.
@@ -108,6 +110,7 @@ impl ServerState {
                 repo,
                 jobs.clone(),
             )),
+            agents: crate::service::agents::Agents::new(jobs.clone()),
             jobs,
             metrics: Metrics::default(),
             limits,

@@ -37,6 +37,17 @@ impl JobFailure {
     }
 }
 
+impl JobFailure {
+    /// A job stopped on request.
+    pub fn cancelled(message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            kind: ErrorKind::Conflict,
+            message: message.into(),
+            cancelled: true,
+        }
+    }
+}
+
 impl From<RepoError> for JobFailure {
     fn from(error: RepoError) -> JobFailure {
         JobFailure {
@@ -53,7 +64,7 @@ pub use crate::state::jobs::{JobKind, JobProgress, JobStatus, JobView};
 pub const STATUS_WORDS: &str = "queued, running, succeeded, failed, cancelled";
 /// Every job kind as listings spell it.
 pub const KIND_WORDS: &str =
-    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune";
+    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune, agent_backup, agent_restore";
 
 /// Which jobs a listing shows; an empty filter keeps every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

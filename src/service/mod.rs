@@ -1,6 +1,7 @@
 //! Use-cases in domain terms, above the engine: retention policies today; series, jobs,
 //! keys and users as the server grows. No HTTP types in or out.
 
+pub mod agents;
 pub mod backupchan;
 pub mod backups;
 pub mod command_source;

@@ -24,6 +24,10 @@ pub enum JobKind {
     Policy,
     /// Retention applied to a series after a policy's backup (its `parent`).
     Prune,
+    /// A tree backup made by a client host's agent (`service::agents`).
+    AgentBackup,
+    /// A restore onto a client host, made by its agent.
+    AgentRestore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

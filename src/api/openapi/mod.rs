@@ -242,6 +242,8 @@ fn schemas() -> Value {
         "backupchan_upload",
         "policy",
         "prune",
+        "agent_backup",
+        "agent_restore",
     ];
     let error_kinds = [
         "not_found",
@@ -331,13 +333,39 @@ fn schemas() -> Value {
             "series": {"type": "object", "additionalProperties": reference("SeriesStats")}})),
     });
     if let Some(all) = schemas.as_object_mut() {
-        for more in [policy_schemas(), session_schemas()] {
+        for more in [policy_schemas(), session_schemas(), agent_schemas()] {
             if let Value::Object(more) = more {
                 all.extend(more);
             }
         }
     }
     schemas
+}
+
+/// The schemas of agents and their assignments.
+fn agent_schemas() -> Value {
+    let int = json!({"type": "integer", "minimum": 0});
+    let text = json!({"type": "string"});
+    let paths = json!({"type": "array", "items": text, "minItems": 1, "maxItems": 256});
+    json!({
+        "AgentAction": {"oneOf": [
+            {"type": "object", "required": ["action", "series", "paths"], "additionalProperties": false,
+             "properties": {"action": {"const": "backup"}, "series": text, "paths": paths}},
+            {"type": "object", "required": ["action", "backup", "target"], "additionalProperties": false,
+             "properties": {"action": {"const": "restore"}, "backup": text, "target": text}}]},
+        "AgentTask": {"oneOf": [
+            closed(json!({"job": text, "host": text, "action": {"const": "backup"},
+                          "series": text, "paths": paths})),
+            closed(json!({"job": text, "host": text, "action": {"const": "restore"},
+                          "backup": text, "target": text}))]},
+        "AgentList": closed(json!({"agents": {"type": "array", "items": closed(json!({
+            "host": text, "key_id": text, "last_seen": text}))}})),
+        "AgentProgress": {"type": "object", "additionalProperties": false, "properties": {
+            "bytes_done": int, "bytes_total": int, "files_done": int}},
+        "AgentCancelled": closed(json!({"cancelled": {"type": "boolean"}})),
+        "AgentFinish": {"type": "object", "additionalProperties": false, "properties": {
+            "result": {}, "error": text}},
+    })
 }
 
 /// The schemas of backup sessions.

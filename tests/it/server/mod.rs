@@ -296,6 +296,7 @@ fn chunked(data: Vec<u8>, piece: usize) -> Body {
     Body::wrap_stream(futures::stream::iter(pieces))
 }
 
+mod agents;
 mod api;
 mod control;
 mod openapi;

@@ -577,6 +577,47 @@ async fn every_route_answers_as_the_openapi_document_says() {
     ));
     assert_eq!(status, StatusCode::NO_CONTENT);
 
+    // An agent's work: assigned, taken, reported on, ended.
+    let (status, _) = check!(Call::new(
+        Method::POST,
+        "/v1/agents/{host}/jobs",
+        "/v1/agents/box/jobs",
+        &writer
+    )
+    .json(json!({"action": "backup", "series": "box", "paths": ["/srv"]})));
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, task) = check!(Call::new(
+        Method::GET,
+        "/v1/agent/next",
+        "/v1/agent/next?host=box&wait=1",
+        &writer
+    ));
+    assert_eq!(status, StatusCode::OK);
+    let agent_job = task["job"].as_str().unwrap().to_string();
+    let (status, _) = check!(Call::new(
+        Method::GET,
+        "/v1/agent/next",
+        "/v1/agent/next?host=box&wait=1",
+        &writer
+    ));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    check!(Call::new(Method::GET, "/v1/agents", "/v1/agents", &reader));
+    check!(Call::new(
+        Method::POST,
+        "/v1/agent/jobs/{id}/progress",
+        format!("/v1/agent/jobs/{agent_job}/progress"),
+        &writer
+    )
+    .json(json!({"bytes_done": 1})));
+    let (status, _) = check!(Call::new(
+        Method::POST,
+        "/v1/agent/jobs/{id}/finish",
+        format!("/v1/agent/jobs/{agent_job}/finish"),
+        &writer
+    )
+    .json(json!({"error": "no such folder"})));
+    assert_eq!(status, StatusCode::OK);
+
     // Jobs and the repository.
     check!(Call::new(Method::GET, "/v1/jobs", "/v1/jobs", &reader));
     check!(Call::new(

@@ -17,7 +17,7 @@ use stowage::service::keys::Role;
 
 use super::{assert_error, blake3_hex, json_of, random_bytes, Server};
 
-fn write(path: &Path, data: &[u8], mode: u32) {
+pub(super) fn write(path: &Path, data: &[u8], mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -65,7 +65,7 @@ async fn session_bytes(server: &Server) -> u64 {
 
 /// Every path under `root` with what it is: file bytes, link target, or a folder; and
 /// the permission bits.
-fn snapshot(root: &Path) -> Vec<(String, String, u32)> {
+pub(super) fn snapshot(root: &Path) -> Vec<(String, String, u32)> {
     let mut out = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {

@@ -1,0 +1,392 @@
+//! Agents: `stowage agent` processes on client hosts that take work the server assigns
+//! (back these folders up into this series, restore this backup there) and do it through
+//! the client API (`/v1/sessions`, the backup's catalog and content). Pull mode: the
+//! agent asks for work (a long poll), so it needs no open port and works behind NAT.
+//!
+//! Every assignment is a job in the one job system: queued until the host's agent takes
+//! it, running while the agent reports progress, ended by the agent's result. A job
+//! cancelled while queued is never handed out; one cancelled while running is told so in
+//! the answer to the agent's next progress report, and the agent stops. Assignments live
+//! in memory: at a restart, the job registry records unfinished jobs as interrupted, and
+//! the queue starts empty. A job no agent takes within [`CLAIM_TIMEOUT`] fails, saying
+//! so. Both are noticed whenever work is assigned or asked for, by any host.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::jobs::{JobFailure, JobKind, JobRegistry};
+use super::keys::{KeyStoreError, Principal, Role};
+use crate::error::ErrorKind;
+use crate::repo::Progress;
+
+/// How long an assignment waits for its host's agent before it fails.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest an agent's poll waits for work.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Assignments waiting at once, all hosts together.
+pub const MAX_QUEUED: usize = 1024;
+
+/// What an agent is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentAction {
+    /// Back up these absolute folders of the host as one tree into `series`.
+    Backup { series: String, paths: Vec<String> },
+    /// Restore the tree backup `backup` into the host's empty or missing folder `target`.
+    Restore { backup: String, target: String },
+}
+
+/// An assignment as the agent receives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentTask {
+    pub job: String,
+    pub host: String,
+    #[serde(flatten)]
+    pub action: AgentAction,
+}
+
+/// An agent the server has heard from.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub host: String,
+    pub key_id: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Denied(#[from] KeyStoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job {0} is not an agent's running job, or another key took it")]
+    NotFound(String),
+    #[error("{MAX_QUEUED} assignments are waiting for their agents; try again later")]
+    Full,
+}
+
+impl AgentError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AgentError::Denied(e) => e.kind(),
+            AgentError::Invalid(_) => ErrorKind::InvalidInput,
+            AgentError::NotFound(_) => ErrorKind::NotFound,
+            AgentError::Full => ErrorKind::Unavailable,
+        }
+    }
+}
+
+struct Queued {
+    task: AgentTask,
+    since: Instant,
+}
+
+struct Running {
+    key_id: String,
+    progress: Arc<Progress>,
+}
+
+#[derive(Default)]
+struct Board {
+    seen: BTreeMap<String, AgentView>,
+    queued: VecDeque<Queued>,
+    running: BTreeMap<String, Running>,
+}
+
+/// The server's agents and their assignments.
+pub struct Agents {
+    jobs: Arc<JobRegistry>,
+    board: Mutex<Board>,
+    wake: tokio::sync::Notify,
+}
+
+/// What an agent reports of its running job.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProgress {
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+    #[serde(default)]
+    pub files_done: u64,
+}
+
+/// A host name as agents register: letters, digits, `-`, `.`, `_`; at most 253 bytes.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Agents {
+    pub fn new(jobs: Arc<JobRegistry>) -> Agents {
+        Agents {
+            jobs,
+            board: Mutex::new(Board::default()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `action` for the agent of `host`; returns the job's id.
+    pub fn assign(
+        &self,
+        who: &Principal,
+        host: &str,
+        action: AgentAction,
+    ) -> Result<String, AgentError> {
+        who.require(Role::Writer)?;
+        if !valid_host(host) {
+            return Err(AgentError::Invalid(format!(
+                "{host:?} is not a host name (letters, digits, '-', '.', '_'; at most 253 bytes)"
+            )));
+        }
+        let (kind, subject) = match &action {
+            AgentAction::Backup { series, paths } => {
+                crate::repo::ingest::validate_series(series)
+                    .map_err(|e| AgentError::Invalid(e.to_string()))?;
+                if paths.is_empty() || paths.len() > 256 {
+                    return Err(AgentError::Invalid(
+                        "paths must name 1 to 256 folders".into(),
+                    ));
+                }
+                if let Some(bad) = paths.iter().find(|p| !absolute_clean(p)) {
+                    return Err(AgentError::Invalid(format!(
+                        "{bad:?} is not an absolute path without '.' or '..'"
+                    )));
+                }
+                (
+                    JobKind::AgentBackup,
+                    format!("{host}: {} → {series}", paths.join(", ")),
+                )
+            }
+            AgentAction::Restore { backup, target } => {
+                if uuid::Uuid::parse_str(backup).is_err() {
+                    return Err(AgentError::Invalid(format!(
+                        "{backup:?} is not a backup id"
+                    )));
+                }
+                if !absolute_clean(target) {
+                    return Err(AgentError::Invalid(format!(
+                        "{target:?} is not an absolute path without '.' or '..'"
+                    )));
+                }
+                (
+                    JobKind::AgentRestore,
+                    format!("{host}: {backup} → {target}"),
+                )
+            }
+        };
+        self.expire_unclaimed();
+        let mut board = self.board();
+        if board.queued.len() >= MAX_QUEUED {
+            return Err(AgentError::Full);
+        }
+        let job = self
+            .jobs
+            .queue(kind, Some(subject), Arc::new(Progress::new()));
+        board.queued.push_back(Queued {
+            task: AgentTask {
+                job: job.clone(),
+                host: host.to_string(),
+                action,
+            },
+            since: Instant::now(),
+        });
+        drop(board);
+        self.wake.notify_waiters();
+        Ok(job)
+    }
+
+    /// The agents heard from, by host.
+    pub fn list(&self, who: &Principal) -> Result<Vec<AgentView>, AgentError> {
+        who.require(Role::Reader)?;
+        Ok(self.board().seen.values().cloned().collect())
+    }
+
+    /// The next assignment for `host`, waiting up to `wait` for one; `None` when none
+    /// came. The job is running from here on, held by the caller's key.
+    pub async fn next(
+        &self,
+        who: &Principal,
+        host: &str,
+        wait: Duration,
+    ) -> Result<Option<AgentTask>, AgentError> {
+        who.require(Role::Backup)?;
+        if !valid_host(host) {
+            return Err(AgentError::Invalid(format!("{host:?} is not a host name")));
+        }
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            // Registered before looking, so an assignment made in between still wakes us.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            self.expire_unclaimed();
+            if let Some(task) = self.take(who, host) {
+                return Ok(Some(task));
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn take(&self, who: &Principal, host: &str) -> Option<AgentTask> {
+        let mut board = self.board();
+        board.seen.insert(
+            host.to_string(),
+            AgentView {
+                host: host.to_string(),
+                key_id: who.key_id.clone(),
+                last_seen: now(),
+            },
+        );
+        loop {
+            let position = board.queued.iter().position(|q| q.task.host == host)?;
+            let queued = board.queued.remove(position)?;
+            let job = &queued.task.job;
+            // Cancelled ones were ended by `expire_unclaimed` just before.
+            let Some(progress) = self.jobs.progress(job) else {
+                continue;
+            };
+            self.jobs.start(job);
+            board.running.insert(
+                job.clone(),
+                Running {
+                    key_id: who.key_id.clone(),
+                    progress,
+                },
+            );
+            return Some(queued.task);
+        }
+    }
+
+    /// Ends the assignments cancelled before an agent took them, and fails those no
+    /// agent took in time.
+    fn expire_unclaimed(&self) {
+        let mut board = self.board();
+        let jobs = &self.jobs;
+        board.queued.retain(|queued| {
+            let job = &queued.task.job;
+            let cancelled = jobs.progress(job).is_none_or(|p| p.is_cancelled());
+            if cancelled {
+                jobs.end(
+                    job,
+                    Err(JobFailure::cancelled("cancelled before an agent took it")),
+                );
+            }
+            !cancelled
+        });
+        while board
+            .queued
+            .front()
+            .is_some_and(|q| q.since.elapsed() >= CLAIM_TIMEOUT)
+        {
+            if let Some(expired) = board.queued.pop_front() {
+                self.jobs.end(
+                    &expired.task.job,
+                    Err(JobFailure::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "no agent of host {} asked for work within {} minutes",
+                            expired.task.host,
+                            CLAIM_TIMEOUT.as_secs() / 60
+                        ),
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Records a running job's progress; answers whether it was cancelled.
+    pub fn report(
+        &self,
+        who: &Principal,
+        job: &str,
+        report: AgentProgress,
+    ) -> Result<bool, AgentError> {
+        who.require(Role::Backup)?;
+        let board = self.board();
+        let running = board
+            .running
+            .get(job)
+            .filter(|r| r.key_id == who.key_id)
+            .ok_or_else(|| AgentError::NotFound(job.to_string()))?;
+        let progress = &running.progress;
+        progress.set_total(report.bytes_total);
+        progress.add_done(report.bytes_done.saturating_sub(progress.done()));
+        progress.add_files_done(report.files_done.saturating_sub(progress.files_done()));
+        Ok(progress.is_cancelled())
+    }
+
+    /// Ends a running job with the agent's result, or its error.
+    pub fn finish(
+        &self,
+        who: &Principal,
+        job: &str,
+        outcome: Result<serde_json::Value, String>,
+    ) -> Result<(), AgentError> {
+        who.require(Role::Backup)?;
+        let mut board = self.board();
+        let running = board
+            .running
+            .get(job)
+            .filter(|r| r.key_id == who.key_id)
+            .ok_or_else(|| AgentError::NotFound(job.to_string()))?;
+        let cancelled = running.progress.is_cancelled();
+        board.running.remove(job);
+        drop(board);
+        let outcome = outcome.map_err(|message| {
+            if cancelled {
+                JobFailure::cancelled(message)
+            } else {
+                JobFailure::new(ErrorKind::Internal, format!("the agent failed: {message}"))
+            }
+        });
+        self.jobs.end(job, outcome);
+        Ok(())
+    }
+}
+
+/// An absolute path without `.`, `..` or empty components (a trailing `/` aside).
+fn absolute_clean(path: &str) -> bool {
+    path.len() <= 4096
+        && !path.contains('\0')
+        && path.strip_prefix('/').is_some_and(|rest| {
+            rest.trim_end_matches('/')
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_and_paths_are_checked() {
+        assert!(valid_host("web-1.example.org"));
+        assert!(!valid_host(""));
+        assert!(!valid_host("a b"));
+        assert!(!valid_host("../x"));
+        assert!(absolute_clean("/srv/www"));
+        assert!(absolute_clean("/srv/www/"));
+        for bad in ["srv", "/", "/srv/../etc", "/srv//www", "/./srv"] {
+            assert!(!absolute_clean(bad), "{bad}");
+        }
+    }
+}

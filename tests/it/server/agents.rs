@@ -1,0 +1,250 @@
+//! `stowage agent`: the real CLI as a client host's agent, taking a backup and a restore
+//! the server assigns to its host, end to end; and the rules of assignments over HTTP.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use stowage::service::keys::Role;
+
+use super::tree_sessions::{snapshot, write};
+use super::{assert_error, random_bytes, Server};
+
+/// The agent process, stopped when the test ends.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(server: &Server, key: &str, host: &str, cache: &Path) -> Agent {
+    let child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args([
+            "agent",
+            "--server",
+            &server.base,
+            "--host",
+            host,
+            "--wait",
+            "1",
+        ])
+        .env("STOWAGE_KEY", key)
+        .env("STOWAGE_CACHE_DIR", cache)
+        .env_remove("STOWAGE_REPO")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Agent(child)
+}
+
+async fn assign(server: &Server, key: &str, host: &str, action: Value) -> (StatusCode, Value) {
+    server
+        .send_json(
+            reqwest::Method::POST,
+            key,
+            &format!("/v1/agents/{host}/jobs"),
+            &action,
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_runs_a_server_assigned_backup_and_restore() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().canonicalize().unwrap();
+    let site = root.join("site");
+    for i in 0..12u64 {
+        write(
+            &site.join(format!("docs/d{i}.txt")),
+            format!("doc {i}\n").repeat(40).as_bytes(),
+            0o644,
+        );
+    }
+    write(&site.join("data/big.bin"), &random_bytes(2 << 20, 5), 0o600);
+    std::os::unix::fs::symlink("../docs/d1.txt", site.join("data/link")).unwrap();
+
+    let server = Server::start().await;
+    let (_, agent_key) = server.keys().create("box-1 agent", Role::Backup).unwrap();
+    let _agent = start_agent(&server, &agent_key, "box-1", &root.join("cache"));
+
+    let (status, answer) = assign(
+        &server,
+        &server.writer,
+        "box-1",
+        json!({"action": "backup", "series": "box", "paths": [site]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["job"]["kind"], "agent_backup");
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let backup = &job["result"]["backup"];
+    assert_eq!(backup["kind"], "tree", "{job}");
+    assert_eq!(backup["series"], "box");
+    let id = backup["id"].as_str().unwrap();
+
+    // The agent is known by its host, with its key.
+    let (status, agents) = server.get(&server.reader, "/v1/agents").await;
+    assert_eq!(status, StatusCode::OK, "{agents}");
+    assert_eq!(agents["agents"][0]["host"], "box-1", "{agents}");
+
+    let target = root.join("restored");
+    let (status, answer) = assign(
+        &server,
+        &server.writer,
+        "box-1",
+        json!({"action": "restore", "backup": id, "target": target}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // The selected folder is restored under its absolute path.
+    let restored = target.join(site.strip_prefix("/").unwrap());
+    assert_eq!(snapshot(&restored), snapshot(&site));
+
+    // Restoring into a folder that is not empty fails, and says why.
+    let (_, answer) = assign(
+        &server,
+        &server.writer,
+        "box-1",
+        json!({"action": "restore", "backup": id, "target": target}),
+    )
+    .await;
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("not empty"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn assignments_are_checked_and_only_the_taking_key_ends_them() {
+    let server = Server::start().await;
+    let (_, agent_key) = server.keys().create("agent", Role::Backup).unwrap();
+    let (_, other_key) = server.keys().create("other agent", Role::Backup).unwrap();
+    let backup = json!({"action": "backup", "series": "box", "paths": ["/srv"]});
+
+    // A backup key takes work but cannot assign it; assignments are checked.
+    let (status, body) = assign(&server, &agent_key, "box", backup.clone()).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    for (host, action) in [
+        ("no host", backup.clone()),
+        (
+            "box",
+            json!({"action": "backup", "series": "box", "paths": ["srv"]}),
+        ),
+        (
+            "box",
+            json!({"action": "backup", "series": "box", "paths": ["/srv/../etc"]}),
+        ),
+        (
+            "box",
+            json!({"action": "backup", "series": "box", "paths": []}),
+        ),
+        (
+            "box",
+            json!({"action": "restore", "backup": "nope", "target": "/tmp/x"}),
+        ),
+        ("box", json!({"action": "erase", "paths": ["/"]})),
+    ] {
+        let (status, body) = assign(&server, &server.writer, host, action.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host} {action}: {body}");
+    }
+
+    // Cancelled while queued: never handed out.
+    let (_, answer) = assign(&server, &server.writer, "box", backup.clone()).await;
+    let cancelled = answer["job"]["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .post(&server.writer, &format!("/v1/jobs/{cancelled}/cancel"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let (_, answer) = assign(&server, &server.writer, "box", backup).await;
+    let job = answer["job"]["id"].as_str().unwrap().to_string();
+    let (status, task) = server
+        .get(&agent_key, "/v1/agent/next?host=box&wait=1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(task["job"], job.as_str());
+    assert_eq!(task["action"], "backup");
+    assert_eq!(task["paths"], json!(["/srv"]));
+    let (_, view) = server
+        .get(&server.reader, &format!("/v1/jobs/{cancelled}"))
+        .await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    let (_, view) = server.get(&server.reader, &format!("/v1/jobs/{job}")).await;
+    assert_eq!(view["status"], "running", "{view}");
+
+    // Nothing more for this host: the poll answers 204 once its wait is over.
+    let response = server
+        .request(
+            reqwest::Method::GET,
+            &agent_key,
+            "/v1/agent/next?host=box&wait=1",
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    // Another key cannot report on or end the job; the taker's cancel is seen.
+    let progress = format!("/v1/agent/jobs/{job}/progress");
+    let finish = format!("/v1/agent/jobs/{job}/finish");
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &other_key,
+            &finish,
+            &json!({"error": "x"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &agent_key,
+            &progress,
+            &json!({"bytes_done": 10, "bytes_total": 100, "files_done": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["cancelled"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
+    let (_, view) = server.get(&server.reader, &format!("/v1/jobs/{job}")).await;
+    assert_eq!(view["progress"]["bytes_done"], 10, "{view}");
+    server
+        .post(&server.writer, &format!("/v1/jobs/{job}/cancel"))
+        .await;
+    let (_, body) = server
+        .send_json(reqwest::Method::POST, &agent_key, &progress, &json!({}))
+        .await;
+    assert_eq!(body["cancelled"], true, "{body}");
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &agent_key,
+            &finish,
+            &json!({"error": "cancelled on the server"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["job"]["status"], "cancelled", "{body}");
+    // Ended: a second end is refused.
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::POST,
+            &agent_key,
+            &finish,
+            &json!({"result": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
