@@ -118,7 +118,12 @@ fn chunk_body(pieces: &[&Piece<'_>]) -> Vec<u8> {
     body
 }
 
-async fn post_bytes(server: &Server, key: &str, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+pub(super) async fn post_bytes(
+    server: &Server,
+    key: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let response = server
         .client
         .post(server.url(path))

@@ -15,7 +15,8 @@ use stowage::format::content::ContentEntry;
 use stowage::pipeline::keys::chunk_id_with;
 use stowage::service::keys::Role;
 
-use super::{assert_error, blake3_hex, json_of, random_bytes, Server};
+use super::sessions::post_bytes;
+use super::{assert_error, blake3_hex, random_bytes, Server};
 
 pub(super) fn write(path: &Path, data: &[u8], mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -207,18 +208,6 @@ async fn open_tree(server: &Server, key: &str) -> TreeSession {
     }
 }
 
-async fn post(server: &Server, key: &str, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let response = server
-        .client
-        .post(server.url(path))
-        .bearer_auth(key)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await
-}
-
 fn line(path: &str, kind: EntryKind, size: u64, offset: Option<u64>) -> Vec<u8> {
     let mut out = Vec::new();
     CatalogEntry {
@@ -262,9 +251,10 @@ async fn send_files(server: &Server, key: &str, session: &TreeSession, files: &[
         );
     }
     let base = format!("/v1/sessions/{}", session.id);
-    let (status, body) = post(server, key, &format!("{base}/chunks"), chunks).await;
+    let (status, body) = post_bytes(server, key, &format!("{base}/chunks"), chunks).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = post(server, key, &format!("{base}/append?at=0"), entries.clone()).await;
+    let (status, body) =
+        post_bytes(server, key, &format!("{base}/append?at=0"), entries.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     entries
 }
@@ -311,17 +301,19 @@ async fn the_server_checks_a_tree_catalog_against_its_stream() {
         ]
         .concat(),
     ] {
-        let (status, body) = post(&server, &key, &format!("{catalog}?at=0"), bad).await;
+        let (status, body) = post_bytes(&server, &key, &format!("{catalog}?at=0"), bad).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
     }
-    let (status, body) = post(&server, &key, &format!("{catalog}?at=0"), good[0].clone()).await;
+    let (status, body) =
+        post_bytes(&server, &key, &format!("{catalog}?at=0"), good[0].clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["catalog_entries"], 1);
     // A batch sent twice (a lost answer) does not continue the catalog.
-    let (status, body) = post(&server, &key, &format!("{catalog}?at=0"), good[0].clone()).await;
+    let (status, body) =
+        post_bytes(&server, &key, &format!("{catalog}?at=0"), good[0].clone()).await;
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
     let rest = [good[1].clone(), good[2].clone()].concat();
-    let (status, body) = post(&server, &key, &format!("{catalog}?at=1"), rest).await;
+    let (status, body) = post_bytes(&server, &key, &format!("{catalog}?at=1"), rest).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["catalog_entries"], 3);
     // Entries that are not the ones appended: nothing is committed.
@@ -340,7 +332,7 @@ async fn the_server_checks_a_tree_catalog_against_its_stream() {
     let entries_again = send_files(&server, &key, &session, &[a, b]).await;
     assert_eq!(entries_again, entries);
     let catalog = format!("/v1/sessions/{}/catalog?at=0", session.id);
-    let (status, body) = post(&server, &key, &catalog, good.concat()).await;
+    let (status, body) = post_bytes(&server, &key, &catalog, good.concat()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, backup) = finish(
         &server,
@@ -364,7 +356,7 @@ async fn the_server_checks_a_tree_catalog_against_its_stream() {
     let session = open_tree(&server, &key).await;
     send_files(&server, &key, &session, &[a, b]).await;
     let catalog = format!("/v1/sessions/{}/catalog?at=0", session.id);
-    let (status, body) = post(&server, &key, &catalog, good[..2].concat()).await;
+    let (status, body) = post_bytes(&server, &key, &catalog, good[..2].concat()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = finish(
         &server,
@@ -398,7 +390,7 @@ async fn the_server_checks_a_tree_catalog_against_its_stream() {
     };
     let entries = send_files(&server, &key, &stream_session, &[a, b]).await;
     let path = format!("/v1/sessions/{}/catalog?at=0", stream_session.id);
-    let (status, body) = post(&server, &key, &path, good.concat()).await;
+    let (status, body) = post_bytes(&server, &key, &path, good.concat()).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_input");
     let (status, body) = finish(
         &server,
