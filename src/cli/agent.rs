@@ -5,7 +5,13 @@
 //! job was cancelled), and ends the job with its result or error. A lost connection or a
 //! restarting server is waited out with growing pauses; a key the server refuses ends
 //! the agent, since asking again will not help.
+//!
+//! The agent does what a writer key of the server asks: back up any folder it can read,
+//! restore into any empty folder it can write. `--allow DIR` confines both to the
+//! folders named, checked on the resolved path (links followed), so a link cannot lead
+//! the agent outside them.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,9 +47,18 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
-pub async fn run(args: &RepoArgs, host: Option<String>, wait: u64) -> Result<Outcome> {
+pub async fn run(
+    args: &RepoArgs,
+    host: Option<String>,
+    wait: u64,
+    allow: &[PathBuf],
+) -> Result<Outcome> {
     let remote = Remote::new(args)?;
     let host = host.unwrap_or_else(hostname);
+    let allowed = allow
+        .iter()
+        .map(|dir| std::fs::canonicalize(dir).with_context(|| format!("--allow {}", dir.display())))
+        .collect::<Result<Vec<PathBuf>>>()?;
     eprintln!("agent of {host}: asking {} for work", remote.base());
     let mut failures = 0u32;
     loop {
@@ -55,7 +70,7 @@ pub async fn run(args: &RepoArgs, host: Option<String>, wait: u64) -> Result<Out
             Ok(Some(task)) => {
                 failures = 0;
                 eprintln!("job {}: {:?}", task.job, task.action);
-                run_task(&remote, task).await;
+                run_task(&remote, task, &allowed).await;
             }
             Ok(None) => failures = 0,
             Err(error) if refused(&error) => return Err(error),
@@ -91,9 +106,12 @@ async fn poll(remote: &Remote, host: &str, wait: u64) -> Result<Option<Task>> {
 }
 
 /// Does one job, reporting its progress, and ends it on the server.
-async fn run_task(remote: &Remote, task: Task) {
+async fn run_task(remote: &Remote, task: Task, allowed: &[PathBuf]) {
     let progress = Arc::new(Progress::new());
-    let work = perform(remote, &task.action, progress.clone());
+    let work = async {
+        permitted(&task.action, allowed)?;
+        perform(remote, &task.action, progress.clone()).await
+    };
     let watch = report_until_cancelled(remote, &task.job, &progress);
     let outcome = tokio::select! {
         outcome = work => outcome,
@@ -157,9 +175,53 @@ async fn perform(remote: &Remote, action: &AgentAction, progress: Arc<Progress>)
             }))
         }
         AgentAction::Restore { backup, target } => {
-            let target = std::path::Path::new(target);
+            let target = Path::new(target);
             let (entries, bytes) = restore_tree(remote, backup, target, &progress).await?;
             Ok(json!({ "backup": backup, "entries": entries, "bytes": bytes }))
+        }
+    }
+}
+
+/// Refuses an action that reaches outside the allowed folders (when there are any).
+fn permitted(action: &AgentAction, allowed: &[PathBuf]) -> Result<()> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<&String> = match action {
+        AgentAction::Backup { paths, .. } => paths.iter().collect(),
+        AgentAction::Restore { target, .. } => vec![target],
+    };
+    for path in paths {
+        let resolved = resolve(Path::new(path))?;
+        if !allowed.iter().any(|dir| resolved.starts_with(dir)) {
+            bail!(
+                "{path} is outside the folders this agent may use ({})",
+                allowed
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `path` with its links resolved; the part that does not exist yet (a restore's new
+/// target) is taken as written below its nearest existing folder.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        match std::fs::canonicalize(existing) {
+            Ok(resolved) => return Ok(rest.iter().rev().fold(resolved, |p, part| p.join(part))),
+            Err(_) => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    bail!("{} cannot be resolved", path.display());
+                };
+                rest.push(name);
+                existing = parent;
+            }
         }
     }
 }

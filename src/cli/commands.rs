@@ -91,7 +91,12 @@ pub async fn run(command: Command) -> Result<Outcome> {
             json,
             id,
         } => remote::url(&server, &id, ttl, json).await,
-        Command::Agent { repo, host, wait } => super::agent::run(&repo, host, wait).await,
+        Command::Agent {
+            repo,
+            host,
+            wait,
+            allow,
+        } => super::agent::run(&repo, host, wait, &allow).await,
         Command::Ls {
             repo,
             series,

@@ -193,6 +193,11 @@ enum Command {
         /// Seconds one request for work waits on the server (at most 60).
         #[arg(long, default_value_t = 30)]
         wait: u64,
+        /// A folder the agent may back up or restore into (repeat for more); the server's
+        /// requests for anything outside them fail. Without it, any folder this user can
+        /// reach.
+        #[arg(long = "allow", value_name = "DIR")]
+        allow: Vec<PathBuf>,
     },
     /// Write a backup's bytes to a file or stdout.
     Get {

@@ -28,6 +28,8 @@ pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Assignments waiting at once, all hosts together.
 pub const MAX_QUEUED: usize = 1024;
+/// Hosts remembered as having agents; an agent of one more is refused.
+pub const MAX_HOSTS: usize = 4096;
 
 /// What an agent is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +68,8 @@ pub enum AgentError {
     NotFound(String),
     #[error("{MAX_QUEUED} assignments are waiting for their agents; try again later")]
     Full,
+    #[error("agents of {MAX_HOSTS} hosts are known; no more are taken")]
+    TooManyHosts,
 }
 
 impl AgentError {
@@ -75,6 +79,7 @@ impl AgentError {
             AgentError::Invalid(_) => ErrorKind::InvalidInput,
             AgentError::NotFound(_) => ErrorKind::NotFound,
             AgentError::Full => ErrorKind::Unavailable,
+            AgentError::TooManyHosts => ErrorKind::LimitExceeded,
         }
     }
 }
@@ -236,7 +241,7 @@ impl Agents {
             tokio::pin!(woken);
             woken.as_mut().enable();
             self.expire_unclaimed();
-            if let Some(task) = self.take(who, host) {
+            if let Some(task) = self.take(who, host)? {
                 return Ok(Some(task));
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -245,8 +250,11 @@ impl Agents {
         }
     }
 
-    fn take(&self, who: &Principal, host: &str) -> Option<AgentTask> {
+    fn take(&self, who: &Principal, host: &str) -> Result<Option<AgentTask>, AgentError> {
         let mut board = self.board();
+        if board.seen.len() >= MAX_HOSTS && !board.seen.contains_key(host) {
+            return Err(AgentError::TooManyHosts);
+        }
         board.seen.insert(
             host.to_string(),
             AgentView {
@@ -256,8 +264,12 @@ impl Agents {
             },
         );
         loop {
-            let position = board.queued.iter().position(|q| q.task.host == host)?;
-            let queued = board.queued.remove(position)?;
+            let Some(position) = board.queued.iter().position(|q| q.task.host == host) else {
+                return Ok(None);
+            };
+            let Some(queued) = board.queued.remove(position) else {
+                return Ok(None);
+            };
             let job = &queued.task.job;
             // Cancelled ones were ended by `expire_unclaimed` just before.
             let Some(progress) = self.jobs.progress(job) else {
@@ -271,7 +283,7 @@ impl Agents {
                     progress,
                 },
             );
-            return Some(queued.task);
+            return Ok(Some(queued.task));
         }
     }
 

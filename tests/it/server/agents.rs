@@ -22,7 +22,7 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(server: &Server, key: &str, host: &str, cache: &Path) -> Agent {
+fn start_agent(server: &Server, key: &str, host: &str, allow: &Path) -> Agent {
     let child = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args([
             "agent",
@@ -33,8 +33,10 @@ fn start_agent(server: &Server, key: &str, host: &str, cache: &Path) -> Agent {
             "--wait",
             "1",
         ])
+        .arg("--allow")
+        .arg(allow)
         .env("STOWAGE_KEY", key)
-        .env("STOWAGE_CACHE_DIR", cache)
+        .env("STOWAGE_CACHE_DIR", allow.join("cache"))
         .env_remove("STOWAGE_REPO")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -71,7 +73,7 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
 
     let server = Server::start().await;
     let (_, agent_key) = server.keys().create("box-1 agent", Role::Backup).unwrap();
-    let _agent = start_agent(&server, &agent_key, "box-1", &root.join("cache"));
+    let _agent = start_agent(&server, &agent_key, "box-1", &root);
 
     let (status, answer) = assign(
         &server,
@@ -123,6 +125,21 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
         job["error"].as_str().unwrap().contains("not empty"),
         "{job}"
     );
+
+    // Outside the folders the agent was allowed, directly or through a link: refused.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("escape")).unwrap();
+    for action in [
+        json!({"action": "backup", "series": "box", "paths": [outside.path()]}),
+        json!({"action": "backup", "series": "box", "paths": [root.join("escape")]}),
+        json!({"action": "restore", "backup": id, "target": root.join("escape/new")}),
+    ] {
+        let (_, answer) = assign(&server, &server.writer, "box-1", action.clone()).await;
+        let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "failed", "{action}: {job}");
+        assert!(job["error"].as_str().unwrap().contains("outside"), "{job}");
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
 }
 
 #[tokio::test]
