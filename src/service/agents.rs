@@ -79,7 +79,7 @@ impl AgentError {
             AgentError::Invalid(_) => ErrorKind::InvalidInput,
             AgentError::NotFound(_) => ErrorKind::NotFound,
             AgentError::Full => ErrorKind::Unavailable,
-            AgentError::TooManyHosts => ErrorKind::LimitExceeded,
+            AgentError::TooManyHosts => ErrorKind::Unavailable,
         }
     }
 }
