@@ -169,6 +169,48 @@ pub(super) async fn open_session(
     Ok((session, writer, known))
 }
 
+/// Abandons a session whose backup was dropped before it ended (an agent's cancelled
+/// job), so the server frees it now rather than at its idle time-out. Best effort: the
+/// request runs as a task of the runtime, which a process that is exiting may not finish.
+pub(super) struct SessionGuard {
+    remote: Remote,
+    session: String,
+    armed: bool,
+}
+
+impl SessionGuard {
+    pub(super) fn new(remote: &Remote, session: &str) -> SessionGuard {
+        SessionGuard {
+            remote: remote.clone(),
+            session: session.to_string(),
+            armed: true,
+        }
+    }
+
+    /// The backup ended (committed, or failed and abandoned): nothing to do on drop.
+    pub(super) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.armed {
+            return;
+        }
+        let request = self.remote.request(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{}", self.session),
+        );
+        runtime.spawn(async move {
+            let _ = request.send().await;
+        });
+    }
+}
+
 /// Ends the session when the backup failed (best effort: the server would end it once
 /// idle anyway).
 pub(super) async fn abandon_on_error<T>(

@@ -28,7 +28,7 @@ use super::output::ProgressBar;
 use super::remote::Remote;
 use super::session_put::{
     abandon_on_error, chunk_segment, open_session, read_segments, send_stream, Batch, Prepared,
-    PutOptions, Segment, Writer,
+    PutOptions, Segment, SessionGuard, Writer,
 };
 use crate::format::catalog::CatalogEntry;
 use crate::format::chunk_batch::encode_entry;
@@ -111,11 +111,14 @@ pub(super) async fn backup_tree(
         Path::new(name),
         options.force,
     );
+    let guard = SessionGuard::new(remote, &session);
     let result = send_stream(remote, &session, move |out| {
         TreeSender::new(writer, known, cache, progress, out).run(walk)
     })
     .await;
-    let (backup, (cache, report)) = abandon_on_error(remote, &session, result).await?;
+    let result = abandon_on_error(remote, &session, result).await;
+    guard.disarm();
+    let (backup, (cache, report)) = result?;
     if let Err(error) = cache.save() {
         eprintln!(
             "warning: the files cache was not saved ({error:#}); the next backup reads every file"
