@@ -154,12 +154,45 @@ async fn a_tree_put_through_the_server_restores_exactly_and_unchanged_files_are_
     assert_eq!(forced["stored_bytes"], 0, "{forced}");
     assert_eq!(forced["blake3"], third["blake3"]);
 
-    // Each backup restores as the tree was when it was taken.
+    // The backup restores as the tree was when it was taken.
     let target = work.path().join("restored");
     let id = third["id"].as_str().unwrap();
     let args = ["restore", id, "--target", target.to_str().unwrap()];
     cli(&server, &server.reader, &cache, &args).await;
     assert_eq!(snapshot(&target), snapshot(&site));
+
+    // Other bytes of the same size, the modification time put back: the change time
+    // gives the file away, and it is read again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let other = site.join("pages/p03.html");
+    let mtime =
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(&other).unwrap());
+    let flipped: Vec<u8> = std::fs::read(&other)
+        .unwrap()
+        .iter()
+        .map(|b| b ^ 0x20)
+        .collect();
+    std::fs::write(&other, &flipped).unwrap();
+    filetime::set_file_mtime(&other, mtime).unwrap();
+    let sneaky = put(&server, &agent, &cache, &site, false).await;
+    assert_ne!(sneaky["blake3"], third["blake3"]);
+    // A damaged cache costs a full read, never a wrong backup.
+    for file in std::fs::read_dir(cache.join("files")).unwrap() {
+        std::fs::write(
+            file.unwrap().path(),
+            b"{\"stowage_files_cache\": 1, garbage",
+        )
+        .unwrap();
+    }
+    let damaged = put(&server, &agent, &cache, &site, false).await;
+    assert_eq!(damaged["blake3"], sneaky["blake3"]);
+    assert_eq!(damaged["stored_bytes"], 0, "{damaged}");
+    let again = work.path().join("restored-again");
+    let id = damaged["id"].as_str().unwrap();
+    let args = ["restore", id, "--target", again.to_str().unwrap()];
+    cli(&server, &server.reader, &cache, &args).await;
+    assert_eq!(snapshot(&again), snapshot(&site));
+    let id = third["id"].as_str().unwrap();
     let (status, catalog) = server
         .get(
             &server.reader,
