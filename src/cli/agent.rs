@@ -73,7 +73,7 @@ pub async fn run(
                 run_task(&remote, task, &allowed).await;
             }
             Ok(None) => failures = 0,
-            Err(error) if refused(&error) => return Err(error),
+            Err(error) if error.is::<Refused>() => return Err(error),
             Err(error) => {
                 failures += 1;
                 let pause = Duration::from_secs(1 << failures.min(5));
@@ -84,11 +84,10 @@ pub async fn run(
     }
 }
 
-/// Whether the server refused the key (asking again will not help).
-fn refused(error: &anyhow::Error) -> bool {
-    let text = format!("{error:#}");
-    text.contains("401") || text.contains("403")
-}
+/// The server refused the key (asking again will not help).
+#[derive(Debug, thiserror::Error)]
+#[error("the server refused the key ({0}); give the agent a key of role backup or above")]
+struct Refused(reqwest::StatusCode);
 
 async fn poll(remote: &Remote, host: &str, wait: u64) -> Result<Option<Task>> {
     let response = remote
@@ -98,6 +97,12 @@ async fn poll(remote: &Remote, host: &str, wait: u64) -> Result<Option<Task>> {
         .send()
         .await
         .context("asking for work")?;
+    if matches!(
+        response.status(),
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    ) {
+        return Err(Refused(response.status()).into());
+    }
     let response = checked(response).await?;
     if response.status() == reqwest::StatusCode::NO_CONTENT {
         return Ok(None);

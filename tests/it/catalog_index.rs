@@ -232,11 +232,7 @@ async fn tar_catalogs_are_indexed_only_in_path_order() {
         ],
     );
     for (name, indexed) in [("sorted.tar", true), ("backwards.tar", false)] {
-        let file = fs::File::open(work.path().join(name)).unwrap();
-        let manifest = repo
-            .backup_stream(Box::new(file), IngestOptions::new("tar", name), progress())
-            .await
-            .expect("tar backup");
+        let manifest = backup_file(&repo, work.path(), name).await;
         let catalog = manifest.catalog.as_ref().expect("a tar catalog");
         assert_eq!(catalog.index.is_some(), indexed, "{name}");
         assert_lookups_agree(&repo, &manifest, indexed).await;
@@ -250,6 +246,14 @@ async fn tar_catalogs_are_indexed_only_in_path_order() {
 }
 
 /// The tar archive of `dir` in `manifest`, extracted by /usr/bin/tar into a new folder.
+/// Backs up the file `name` of `dir` as a stream of series `tar`.
+async fn backup_file(repo: &Repository, dir: &Path, name: &str) -> BackupManifest {
+    let file = fs::File::open(dir.join(name)).unwrap();
+    repo.backup_stream(Box::new(file), IngestOptions::new("tar", name), progress())
+        .await
+        .expect("tar backup")
+}
+
 async fn extract_folder(
     repo: &Repository,
     manifest: &BackupManifest,
@@ -339,15 +343,7 @@ async fn a_folder_downloads_as_a_tar_of_exactly_that_folder() {
     let src = source.path().to_str().unwrap();
     tar(work.path(), &["-cf", "plain.tar", "-C", src, "d1", "a"]);
     tar(work.path(), &["-czf", "packed.tgz", "-C", src, "a"]);
-    let plain = fs::File::open(work.path().join("plain.tar")).unwrap();
-    let plain = repo
-        .backup_stream(
-            Box::new(plain),
-            IngestOptions::new("tar", "plain.tar"),
-            progress(),
-        )
-        .await
-        .expect("tar backup");
+    let plain = backup_file(&repo, work.path(), "plain.tar").await;
     let out = extract_folder(&repo, &plain, "d1/s05").await;
     let expected: Vec<_> = tree_listing(&source.path().join("d1"))
         .into_iter()
@@ -366,30 +362,14 @@ async fn a_folder_downloads_as_a_tar_of_exactly_that_folder() {
     let mut args = vec!["--no-recursion", "-cf", "spread.tar", "-C", src];
     args.extend(members);
     tar(work.path(), &args);
-    let spread = fs::File::open(work.path().join("spread.tar")).unwrap();
-    let spread = repo
-        .backup_stream(
-            Box::new(spread),
-            IngestOptions::new("tar", "spread.tar"),
-            progress(),
-        )
-        .await
-        .expect("tar backup");
+    let spread = backup_file(&repo, work.path(), "spread.tar").await;
     let out = extract_folder(&repo, &spread, "d1/s05").await;
     let listed = tree_listing(&out.path().join("x"));
     let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["s05", "s05/file-000.txt", "s05/file-001.txt"]);
     assert_eq!(listed[2].1, "file 151", "{listed:?}");
 
-    let packed = fs::File::open(work.path().join("packed.tgz")).unwrap();
-    let packed = repo
-        .backup_stream(
-            Box::new(packed),
-            IngestOptions::new("tar", "packed.tgz"),
-            progress(),
-        )
-        .await
-        .expect("gzip tar backup");
+    let packed = backup_file(&repo, work.path(), "packed.tgz").await;
     let refused = repo.folder_tar(&packed, "a").await.err();
     assert!(
         matches!(refused, Some(RepoError::InvalidInput(_))),
