@@ -51,6 +51,8 @@ pub struct ServerConfig {
     /// Seconds a client-chunked backup session (`/v1/sessions`) may stay idle before it
     /// ends and commits nothing.
     pub session_idle_secs: u64,
+    /// Seconds an assignment to a client host's agent waits to be taken before it fails.
+    pub agent_claim_timeout_secs: u64,
     /// Base of the URLs the server hands out (download links, Wings upload parts), as
     /// clients reach it, e.g. `https://backups.example.com`; default: `http://` plus the
     /// request's Host header.
@@ -156,6 +158,11 @@ pub const ENV_KEYS: &[EnvKey] = &[
     ),
     env_key("STOWAGE_JOB_HISTORY", "job_history", false),
     env_key("STOWAGE_SESSION_IDLE_SECS", "session_idle_secs", false),
+    env_key(
+        "STOWAGE_AGENT_CLAIM_TIMEOUT_SECS",
+        "agent_claim_timeout_secs",
+        false,
+    ),
     env_key("STOWAGE_UI_ENABLED", "ui.enabled", false),
     env_key("STOWAGE_PUBLIC_URL", "public_url", true),
     env_key("STOWAGE_S3_ENDPOINT", "s3.endpoint", true),
@@ -180,6 +187,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 16,
             job_history: 1000,
             session_idle_secs: 3600,
+            agent_claim_timeout_secs: 3600,
             public_url: None,
             policies: Default::default(),
             dialects: Default::default(),
@@ -420,10 +428,19 @@ pub async fn prepare(config: &ServerConfig) -> Result<AppState> {
     state.public_url = config.public_url.clone();
     let rules = crate::service::policies::Rules::new(&config.policies)
         .map_err(|e| anyhow::anyhow!("[policies]: {e}"))?;
+    if config.agent_claim_timeout_secs == 0 {
+        anyhow::bail!("agent_claim_timeout_secs must be at least 1");
+    }
+    state.agents = Arc::new(crate::service::agents::Agents::new(
+        state.jobs.clone(),
+        state.repo.clone(),
+        std::time::Duration::from_secs(config.agent_claim_timeout_secs),
+    ));
     state.policies = Arc::new(crate::service::policy_runs::PolicyRunner::new(
         crate::service::policies::Policies::new(store.clone(), Some(Arc::new(rules))),
         state.repo.clone(),
         state.jobs.clone(),
+        state.agents.clone(),
     ));
     let mirror = Arc::new(StateMirror::new(state.repo.clone(), store.clone()));
     state.mirror = Some(mirror.clone());
@@ -563,6 +580,19 @@ fn start_scheduler(state: &AppState, mirror: &Arc<StateMirror>) {
         Box::new(move || {
             let history = history.clone();
             async move { history.sample() }.boxed()
+        }),
+    );
+    let agents = state.agents.clone();
+    state.scheduler.add(
+        "agent-claims",
+        crate::service::agents::EXPIRY_CHECK_EVERY,
+        Box::new(move || {
+            let agents = agents.clone();
+            async move {
+                agents.expire_unclaimed();
+                Ok(())
+            }
+            .boxed()
         }),
     );
     let policies = state.policies.clone();

@@ -21,13 +21,14 @@ use serde_json::{json, Value};
 
 use super::commands::Outcome;
 use super::remote::{checked, Remote};
-use super::remote_restore::restore_tree;
+use super::remote_restore::{restore_tree, RestoreChoice};
 use super::session_put::PutOptions;
 use super::session_tree::backup_tree;
 use super::RepoArgs;
 use crate::repo::tree_source::{TreeSelection, TreeWalk};
 use crate::repo::Progress;
 use crate::service::agents::AgentAction;
+use crate::service::policies::exclusion_set;
 
 /// Work as the server hands it out.
 #[derive(Debug, Deserialize)]
@@ -157,10 +158,14 @@ async fn run_task(remote: &Remote, task: Task, allowed: &[PathBuf]) {
 
 async fn perform(remote: &Remote, action: &AgentAction, progress: Arc<Progress>) -> Result<Value> {
     match action {
-        AgentAction::Backup { series, paths } => {
+        AgentAction::Backup {
+            series,
+            paths,
+            exclude,
+        } => {
             let selection = TreeSelection {
                 folders: paths.iter().map(Into::into).collect(),
-                exclude: None,
+                exclude: exclusion_set(exclude)?,
             };
             let walk = TreeWalk::selection(&selection)?;
             let options = PutOptions {
@@ -179,10 +184,25 @@ async fn perform(remote: &Remote, action: &AgentAction, progress: Arc<Progress>)
                 "skipped": report.skipped,
             }))
         }
-        AgentAction::Restore { backup, target } => {
-            let target = Path::new(target);
-            let (entries, bytes) = restore_tree(remote, backup, target, &progress).await?;
-            Ok(json!({ "backup": backup, "entries": entries, "bytes": bytes }))
+        AgentAction::Restore {
+            backup,
+            target,
+            item,
+            dry_run,
+        } => {
+            let choice = RestoreChoice {
+                item: item.as_deref(),
+                dry_run: *dry_run,
+            };
+            let (entries, bytes) =
+                restore_tree(remote, backup, Path::new(target), &choice, &progress).await?;
+            Ok(json!({
+                "backup": backup,
+                "item": item,
+                "dry_run": dry_run,
+                "entries": entries,
+                "bytes": bytes,
+            }))
         }
     }
 }

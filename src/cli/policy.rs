@@ -13,8 +13,9 @@ use crate::state::policies::PolicySource;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Create a policy backing up server folders (--folder, repeatable) or the output of
-    /// a program (after `--`: `stowage policy create db --series db -- pg_dumpall`).
+    /// Create a policy backing up server folders (--folder, repeatable), a client host's
+    /// folders through its agent (--host H --folder ...), or the output of a program
+    /// (after `--`: `stowage policy create db --series db -- pg_dumpall`).
     Create {
         #[command(flatten)]
         data: DataDirArgs,
@@ -22,9 +23,13 @@ pub enum PolicyCommand {
         /// The series its backups go to.
         #[arg(long)]
         series: String,
-        /// An absolute folder inside the server's `policies.roots`.
+        /// An absolute folder inside the server's `policies.roots` (with --host: on that
+        /// host, `/` for all of it).
         #[arg(long = "folder")]
         folders: Vec<String>,
+        /// Back up the folders of this client host, through its `stowage agent`.
+        #[arg(long)]
+        host: Option<String>,
         /// A pattern of paths to leave out (`*` crosses `/`).
         #[arg(long = "exclude")]
         excludes: Vec<String>,
@@ -57,6 +62,9 @@ pub enum PolicyCommand {
         /// Replace its folders (repeatable).
         #[arg(long = "folder")]
         folders: Vec<String>,
+        /// The folders are on this client host, backed up by its agent (with --folder).
+        #[arg(long)]
+        host: Option<String>,
         /// Replace its exclusion patterns (with --folder).
         #[arg(long = "exclude")]
         excludes: Vec<String>,
@@ -95,14 +103,25 @@ pub enum PolicyCommand {
 /// The source the flags name, if any.
 fn source(
     folders: Vec<String>,
+    host: Option<String>,
     excludes: Vec<String>,
     command: Vec<String>,
 ) -> Result<Option<PolicySource>> {
+    if host.is_some() && folders.is_empty() {
+        bail!("--host needs --folder: the folders of that host to back up");
+    }
     match (folders.is_empty(), command.is_empty()) {
         (false, false) => bail!("give --folder or a command after --, not both"),
-        (false, true) => Ok(Some(PolicySource::Folders {
-            paths: folders,
-            exclude: excludes,
+        (false, true) => Ok(Some(match host {
+            Some(host) => PolicySource::Agent {
+                host,
+                paths: folders,
+                exclude: excludes,
+            },
+            None => PolicySource::Folders {
+                paths: folders,
+                exclude: excludes,
+            },
         })),
         (true, false) if excludes.is_empty() => Ok(Some(PolicySource::Command { argv: command })),
         (true, false) => bail!("--exclude applies to --folder policies"),
@@ -124,13 +143,14 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
             name,
             series,
             folders,
+            host,
             excludes,
             schedule,
             retention: keep,
             disabled,
             command,
         } => {
-            let Some(source) = source(folders, excludes, command)? else {
+            let Some(source) = source(folders, host, excludes, command)? else {
                 bail!("give --folder PATH (repeatable) or a program after --");
             };
             let policy = NewPolicy {
@@ -149,6 +169,7 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
             name,
             series,
             folders,
+            host,
             excludes,
             schedule,
             no_schedule,
@@ -165,7 +186,7 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
                 (None, false) => None,
             };
             let changes = PolicyChanges {
-                source: source(folders, excludes, command)?,
+                source: source(folders, host, excludes, command)?,
                 series,
                 schedule: if no_schedule {
                     Some(None)
@@ -207,6 +228,7 @@ fn print(policies: &[PolicyView], json: bool) -> Result<()> {
         let what = match &p.source {
             PolicySource::Folders { paths, .. } => paths.join(","),
             PolicySource::Command { argv } => format!("$ {}", argv.join(" ")),
+            PolicySource::Agent { host, paths, .. } => format!("{host}:{}", paths.join(",")),
         };
         println!(
             "{}\t{}\tseries {}\tschedule {}\t{}\tnext {}",

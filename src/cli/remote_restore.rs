@@ -94,7 +94,14 @@ fn set_times(path: &Path, entry: &CatalogEntry) -> Result<()> {
 
 pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome> {
     let remote = Remote::new(args)?;
-    let (entries, written) = restore_tree(&remote, id, target, &Progress::new()).await?;
+    let (entries, written) = restore_tree(
+        &remote,
+        id,
+        target,
+        &RestoreChoice::default(),
+        &Progress::new(),
+    )
+    .await?;
     eprintln!(
         "restored {entries} entries, {} into {}",
         output::bytes(written),
@@ -103,12 +110,23 @@ pub async fn restore(args: &RepoArgs, id: &str, target: &Path) -> Result<Outcome
     Ok(Outcome::Success)
 }
 
-/// Recreates the tree backup `id` under `target`, which must be missing or empty: the
-/// entries restored and the file bytes written.
+/// What of a backup to restore, and whether to write it.
+#[derive(Debug, Default)]
+pub(super) struct RestoreChoice<'a> {
+    /// Only this catalog path and what lies beneath it.
+    pub item: Option<&'a str>,
+    /// Write nothing: count what would be restored.
+    pub dry_run: bool,
+}
+
+/// Recreates the tree backup `id` (or the part `choice` names) under `target`, which
+/// must be missing or empty: the entries restored and the file bytes written (with
+/// `dry_run`, those that would be).
 pub(super) async fn restore_tree(
     remote: &Remote,
     id: &str,
     target: &Path,
+    choice: &RestoreChoice<'_>,
     progress: &Progress,
 ) -> Result<(u64, u64)> {
     let response = remote
@@ -119,25 +137,59 @@ pub(super) async fn restore_tree(
     if backup["kind"] != "tree" {
         bail!("backup {id} is a stream, not a tree: `stowage get --server URL {id} -o FILE` writes it");
     }
-    if target.exists() && std::fs::read_dir(target)?.next().is_some() {
+    if !choice.dry_run && target.exists() && std::fs::read_dir(target)?.next().is_some() {
         bail!("{} is not empty", target.display());
     }
-    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
-    let entries = catalog(remote, id).await?;
+    let mut entries = catalog(remote, id).await?;
     if let Some(bad) = entries.iter().find(|e| !is_safe_relative_path(&e.path)) {
         bail!(
-            "the server sent an unsafe path {:?}; nothing more was written",
+            "the server sent an unsafe path {:?}; nothing was written",
             bad.path
         );
     }
-    let response = remote
-        .request(reqwest::Method::GET, &format!("/v1/backups/{id}/content"))
-        .send()
-        .await?;
-    let mut content = Content {
-        stream: checked(response).await?.bytes_stream().boxed(),
-        current: Bytes::new(),
-        position: 0,
+    if let Some(item) = choice.item {
+        let beneath = format!("{item}/");
+        entries.retain(|e| e.path == item || e.path.starts_with(&beneath));
+        if entries.is_empty() {
+            bail!("backup {id} has no entry {item:?}");
+        }
+    }
+    let files = entries.iter().filter(|e| e.kind == EntryKind::File);
+    if choice.dry_run {
+        let bytes = files.map(|e| e.size).sum();
+        let restorable = entries
+            .iter()
+            .filter(|e| !matches!(e.kind, EntryKind::Hardlink | EntryKind::Other))
+            .count();
+        return Ok((restorable as u64, bytes));
+    }
+    // An item's files lie end to end in the stream (catalog order is depth first), so
+    // one ranged read fetches exactly them.
+    let span = files
+        .map(|e| (e.offset.unwrap_or(0), e.offset.unwrap_or(0) + e.size))
+        .fold(None, |span: Option<(u64, u64)>, (start, end)| {
+            Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))))
+        });
+    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    let mut content = match span {
+        Some((start, end)) if end > start => {
+            let response = remote
+                .request(reqwest::Method::GET, &format!("/v1/backups/{id}/content"))
+                .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
+                .send()
+                .await?;
+            Content {
+                stream: checked(response).await?.bytes_stream().boxed(),
+                current: Bytes::new(),
+                position: start,
+            }
+        }
+        // Nothing to read: only folders, links and empty files (all at one offset).
+        _ => Content {
+            stream: futures::stream::empty().boxed(),
+            current: Bytes::new(),
+            position: span.map_or(0, |(start, _)| start),
+        },
     };
     let (mut links, mut dirs, mut skipped, mut written) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for entry in &entries {

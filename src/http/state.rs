@@ -55,7 +55,7 @@ pub struct ServerState {
     /// Open client-chunked backup sessions (`/v1/sessions`).
     pub sessions: Arc<crate::service::sessions::Sessions>,
     /// Agents on client hosts and the work assigned to them (`/v1/agents`).
-    pub agents: crate::service::agents::Agents,
+    pub agents: Arc<crate::service::agents::Agents>,
     /// Sign-in sessions of the web dashboard (`/ui/`).
     pub web_sessions: crate::service::web_sessions::WebSessions,
     /// Whether the web dashboard is served.
@@ -94,6 +94,11 @@ impl ServerState {
             repo.clone(),
             std::time::Duration::from_secs(3600),
         ));
+        let agents = Arc::new(crate::service::agents::Agents::new(
+            jobs.clone(),
+            repo.clone(),
+            crate::service::agents::CLAIM_TIMEOUT,
+        ));
         ServerState {
             backups: crate::service::backups::Backups::new(repo.clone()),
             repo: repo.clone(),
@@ -109,8 +114,9 @@ impl ServerState {
                 crate::service::policies::Policies::new(store, None),
                 repo,
                 jobs.clone(),
+                agents.clone(),
             )),
-            agents: crate::service::agents::Agents::new(jobs.clone()),
+            agents,
             jobs,
             metrics: Metrics::default(),
             limits,

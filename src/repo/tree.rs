@@ -28,7 +28,7 @@ use super::restore::{
 };
 use super::tree_source::{TreeSelection, TreeSource};
 use super::{RepoError, RepoInner, Repository};
-use crate::format::catalog::{CatalogEntry, EntryKind, MAX_LINE_BYTES};
+use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind, MAX_LINE_BYTES};
 use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
 
 impl Repository {
@@ -112,6 +112,25 @@ impl Repository {
         target: &Path,
         progress: Arc<Progress>,
     ) -> Result<u64, RepoError> {
+        self.restore_tree_part(manifest, target, None, progress)
+            .await
+    }
+
+    /// Recreates the entry `item` of a tree backup (a catalog path) and everything
+    /// beneath it under `target`, at the same path; all of the backup without `item`.
+    /// The whole stream is still read, so its digest is checked end to end.
+    pub async fn restore_tree_part(
+        &self,
+        manifest: &BackupManifest,
+        target: &Path,
+        item: Option<String>,
+        progress: Arc<Progress>,
+    ) -> Result<u64, RepoError> {
+        if let Some(item) = item.as_deref().filter(|i| !is_safe_relative_path(i)) {
+            return Err(RepoError::InvalidInput(format!(
+                "{item:?} is not a path of a catalog (relative, without '.' or '..')"
+            )));
+        }
         if manifest.kind != BackupKind::Tree {
             return Err(RepoError::InvalidInput(format!(
                 "backup {} is a stream, not a tree: use get to restore its bytes",
@@ -124,7 +143,7 @@ impl Repository {
         let manifest = manifest.clone();
         let target = target.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            restore_tree_blocking(inner, handle, &manifest, &target, &progress)
+            restore_tree_blocking(inner, handle, &manifest, &target, item, &progress)
         })
         .await
         .map_err(|e| RepoError::Internal(format!("tree restore task failed: {e}")))?
@@ -263,6 +282,7 @@ fn restore_tree_blocking(
     handle: Handle,
     manifest: &BackupManifest,
     target: &Path,
+    item: Option<String>,
     progress: &Arc<Progress>,
 ) -> Result<u64, RepoError> {
     let catalog = manifest
@@ -292,8 +312,38 @@ fn restore_tree_blocking(
         links: Vec::new(),
     };
     let mut writers = FileWriters::start(progress.clone());
+    let beneath = item.as_ref().map(|item| format!("{item}/"));
+    // The folders above the item are not restored; its place under the target is made.
+    if let Some(parent) = item.as_deref().and_then(|i| Path::new(i).parent()) {
+        let above = target.join(parent);
+        fs::create_dir_all(&above).map_err(|e| RepoError::io(&above, e))?;
+    }
+    let mut chosen = 0u64;
     for_each_entry(catalog_lines, manifest.id.as_str(), |entry| {
         progress.check()?;
+        let wanted = match (&item, &beneath) {
+            (Some(item), Some(beneath)) => entry.path == *item || entry.path.starts_with(beneath),
+            _ => true,
+        };
+        if !wanted {
+            // Read all the same: the stream's digest covers every byte.
+            if entry.kind == EntryKind::File {
+                let passed = io::copy(&mut data.by_ref().take(entry.size), &mut io::sink())
+                    .map_err(|e| unwrap_io(e, "backup data"))?;
+                if passed != entry.size {
+                    return Err(RepoError::CorruptCatalog {
+                        backup: manifest.id.to_string(),
+                        reason: format!(
+                            "{} should hold {} bytes, the stream ended after {passed}",
+                            entry.path, entry.size
+                        ),
+                    });
+                }
+                progress.add_done(entry.size);
+            }
+            return Ok(());
+        }
+        chosen += 1;
         restore_entry(
             target,
             manifest.id.as_str(),
@@ -321,6 +371,12 @@ fn restore_tree_blocking(
     }
     let read = data.read;
     data.verifier.verify(manifest)?;
+    if let (Some(item), 0) = (&item, chosen) {
+        return Err(RepoError::InvalidInput(format!(
+            "backup {} has no entry {item:?}",
+            manifest.id
+        )));
+    }
     apply_deferred(target, deferred)?;
     Ok(read)
 }

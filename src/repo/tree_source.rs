@@ -137,8 +137,20 @@ impl TreeWalk {
     }
 
     /// The walk of the folders of `selection`, each under its absolute path without the
-    /// leading `/`; nothing above them is listed.
+    /// leading `/`; nothing above them is listed. Selecting `/` walks the whole file
+    /// system (what the exclusion patterns leave of it).
     pub fn selection(selection: &TreeSelection) -> Result<TreeWalk, RepoError> {
+        if selection.folders.iter().any(|f| f == Path::new("/")) {
+            let mut walk = TreeWalk {
+                root: PathBuf::from("/"),
+                pending: Vec::new(),
+                owners: OwnerNames::default(),
+                skipped: Vec::new(),
+                exclude: selection.exclude.clone(),
+            };
+            walk.push_dir(String::new())?;
+            return Ok(walk);
+        }
         let mut roots = selection.catalog_roots()?;
         if roots.is_empty() {
             return Err(RepoError::InvalidInput("no folder selected".into()));

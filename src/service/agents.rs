@@ -8,8 +8,10 @@
 //! cancelled while queued is never handed out; one cancelled while running is told so in
 //! the answer to the agent's next progress report, and the agent stops. Assignments live
 //! in memory: at a restart, the job registry records unfinished jobs as interrupted, and
-//! the queue starts empty. A job no agent takes within [`CLAIM_TIMEOUT`] fails, saying
-//! so. Both are noticed whenever work is assigned or asked for, by any host.
+//! the queue starts empty. A job no agent takes within its claim time-out
+//! (`agent_claim_timeout_secs`, default [`CLAIM_TIMEOUT`]) fails, saying so. Both are
+//! noticed whenever work is assigned or asked for, by any host, and by the core
+//! scheduler's `agent-claims` task every [`EXPIRY_CHECK_EVERY`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,10 +22,12 @@ use serde::{Deserialize, Serialize};
 use super::jobs::{JobFailure, JobKind, JobRegistry};
 use super::keys::{KeyStoreError, Principal, Role};
 use crate::error::ErrorKind;
-use crate::repo::Progress;
+use crate::repo::{Progress, Repository};
 
 /// How long an assignment waits for its host's agent before it fails.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often the core scheduler ends unclaimed and cancelled assignments.
+pub const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// The longest an agent's poll waits for work.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Assignments waiting at once, all hosts together.
@@ -35,10 +39,26 @@ pub const MAX_HOSTS: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentAction {
-    /// Back up these absolute folders of the host as one tree into `series`.
-    Backup { series: String, paths: Vec<String> },
-    /// Restore the tree backup `backup` into the host's empty or missing folder `target`.
-    Restore { backup: String, target: String },
+    /// Back up these absolute folders of the host (`/` for all of it) as one tree into
+    /// `series`, leaving out entries whose absolute path matches an `exclude` pattern
+    /// (globs, `*` crossing `/`) and everything beneath them.
+    Backup {
+        series: String,
+        paths: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<String>,
+    },
+    /// Restore the tree backup `backup` into the host's empty or missing folder `target`:
+    /// all of it, or only the entry `item` (a catalog path) and what lies beneath it.
+    /// With `dry_run`, nothing is written: the answer says what would be.
+    Restore {
+        backup: String,
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
 }
 
 /// An assignment as the agent receives it.
@@ -92,6 +112,7 @@ struct Queued {
 struct Running {
     key_id: String,
     progress: Arc<Progress>,
+    action: AgentAction,
 }
 
 #[derive(Default)]
@@ -104,6 +125,10 @@ struct Board {
 /// The server's agents and their assignments.
 pub struct Agents {
     jobs: Arc<JobRegistry>,
+    /// Where an agent's reported backup is looked up before its job succeeds.
+    repo: Repository,
+    /// How long an assignment waits for its host's agent before it fails.
+    claim_timeout: Duration,
     board: Mutex<Board>,
     wake: tokio::sync::Notify,
 }
@@ -134,9 +159,11 @@ fn now() -> String {
 }
 
 impl Agents {
-    pub fn new(jobs: Arc<JobRegistry>) -> Agents {
+    pub fn new(jobs: Arc<JobRegistry>, repo: Repository, claim_timeout: Duration) -> Agents {
         Agents {
             jobs,
+            repo,
+            claim_timeout,
             board: Mutex::new(Board::default()),
             wake: tokio::sync::Notify::new(),
         }
@@ -153,32 +180,47 @@ impl Agents {
         host: &str,
         action: AgentAction,
     ) -> Result<String, AgentError> {
-        who.require(Role::Writer)?;
-        if !valid_host(host) {
-            return Err(AgentError::Invalid(format!(
-                "{host:?} is not a host name (letters, digits, '-', '.', '_'; at most 253 bytes)"
-            )));
-        }
         let (kind, subject) = match &action {
-            AgentAction::Backup { series, paths } => {
+            AgentAction::Backup { series, paths, .. } => (
+                JobKind::AgentBackup,
+                format!("{host}: {} → {series}", paths.join(", ")),
+            ),
+            AgentAction::Restore { backup, target, .. } => (
+                JobKind::AgentRestore,
+                format!("{host}: {backup} → {target}"),
+            ),
+        };
+        self.assign_as(who, host, action, kind, subject)
+    }
+
+    /// Queues `action` for the agent of `host` as a job of `kind` about `subject` (a
+    /// policy's run is a `policy` job); returns the job's id.
+    pub fn assign_as(
+        &self,
+        who: &Principal,
+        host: &str,
+        action: AgentAction,
+        kind: JobKind,
+        subject: String,
+    ) -> Result<String, AgentError> {
+        who.require(Role::Writer)?;
+        check_host(host).map_err(AgentError::Invalid)?;
+        match &action {
+            AgentAction::Backup {
+                series,
+                paths,
+                exclude,
+            } => {
                 crate::repo::ingest::validate_series(series)
                     .map_err(|e| AgentError::Invalid(e.to_string()))?;
-                if paths.is_empty() || paths.len() > 256 {
-                    return Err(AgentError::Invalid(
-                        "paths must name 1 to 256 folders".into(),
-                    ));
-                }
-                if let Some(bad) = paths.iter().find(|p| !absolute_clean(p)) {
-                    return Err(AgentError::Invalid(format!(
-                        "{bad:?} is not an absolute path without '.' or '..'"
-                    )));
-                }
-                (
-                    JobKind::AgentBackup,
-                    format!("{host}: {} → {series}", paths.join(", ")),
-                )
+                check_backup(paths, exclude).map_err(AgentError::Invalid)?;
             }
-            AgentAction::Restore { backup, target } => {
+            AgentAction::Restore {
+                backup,
+                target,
+                item,
+                ..
+            } => {
                 if uuid::Uuid::parse_str(backup).is_err() {
                     return Err(AgentError::Invalid(format!(
                         "{backup:?} is not a backup id"
@@ -189,12 +231,15 @@ impl Agents {
                         "{target:?} is not an absolute path without '.' or '..'"
                     )));
                 }
-                (
-                    JobKind::AgentRestore,
-                    format!("{host}: {backup} → {target}"),
-                )
+                if let Some(item) = item {
+                    if !crate::format::catalog::is_safe_relative_path(item) {
+                        return Err(AgentError::Invalid(format!(
+                            "item {item:?} is not a path of the backup's catalog (relative, without '.' or '..')"
+                        )));
+                    }
+                }
             }
-        };
+        }
         self.expire_unclaimed();
         let mut board = self.board();
         if board.queued.len() >= MAX_QUEUED {
@@ -281,6 +326,7 @@ impl Agents {
                 Running {
                     key_id: who.key_id.clone(),
                     progress,
+                    action: queued.task.action.clone(),
                 },
             );
             return Ok(Some(queued.task));
@@ -288,8 +334,9 @@ impl Agents {
     }
 
     /// Ends the assignments cancelled before an agent took them, and fails those no
-    /// agent took in time.
-    fn expire_unclaimed(&self) {
+    /// agent took in time (also run by the core scheduler, so an assignment to a host
+    /// whose agent never comes fails even when no other agent asks for work).
+    pub fn expire_unclaimed(&self) {
         let mut board = self.board();
         let jobs = &self.jobs;
         board.queued.retain(|queued| {
@@ -306,7 +353,7 @@ impl Agents {
         while board
             .queued
             .front()
-            .is_some_and(|q| q.since.elapsed() >= CLAIM_TIMEOUT)
+            .is_some_and(|q| q.since.elapsed() >= self.claim_timeout)
         {
             if let Some(expired) = board.queued.pop_front() {
                 self.jobs.end(
@@ -314,9 +361,10 @@ impl Agents {
                     Err(JobFailure::new(
                         ErrorKind::Unavailable,
                         format!(
-                            "no agent of host {} asked for work within {} minutes",
+                            "no agent of host {} asked for work within {}: is `stowage agent --host {}` running there?",
                             expired.task.host,
-                            CLAIM_TIMEOUT.as_secs() / 60
+                            wait_text(self.claim_timeout),
+                            expired.task.host,
                         ),
                     )),
                 );
@@ -360,18 +408,111 @@ impl Agents {
             .filter(|r| r.key_id == who.key_id)
             .ok_or_else(|| AgentError::NotFound(job.to_string()))?;
         let cancelled = running.progress.is_cancelled();
-        board.running.remove(job);
+        let Some(running) = board.running.remove(job) else {
+            return Err(AgentError::NotFound(job.to_string()));
+        };
         drop(board);
-        let outcome = outcome.map_err(|message| {
-            if cancelled {
-                JobFailure::cancelled(message)
-            } else {
-                JobFailure::new(ErrorKind::Internal, format!("the agent failed: {message}"))
-            }
-        });
+        let outcome = match outcome {
+            Ok(result) => self.checked_result(&running.action, result),
+            Err(message) if cancelled => Err(JobFailure::cancelled(message)),
+            Err(message) => Err(JobFailure::new(
+                ErrorKind::Internal,
+                format!("the agent failed: {message}"),
+            )),
+        };
         self.jobs.end(job, outcome);
         Ok(())
     }
+
+    /// An agent's result as the job keeps it. A backup's is checked against the
+    /// repository, since the agent is not trusted to say which backup it made: the id it
+    /// names must be a committed backup of the assigned series, and the figures recorded
+    /// are the repository's (`{"backup": id, "series", "size", "stored_bytes",
+    /// "catalog_entries", "files", "unchanged_files", "skipped"}`).
+    fn checked_result(
+        &self,
+        action: &AgentAction,
+        result: serde_json::Value,
+    ) -> Result<serde_json::Value, JobFailure> {
+        let AgentAction::Backup { series, .. } = action else {
+            return Ok(result);
+        };
+        let named = result.get("backup").and_then(|b| match b {
+            serde_json::Value::String(id) => Some(id.as_str()),
+            other => other.get("id")?.as_str(),
+        });
+        let manifest = named
+            .and_then(|id| crate::repo::lookup_id(id).ok())
+            .and_then(|id| self.repo.backup(&id).ok())
+            .filter(|m| &m.series == series)
+            .ok_or_else(|| {
+                JobFailure::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the agent reported backup {}, which is not a committed backup of series {series}",
+                        named.unwrap_or("(none)")
+                    ),
+                )
+            })?;
+        let count = |name: &str| result.get(name).and_then(serde_json::Value::as_u64);
+        let skipped: Vec<String> = result
+            .get("skipped")
+            .and_then(serde_json::Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str())
+                    .take(1000)
+                    .map(|s| s.chars().take(4096).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(serde_json::json!({
+            "backup": manifest.id.to_string(),
+            "series": manifest.series,
+            "size": manifest.size,
+            "stored_bytes": manifest.stored_bytes,
+            "catalog_entries": manifest.catalog.as_ref().map(|c| c.entries),
+            "files": count("files"),
+            "unchanged_files": count("unchanged_files"),
+            "skipped": skipped,
+        }))
+    }
+}
+
+/// `90 minutes`, `45 seconds`.
+fn wait_text(wait: Duration) -> String {
+    let secs = wait.as_secs();
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+/// Checks a host name as agents register it.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if valid_host(host) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a host name (letters, digits, '-', '.', '_'; at most 253 bytes)"
+        ))
+    }
+}
+
+/// Checks the folders and exclusion patterns of an agent's backup: 1 to 256 absolute
+/// paths without `.` or `..` (`/` is the whole host), patterns that compile.
+pub fn check_backup(paths: &[String], exclude: &[String]) -> Result<(), String> {
+    if paths.is_empty() || paths.len() > 256 {
+        return Err("paths must name 1 to 256 folders".into());
+    }
+    if let Some(bad) = paths.iter().find(|p| *p != "/" && !absolute_clean(p)) {
+        return Err(format!(
+            "{bad:?} is not an absolute path without '.' or '..'"
+        ));
+    }
+    super::policies::exclusion_set(exclude).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// An absolute path without `.`, `..` or empty components (a trailing `/` aside).

@@ -64,7 +64,7 @@ pub use crate::state::jobs::{JobKind, JobProgress, JobStatus, JobView};
 pub const STATUS_WORDS: &str = "queued, running, succeeded, failed, cancelled";
 /// Every job kind as listings spell it.
 pub const KIND_WORDS: &str =
-    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune, agent_backup, agent_restore";
+    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune, agent_backup, agent_restore, restore";
 
 /// Which jobs a listing shows; an empty filter keeps every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,6 +170,8 @@ pub struct JobRegistry {
     store: Arc<StateStore>,
     /// Orders writes to the store, so a job's end is never overwritten by its start.
     writes: Mutex<()>,
+    /// Woken whenever a job ends, for those waiting on one ([`Self::finished`]).
+    ended: tokio::sync::Notify,
 }
 
 fn now() -> String {
@@ -213,6 +215,7 @@ impl JobRegistry {
             tasks,
             store,
             writes: Mutex::new(()),
+            ended: tokio::sync::Notify::new(),
         };
         let forgotten = prune(&mut registry.lock(), registry.history);
         registry.store.remove_jobs(&forgotten)?;
@@ -372,6 +375,23 @@ impl JobRegistry {
         };
         if let Some(record) = record {
             self.persist(record, &forgotten);
+        }
+        self.ended.notify_waiters();
+    }
+
+    /// Waits until the job `id` has ended; its view then, or `None` when it is not
+    /// remembered (never was, or dropped from the history).
+    pub async fn finished(&self, id: &str) -> Option<JobView> {
+        loop {
+            // Registered before looking, so an end in between still wakes us.
+            let woken = self.ended.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let view = self.get(id).ok()?;
+            if view.status.is_finished() {
+                return Some(view);
+            }
+            woken.await;
         }
     }
 

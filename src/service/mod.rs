@@ -21,6 +21,7 @@ pub mod policy_runs;
 pub mod retention;
 pub mod scheduler;
 pub mod schedules;
+pub mod server_restore;
 pub mod sessions;
 pub mod signed_urls;
 pub mod stats_history;

@@ -57,6 +57,8 @@ pub enum PolicyError {
     Denied(#[from] KeyStoreError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Agent(#[from] super::agents::AgentError),
 }
 
 impl PolicyError {
@@ -69,6 +71,7 @@ impl PolicyError {
             PolicyError::Running { .. } => ErrorKind::Conflict,
             PolicyError::Denied(e) => e.kind(),
             PolicyError::State(e) => e.kind(),
+            PolicyError::Agent(e) => e.kind(),
         }
     }
 }
@@ -326,6 +329,16 @@ fn validate_source(source: &PolicySource, rules: Option<&Rules>) -> Result<(), P
             if let Some(rules) = rules {
                 rules.check_command()?;
             }
+        }
+        // The host's agent confines what it reads (its `--allow` folders), not the
+        // server's roots.
+        PolicySource::Agent {
+            host,
+            paths,
+            exclude,
+        } => {
+            super::agents::check_host(host).map_err(invalid)?;
+            super::agents::check_backup(paths, exclude).map_err(invalid)?;
         }
     }
     Ok(())

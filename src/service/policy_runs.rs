@@ -7,6 +7,10 @@
 //! Folders are checked again when the run starts: each must resolve to itself (no
 //! symbolic link on the way) inside a configured root; the walk records links and
 //! never follows them, so nothing outside the roots is read.
+//!
+//! A client host's folders are backed up by that host's agent: the run's backup job is
+//! an assignment (`service::agents`), queued until the agent takes it, and the prune
+//! follows once the agent's backup is checked and the job has succeeded.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,10 +19,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::agents::{AgentAction, Agents};
 use super::command_source::CommandOutput;
 use super::cron::Cron;
 use super::forget::forget;
-use super::jobs::{JobFailure, JobKind, JobRegistry, JobView};
+use super::jobs::{JobFailure, JobKind, JobRegistry, JobStatus, JobView};
 use super::keys::{Principal, Role};
 use super::policies::{exclusion_set, validate_folder, Policies, PolicyError};
 use crate::format::manifest::BackupManifest;
@@ -44,12 +49,18 @@ pub enum Trigger {
 enum Prepared {
     Folders(TreeSelection),
     Command(Vec<String>),
+    /// An assignment for the agent of the host.
+    Agent {
+        host: String,
+        action: AgentAction,
+    },
 }
 
 pub struct PolicyRunner {
     policies: Policies,
     repo: Repository,
     jobs: Arc<JobRegistry>,
+    agents: Arc<Agents>,
     /// Policy name → the job of its run in progress (backup or prune).
     running: Mutex<HashMap<String, String>>,
     /// The last time the scheduler looked; schedules that fired since run at its next
@@ -68,11 +79,17 @@ fn scheduler_principal() -> Principal {
 }
 
 impl PolicyRunner {
-    pub fn new(policies: Policies, repo: Repository, jobs: Arc<JobRegistry>) -> PolicyRunner {
+    pub fn new(
+        policies: Policies,
+        repo: Repository,
+        jobs: Arc<JobRegistry>,
+        agents: Arc<Agents>,
+    ) -> PolicyRunner {
         PolicyRunner {
             policies,
             repo,
             jobs,
+            agents,
             running: Mutex::new(HashMap::new()),
             last_look: Mutex::new(Utc::now()),
         }
@@ -112,6 +129,18 @@ impl PolicyRunner {
                 rules.check_command()?;
                 Ok(Prepared::Command(argv.clone()))
             }
+            PolicySource::Agent {
+                host,
+                paths,
+                exclude,
+            } => Ok(Prepared::Agent {
+                host: host.clone(),
+                action: AgentAction::Backup {
+                    series: record.series.clone(),
+                    paths: paths.clone(),
+                    exclude: exclude.clone(),
+                },
+            }),
         }
     }
 
@@ -156,19 +185,25 @@ impl PolicyRunner {
             let what = match &record.source {
                 PolicySource::Folders { paths, .. } => paths.join(", "),
                 PolicySource::Command { argv } => argv.join(" "),
+                PolicySource::Agent { host, paths, .. } => format!("{host}:{}", paths.join(", ")),
             };
-            let job = self.jobs.begin(
-                JobKind::Policy,
-                Some(format!(
-                    "policy {name} ({}): {what} into series {}",
-                    match trigger {
-                        Trigger::Manual => "on demand",
-                        Trigger::Scheduled => "scheduled",
-                    },
-                    record.series
-                )),
-                progress.clone(),
+            let subject = format!(
+                "policy {name} ({}): {what} into series {}",
+                match trigger {
+                    Trigger::Manual => "on demand",
+                    Trigger::Scheduled => "scheduled",
+                },
+                record.series
             );
+            let job = match &prepared {
+                Prepared::Agent { host, action } => {
+                    self.agents
+                        .assign_as(who, host, action.clone(), JobKind::Policy, subject)?
+                }
+                _ => self
+                    .jobs
+                    .begin(JobKind::Policy, Some(subject), progress.clone()),
+            };
             running.insert(name.to_string(), job.clone());
             job
         };
@@ -177,13 +212,45 @@ impl PolicyRunner {
         }
         let runner = self.clone();
         let (policy, chain) = (name.to_string(), job.clone());
-        self.jobs.tasks().spawn_job(progress.clone(), async move {
-            runner.carry_out(&record, prepared, &chain, progress).await;
-            runner.running().remove(&policy);
-        });
+        if let Prepared::Agent { .. } = prepared {
+            // The agent does the work; this only waits for its end to prune. At shutdown
+            // it stops waiting (the job is then recorded as interrupted).
+            let tasks = self.jobs.tasks().clone();
+            self.jobs.tasks().spawn(async move {
+                tokio::select! {
+                    _ = tasks.cancelled() => {}
+                    _ = runner.after_agent(&record, &chain) => {}
+                }
+                runner.running().remove(&policy);
+            });
+        } else {
+            self.jobs.tasks().spawn_job(progress.clone(), async move {
+                runner.carry_out(&record, prepared, &chain, progress).await;
+                runner.running().remove(&policy);
+            });
+        }
         self.jobs
             .get(&job)
             .map_err(|e| PolicyError::Invalid(e.to_string()))
+    }
+
+    /// Waits for the agent's backup job `job`; once it succeeded, the prune.
+    async fn after_agent(&self, record: &PolicyRecord, job: &str) {
+        let Some(view) = self.jobs.finished(job).await else {
+            return;
+        };
+        if view.status != JobStatus::Succeeded {
+            return;
+        }
+        // The result's backup was checked against the series when the agent ended the job.
+        let made = view
+            .result
+            .as_ref()
+            .and_then(|r| r.get("backup"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.prune(record, job, &made).await;
     }
 
     /// The backup, then the prune.
@@ -227,7 +294,7 @@ impl PolicyRunner {
                 return;
             }
         };
-        self.prune(record, job, &manifest).await;
+        self.prune(record, job, manifest.id.as_ref()).await;
     }
 
     async fn back_up(
@@ -267,11 +334,14 @@ impl PolicyRunner {
                     .await?;
                 Ok((manifest, Vec::new()))
             }
+            Prepared::Agent { .. } => Err(RepoError::Internal(
+                "a client host's folders are backed up by its agent, not here".into(),
+            )),
         }
     }
 
     /// Applies the retention (the policy's, else the series') as a job after `parent`.
-    async fn prune(&self, record: &PolicyRecord, parent: &str, made: &BackupManifest) {
+    async fn prune(&self, record: &PolicyRecord, parent: &str, made: &str) {
         let retention = match &record.retention {
             Some(retention) => retention.clone(),
             None => match self.repo.series(&record.series) {
@@ -301,8 +371,8 @@ impl PolicyRunner {
             &job,
             outcome.map_err(JobFailure::from).map(|decisions| {
                 let (kept, removed): (Vec<_>, Vec<_>) = decisions.into_iter().partition(|d| d.keep);
-                if removed.iter().any(|d| d.id == made.id.to_string()) {
-                    tracing::error!(backup = %made.id, "the retention removed the backup just made");
+                if removed.iter().any(|d| d.id == made) {
+                    tracing::error!(backup = %made, "the retention removed the backup just made");
                 }
                 json!({
                     "series": record.series,

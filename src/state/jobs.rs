@@ -28,6 +28,8 @@ pub enum JobKind {
     AgentBackup,
     /// A restore onto a client host, made by its agent.
     AgentRestore,
+    /// A tree backup (or a part of it) restored into a folder of this server.
+    Restore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,15 @@ pub enum PolicySource {
     },
     /// The standard output of a program run on the server (no shell), as one stream.
     Command { argv: Vec<String> },
+    /// Folders on the client host `host` (`/` for all of it), backed up as one tree by
+    /// that host's agent (`stowage agent`); entries matching an `exclude` pattern are
+    /// left out.
+    Agent {
+        host: String,
+        paths: Vec<String>,
+        #[serde(default)]
+        exclude: Vec<String>,
+    },
 }
 
 /// One policy as stored (FORMAT.md, the state store's tables).

@@ -675,12 +675,33 @@ fn policy_commands_manage_policies_in_the_state_store() {
         ]),
         None,
     );
+    // A client host's folders, through its agent: the server's roots do not apply.
+    run_ok(
+        &mut stowage(&[
+            "create", "box", "--series", "box", "--host", "box-1", "--folder", "/",
+        ]),
+        None,
+    );
     let refused = run(
         &mut stowage(&["create", "bad", "--series", "bad", "--folder", "srv/www"]),
         None,
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("absolute"));
+    let refused = run(
+        &mut stowage(&["create", "bad", "--series", "bad", "--host", "box-1"]),
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--host needs --folder"));
+    let listed = run_ok(&mut stowage(&["list", "--json"]), None);
+    let policies: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        policies[0]["source"],
+        serde_json::json!({"kind": "agent", "host": "box-1", "paths": ["/"], "exclude": []}),
+        "{policies}"
+    );
+    run_ok(&mut stowage(&["delete", "box"]), None);
     let listed = run_ok(&mut stowage(&["list", "--json"]), None);
     let policies: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(policies[0]["name"], "db", "{policies}");

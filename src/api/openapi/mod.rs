@@ -244,6 +244,7 @@ fn schemas() -> Value {
         "prune",
         "agent_backup",
         "agent_restore",
+        "restore",
     ];
     let error_kinds = [
         "not_found",
@@ -347,17 +348,25 @@ fn agent_schemas() -> Value {
     let int = json!({"type": "integer", "minimum": 0});
     let text = json!({"type": "string"});
     let paths = json!({"type": "array", "items": text, "minItems": 1, "maxItems": 256});
+    let exclude = json!({"type": "array", "items": text});
     json!({
         "AgentAction": {"oneOf": [
             {"type": "object", "required": ["action", "series", "paths"], "additionalProperties": false,
-             "properties": {"action": {"const": "backup"}, "series": text, "paths": paths}},
+             "properties": {"action": {"const": "backup"}, "series": text, "paths": paths,
+                            "exclude": exclude}},
             {"type": "object", "required": ["action", "backup", "target"], "additionalProperties": false,
-             "properties": {"action": {"const": "restore"}, "backup": text, "target": text}}]},
+             "properties": {"action": {"const": "restore"}, "backup": text, "target": text,
+                            "item": text, "dry_run": {"type": "boolean"}}}]},
         "AgentTask": {"oneOf": [
-            closed(json!({"job": text, "host": text, "action": {"const": "backup"},
-                          "series": text, "paths": paths})),
-            closed(json!({"job": text, "host": text, "action": {"const": "restore"},
-                          "backup": text, "target": text}))]},
+            {"type": "object", "required": ["job", "host", "action", "series", "paths"],
+             "additionalProperties": false,
+             "properties": {"job": text, "host": text, "action": {"const": "backup"},
+                            "series": text, "paths": paths, "exclude": exclude}},
+            {"type": "object", "required": ["job", "host", "action", "backup", "target"],
+             "additionalProperties": false,
+             "properties": {"job": text, "host": text, "action": {"const": "restore"},
+                            "backup": text, "target": text, "item": text,
+                            "dry_run": {"type": "boolean"}}}]},
         "AgentList": closed(json!({"agents": {"type": "array", "items": closed(json!({
             "host": text, "key_id": text, "last_seen": text}))}})),
         "AgentProgress": {"type": "object", "additionalProperties": false, "properties": {
@@ -409,7 +418,12 @@ fn policy_schemas() -> Value {
                 "paths": {"type": "array", "items": text, "minItems": 1},
                 "exclude": {"type": "array", "items": text}}},
             closed(json!({"kind": {"const": "command"},
-                "argv": {"type": "array", "items": text, "minItems": 1}}))]},
+                "argv": {"type": "array", "items": text, "minItems": 1}})),
+            {"type": "object", "required": ["kind", "host", "paths"], "additionalProperties": false, "properties": {
+                "kind": {"const": "agent"},
+                "host": text,
+                "paths": {"type": "array", "items": text, "minItems": 1},
+                "exclude": {"type": "array", "items": text}}}]},
         "PolicyCreate": {"type": "object", "required": ["name", "source", "series"], "additionalProperties": false, "properties": {
             "name": text, "source": reference("PolicySource"), "series": text,
             "schedule": nullable_text, "retention": retention,

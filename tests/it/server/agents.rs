@@ -13,7 +13,7 @@ use super::tree_sessions::{snapshot, write};
 use super::{assert_error, random_bytes, Server};
 
 /// The agent process, stopped when the test ends.
-struct Agent(Child);
+pub(crate) struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -22,17 +22,9 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(server: &Server, key: &str, host: &str, allow: &Path) -> Agent {
+pub(crate) fn start_agent(base: &str, key: &str, host: &str, allow: &Path) -> Agent {
     let child = Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .args([
-            "agent",
-            "--server",
-            &server.base,
-            "--host",
-            host,
-            "--wait",
-            "1",
-        ])
+        .args(["agent", "--server", base, "--host", host, "--wait", "1"])
         .arg("--allow")
         .arg(allow)
         .env("STOWAGE_KEY", key)
@@ -73,7 +65,7 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
 
     let server = Server::start().await;
     let (_, agent_key) = server.keys().create("box-1 agent", Role::Backup).unwrap();
-    let _agent = start_agent(&server, &agent_key, "box-1", &root);
+    let _agent = start_agent(&server.base, &agent_key, "box-1", &root);
 
     let (status, answer) = assign(
         &server,
@@ -86,10 +78,20 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
     assert_eq!(answer["job"]["kind"], "agent_backup");
     let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let backup = &job["result"]["backup"];
-    assert_eq!(backup["kind"], "tree", "{job}");
-    assert_eq!(backup["series"], "box");
-    let id = backup["id"].as_str().unwrap();
+    // The result's figures are the repository's, its backup checked to be the series'.
+    let result = &job["result"];
+    let id = result["backup"].as_str().unwrap();
+    assert_eq!(result["series"], "box", "{job}");
+    let (status, backup) = server
+        .get(&server.reader, &format!("/v1/backups/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{backup}");
+    assert_eq!(backup["kind"], "tree", "{backup}");
+    assert_eq!(result["size"], backup["size"], "{job}");
+    assert_eq!(
+        result["catalog_entries"], backup["catalog_entries"],
+        "{job}"
+    );
 
     // The agent is known by its host, with its key.
     let (status, agents) = server.get(&server.reader, "/v1/agents").await;
@@ -171,6 +173,14 @@ async fn assignments_are_checked_and_only_the_taking_key_ends_them() {
             json!({"action": "restore", "backup": "nope", "target": "/tmp/x"}),
         ),
         ("box", json!({"action": "erase", "paths": ["/"]})),
+        (
+            "box",
+            json!({"action": "backup", "series": "box", "paths": ["/"], "exclude": ["a["]}),
+        ),
+        (
+            "box",
+            json!({"action": "restore", "backup": uuid::Uuid::new_v4().to_string(), "target": "/tmp/x", "item": "../etc"}),
+        ),
     ] {
         let (status, body) = assign(&server, &server.writer, host, action.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{host} {action}: {body}");
@@ -254,6 +264,34 @@ async fn assignments_are_checked_and_only_the_taking_key_ends_them() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["job"]["status"], "cancelled", "{body}");
+
+    // An agent's word on which backup it made is checked: a backup that is not the
+    // series' fails the job.
+    let whole = json!({"action": "backup", "series": "box", "paths": ["/"], "exclude": ["/proc"]});
+    let (status, answer) = assign(&server, &server.writer, "box", whole).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let claimed = answer["job"]["id"].as_str().unwrap().to_string();
+    let (_, task) = server
+        .get(&agent_key, "/v1/agent/next?host=box&wait=1")
+        .await;
+    assert_eq!(task["exclude"], json!(["/proc"]), "{task}");
+    let (status, body) = server
+        .send_json(
+            reqwest::Method::POST,
+            &agent_key,
+            &format!("/v1/agent/jobs/{claimed}/finish"),
+            &json!({"result": {"backup": uuid::Uuid::new_v4().to_string()}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["job"]["status"], "failed", "{body}");
+    assert!(
+        body["job"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a committed backup of series box"),
+        "{body}"
+    );
     // Ended: a second end is refused.
     let (status, _) = server
         .send_json(

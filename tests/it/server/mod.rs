@@ -296,13 +296,13 @@ fn chunked(data: Vec<u8>, piece: usize) -> Body {
     Body::wrap_stream(futures::stream::iter(pieces))
 }
 
-mod agents;
+pub(crate) mod agents;
 mod api;
 mod control;
 mod openapi;
 mod policies;
 mod restore_remote;
 mod sessions;
-mod tree_sessions;
+pub(crate) mod tree_sessions;
 mod ui;
 mod uploads;

@@ -419,6 +419,23 @@ async fn every_route_answers_as_the_openapi_document_says() {
             "name": "etc", "series": "etc", "source": {"kind": "folders", "paths": ["/etc"]}}))
     );
     assert_eq!(status, StatusCode::FORBIDDEN, "outside the roots");
+    // A client host's folders, backed up by its agent: the server's roots do not apply;
+    // its run is an assignment, queued for the host's agent.
+    let (status, made) = check!(
+        Call::new(Method::POST, "/v1/policies", "/v1/policies", &admin).json(json!({
+            "name": "box", "series": "box",
+            "source": {"kind": "agent", "host": "box-1", "paths": ["/"], "exclude": ["/proc"]}}))
+    );
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, run) = check!(Call::new(
+        Method::POST,
+        "/v1/policies/{name}/run",
+        "/v1/policies/box/run",
+        &writer
+    ));
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    assert_eq!(run["job"]["kind"], "policy", "{run}");
+    assert_eq!(run["job"]["status"], "queued", "{run}");
     let (status, _) = check!(
         Call::new(Method::POST, "/v1/policies", "/v1/policies", &writer).json(json!({
             "name": "w", "series": "w", "source": {"kind": "folders", "paths": [www]}}))

@@ -18,7 +18,7 @@ use stowage::service::keys::Role;
 use super::sessions::post_bytes;
 use super::{assert_error, blake3_hex, random_bytes, Server};
 
-pub(super) fn write(path: &Path, data: &[u8], mode: u32) {
+pub(crate) fn write(path: &Path, data: &[u8], mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -66,7 +66,7 @@ async fn session_bytes(server: &Server) -> u64 {
 
 /// Every path under `root` with what it is: file bytes, link target, or a folder; and
 /// the permission bits.
-pub(super) fn snapshot(root: &Path) -> Vec<(String, String, u32)> {
+pub(crate) fn snapshot(root: &Path) -> Vec<(String, String, u32)> {
     let mut out = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
