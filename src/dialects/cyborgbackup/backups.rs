@@ -18,6 +18,7 @@ use super::wire::Base;
 use crate::service::cron::Cron;
 use crate::service::cyborgbackup::jobs::{status_name, JobRow};
 use crate::service::cyborgbackup::policies::PolicyRow;
+use crate::service::cyborgbackup::restores::RestoreForm;
 use crate::service::cyborgbackup::{drf_from_rfc3339, Account};
 
 type Reply = Result<Response, DrfError>;
@@ -252,10 +253,10 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
         summary_fields.insert("created_by".into(), user);
     }
     let (size, stored) = row.sizes();
-    let kind = if link.job_type == "prune" {
-        "Prune"
-    } else {
-        "Backup"
+    let kind = match link.job_type.as_str() {
+        "prune" => "Prune",
+        "restore" => "Restore",
+        _ => "Backup",
     };
     let created = drf_from_rfc3339(&core.created_at);
     let modified = core
@@ -457,14 +458,47 @@ fn stdout(call: &Call, row: &JobRow) -> Reply {
     }
 }
 
-/// `POST /restore/`: checked, then refused: restores go into a client, which needs its
-/// agent.
+/// `POST /restore/`: `{archive_name, destination, dest_folder, item?, dry_run?}` → 201
+/// with the restore job.
 fn restore(call: &Call) -> Reply {
-    caller(call)?;
+    let account = caller(call)?;
     let body = object(call.body)?;
     let mut missing = Vec::new();
+    let mut text = |field: &str| match body.get(field) {
+        Some(Value::String(s)) if s.len() > 4096 => {
+            missing.push((
+                field.to_string(),
+                "Ensure this field has no more than 4096 characters.".to_string(),
+            ));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(_) => {
+            missing.push((field.to_string(), "Not a valid string.".to_string()));
+            None
+        }
+    };
+    let item = text("item");
+    let dry_run = match body.get("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if matches!(s.as_str(), "true" | "True" | "1") => true,
+        Some(Value::String(s)) if matches!(s.as_str(), "false" | "False" | "0" | "") => false,
+        Some(_) => {
+            missing.push((
+                "dry_run".to_string(),
+                "Must be a valid boolean.".to_string(),
+            ));
+            false
+        }
+    };
     for field in ["archive_name", "destination", "dest_folder"] {
         match body.get(field) {
+            Some(Value::String(s)) if s.len() > 4096 => missing.push((
+                field.to_string(),
+                "Ensure this field has no more than 4096 characters.".to_string(),
+            )),
             Some(Value::String(s)) if !s.trim().is_empty() => {}
             Some(Value::String(_)) => missing.push((
                 field.to_string(),
@@ -479,9 +513,23 @@ fn restore(call: &Call) -> Reply {
     if !missing.is_empty() {
         return Err(DrfError::fields(missing));
     }
-    Err(DrfError::bad_request(
-        "Restoring into a client needs stowage's client agent, which is not available yet; restore the backup with stowage's own restore instead.",
-    ))
+    let field = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let row = call.service.restore(
+        account,
+        RestoreForm {
+            archive_name: field("archive_name"),
+            destination: field("destination"),
+            dest_folder: field("dest_folder"),
+            item,
+            dry_run,
+        },
+    )?;
+    launched(call, &row)
 }
 
 /// `GET /escatalogs/?archive_name=X[&path__regexp=R]`.

@@ -13,8 +13,12 @@ use crate::service::cyborgbackup::{Core, CyborgService, TokenLifetimes};
 
 const NAME: &str = "cyborgbackup";
 
-/// The section's environment variables: none; it is configured in its TOML section.
-pub const ENV: &[EnvKey] = &[];
+/// The section's environment variables.
+pub const ENV: &[EnvKey] = &[EnvKey {
+    var: "STOWAGE_CYBORG_LOCAL_HOSTNAME",
+    key: "dialects.cyborgbackup.local_hostname",
+    text: true,
+}];
 
 /// `[dialects.cyborgbackup]`: CyBorgBackup's `/api/v1` for its web UI and scripts.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,6 +31,10 @@ pub struct CyborgbackupConfig {
     pub refresh_token_secs: u64,
     /// The largest `page_size` a list answers with.
     pub max_page_size: usize,
+    /// The host name of clients that are this server, whose folders it reads itself
+    /// (`localhost` always is); default: this machine's host name. Other clients are
+    /// backed up by their agent.
+    pub local_hostname: Option<String>,
 }
 
 impl Default for CyborgbackupConfig {
@@ -36,6 +44,7 @@ impl Default for CyborgbackupConfig {
             access_token_secs: 3600,
             refresh_token_secs: 14 * 24 * 3600,
             max_page_size: 100_000,
+            local_hostname: None,
         }
     }
 }
@@ -67,6 +76,13 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
         runner: context.app.policies.clone(),
         jobs: context.app.jobs.clone(),
         repo: context.app.repo.clone(),
+        agents: context.app.agents.clone(),
+        local_hostname: cb.local_hostname.clone().unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        }),
     });
     let mount = Arc::new(Mount {
         service,

@@ -151,16 +151,27 @@ pub fn archive_name_for(
         .unwrap_or(base)
 }
 
-/// The CyBorgBackup policy id a core backup job's subject names
-/// (`policy cyborgbackup-<id> (...)`).
-fn policy_of_subject(subject: &str) -> Option<(u64, bool)> {
+/// What a core backup job's subject names: the CyBorgBackup policy id, the client id
+/// (none in the subjects of earlier versions, which ran on the local client), and
+/// whether the run was scheduled (`policy cyborgbackup-<id>-<client> (scheduled): ...`).
+fn policy_of_subject(subject: &str) -> Option<(u64, Option<u64>, bool)> {
     let rest = subject.strip_prefix("policy cyborgbackup-")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    let after = &rest[digits.len()..];
+    let number = |text: &str| -> Option<(u64, usize)> {
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        Some((text.get(..digits)?.parse().ok()?, digits))
+    };
+    let (policy, used) = number(rest)?;
+    let mut after = rest.get(used..)?;
+    let mut client = None;
+    if let Some(tail) = after.strip_prefix('-') {
+        let (id, used) = number(tail)?;
+        client = Some(id);
+        after = tail.get(used..)?;
+    }
     if !after.starts_with(" (") {
         return None;
     }
-    Some((digits.parse().ok()?, after.starts_with(" (scheduled)")))
+    Some((policy, client, after.starts_with(" (scheduled)")))
 }
 
 impl CyborgService {
@@ -189,7 +200,7 @@ impl CyborgService {
             }
             let link = match view.kind {
                 JobKind::Policy => {
-                    let Some((policy_id, scheduled)) =
+                    let Some((policy_id, client_id, scheduled)) =
                         view.subject.as_deref().and_then(policy_of_subject)
                     else {
                         continue;
@@ -197,15 +208,20 @@ impl CyborgService {
                     let Some(policy) = state.policies.get(&policy_id) else {
                         continue;
                     };
-                    let local = policy
-                        .clients
-                        .iter()
-                        .filter_map(|c| state.clients.get(c))
-                        .find(|c| c.hostname == super::policies::LOCAL_CLIENT);
+                    let client = match client_id {
+                        Some(id) => state.clients.get(&id),
+                        None => policy
+                            .clients
+                            .iter()
+                            .filter_map(|c| state.clients.get(c))
+                            .find(|c| c.hostname == super::policies::LOCAL_CLIENT),
+                    };
+                    let hostname =
+                        client.map_or(super::policies::LOCAL_CLIENT, |c| c.hostname.as_str());
                     let archive_name = Some(archive_name_for(
                         &state,
                         &policy.policy_type,
-                        super::policies::LOCAL_CLIENT,
+                        hostname,
                         &view.created_at,
                     ));
                     JobLink {
@@ -216,8 +232,8 @@ impl CyborgService {
                         policy: policy_id,
                         policy_name: policy.name.clone(),
                         policy_type: policy.policy_type.clone(),
-                        client: local.map(|c| c.id),
-                        hostname: super::policies::LOCAL_CLIENT.into(),
+                        client: client.map(|c| c.id),
+                        hostname: hostname.to_string(),
                         repository: policy.repository,
                         schedule: Some(policy.schedule),
                         master_job: None,
@@ -316,6 +332,12 @@ impl CyborgService {
     pub fn relaunch_job(&self, caller: &Account, id: u64) -> Result<JobRow, CbError> {
         super::authorize(caller, super::Action::Manage)?;
         let row = self.job(id)?;
+        if row.link.job_type == "restore" {
+            return Err(CbError::BadRequest(
+                "A restore job is not relaunched: post the restore to /api/v1/restore/ again."
+                    .into(),
+            ));
+        }
         self.launch_policy(caller, row.link.policy, "relaunch")
             .map_err(|e| match e {
                 CbError::BadRequest(m) if m == super::policies::BUSY => {
@@ -389,17 +411,20 @@ mod tests {
     #[test]
     fn subjects_name_their_policy() {
         assert_eq!(
-            policy_of_subject("policy cyborgbackup-12 (scheduled): /a into series s"),
-            Some((12, true))
+            policy_of_subject("policy cyborgbackup-12-4 (scheduled): /a into series s"),
+            Some((12, Some(4), true))
         );
         assert_eq!(
             policy_of_subject("policy cyborgbackup-3 (on demand): /a into series s"),
-            Some((3, false))
+            Some((3, None, false))
         );
-        assert_eq!(
-            policy_of_subject("policy cyborgbackup-3x (on demand)"),
-            None
-        );
-        assert_eq!(policy_of_subject("policy other (on demand)"), None);
+        for other in [
+            "policy cyborgbackup-3x (on demand)",
+            "policy cyborgbackup-3- (on demand)",
+            "policy cyborgbackup-3-1x (on demand)",
+            "policy other (on demand)",
+        ] {
+            assert_eq!(policy_of_subject(other), None, "{other}");
+        }
     }
 }

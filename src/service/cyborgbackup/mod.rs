@@ -9,7 +9,9 @@ pub mod catalogs;
 pub mod fields;
 pub mod jobs;
 pub mod policies;
+pub mod policy_sources;
 pub mod records;
+pub mod restores;
 pub mod schedules;
 pub mod settings;
 pub mod store;
@@ -165,6 +167,9 @@ pub struct Core {
     pub runner: Arc<crate::service::policy_runs::PolicyRunner>,
     pub jobs: Arc<crate::service::jobs::JobRegistry>,
     pub repo: crate::repo::Repository,
+    pub agents: Arc<crate::service::agents::Agents>,
+    /// The host name of clients that are this server (beside `localhost`).
+    pub local_hostname: String,
 }
 
 /// The dialect's service.

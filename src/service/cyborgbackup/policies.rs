@@ -1,33 +1,30 @@
-//! CyBorgBackup policies over the core policies (`service::policies`): each is the core
-//! policy `cyborgbackup-<id>`, kept in step on every create, change and delete and again
-//! at each launch, so the core scheduler runs it when its schedule fires. Its type says
-//! what it reads on the server: `folders` the `folders` of its `extra_vars` (a JSON
-//! text), `config` `/etc`, `mail` `/var/lib/mail` and `/var/mail`, `rootfs` the
-//! directories directly under `/` less CyBorgBackup's fixed excludes, `piped` the output
-//! of `sh -c <extra_vars.command>`; the other types are refused. Its backups go to the
+//! CyBorgBackup policies over the core policies (`service::policies`): each of a
+//! policy's clients is the core policy `cyborgbackup-<id>-<client id>`, kept in step on
+//! every create, change and delete and again at each launch, so the core scheduler runs
+//! it when its schedule fires. What it reads follows its type and the client
+//! (`policy_sources`): this server's own folders for the local client, the client
+//! host's folders through its agent for any other. Each client's backups go to the
 //! series `cyborgbackup-<repository>-<type>-<hostname>`, so the retention (its `keep_*`,
-//! unless `cyborgbackup_auto_prune` is off) prunes as borg's `--prefix` would. Only the
-//! client `localhost`, the server itself, can be backed up: other hosts need stowage's
-//! client agent, which does not exist yet.
+//! unless `cyborgbackup_auto_prune` is off) prunes as borg's `--prefix` would.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
 use super::fields::{self, boolean, int, text, Field};
 use super::jobs::JobRow;
+use super::policy_sources::{source_field, source_of, Place};
 use super::store::{self, JobLink, Policy, StateFile};
 use super::{drf_now, Account, CbError, CyborgService};
 use crate::format::series::RetentionPolicy;
 use crate::service::policies::{NewPolicy, PolicyChanges, PolicyError};
 use crate::service::policy_runs::Trigger;
-use crate::state::policies::PolicySource;
 
 /// The longest `extra_vars` text.
 pub const MAX_EXTRA_VARS: usize = 64 * 1024;
 /// The most clients of one policy.
 pub const MAX_CLIENTS: usize = 256;
-/// The client that stands for the server itself.
+/// A client that always stands for the server itself (beside its configured host name).
 pub const LOCAL_CLIENT: &str = "localhost";
 
 /// CyBorgBackup's policy types.
@@ -41,20 +38,6 @@ pub const POLICY_TYPES: [&str; 9] = [
     "mail",
     "folders",
     "proxmox",
-];
-
-/// What `rootfs` leaves out (CyBorgBackup's fixed excludes).
-pub const ROOTFS_EXCLUDES: [&str; 10] = [
-    "/media",
-    "/dev",
-    "/proc",
-    "/sys",
-    "/var/run",
-    "/run",
-    "/lost+found",
-    "/mnt",
-    "/var/lib/lxcfs",
-    "/tmp",
 ];
 
 /// The message of a launch while a job of the same clients is active (sic).
@@ -87,9 +70,24 @@ pub struct PolicyRow {
     pub clients: Vec<(u64, String)>,
 }
 
-/// The core policy of a CyBorgBackup policy.
-pub fn core_name(id: u64) -> String {
-    format!("cyborgbackup-{id}")
+/// The core policy of one client of a CyBorgBackup policy.
+pub fn core_name(id: u64, client: u64) -> String {
+    format!("cyborgbackup-{id}-{client}")
+}
+
+/// Whether the core policy `name` is one of the CyBorgBackup policy `id`'s (a client's,
+/// or the single `cyborgbackup-<id>` of earlier versions).
+fn belongs(name: &str, id: u64) -> bool {
+    let Some(rest) = name
+        .strip_prefix("cyborgbackup-")
+        .and_then(|r| r.strip_prefix(id.to_string().as_str()))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `cyborgbackup-<repository>-<type>-<hostname>`, in the series alphabet.
@@ -107,128 +105,6 @@ pub fn series_name(repository: u64, policy_type: &str, hostname: &str) -> String
         .collect()
 }
 
-/// `extra_vars` read as JSON: blank is an empty object.
-fn extra_vars(policy: &Policy) -> Result<Map<String, Value>, CbError> {
-    if policy.extra_vars.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_str::<Value>(&policy.extra_vars) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(CbError::invalid(
-            "extra_vars",
-            "Enter a JSON object, e.g. {\"folders\": [\"/srv/data\"], \"exclude\": []}.",
-        )),
-    }
-}
-
-fn strings(vars: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, CbError> {
-    match vars.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .map(Some)
-            .ok_or_else(|| {
-                CbError::invalid(
-                    "extra_vars",
-                    format!("\"{key}\" must be a list of strings."),
-                )
-            }),
-        Some(_) => Err(CbError::invalid(
-            "extra_vars",
-            format!("\"{key}\" must be a list of strings."),
-        )),
-    }
-}
-
-/// The directories directly under `/`, less the fixed excludes (symbolic links and
-/// files there are left out: the core backs up folders that resolve to themselves).
-fn rootfs_folders() -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/") {
-        for entry in entries.flatten() {
-            let path = format!("/{}", entry.file_name().to_string_lossy());
-            let is_dir = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir());
-            if is_dir && !ROOTFS_EXCLUDES.contains(&path.as_str()) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out.truncate(crate::service::policies::MAX_PATHS);
-    out
-}
-
-/// What the policy reads on the server, as the disk is now.
-pub fn source_of(policy: &Policy) -> Result<PolicySource, CbError> {
-    let vars = extra_vars(policy)?;
-    let exclude =
-        || -> Result<Vec<String>, CbError> { Ok(strings(&vars, "exclude")?.unwrap_or_default()) };
-    let folders = |paths: Vec<String>| -> Result<PolicySource, CbError> {
-        Ok(PolicySource::Folders {
-            paths,
-            exclude: exclude()?,
-        })
-    };
-    match policy.policy_type.as_str() {
-        "folders" => match strings(&vars, "folders")? {
-            Some(paths) if !paths.is_empty() => folders(paths),
-            _ => Err(CbError::invalid(
-                "extra_vars",
-                "A folders policy needs {\"folders\": [absolute paths]} in extra_vars.",
-            )),
-        },
-        "config" => folders(vec!["/etc".into()]),
-        "mail" => {
-            let all = ["/var/lib/mail", "/var/mail"];
-            let existing: Vec<String> = all
-                .iter()
-                .filter(|p| std::path::Path::new(p).exists())
-                .map(|p| p.to_string())
-                .collect();
-            if existing.is_empty() {
-                folders(all.iter().map(|p| p.to_string()).collect())
-            } else {
-                folders(existing)
-            }
-        }
-        "rootfs" => {
-            let paths = rootfs_folders();
-            if paths.is_empty() {
-                return Err(CbError::invalid(
-                    "policy_type",
-                    "No folder under / can be backed up on this server.",
-                ));
-            }
-            folders(paths)
-        }
-        "piped" => match vars.get("command").and_then(Value::as_str) {
-            Some(command) if !command.trim().is_empty() => Ok(PolicySource::Command {
-                argv: vec!["sh".into(), "-c".into(), command.to_string()],
-            }),
-            _ => Err(CbError::invalid(
-                "extra_vars",
-                "Command for piped backup not defined: give {\"command\": \"...\"} in extra_vars.",
-            )),
-        },
-        other => Err(CbError::invalid(
-            "policy_type",
-            format!(
-                "Policy type \"{other}\" is not supported by this server yet: use folders, config, mail, rootfs or piped."
-            ),
-        )),
-    }
-}
-
-/// The field a core refusal of the policy's source is about.
-fn source_field(policy_type: &str) -> &'static str {
-    match policy_type {
-        "folders" | "piped" => "extra_vars",
-        _ => "policy_type",
-    }
-}
-
 fn core_refusal(policy: &Policy, error: PolicyError) -> CbError {
     match error {
         PolicyError::Invalid(m) | PolicyError::Forbidden(m) => {
@@ -237,22 +113,6 @@ fn core_refusal(policy: &Policy, error: PolicyError) -> CbError {
         PolicyError::Denied(_) => CbError::Forbidden,
         PolicyError::Running { .. } => CbError::BadRequest(BUSY.into()),
         other => CbError::Damaged(other.to_string()),
-    }
-}
-
-/// The hostname a policy's backups are named by: `localhost` when it is one of its
-/// clients, else its first client's.
-fn hostname_of(state: &StateFile, policy: &Policy) -> String {
-    let names: Vec<&str> = policy
-        .clients
-        .iter()
-        .filter_map(|id| state.clients.get(id))
-        .map(|c| c.hostname.as_str())
-        .collect();
-    if names.contains(&LOCAL_CLIENT) || names.is_empty() {
-        LOCAL_CLIENT.to_string()
-    } else {
-        names[0].to_string()
     }
 }
 
@@ -432,7 +292,7 @@ fn apply_fields(policy: &mut Policy, checked: &Map<String, Value>) {
     }
 }
 
-fn blank_policy(caller: u64) -> Policy {
+pub(super) fn blank_policy(caller: u64) -> Policy {
     let now = drf_now();
     Policy {
         id: 0,
@@ -461,7 +321,18 @@ fn blank_policy(caller: u64) -> Policy {
 }
 
 impl CyborgService {
-    /// Creates or replaces the core policy of `policy`.
+    /// Where the client `hostname` is backed up from: here, or its agent.
+    pub(super) fn place<'a>(&self, hostname: &'a str) -> Place<'a> {
+        let local = self.core().is_ok_and(|c| c.local_hostname == hostname);
+        if local || hostname == LOCAL_CLIENT {
+            Place::Here
+        } else {
+            Place::Agent(hostname)
+        }
+    }
+
+    /// Creates or replaces the core policy of each client of `policy`, and deletes those
+    /// of clients it no longer names.
     fn sync_core(
         &self,
         caller: &Account,
@@ -469,46 +340,87 @@ impl CyborgService {
         policy: &Policy,
     ) -> Result<(), CbError> {
         let core = self.core()?;
-        let source = source_of(policy)?;
-        let series = series_name(
-            policy.repository,
-            &policy.policy_type,
-            &hostname_of(state, policy),
-        );
+        let who = caller.principal();
+        let policies = core.runner.policies();
         let schedule = state
             .schedules
             .get(&policy.schedule)
             .map(|l| l.core.clone());
         let auto_prune = super::settings::Settings::read(state).auto_prune;
         let retention = retention_of(policy, auto_prune);
-        let who = caller.principal();
-        let policies = core.runner.policies();
-        let name = core_name(policy.id);
-        let changes = PolicyChanges {
-            source: Some(source.clone()),
-            series: Some(series.clone()),
-            schedule: Some(schedule.clone()),
-            retention: Some(retention.clone()),
-            enabled: Some(policy.enabled),
-        };
-        match policies.update(&who, &name, changes) {
-            Ok(_) => Ok(()),
-            Err(PolicyError::NotFound(_)) => policies
-                .create(
-                    &who,
-                    NewPolicy {
-                        name,
-                        source,
-                        series,
-                        schedule,
-                        retention,
-                        enabled: policy.enabled,
-                    },
-                )
-                .map(|_| ())
-                .map_err(|e| core_refusal(policy, e)),
-            Err(e) => Err(core_refusal(policy, e)),
+        if policy.clients.is_empty() {
+            // Checked all the same, so a bad extra_vars is refused when saved.
+            source_of(policy, Place::Here)?;
         }
+        let mut wanted = Vec::new();
+        for client in policy.clients.iter().filter_map(|id| state.clients.get(id)) {
+            let source = source_of(policy, self.place(&client.hostname))?;
+            let series = series_name(policy.repository, &policy.policy_type, &client.hostname);
+            let name = core_name(policy.id, client.id);
+            let changes = PolicyChanges {
+                source: Some(source.clone()),
+                series: Some(series.clone()),
+                schedule: Some(schedule.clone()),
+                retention: Some(retention.clone()),
+                enabled: Some(policy.enabled && client.enabled),
+            };
+            match policies.update(&who, &name, changes) {
+                Ok(_) => {}
+                Err(PolicyError::NotFound(_)) => policies
+                    .create(
+                        &who,
+                        NewPolicy {
+                            name: name.clone(),
+                            source,
+                            series,
+                            schedule: schedule.clone(),
+                            retention: retention.clone(),
+                            enabled: policy.enabled && client.enabled,
+                        },
+                    )
+                    .map(|_| ())
+                    .map_err(|e| core_refusal(policy, e))?,
+                Err(e) => return Err(core_refusal(policy, e)),
+            }
+            wanted.push(name);
+        }
+        self.delete_core(caller, policy.id, &wanted)
+    }
+
+    /// Deletes the core policies of the policy `id` other than those `kept`.
+    fn delete_core(&self, caller: &Account, id: u64, kept: &[String]) -> Result<(), CbError> {
+        let who = caller.principal();
+        let policies = self.core()?.runner.policies();
+        let names = policies
+            .list(&who)
+            .map_err(|e| CbError::Damaged(e.to_string()))?;
+        for view in names {
+            if !belongs(&view.name, id) || kept.contains(&view.name) {
+                continue;
+            }
+            match policies.delete(&who, &view.name) {
+                Ok(()) | Err(PolicyError::NotFound(_)) => {}
+                Err(PolicyError::Denied(_)) => return Err(CbError::Forbidden),
+                Err(e) => return Err(CbError::Damaged(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the core policies of every policy naming the client `client` in step with
+    /// it (its host name or `enabled` changed).
+    pub(super) fn resync_client(&self, caller: &Account, client: u64) -> Result<(), CbError> {
+        let state = self.lock();
+        let policies: Vec<Policy> = state
+            .policies
+            .values()
+            .filter(|p| p.clients.contains(&client))
+            .cloned()
+            .collect();
+        for policy in policies {
+            self.sync_core(caller, &state, &policy)?;
+        }
+        Ok(())
     }
 
     fn policy_row(&self, state: &StateFile, policy: Policy, next_run: Option<String>) -> PolicyRow {
@@ -532,7 +444,7 @@ impl CyborgService {
     }
 
     /// The next scheduled run of each core policy, by name.
-    fn next_runs(&self, caller: &Account) -> std::collections::HashMap<String, String> {
+    fn next_runs(&self, caller: &Account) -> HashMap<String, String> {
         let Ok(core) = self.core() else {
             return Default::default();
         };
@@ -554,28 +466,24 @@ impl CyborgService {
     }
 
     pub fn list_policies(&self, caller: &Account) -> Vec<PolicyRow> {
-        let mut next = self.next_runs(caller);
+        let next = self.next_runs(caller);
         let state = self.lock();
         state
             .policies
             .values()
-            .map(|p| {
-                let run = next.remove(&core_name(p.id));
-                self.policy_row(&state, p.clone(), run)
-            })
+            .map(|p| self.policy_row(&state, p.clone(), next_run_of(&next, p.id)))
             .collect()
     }
 
     pub fn policy(&self, caller: &Account, id: u64) -> Result<PolicyRow, CbError> {
-        let mut next = self.next_runs(caller);
+        let next = self.next_runs(caller);
         let state = self.lock();
         let policy = state
             .policies
             .get(&id)
             .cloned()
             .ok_or(CbError::NotFound("Policy"))?;
-        let run = next.remove(&core_name(id));
-        Ok(self.policy_row(&state, policy, run))
+        Ok(self.policy_row(&state, policy, next_run_of(&next, id)))
     }
 
     pub fn create_policy(
@@ -651,16 +559,7 @@ impl CyborgService {
         if !state.policies.contains_key(&id) {
             return Err(CbError::NotFound("Policy"));
         }
-        let core = self.core()?;
-        match core
-            .runner
-            .policies()
-            .delete(&caller.principal(), &core_name(id))
-        {
-            Ok(()) | Err(PolicyError::NotFound(_)) => {}
-            Err(PolicyError::Denied(_)) => return Err(CbError::Forbidden),
-            Err(e) => return Err(CbError::Damaged(e.to_string())),
-        }
+        self.delete_core(caller, id, &[])?;
         state.policies.remove(&id);
         self.save(&state)
     }
@@ -703,17 +602,6 @@ impl CyborgService {
                     "The policy has no enabled client to back up.".into(),
                 ));
             }
-            let remote: Vec<&str> = enabled
-                .iter()
-                .map(|(_, h)| h.as_str())
-                .filter(|h| *h != LOCAL_CLIENT)
-                .collect();
-            if !remote.is_empty() {
-                return Err(CbError::BadRequest(format!(
-                    "Clients {} cannot be backed up yet: they need stowage's client agent, which is not available; only the client \"{LOCAL_CLIENT}\" (this server) can be backed up.",
-                    remote.join(", ")
-                )));
-            }
             let clients: BTreeSet<u64> = enabled.iter().map(|(c, _)| *c).collect();
             let busy = state.jobs.values().any(|link| {
                 link.repository == policy.repository
@@ -728,38 +616,55 @@ impl CyborgService {
             }
             // Resolved again: the disk may have changed, and the settings with it.
             self.sync_core(caller, &state, &policy)?;
-            let view = core
-                .runner
-                .run(&caller.principal(), &core_name(id), Trigger::Manual)
-                .map_err(|e| core_refusal(&policy, e))?;
-            let job_id = store::take_id(&mut state.next_job_id);
-            let (client, hostname) = enabled[0].clone();
-            let archive_name = Some(super::jobs::archive_name_for(
-                &state,
-                &policy.policy_type,
-                &hostname,
-                &view.created_at,
-            ));
-            state.jobs.insert(
-                job_id,
-                JobLink {
-                    archive_name,
-                    core: view.id,
-                    job_type: "job".into(),
-                    launch_type: launch_type.into(),
-                    policy: id,
-                    policy_name: policy.name.clone(),
-                    policy_type: policy.policy_type.clone(),
-                    client: Some(client),
-                    hostname,
-                    repository: policy.repository,
-                    schedule: Some(policy.schedule),
-                    master_job: None,
-                    created_by: Some(caller.id),
-                },
-            );
+            // One run per client, each its own chain (the original runs them one after
+            // another; here they run side by side).
+            let mut first = None;
+            let mut refusal = None;
+            for (client, hostname) in enabled {
+                let view = match core.runner.run(
+                    &caller.principal(),
+                    &core_name(id, client),
+                    Trigger::Manual,
+                ) {
+                    Ok(view) => view,
+                    Err(error) => {
+                        refusal.get_or_insert(core_refusal(&policy, error));
+                        continue;
+                    }
+                };
+                let job_id = store::take_id(&mut state.next_job_id);
+                let archive_name = Some(super::jobs::archive_name_for(
+                    &state,
+                    &policy.policy_type,
+                    &hostname,
+                    &view.created_at,
+                ));
+                state.jobs.insert(
+                    job_id,
+                    JobLink {
+                        archive_name,
+                        core: view.id,
+                        job_type: "job".into(),
+                        launch_type: launch_type.into(),
+                        policy: id,
+                        policy_name: policy.name.clone(),
+                        policy_type: policy.policy_type.clone(),
+                        client: Some(client),
+                        hostname,
+                        repository: policy.repository,
+                        schedule: Some(policy.schedule),
+                        master_job: None,
+                        created_by: Some(caller.id),
+                    },
+                );
+                first.get_or_insert(job_id);
+            }
             self.save(&state)?;
-            job_id
+            match (first, refusal) {
+                (Some(job_id), _) => job_id,
+                (None, Some(refusal)) => return Err(refusal),
+                (None, None) => return Err(CbError::Damaged("no run was started".into())),
+            }
         };
         self.job(job_id)
     }
@@ -776,9 +681,27 @@ impl CyborgService {
     }
 }
 
+/// The soonest next run among the policy `id`'s core policies.
+fn next_run_of(next: &HashMap<String, String>, id: u64) -> Option<String> {
+    next.iter()
+        .filter(|(name, _)| belongs(name, id))
+        .map(|(_, at)| at.clone())
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_policies_are_told_apart_by_their_policy() {
+        assert!(belongs(&core_name(3, 7), 3));
+        assert!(belongs("cyborgbackup-3", 3));
+        assert!(!belongs(&core_name(31, 7), 3));
+        assert!(!belongs("cyborgbackup-3-", 3));
+        assert!(!belongs("cyborgbackup-3-x", 3));
+        assert!(!belongs("other-3-1", 3));
+    }
 
     #[test]
     fn series_names_follow_the_series_rules() {
@@ -787,48 +710,6 @@ mod tests {
             "cyborgbackup-3-folders-web_1.example.org"
         );
         crate::repo::ingest::validate_series(&series_name(1, "rootfs", &"é".repeat(300))).unwrap();
-    }
-
-    #[test]
-    fn sources_follow_the_policy_type() {
-        let mut policy = blank_policy(1);
-        policy.policy_type = "folders".into();
-        policy.extra_vars = r#"{"folders": ["/srv/a"], "exclude": ["*.tmp"]}"#.into();
-        assert_eq!(
-            source_of(&policy).unwrap(),
-            PolicySource::Folders {
-                paths: vec!["/srv/a".into()],
-                exclude: vec!["*.tmp".into()]
-            }
-        );
-        policy.policy_type = "piped".into();
-        policy.extra_vars = r#"{"command": "echo hi"}"#.into();
-        assert_eq!(
-            source_of(&policy).unwrap(),
-            PolicySource::Command {
-                argv: vec!["sh".into(), "-c".into(), "echo hi".into()]
-            }
-        );
-        policy.policy_type = "config".into();
-        policy.extra_vars = String::new();
-        assert!(
-            matches!(source_of(&policy).unwrap(), PolicySource::Folders { paths, .. } if paths == ["/etc"])
-        );
-        policy.policy_type = "rootfs".into();
-        if let Ok(PolicySource::Folders { paths, .. }) = source_of(&policy) {
-            assert!(paths
-                .iter()
-                .all(|p| !ROOTFS_EXCLUDES.contains(&p.as_str()) && p != "/"));
-        }
-        policy.policy_type = "vm".into();
-        let Err(CbError::Invalid(errors)) = source_of(&policy) else {
-            panic!("vm accepted")
-        };
-        assert_eq!(errors[0].0, "policy_type");
-        assert!(errors[0].1.contains("not supported by this server yet"));
-        policy.policy_type = "folders".into();
-        policy.extra_vars = "[1]".into();
-        assert!(source_of(&policy).is_err());
     }
 
     #[test]

@@ -184,6 +184,8 @@ impl CyborgService {
         record.modified_by = Some(caller.id);
         state.clients.insert(id, record.clone());
         self.save(&state)?;
+        drop(state);
+        self.client_changed(caller, id);
         Ok(record)
     }
 
@@ -194,6 +196,22 @@ impl CyborgService {
             .clients
             .remove(&id)
             .ok_or(CbError::NotFound("Client"))?;
-        self.save(&state)
+        self.save(&state)?;
+        drop(state);
+        self.client_changed(caller, id);
+        Ok(())
+    }
+
+    /// The core policies of the client's policies follow its host name, `enabled` and
+    /// existence. The client's record is kept either way; one that cannot follow now
+    /// (a host name no agent could have) is brought in step at the next launch.
+    fn client_changed(&self, caller: &Account, id: u64) {
+        if let Err(error) = self.resync_client(caller, id) {
+            tracing::warn!(
+                client = id,
+                ?error,
+                "the client's policies could not follow its change"
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! a JWT; then DRF's error bodies, tokens, lists (pages, filters, ordering), a
 //! non-superuser's 403s, crontab and setting checks, and Backup-chan's own 404 beside it.
 
+mod agents;
 mod errors;
 mod lists;
 mod policies;

@@ -142,7 +142,7 @@ async fn cyborgbackup_policy_tests_pass_with_basic_token_and_jwt() {
         .as_str()
         .unwrap()
         .contains("not supported by this server yet"));
-    // A disabled client cannot be launched; neither can another host.
+    // A disabled client cannot be launched; another host's job waits for its agent.
     let (status, answer) = cb
         .as_admin(
             Auth::Basic,
@@ -171,11 +171,13 @@ async fn cyborgbackup_policy_tests_pass_with_basic_token_and_jwt() {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert!(
-        answer["detail"].as_str().unwrap().contains("agent"),
-        "{answer}"
-    );
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["status"], "pending", "{answer}");
+    assert_eq!(answer["summary_fields"]["client"]["hostname"], "web1");
+    let cancel = format!("/api/v1/jobs/{}/cancel/", answer["id"]);
+    let (status, _) = cb.as_admin(Auth::Basic, Method::POST, &cancel, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(finished(&cb, &answer).await["status"], "canceled");
     let defaults = cb.get(Auth::Basic, "/api/v1/policies/1/launch/").await;
     assert_eq!(
         defaults,
@@ -184,7 +186,7 @@ async fn cyborgbackup_policy_tests_pass_with_basic_token_and_jwt() {
 }
 
 /// Every path under `dir` (itself included) as borg's catalog writes it.
-fn borg_paths(dir: &Path, out: &mut Vec<String>) {
+pub(super) fn borg_paths(dir: &Path, out: &mut Vec<String>) {
     out.push(dir.to_str().unwrap().trim_start_matches('/').to_string());
     let meta = std::fs::symlink_metadata(dir).unwrap();
     if meta.is_dir() {
@@ -199,7 +201,7 @@ fn borg_paths(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-async fn finished(cb: &Cb, job: &Value) -> Value {
+pub(super) async fn finished(cb: &Cb, job: &Value) -> Value {
     let path = format!("/api/v1/jobs/{}/", job["id"]);
     for _ in 0..600 {
         let job = cb.get(Auth::Basic, &path).await;
@@ -211,7 +213,7 @@ async fn finished(cb: &Cb, job: &Value) -> Value {
     panic!("{path} did not finish");
 }
 
-async fn escatalog(cb: &Cb, archive: &Value) -> Value {
+pub(super) async fn escatalog(cb: &Cb, archive: &Value) -> Value {
     cb.get(
         Auth::Basic,
         &format!(
@@ -354,6 +356,17 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
     assert_eq!(prune["job_type"], "prune", "{prune}");
     assert_eq!(prune["master_job"], second["id"]);
     assert_eq!(escatalog(&cb, &archive).await["count"], 0);
+    let (status, answer) = cb
+        .as_admin(
+            auth,
+            Method::POST,
+            "/api/v1/restore/",
+            Some(json!({"archive_name": archive, "destination": "localhost",
+                "dest_folder": root.join("restored")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["archive_name"][0].is_string(), "{answer}");
     assert_eq!(
         escatalog(&cb, &second["archive_name"]).await["count"],
         expected.len()
@@ -396,9 +409,18 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
             auth,
             Method::POST,
             "/api/v1/restore/",
-            Some(json!({"archive_name": archive, "destination": "localhost", "dest_folder": "/tmp/x"})),
+            Some(
+                json!({"archive_name": second["archive_name"], "destination": "localhost",
+                "dest_folder": "/tmp/x"}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert!(answer["detail"].as_str().unwrap().contains("agent"));
+    assert!(
+        answer["dest_folder"][0]
+            .as_str()
+            .unwrap()
+            .contains("outside"),
+        "{answer}"
+    );
 }
