@@ -41,6 +41,9 @@ pub enum PolicyCommand {
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
+        /// Do not read each backup's catalog back to check it before the prune.
+        #[arg(long)]
+        no_catalog_check: bool,
         /// The program and its arguments, run without a shell.
         #[arg(last = true)]
         command: Vec<String>,
@@ -82,6 +85,12 @@ pub enum PolicyCommand {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        /// Read each backup's catalog back and check it before the prune.
+        #[arg(long, conflicts_with = "no_catalog_check")]
+        catalog_check: bool,
+        /// Do not check the catalogs.
+        #[arg(long)]
+        no_catalog_check: bool,
         /// Replace its program and arguments.
         #[arg(last = true)]
         command: Vec<String>,
@@ -148,6 +157,7 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
             schedule,
             retention: keep,
             disabled,
+            no_catalog_check,
             command,
         } => {
             let Some(source) = source(folders, host, excludes, command)? else {
@@ -160,6 +170,7 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
                 schedule,
                 retention: retention(&keep)?,
                 enabled: !disabled,
+                catalog_check: !no_catalog_check,
             };
             (data, ControlRequest::PolicyCreate { policy }, false)
         }
@@ -177,6 +188,8 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
             no_retention,
             enable,
             disable,
+            catalog_check,
+            no_catalog_check,
             command,
         } => {
             let retention = match (retention(&keep)?, no_retention) {
@@ -194,6 +207,11 @@ pub async fn policy(action: PolicyCommand) -> Result<Outcome> {
                     schedule.map(Some)
                 },
                 retention,
+                catalog_check: match (catalog_check, no_catalog_check) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
                 enabled: match (enable, disable) {
                     (true, _) => Some(true),
                     (_, true) => Some(false),

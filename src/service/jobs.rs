@@ -64,7 +64,7 @@ pub use crate::state::jobs::{JobKind, JobProgress, JobStatus, JobView};
 pub const STATUS_WORDS: &str = "queued, running, succeeded, failed, cancelled";
 /// Every job kind as listings spell it.
 pub const KIND_WORDS: &str =
-    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune, agent_backup, agent_restore, restore";
+    "upload, check, gc, fa_backup, fa_restore, backupchan_upload, policy, prune, agent_backup, agent_restore, restore, catalog";
 
 /// Which jobs a listing shows; an empty filter keeps every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

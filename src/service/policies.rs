@@ -86,6 +86,7 @@ pub struct PolicyView {
     pub schedule: Option<String>,
     pub retention: Option<RetentionPolicy>,
     pub enabled: bool,
+    pub catalog_check: bool,
     pub created_at: String,
     pub last_job: Option<String>,
     pub last_run_at: Option<String>,
@@ -105,6 +106,9 @@ pub struct NewPolicy {
     pub retention: Option<RetentionPolicy>,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Read each backup's catalog back and check it before the prune (default on).
+    #[serde(default = "enabled")]
+    pub catalog_check: bool,
 }
 
 fn enabled() -> bool {
@@ -134,6 +138,8 @@ pub struct PolicyChanges {
     pub retention: Option<Option<RetentionPolicy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_check: Option<bool>,
 }
 
 /// A field that is present, `null` or not.
@@ -411,6 +417,7 @@ impl Policies {
             schedule: record.schedule,
             retention: record.retention,
             enabled: record.enabled,
+            catalog_check: record.catalog_check,
             created_at: record.created_at,
             last_job: record.last_job,
             last_run_at: record.last_run_at,
@@ -464,6 +471,7 @@ impl Policies {
             schedule: new.schedule,
             retention: new.retention,
             enabled: new.enabled,
+            catalog_check: new.catalog_check,
             created_at: rfc3339(Utc::now()),
             last_job: None,
             last_run_at: None,
@@ -497,6 +505,9 @@ impl Policies {
         }
         if let Some(enabled) = changes.enabled {
             record.enabled = enabled;
+        }
+        if let Some(check) = changes.catalog_check {
+            record.catalog_check = check;
         }
         self.validate(&record)?;
         self.store.put_policy(&record)?;

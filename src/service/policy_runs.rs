@@ -1,8 +1,10 @@
 //! Running backup policies: on demand, or by the scheduler when their schedule fires.
 //! A run is a chain of jobs in the one job system: the backup (`policy`: the folders as
-//! one tree with its catalog, or the program's output as one stream), then, when it
+//! one tree with its catalog, or the program's output as one stream); when it made a
+//! catalog and the policy checks catalogs, the catalog read back from the repository and
+//! checked (`catalog`, whose `parent` is the backup job); then, when every step before
 //! succeeded and a retention applies (the policy's, else its series'), the prune
-//! (`prune`, whose `parent` is the backup job). A policy never runs twice at once.
+//! (`prune`, whose `parent` is the step before). A policy never runs twice at once.
 //!
 //! Folders are checked again when the run starts: each must resolve to itself (no
 //! symbolic link on the way) inside a configured root; the walk records links and
@@ -248,9 +250,54 @@ impl PolicyRunner {
             .as_ref()
             .and_then(|r| r.get("backup"))
             .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        self.prune(record, job, &made).await;
+            .and_then(|id| crate::repo::lookup_id(id).ok())
+            .and_then(|id| self.repo.backup(&id).ok());
+        let Some(made) = made else {
+            tracing::error!(job, "an agent's checked backup is not in the repository");
+            return;
+        };
+        if let Some(step) = self.check_catalog(record, job, &made).await {
+            self.prune(record, &step, made.id.as_ref()).await;
+        }
+    }
+
+    /// Reads the new backup's catalog back from the repository and checks it (every
+    /// line, the entry count, the index's marks), as a `catalog` job after `parent`,
+    /// when the policy asks for it and the backup has a catalog. The job the prune
+    /// follows, or `None` when the check failed: nothing follows a failed step.
+    async fn check_catalog(
+        &self,
+        record: &PolicyRecord,
+        parent: &str,
+        made: &BackupManifest,
+    ) -> Option<String> {
+        let Some(catalog) = made.catalog.as_ref().filter(|_| record.catalog_check) else {
+            return Some(parent.to_string());
+        };
+        let progress = Arc::new(Progress::new());
+        progress.set_files_total(catalog.entries);
+        let job = self.jobs.begin_after(
+            parent,
+            JobKind::Catalog,
+            Some(format!(
+                "catalog of backup {} after policy {}",
+                made.id, record.name
+            )),
+            progress,
+        );
+        let outcome = self.repo.verify_catalog(made).await;
+        let checked = outcome.is_ok();
+        self.jobs.end(
+            &job,
+            outcome.map_err(JobFailure::from).map(|entries| {
+                json!({
+                    "backup": made.id,
+                    "entries": entries,
+                    "indexed": catalog.index.is_some(),
+                })
+            }),
+        );
+        checked.then_some(job)
     }
 
     /// The backup, then the prune.
@@ -294,7 +341,9 @@ impl PolicyRunner {
                 return;
             }
         };
-        self.prune(record, job, manifest.id.as_ref()).await;
+        if let Some(step) = self.check_catalog(record, job, &manifest).await {
+            self.prune(record, &step, manifest.id.as_ref()).await;
+        }
     }
 
     async fn back_up(
@@ -340,7 +389,8 @@ impl PolicyRunner {
         }
     }
 
-    /// Applies the retention (the policy's, else the series') as a job after `parent`.
+    /// Applies the retention (the policy's, else the series') as a job after `parent` (the
+    /// backup job, or its catalog check).
     async fn prune(&self, record: &PolicyRecord, parent: &str, made: &str) {
         let retention = match &record.retention {
             Some(retention) => retention.clone(),

@@ -30,6 +30,8 @@ pub enum JobKind {
     AgentRestore,
     /// A tree backup (or a part of it) restored into a folder of this server.
     Restore,
+    /// A policy's new backup's catalog read back and checked (its `parent` the backup).
+    Catalog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,6 +32,10 @@ pub enum PolicySource {
     },
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// One policy as stored (FORMAT.md, the state store's tables).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRecord {
@@ -45,6 +49,10 @@ pub struct PolicyRecord {
     #[serde(default)]
     pub retention: Option<RetentionPolicy>,
     pub enabled: bool,
+    /// After a backup with a catalog, read the catalog back and check it (a `catalog`
+    /// job between the backup and the prune).
+    #[serde(default = "yes")]
+    pub catalog_check: bool,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// The job of the latest run, and when it began.
@@ -111,6 +119,7 @@ mod tests {
                 ..RetentionPolicy::default()
             }),
             enabled: true,
+            catalog_check: true,
             created_at: "2026-11-30T00:00:00Z".into(),
             last_job: None,
             last_run_at: None,

@@ -245,6 +245,7 @@ fn schemas() -> Value {
         "agent_backup",
         "agent_restore",
         "restore",
+        "catalog",
     ];
     let error_kinds = [
         "not_found",
@@ -427,15 +428,15 @@ fn policy_schemas() -> Value {
         "PolicyCreate": {"type": "object", "required": ["name", "source", "series"], "additionalProperties": false, "properties": {
             "name": text, "source": reference("PolicySource"), "series": text,
             "schedule": nullable_text, "retention": retention,
-            "enabled": {"type": "boolean"}}},
+            "enabled": {"type": "boolean"}, "catalog_check": {"type": "boolean"}}},
         "PolicyUpdate": {"type": "object", "additionalProperties": false, "properties": {
             "source": reference("PolicySource"), "series": text,
             "schedule": nullable_text, "retention": retention,
-            "enabled": {"type": "boolean"}}},
+            "enabled": {"type": "boolean"}, "catalog_check": {"type": "boolean"}}},
         "Policy": closed(json!({
             "name": text, "source": reference("PolicySource"), "series": text,
             "schedule": nullable_text, "retention": retention,
-            "enabled": {"type": "boolean"}, "created_at": text,
+            "enabled": {"type": "boolean"}, "catalog_check": {"type": "boolean"}, "created_at": text,
             "last_job": nullable_text, "last_run_at": nullable_text, "next_run": nullable_text})),
         "PolicyList": closed(json!({"policies": {"type": "array", "items": reference("Policy")}})),
     })

@@ -255,6 +255,7 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
     let (size, stored) = row.sizes();
     let kind = match link.job_type.as_str() {
         "prune" => "Prune",
+        "catalog" => "Catalog",
         "restore" => "Restore",
         _ => "Backup",
     };

@@ -240,7 +240,9 @@ impl CyborgService {
                         created_by: None,
                     }
                 }
-                JobKind::Prune => {
+                // A catalog check follows its backup; a prune follows the catalog check
+                // (or the backup, when catalogs are not checked).
+                JobKind::Prune | JobKind::Catalog => {
                     let master = view.parent.as_deref().and_then(|p| {
                         state
                             .jobs
@@ -253,7 +255,12 @@ impl CyborgService {
                     };
                     JobLink {
                         core: view.id.clone(),
-                        job_type: "prune".into(),
+                        job_type: if view.kind == JobKind::Catalog {
+                            "catalog"
+                        } else {
+                            "prune"
+                        }
+                        .into(),
                         launch_type: "dependency".into(),
                         master_job: Some(master_id),
                         archive_name: None,

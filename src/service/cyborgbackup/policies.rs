@@ -346,7 +346,8 @@ impl CyborgService {
             .schedules
             .get(&policy.schedule)
             .map(|l| l.core.clone());
-        let auto_prune = super::settings::Settings::read(state).auto_prune;
+        let settings = super::settings::Settings::read(state);
+        let auto_prune = settings.auto_prune;
         let retention = retention_of(policy, auto_prune);
         if policy.clients.is_empty() {
             // Checked all the same, so a bad extra_vars is refused when saved.
@@ -363,6 +364,7 @@ impl CyborgService {
                 schedule: Some(schedule.clone()),
                 retention: Some(retention.clone()),
                 enabled: Some(policy.enabled && client.enabled),
+                catalog_check: Some(settings.catalog_enabled),
             };
             match policies.update(&who, &name, changes) {
                 Ok(_) => {}
@@ -376,6 +378,7 @@ impl CyborgService {
                             schedule: schedule.clone(),
                             retention: retention.clone(),
                             enabled: policy.enabled && client.enabled,
+                            catalog_check: settings.catalog_enabled,
                         },
                     )
                     .map(|_| ())

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use stowage::service::keys::Role;
 
-use super::policies::{borg_paths, escatalog, finished};
+use super::policies::{borg_paths, escatalog, finished, next_in_chain};
 use super::{Auth, Cb};
 use crate::server::agents::start_agent;
 use crate::server::tree_sessions::{snapshot, write};
@@ -102,6 +102,10 @@ async fn a_client_hosts_policy_runs_through_its_agent_and_restores_there() {
         archive.as_str().unwrap().starts_with("folders-web1-"),
         "{archive}"
     );
+    // Its catalog is read back and checked in the job after it.
+    let catalog = next_in_chain(&cb, &job).await;
+    assert_eq!(catalog["job_type"], "catalog", "{catalog}");
+    assert_eq!(catalog["summary_fields"]["client"]["hostname"], "web1");
     let mut expected = Vec::new();
     borg_paths(&site, &mut expected);
     expected.retain(|p| !p.ends_with(".tmp"));
@@ -191,6 +195,39 @@ async fn a_client_hosts_policy_runs_through_its_agent_and_restores_there() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer["destination"][0].is_string(), "{answer}");
+
+    // Catalog checks follow cyborgbackup_catalog_enabled: off, the client's core policy
+    // has none once the policy is next saved.
+    let core_policy = format!("/v1/policies/cyborgbackup-{}-2", policy["id"]);
+    let core_view = |cb: &Cb| {
+        let request = cb
+            .client
+            .get(format!("{}{core_policy}", cb.base))
+            .bearer_auth(&cb.key);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(core_view(&cb).await["catalog_check"], true);
+    let (status, _) = cb
+        .as_admin(
+            auth,
+            Method::PATCH,
+            "/api/v1/settings/3/",
+            Some(json!({"value": "False"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cb
+        .as_admin(
+            auth,
+            Method::PATCH,
+            &format!("/api/v1/policies/{}/", policy["id"]),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let view = core_view(&cb).await;
+    assert_eq!(view["catalog_check"], false, "{view}");
+    assert_eq!(view["source"]["kind"], "agent", "{view}");
 
     // A client whose agent never comes: its job waits, then fails saying so.
     let ghost = cb

@@ -213,6 +213,23 @@ pub(super) async fn finished(cb: &Cb, job: &Value) -> Value {
     panic!("{path} did not finish");
 }
 
+/// The job that follows `job` in its chain, once it succeeded.
+pub(super) async fn next_in_chain(cb: &Cb, job: &Value) -> Value {
+    for _ in 0..600 {
+        let job = cb
+            .get(Auth::Basic, &format!("/api/v1/jobs/{}/", job["id"]))
+            .await;
+        if let Some(id) = job["dependent_jobs"].as_u64() {
+            let candidate = cb.get(Auth::Basic, &format!("/api/v1/jobs/{id}/")).await;
+            if candidate["status"] == "successful" {
+                return candidate;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no job followed {}", job["id"]);
+}
+
 pub(super) async fn escatalog(cb: &Cb, archive: &Value) -> Value {
     cb.get(
         Auth::Basic,
@@ -339,22 +356,20 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
     let second = finished(&cb, &second).await;
     assert_eq!(second["status"], "successful", "{second}");
     assert_ne!(second["archive_name"], archive);
-    let mut prune = Value::Null;
-    for _ in 0..600 {
-        let second = cb
-            .get(auth, &format!("/api/v1/jobs/{}/", second["id"]))
-            .await;
-        if let Some(id) = second["dependent_jobs"].as_u64() {
-            let candidate = cb.get(auth, &format!("/api/v1/jobs/{id}/")).await;
-            if candidate["status"] == "successful" {
-                prune = candidate;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The chain: backup → catalog → prune, each the master job of the next.
+    let catalog = next_in_chain(&cb, &second).await;
+    assert_eq!(catalog["job_type"], "catalog", "{catalog}");
+    assert_eq!(catalog["master_job"], second["id"]);
+    assert!(
+        catalog["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Catalog Job Data"),
+        "{catalog}"
+    );
+    let prune = next_in_chain(&cb, &catalog).await;
     assert_eq!(prune["job_type"], "prune", "{prune}");
-    assert_eq!(prune["master_job"], second["id"]);
+    assert_eq!(prune["master_job"], catalog["id"]);
     assert_eq!(escatalog(&cb, &archive).await["count"], 0);
     let (status, answer) = cb
         .as_admin(

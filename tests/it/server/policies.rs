@@ -91,6 +91,17 @@ async fn children(server: &Server, parent: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The first job of kind `kind` after `parent`, once it ended.
+async fn first_child(server: &Server, parent: &str, kind: &str) -> Value {
+    for _ in 0..600 {
+        if let Some(child) = children(server, parent, kind).await.first() {
+            return server.wait_job(child["id"].as_str().unwrap()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} job followed {parent}");
+}
+
 async fn run_policy(server: &Server, name: &str) -> Value {
     let (status, accepted) = server
         .post(&server.writer, &format!("/v1/policies/{name}/run"))
@@ -146,8 +157,16 @@ async fn a_folders_policy_backs_up_exactly_its_files_and_its_retention_prunes_af
     );
     let (_, policy) = server.get(&server.reader, "/v1/policies/site").await;
     assert_eq!(policy["last_job"], first["id"], "{policy}");
+    // The catalog is read back and checked after the backup; no retention, no prune.
+    let catalog = first_child(&server, first["id"].as_str().unwrap(), "catalog").await;
+    assert_eq!(catalog["status"], "succeeded", "{catalog}");
+    assert_eq!(
+        catalog["result"]["entries"], first["result"]["catalog_entries"],
+        "{catalog}"
+    );
+    assert_eq!(catalog["result"]["indexed"], true, "{catalog}");
     assert!(
-        children(&server, first["id"].as_str().unwrap(), "prune")
+        children(&server, catalog["id"].as_str().unwrap(), "prune")
             .await
             .is_empty(),
         "no retention, no prune"
@@ -178,7 +197,7 @@ async fn a_folders_policy_backs_up_exactly_its_files_and_its_retention_prunes_af
         std::fs::read(www.join("sub/data.bin")).unwrap()
     );
 
-    // With keep_hourly 1, a second run prunes the first, as a job after the backup.
+    // With keep_hourly 1, a second run prunes the first, as a job after the catalog check.
     let (status, changed) = server
         .send_json(
             reqwest::Method::PATCH,
@@ -191,13 +210,8 @@ async fn a_folders_policy_backs_up_exactly_its_files_and_its_retention_prunes_af
     let second = run_policy(&server, "site").await;
     assert_eq!(second["status"], "succeeded", "{second}");
     let second_backup = second["result"]["backup"].as_str().unwrap();
-    let prune = loop {
-        let prunes = children(&server, second["id"].as_str().unwrap(), "prune").await;
-        if let Some(prune) = prunes.first() {
-            break server.wait_job(prune["id"].as_str().unwrap()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let catalog = first_child(&server, second["id"].as_str().unwrap(), "catalog").await;
+    let prune = first_child(&server, catalog["id"].as_str().unwrap(), "prune").await;
     assert_eq!(prune["status"], "succeeded", "{prune}");
     assert_eq!(prune["result"]["removed"], json!([backup]), "{prune}");
     assert_eq!(prune["result"]["kept"], json!([second_backup]), "{prune}");
@@ -209,17 +223,34 @@ async fn a_folders_policy_backs_up_exactly_its_files_and_its_retention_prunes_af
             reqwest::Method::PATCH,
             &server.admin,
             "/v1/policies/site",
-            &json!({"retention": null, "enabled": false}),
+            &json!({"retention": null, "enabled": false, "catalog_check": false}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["retention"], Value::Null, "{changed}");
+    assert_eq!(changed["catalog_check"], false, "{changed}");
     let third = run_policy(&server, "site").await;
     assert_eq!(
         third["status"], "succeeded",
         "a disabled policy runs on demand"
     );
-    assert_eq!(server.ids("?series=site").await.len(), 2);
+    // Once the policy may run again, its last chain has ended: it had no catalog check.
+    loop {
+        let (status, answer) = server.post(&server.writer, "/v1/policies/site/run").await;
+        if status == StatusCode::ACCEPTED {
+            server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        children(&server, third["id"].as_str().unwrap(), "catalog")
+            .await
+            .is_empty(),
+        "catalog checks off"
+    );
+    assert_eq!(server.ids("?series=site").await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
