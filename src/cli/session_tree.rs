@@ -206,12 +206,13 @@ impl TreeSender {
                     mut entry,
                     path,
                     metadata,
+                    file,
                 } => {
                     entry.offset = Some(self.size);
                     let cached = self.cache.lookup(&entry.path, &metadata, &self.known);
                     let size = match cached {
                         Some(list) => self.add_unchanged(&entry.path, &metadata, list)?,
-                        None => match File::open(&path) {
+                        None => match file.open() {
                             Ok(file) => self.add_read(&entry.path, metadata, file)?,
                             Err(e) => {
                                 walk.leave_out(format!("{}: {e}", path.display()));

@@ -11,6 +11,7 @@ pub mod check;
 pub mod compose;
 mod coordinator;
 pub mod digest;
+pub mod dir_handles;
 mod error;
 mod file_writers;
 pub mod folder_tar;

@@ -3,15 +3,18 @@
 //!
 //! The stream is the concatenation of the regular files in catalog order (depth first,
 //! names sorted bytewise, a directory before its contents); each file's catalog entry
-//! records where its bytes start. Symbolic links are recorded, never followed. Names
-//! that are not UTF-8 and unreadable entries are skipped with a warning.
+//! records where its bytes start. Symbolic links are recorded, never followed: every
+//! entry is reached relative to the open directory it was listed in, without following
+//! links (`dir_handles`), so a folder swapped for a link mid-walk cannot lead the walk
+//! outside its tree. Names that are not UTF-8 and unreadable entries are skipped with a
+//! warning.
 //!
 //! A selection backs up chosen folders instead of one root: each appears under its
 //! absolute path without the leading `/` (`/srv/www/a.c` is `srv/www/a.c`), its parents
 //! are neither listed nor read, and entries matching an exclusion pattern are left out
 //! with everything beneath them.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use std::sync::Arc;
 
 use globset::GlobSet;
 
+use super::dir_handles::{self, DirHandle, FileAt};
 use super::owners::OwnerNames;
 use super::progress::Progress;
 use super::spool::{CatalogSpool, SpooledCatalog};
@@ -30,7 +34,9 @@ use crate::format::catalog::{CatalogEntry, EntryKind};
 /// a caller that already knows a file's content (a client's files cache) need not read it.
 pub struct TreeWalk {
     root: PathBuf,
-    pending: Vec<(String, Vec<String>)>,
+    /// The root, open: a selection's folders are reached from it.
+    root_dir: DirHandle,
+    pending: Vec<PendingDir>,
     owners: OwnerNames,
     /// Paths skipped, with the reason.
     skipped: Vec<String>,
@@ -38,15 +44,29 @@ pub struct TreeWalk {
     exclude: Option<GlobSet>,
 }
 
-/// One step of a [`TreeWalk`].
+/// A directory of the walk whose entries are being walked.
+struct PendingDir {
+    /// Its path relative to the walk's root.
+    relative: String,
+    /// Open; `None` for a selection's top, whose names are the selected folders' paths.
+    dir: Option<DirHandle>,
+    /// The names not walked yet, popped from the end.
+    names: Vec<String>,
+}
+
+/// One step of a [`TreeWalk`]. (Its size does not matter: one is handed out at a time
+/// and moved once.)
+#[allow(clippy::large_enum_variant)]
 pub enum Walked {
     /// A directory, symbolic link or special file: its entry is complete.
     Entry(CatalogEntry),
-    /// A regular file: its entry (size 0, no offset yet), where it is, and its metadata.
+    /// A regular file: its entry (size 0, no offset yet), where it is (for messages),
+    /// its metadata, and the way to open it.
     File {
         entry: CatalogEntry,
         path: PathBuf,
         metadata: Metadata,
+        file: FileAt,
     },
 }
 
@@ -118,21 +138,23 @@ impl TreeSelection {
 impl TreeWalk {
     /// The walk of the tree at `root`, its paths relative to it.
     pub fn new(root: &Path) -> Result<TreeWalk, RepoError> {
-        let metadata = fs::metadata(root).map_err(|e| RepoError::io(root, e))?;
+        let metadata = std::fs::metadata(root).map_err(|e| RepoError::io(root, e))?;
         if !metadata.is_dir() {
             return Err(RepoError::InvalidInput(format!(
                 "{} is not a directory",
                 root.display()
             )));
         }
+        let root_dir = dir_handles::open_root(root).map_err(|e| RepoError::io(root, e))?;
         let mut walk = TreeWalk {
             root: root.to_path_buf(),
+            root_dir: root_dir.clone(),
             pending: Vec::new(),
             owners: OwnerNames::default(),
             skipped: Vec::new(),
             exclude: None,
         };
-        walk.push_dir(String::new())?;
+        walk.push_dir(String::new(), root_dir)?;
         Ok(walk)
     }
 
@@ -140,15 +162,18 @@ impl TreeWalk {
     /// leading `/`; nothing above them is listed. Selecting `/` walks the whole file
     /// system (what the exclusion patterns leave of it).
     pub fn selection(selection: &TreeSelection) -> Result<TreeWalk, RepoError> {
-        if selection.folders.iter().any(|f| f == Path::new("/")) {
-            let mut walk = TreeWalk {
-                root: PathBuf::from("/"),
-                pending: Vec::new(),
-                owners: OwnerNames::default(),
-                skipped: Vec::new(),
-                exclude: selection.exclude.clone(),
-            };
-            walk.push_dir(String::new())?;
+        let top = Path::new("/");
+        let root_dir = dir_handles::open_root(top).map_err(|e| RepoError::io(top, e))?;
+        let mut walk = TreeWalk {
+            root: top.to_path_buf(),
+            root_dir: root_dir.clone(),
+            pending: Vec::new(),
+            owners: OwnerNames::default(),
+            skipped: Vec::new(),
+            exclude: selection.exclude.clone(),
+        };
+        if selection.folders.iter().any(|f| f == top) {
+            walk.push_dir(String::new(), root_dir)?;
             return Ok(walk);
         }
         let mut roots = selection.catalog_roots()?;
@@ -157,13 +182,12 @@ impl TreeWalk {
         }
         // Popped from the end.
         roots.reverse();
-        Ok(TreeWalk {
-            root: PathBuf::from("/"),
-            pending: vec![(String::new(), roots)],
-            owners: OwnerNames::default(),
-            skipped: Vec::new(),
-            exclude: selection.exclude.clone(),
-        })
+        walk.pending.push(PendingDir {
+            relative: String::new(),
+            dir: None,
+            names: roots,
+        });
+        Ok(walk)
     }
 
     /// Paths skipped so far, with the reason.
@@ -175,22 +199,26 @@ impl TreeWalk {
         self.exclude.as_ref().is_some_and(|set| set.is_match(path))
     }
 
-    fn push_dir(&mut self, relative: String) -> Result<(), RepoError> {
+    fn push_dir(&mut self, relative: String, dir: DirHandle) -> Result<(), RepoError> {
         let path = self.root.join(&relative);
         let mut names = Vec::new();
-        for entry in fs::read_dir(&path).map_err(|e| RepoError::io(&path, e))? {
-            let entry = entry.map_err(|e| RepoError::io(&path, e))?;
-            match entry.file_name().into_string() {
+        for name in dir_handles::list(&dir).map_err(|e| RepoError::io(&path, e))? {
+            match name {
                 Ok(name) if self.excluded(&path.join(&name)) => {}
                 Ok(name) => names.push(name),
-                Err(name) => {
-                    self.leave_out(format!("{}: name is not UTF-8", path.join(name).display()))
-                }
+                Err(raw) => self.leave_out(format!(
+                    "{}: name is not UTF-8",
+                    path.join(dir_handles::shown(&raw)).display()
+                )),
             }
         }
         // Popped from the end: reverse order gives a bytewise sorted walk.
         names.sort_unstable_by(|a, b| b.cmp(a));
-        self.pending.push((relative, names));
+        self.pending.push(PendingDir {
+            relative,
+            dir: Some(dir),
+            names,
+        });
         Ok(())
     }
 
@@ -200,17 +228,31 @@ impl TreeWalk {
         self.skipped.push(reason);
     }
 
-    /// The next path of the walk, or `None` at the end.
-    fn next_path(&mut self) -> Option<String> {
+    /// The next entry of the walk: its path relative to the root, the open directory it
+    /// lies in and its name there; `None` at the end.
+    fn next_child(&mut self) -> Option<(String, io::Result<DirHandle>, String)> {
         loop {
-            let (dir, names) = self.pending.last_mut()?;
-            match names.pop() {
-                Some(name) if dir.is_empty() => return Some(name),
-                Some(name) => return Some(format!("{dir}/{name}")),
+            let pending = self.pending.last_mut()?;
+            let Some(name) = pending.names.pop() else {
+                self.pending.pop();
+                continue;
+            };
+            let relative = if pending.relative.is_empty() {
+                name.clone()
+            } else {
+                format!("{}/{name}", pending.relative)
+            };
+            return Some(match &pending.dir {
+                Some(dir) => (relative, Ok(dir.clone()), name),
+                // A selected folder: its parents are walked down from the root, each
+                // through no link.
                 None => {
-                    self.pending.pop();
+                    let mut parts: Vec<&str> = name.split('/').collect();
+                    let leaf = parts.pop().unwrap_or_default().to_string();
+                    let parent = dir_handles::open_beneath(&self.root_dir, parts.into_iter());
+                    (relative, parent, leaf)
                 }
-            }
+            });
         }
     }
 
@@ -248,10 +290,11 @@ impl Iterator for TreeWalk {
     /// The next entry of the walk, or `None` at the end. A directory's contents are
     /// listed when it is reached; an entry that cannot be read is skipped.
     fn next(&mut self) -> Option<Walked> {
-        while let Some(relative) = self.next_path() {
+        while let Some((relative, parent, name)) = self.next_child() {
             let path = self.root.join(&relative);
-            let metadata = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
+            let looked = parent.and_then(|dir| Ok((dir_handles::metadata_at(&dir, &name)?, dir)));
+            let (metadata, parent) = match looked {
+                Ok(found) => found,
                 Err(e) => {
                     self.leave_out(format!("{}: {e}", path.display()));
                     continue;
@@ -260,29 +303,29 @@ impl Iterator for TreeWalk {
             let mut entry = self.entry_for(relative.clone(), &metadata);
             match entry.kind {
                 EntryKind::File => {
+                    let file = FileAt::new(parent, name, &metadata);
                     return Some(Walked::File {
                         entry,
                         path,
                         metadata,
-                    })
+                        file,
+                    });
                 }
                 EntryKind::Dir => {
-                    if let Err(e) = self.push_dir(relative) {
+                    let listed = dir_handles::open_dir(&parent, &name)
+                        .map_err(|e| RepoError::io(&path, e))
+                        .and_then(|dir| self.push_dir(relative, dir));
+                    if let Err(e) = listed {
                         self.leave_out(e.to_string());
                     }
                 }
-                EntryKind::Symlink => {
-                    match fs::read_link(&path).map(|t| t.into_os_string().into_string()) {
-                        Ok(Ok(target)) => entry.link = Some(target),
-                        _ => {
-                            self.leave_out(format!(
-                                "{}: unreadable or non-UTF-8 link",
-                                path.display()
-                            ));
-                            continue;
-                        }
+                EntryKind::Symlink => match dir_handles::link_target(&parent, &name) {
+                    Ok(Some(target)) => entry.link = Some(target),
+                    _ => {
+                        self.leave_out(format!("{}: unreadable or non-UTF-8 link", path.display()));
+                        continue;
                     }
-                }
+                },
                 _ => {}
             }
             return Some(Walked::Entry(entry));
@@ -333,8 +376,11 @@ impl TreeSource {
             match walked {
                 Walked::Entry(entry) => self.record(&entry)?,
                 Walked::File {
-                    mut entry, path, ..
-                } => match File::open(&path) {
+                    mut entry,
+                    path,
+                    file,
+                    ..
+                } => match file.open() {
                     Ok(file) => {
                         entry.offset = Some(self.offset);
                         self.current = Some((file, entry));
@@ -370,5 +416,59 @@ impl Read for TreeSource {
                 return Ok(0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_after(walk: &mut TreeWalk) -> Vec<String> {
+        walk.map(|w| match w {
+            Walked::Entry(e) | Walked::File { entry: e, .. } => e.path,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn folders_swapped_for_links_mid_walk_do_not_lead_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"never").unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/sub")).unwrap();
+        std::fs::write(root.join("a/sub/kept"), b"kept").unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::fs::write(root.join("b/file"), b"b").unwrap();
+
+        let mut walk = TreeWalk::new(root).unwrap();
+        // `a` is reached (and listed); then `a/sub` and `b` become links to outside.
+        let Some(Walked::Entry(first)) = walk.next() else {
+            panic!("a folder first")
+        };
+        assert_eq!(first.path, "a");
+        std::fs::rename(root.join("a/sub"), root.join("a-sub-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("a/sub")).unwrap();
+        std::fs::rename(root.join("b"), root.join("b-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("b")).unwrap();
+        let rest = paths_after(&mut walk);
+        assert!(!rest.iter().any(|p| p.contains("secret")), "{rest:?}");
+        assert!(rest.contains(&"a/sub".to_string()) && rest.contains(&"b".to_string()));
+
+        // A selected folder whose parent became a link is left out, not followed.
+        let selection = TreeSelection {
+            folders: vec![root.join("a/sub")],
+            exclude: None,
+        };
+        std::fs::remove_file(root.join("a/sub")).unwrap();
+        std::fs::rename(root.join("a-sub-moved"), root.join("a/sub")).unwrap();
+        let mut walk = TreeWalk::selection(&selection).unwrap();
+        std::fs::rename(root.join("a"), root.join("a-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("sub/secret"), b"never").unwrap();
+        let walked = paths_after(&mut walk);
+        assert!(walked.is_empty(), "{walked:?}");
+        assert_eq!(walk.skipped().len(), 1, "{:?}", walk.skipped());
     }
 }
