@@ -314,6 +314,24 @@ impl UserStore {
         Ok(record)
     }
 
+    /// Changes a user's email address; the keys they own follow. Refused when the new
+    /// address is another user's.
+    pub fn rename(&self, email: &str, new_email: &str) -> Result<UserView, UserError> {
+        let new_email = new_email.trim();
+        validate_email(new_email)?;
+        let mut record = self.record(email)?;
+        record.email = new_email.to_string();
+        if !self.store.rename_user(email, &record)? {
+            return Err(UserError::Exists {
+                email: new_email.to_string(),
+            });
+        }
+        self.failures()
+            .by_email
+            .remove(&crate::state::users::email_key(email));
+        Ok(record.into())
+    }
+
     /// Deletes a user and revokes every key they own.
     pub fn delete(&self, email: &str, keys: &KeyStore) -> Result<(), UserError> {
         let record = self.record(email)?;

@@ -1,7 +1,7 @@
 //! CyBorgBackup users over the core user store: each core user gets an integer id the
 //! first time the dialect sees it (ids are never handed out twice), plus the six
 //! notification choices CyBorgBackup keeps per user. Creating, changing and deleting go
-//! through the core's rules; the email address of a user is fixed once created.
+//! through the core's rules; a changed email address keeps the user's id and keys.
 
 use super::store::{self, UserExtra};
 use super::{Account, CbError, CyborgService};
@@ -185,15 +185,13 @@ impl CyborgService {
         super::authorize(caller, super::Action::Manage)?;
         let account = self.account_by_id(id)?;
         check(&input)?;
-        let email = &account.user.email;
-        if let Some(new) = &input.email {
-            if !new.trim().eq_ignore_ascii_case(email) {
-                return Err(CbError::invalid(
-                    "email",
-                    "The email address of a user cannot be changed.",
-                ));
+        let mut email = account.user.email.clone();
+        if let Some(new) = input.email.as_deref().map(str::trim) {
+            if new != email {
+                email = self.rename_user(&email, new)?;
             }
         }
+        let email = &email;
         let mut record = self.store.user(email)?.ok_or(CbError::NotFound("User"))?;
         if let Some(name) = input.first_name {
             record.first_name = name;
@@ -219,6 +217,29 @@ impl CyborgService {
             self.save(&state)?;
         }
         self.account_by_id(id)
+    }
+
+    /// Gives the user `email` the address `new` (their keys follow, and their id here
+    /// with them); the address they now have.
+    fn rename_user(&self, email: &str, new: &str) -> Result<String, CbError> {
+        // Held across both steps, so no request gives the new address an id of its own
+        // in between.
+        let mut state = self.lock();
+        let renamed = self.users.rename(email, new).map_err(|e| match e {
+            UserError::Exists { .. } => {
+                CbError::invalid("email", "User with this Email address already exists.")
+            }
+            UserError::InvalidInput(m) => CbError::invalid("email", m),
+            other => other.into(),
+        })?;
+        let old_key = crate::state::users::email_key(email);
+        if let Some(extra) = state.users.remove(&old_key) {
+            state
+                .users
+                .insert(crate::state::users::email_key(&renamed.email), extra);
+        }
+        self.save(&state)?;
+        Ok(renamed.email)
     }
 
     /// Deletes a user and revokes the keys they own (superusers only).

@@ -4,6 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use stowage::service::keys::Role;
 
 use super::{basic, Auth, Cb, ADMIN, ADMIN_PASSWORD};
 
@@ -364,9 +365,66 @@ async fn non_superuser(cb: &Cb) {
         )
         .await;
     assert!(headers.contains_key("x-token"));
+    // The email changes: the same user (id), signing in by the new address, with the
+    // keys they own; another user's address is refused.
+    let state = cb.server.as_ref().unwrap().state();
+    let (record, key) = state.keys.create("user's", Role::Reader).unwrap();
+    state
+        .keys
+        .assign(&record.id, Some("user@cyborg.local"))
+        .unwrap();
+    let (status, answer) = cb
+        .as_admin(
+            Auth::Basic,
+            Method::PATCH,
+            &path,
+            Some(json!({"email": ADMIN})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"email": ["User with this Email address already exists."]})
+        )
+    );
+    let (status, renamed) = cb
+        .as_admin(
+            Auth::Basic,
+            Method::PATCH,
+            &path,
+            Some(json!({"email": "renamed@cyborg.local"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(
+        (&renamed["id"], &renamed["email"]),
+        (&made["id"], &json!("renamed@cyborg.local"))
+    );
+    let (status, _) = cb.call(Method::GET, Some(&auth), "/api/v1/me/", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old address signs in no more"
+    );
+    let renamed_auth = basic("renamed@cyborg.local", "useruser");
+    let (status, me) = cb
+        .call(Method::GET, Some(&renamed_auth), "/api/v1/me/", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["results"][0]["id"], made["id"]);
+    let token = format!("Token {key}");
+    let (status, me) = cb
+        .call(Method::GET, Some(&token), "/api/v1/me/", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["results"][0]["email"], "renamed@cyborg.local");
+
     let (status, _) = cb.as_admin(Auth::Basic, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = cb.call(Method::GET, Some(&auth), "/api/v1/me/", None).await;
+    let (status, _) = cb
+        .call(Method::GET, Some(&renamed_auth), "/api/v1/me/", None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
