@@ -123,6 +123,13 @@ impl JobRow {
     }
 }
 
+/// Whether the core job behind `link` is still queued or running.
+pub(super) fn is_active(core: &super::Core, link: &JobLink) -> bool {
+    core.jobs
+        .get(&link.core)
+        .is_ok_and(|j| !j.status.is_finished())
+}
+
 /// The archive name of a backup of `policy_type` on `hostname` created at `created`
 /// (RFC 3339): borg's minute-resolution name, made unique among the names given.
 pub fn archive_name_for(

@@ -609,10 +609,7 @@ impl CyborgService {
             let busy = state.jobs.values().any(|link| {
                 link.repository == policy.repository
                     && link.client.is_some_and(|c| clients.contains(&c))
-                    && core
-                        .jobs
-                        .get(&link.core)
-                        .is_ok_and(|j| !j.status.is_finished())
+                    && super::jobs::is_active(&core, link)
             });
             if busy {
                 return Err(CbError::BadRequest(BUSY.into()));

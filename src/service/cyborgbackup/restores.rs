@@ -87,13 +87,10 @@ impl CyborgService {
                         format!("No client with hostname {}.", form.destination),
                     )
                 })?;
-            let busy = state.jobs.values().any(|l| {
-                l.client == Some(client.id)
-                    && core
-                        .jobs
-                        .get(&l.core)
-                        .is_ok_and(|j| !j.status.is_finished())
-            });
+            let busy = state
+                .jobs
+                .values()
+                .any(|l| l.client == Some(client.id) && super::jobs::is_active(core, l));
             if busy {
                 return Err(CbError::BadRequest(BUSY.into()));
             }
