@@ -5,10 +5,11 @@
 //! the `folders` of its `extra_vars` (a JSON text, with `exclude` patterns), `config`
 //! `/etc`, `mail` `/var/lib/mail` and `/var/mail`, `rootfs` the directories directly
 //! under `/` less CyBorgBackup's fixed excludes, `piped` the output of
-//! `sh -c <extra_vars.command>`. On any other client the same folders are backed up by
-//! that host's agent (`rootfs` as `/` with the fixed excludes left out); `piped` runs a
-//! command, which only this server does. `vm`, `mysql`, `postgresql` and `proxmox` are
-//! refused, naming the type.
+//! `sh -c <extra_vars.command>`, `postgresql` the output of `pg_dump` of its
+//! `extra_vars.database` (else `pg_dumpall`). On any other client the same folders are
+//! backed up by that host's agent (`rootfs` as `/` with the fixed excludes left out);
+//! `piped` and `postgresql` run a command, which only this server does. `vm`, `mysql`
+//! and `proxmox` are refused, naming the type.
 
 use serde_json::{Map, Value};
 
@@ -153,25 +154,46 @@ pub fn source_of(policy: &Policy, place: Place) -> Result<PolicySource, CbError>
                 "Command for piped backup not defined: give {\"command\": \"...\"} in extra_vars.",
             )),
         },
-        ("piped", Place::Agent(host)) => Err(CbError::invalid(
+        // As the original: `pg_dump` of `extra_vars.database`, else `pg_dumpall`, run as
+        // the server's user (peer authentication or its ~/.pgpass).
+        ("postgresql", Place::Here) => match vars.get("database") {
+            None | Some(Value::Null) => Ok(PolicySource::Command {
+                argv: vec!["pg_dumpall".into()],
+            }),
+            Some(Value::String(name)) if valid_database(name) => Ok(PolicySource::Command {
+                // One argument `--dbname=...`: a name cannot pass itself off as an option.
+                argv: vec!["pg_dump".into(), format!("--dbname={name}")],
+            }),
+            Some(_) => Err(CbError::invalid(
+                "extra_vars",
+                "\"database\" must be a database name (1 to 63 bytes, no NUL).",
+            )),
+        },
+        ("piped" | "postgresql", Place::Agent(host)) => Err(CbError::invalid(
             "policy_type",
             format!(
-                "A piped policy runs its command on this server; client {host} has an agent, which backs up folders only: use a folders policy for it."
+                "A {} policy runs its command on this server; client {host} has an agent, which backs up folders only: use a folders policy for it.",
+                policy.policy_type
             ),
         )),
         (other, _) => Err(CbError::invalid(
             "policy_type",
             format!(
-                "Policy type \"{other}\" is not supported by this server yet: use folders, config, mail, rootfs or piped."
+                "Policy type \"{other}\" is not supported by this server yet: use folders, config, mail, rootfs, piped or postgresql."
             ),
         )),
     }
 }
 
+/// A PostgreSQL database name as `pg_dump` takes it: 1 to 63 bytes, no NUL.
+fn valid_database(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && !name.contains('\0')
+}
+
 /// The field a core refusal of the policy's source is about.
 pub fn source_field(policy_type: &str) -> &'static str {
     match policy_type {
-        "folders" | "piped" => "extra_vars",
+        "folders" | "piped" | "postgresql" => "extra_vars",
         _ => "policy_type",
     }
 }
@@ -249,6 +271,24 @@ mod tests {
             source_of(&policy, Place::Agent("web-1")).unwrap(),
             PolicySource::Agent { paths, .. } if paths == MAIL_FOLDERS
         ));
+        policy.policy_type = "postgresql".into();
+        policy.extra_vars = String::new();
+        assert!(source_of(&policy, Place::Agent("web-1")).is_err());
+        assert_eq!(
+            source_of(&policy, Place::Here).unwrap(),
+            PolicySource::Command {
+                argv: vec!["pg_dumpall".into()]
+            }
+        );
+        policy.extra_vars = r#"{"database": "-c drop"}"#.into();
+        assert_eq!(
+            source_of(&policy, Place::Here).unwrap(),
+            PolicySource::Command {
+                argv: vec!["pg_dump".into(), "--dbname=-c drop".into()]
+            }
+        );
+        policy.extra_vars = r#"{"database": 7}"#.into();
+        assert!(source_of(&policy, Place::Here).is_err());
         policy.policy_type = "piped".into();
         policy.extra_vars = r#"{"command": "echo hi"}"#.into();
         let Err(CbError::Invalid(errors)) = source_of(&policy, Place::Agent("web-1")) else {
