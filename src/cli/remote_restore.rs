@@ -25,6 +25,7 @@ use super::output;
 use super::remote::{checked, Remote};
 use super::RepoArgs;
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind};
+use crate::format::catalog_index::is_inside;
 use crate::repo::Progress;
 
 /// Catalog entries asked for per request (the API's largest page).
@@ -148,8 +149,7 @@ pub(super) async fn restore_tree(
         );
     }
     if let Some(item) = choice.item {
-        let beneath = format!("{item}/");
-        entries.retain(|e| e.path == item || e.path.starts_with(&beneath));
+        entries.retain(|e| e.path == item || is_inside(&e.path, item));
         if entries.is_empty() {
             bail!("backup {id} has no entry {item:?}");
         }

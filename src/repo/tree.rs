@@ -29,6 +29,7 @@ use super::restore::{
 use super::tree_source::{TreeSelection, TreeSource};
 use super::{RepoError, RepoInner, Repository};
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind, MAX_LINE_BYTES};
+use crate::format::catalog_index::is_inside;
 use crate::format::manifest::{BackupKind, BackupManifest, CatalogRef};
 
 impl Repository {
@@ -312,7 +313,6 @@ fn restore_tree_blocking(
         links: Vec::new(),
     };
     let mut writers = FileWriters::start(progress.clone());
-    let beneath = item.as_ref().map(|item| format!("{item}/"));
     // The folders above the item are not restored; its place under the target is made.
     if let Some(parent) = item.as_deref().and_then(|i| Path::new(i).parent()) {
         let above = target.join(parent);
@@ -321,10 +321,9 @@ fn restore_tree_blocking(
     let mut chosen = 0u64;
     for_each_entry(catalog_lines, manifest.id.as_str(), |entry| {
         progress.check()?;
-        let wanted = match (&item, &beneath) {
-            (Some(item), Some(beneath)) => entry.path == *item || entry.path.starts_with(beneath),
-            _ => true,
-        };
+        let wanted = item
+            .as_deref()
+            .is_none_or(|item| entry.path == item || is_inside(&entry.path, item));
         if !wanted {
             // Read all the same: the stream's digest covers every byte.
             if entry.kind == EntryKind::File {

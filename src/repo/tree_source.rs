@@ -145,17 +145,21 @@ impl TreeWalk {
                 root.display()
             )));
         }
-        let root_dir = dir_handles::open_root(root).map_err(|e| RepoError::io(root, e))?;
-        let mut walk = TreeWalk {
+        let mut walk = TreeWalk::at(root, None)?;
+        walk.push_dir(String::new(), walk.root_dir.clone())?;
+        Ok(walk)
+    }
+
+    /// A walk of nothing yet, from the directory `root`, opened.
+    fn at(root: &Path, exclude: Option<GlobSet>) -> Result<TreeWalk, RepoError> {
+        Ok(TreeWalk {
             root: root.to_path_buf(),
-            root_dir: root_dir.clone(),
+            root_dir: dir_handles::open_root(root).map_err(|e| RepoError::io(root, e))?,
             pending: Vec::new(),
             owners: OwnerNames::default(),
             skipped: Vec::new(),
-            exclude: None,
-        };
-        walk.push_dir(String::new(), root_dir)?;
-        Ok(walk)
+            exclude,
+        })
     }
 
     /// The walk of the folders of `selection`, each under its absolute path without the
@@ -163,17 +167,9 @@ impl TreeWalk {
     /// system (what the exclusion patterns leave of it).
     pub fn selection(selection: &TreeSelection) -> Result<TreeWalk, RepoError> {
         let top = Path::new("/");
-        let root_dir = dir_handles::open_root(top).map_err(|e| RepoError::io(top, e))?;
-        let mut walk = TreeWalk {
-            root: top.to_path_buf(),
-            root_dir: root_dir.clone(),
-            pending: Vec::new(),
-            owners: OwnerNames::default(),
-            skipped: Vec::new(),
-            exclude: selection.exclude.clone(),
-        };
+        let mut walk = TreeWalk::at(top, selection.exclude.clone())?;
         if selection.folders.iter().any(|f| f == top) {
-            walk.push_dir(String::new(), root_dir)?;
+            walk.push_dir(String::new(), walk.root_dir.clone())?;
             return Ok(walk);
         }
         let mut roots = selection.catalog_roots()?;

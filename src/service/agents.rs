@@ -402,16 +402,18 @@ impl Agents {
     ) -> Result<(), AgentError> {
         who.require(Role::Backup)?;
         let mut board = self.board();
-        let running = board
+        if board
             .running
             .get(job)
-            .filter(|r| r.key_id == who.key_id)
-            .ok_or_else(|| AgentError::NotFound(job.to_string()))?;
-        let cancelled = running.progress.is_cancelled();
+            .is_none_or(|r| r.key_id != who.key_id)
+        {
+            return Err(AgentError::NotFound(job.to_string()));
+        }
         let Some(running) = board.running.remove(job) else {
             return Err(AgentError::NotFound(job.to_string()));
         };
         drop(board);
+        let cancelled = running.progress.is_cancelled();
         let outcome = match outcome {
             Ok(result) => self.checked_result(&running.action, result),
             Err(message) if cancelled => Err(JobFailure::cancelled(message)),

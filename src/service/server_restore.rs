@@ -16,6 +16,7 @@ use super::jobs::{JobFailure, JobKind, JobRegistry, JobView};
 use super::keys::{Principal, Role};
 use super::policies::{validate_folder, PolicyError, Rules};
 use crate::format::catalog::{is_safe_relative_path, EntryKind};
+use crate::format::catalog_index::is_inside;
 use crate::repo::{lookup_id, Progress, RepoError, Repository};
 
 /// What to restore, and where.
@@ -102,13 +103,9 @@ async fn count(
     repo.catalog(
         manifest,
         Box::new(move |entry| {
-            let wanted = wanted_item.as_deref().is_none_or(|item| {
-                entry.path == item
-                    || entry
-                        .path
-                        .strip_prefix(item)
-                        .is_some_and(|rest| rest.starts_with('/'))
-            });
+            let wanted = wanted_item
+                .as_deref()
+                .is_none_or(|item| entry.path == item || is_inside(&entry.path, item));
             if wanted && !matches!(entry.kind, EntryKind::Hardlink | EntryKind::Other) {
                 let mut tally = seen.lock().unwrap_or_else(PoisonError::into_inner);
                 tally.0 += 1;
