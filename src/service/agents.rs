@@ -267,6 +267,12 @@ impl Agents {
         Ok(self.board().seen.values().cloned().collect())
     }
 
+    /// Whether an agent of `host` has asked for work since the server started: for the
+    /// dialects' readiness flags, which answer their own callers' rights.
+    pub fn heard_from(&self, host: &str) -> bool {
+        self.board().seen.contains_key(host)
+    }
+
     /// The next assignment for `host`, waiting up to `wait` for one; `None` when none
     /// came. The job is running from here on, held by the caller's key.
     pub async fn next(

@@ -16,6 +16,7 @@ use super::list::{self, ListRequest};
 use super::resources::{object, Call};
 use super::wire::Base;
 use crate::service::cron::Cron;
+use crate::service::cyborgbackup::events::JobEvent;
 use crate::service::cyborgbackup::jobs::{status_name, JobRow};
 use crate::service::cyborgbackup::policies::PolicyRow;
 use crate::service::cyborgbackup::restores::RestoreForm;
@@ -253,12 +254,6 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
         summary_fields.insert("created_by".into(), user);
     }
     let (size, stored) = row.sizes();
-    let kind = match link.job_type.as_str() {
-        "prune" => "Prune",
-        "catalog" => "Catalog",
-        "restore" => "Restore",
-        _ => "Backup",
-    };
     let created = drf_from_rfc3339(&core.created_at);
     let modified = core
         .finished_at
@@ -275,7 +270,7 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
         "summary_fields": summary_fields,
         "created": created,
         "modified": modified,
-        "name": format!("{kind} Job {} {}", link.policy_name, link.hostname),
+        "name": job_name(row),
         "created_by": link.created_by,
         "modified_by": link.created_by,
         "launch_type": link.launch_type,
@@ -283,7 +278,7 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
         "policy": link.policy,
         "client": link.client,
         "repository": link.repository,
-        "failed": matches!(status, "failed" | "canceled"),
+        "failed": is_failed(status),
         "started": core.started_at.as_deref().map(drf_from_rfc3339),
         "finished": core.finished_at.as_deref().map(drf_from_rfc3339),
         "elapsed": row.elapsed(),
@@ -300,6 +295,65 @@ pub fn job(row: &JobRow, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) ->
         "result_traceback": core.error.clone().unwrap_or_default(),
         "event_processing_finished": core.status.is_finished(),
         "job_type": link.job_type,
+    })
+}
+
+/// `Backup Job <policy> <host>`, `Catalog Job ...`, `Prune Job ...`, `Restore Job ...`.
+fn job_name(row: &JobRow) -> String {
+    let kind = match row.link.job_type.as_str() {
+        "prune" => "Prune",
+        "catalog" => "Catalog",
+        "restore" => "Restore",
+        _ => "Backup",
+    };
+    format!("{kind} Job {} {}", row.link.policy_name, row.link.hostname)
+}
+
+/// Whether a job in `status` (CyBorgBackup's word) counts as failed.
+fn is_failed(status: &str) -> bool {
+    matches!(status, "failed" | "canceled")
+}
+
+/// Longest `stdout` of an event in a list, as the original cuts it (then `…`).
+const LISTED_STDOUT_CHARS: usize = 1023;
+
+/// A job event as the original's `JobEventSerializer` shows it; `listed` cuts its
+/// `stdout` as lists do.
+fn job_event(row: &JobRow, event: &JobEvent, base: &Base, listed: bool) -> Value {
+    let mut stdout = event.stdout.clone();
+    if listed && stdout.chars().count() > LISTED_STDOUT_CHARS {
+        stdout = stdout.chars().take(LISTED_STDOUT_CHARS).collect();
+        stdout.push('…');
+    }
+    let job_url = base.url(&format!("/api/v1/jobs/{}/", row.id));
+    let time = drf_from_rfc3339(&event.created);
+    json!({
+        "id": event.id,
+        "type": "job_event",
+        "url": base.url(&format!("/api/v1/job_events/{}/", event.id)),
+        "related": {"job": job_url},
+        "summary_fields": {"job": {
+            "id": row.id,
+            "name": job_name(row),
+            "status": status_name(row.core.status),
+            "failed": is_failed(status_name(row.core.status)),
+        }},
+        "created": time,
+        "modified": time,
+        "job": row.id,
+        "event": event.event,
+        "counter": event.counter,
+        "event_display": event.event_display(),
+        "event_data": {},
+        "event_level": 0,
+        "failed": event.failed,
+        "changed": false,
+        "uuid": event.uuid,
+        "task": "",
+        "stdout": stdout,
+        "start_line": event.counter - 1,
+        "end_line": event.counter,
+        "verbosity": 0,
     })
 }
 
@@ -386,14 +440,29 @@ pub fn answer(call: &Call, endpoint: Endpoint) -> Reply {
         }
         Endpoint::Stdout(id) => stdout(call, &service.job(id)?),
         Endpoint::JobEvents(id) => {
-            if let Some(id) = id {
-                service.job(id)?;
-            }
-            let mut response = empty_page(call, &JOB_EVENT)?;
+            let objects: Vec<Value> = service
+                .job_events(id)?
+                .iter()
+                .flat_map(|(row, events)| {
+                    events
+                        .iter()
+                        .map(move |event| job_event(row, event, call.base, true))
+                })
+                .collect();
+            let request = ListRequest {
+                path: call.path,
+                query: call.query,
+                max_page_size: call.max_page_size,
+            };
+            let mut response = Json(list::page(&JOB_EVENT, objects, &request)?).into_response();
             response
                 .headers_mut()
                 .insert("X-UI-Max-Events", header::HeaderValue::from_static("4000"));
             Ok(response)
+        }
+        Endpoint::JobEvent(id) => {
+            let (row, event) = service.job_event(id)?;
+            Ok(Json(job_event(&row, &event, call.base, false)).into_response())
         }
         Endpoint::Catalogs => empty_page(call, &CATALOG),
         Endpoint::Restore if reading(call) => Ok(Json(json!([])).into_response()),

@@ -84,6 +84,8 @@ pub enum Endpoint {
     Stdout(u64),
     /// `/job_events/` and `/jobs/<id>/job_events/`.
     JobEvents(Option<u64>),
+    /// `/job_events/<id>/`.
+    JobEvent(u64),
     /// `/catalogs/`.
     Catalogs,
     /// `/escatalogs/`.
@@ -124,6 +126,7 @@ pub fn parse(rest: &str) -> Option<Endpoint> {
         ["jobs", id, "relaunch"] => Endpoint::Relaunch(parse_id(id)?),
         ["jobs", id, "stdout"] => Endpoint::Stdout(parse_id(id)?),
         ["jobs", id, "job_events"] => Endpoint::JobEvents(Some(parse_id(id)?)),
+        ["job_events", id] => Endpoint::JobEvent(parse_id(id)?),
         [kind] => Endpoint::List(Kind::parse(kind)?),
         [kind, id] => Endpoint::Item(Kind::parse(kind)?, parse_id(id)?),
         _ => return None,
@@ -174,6 +177,7 @@ impl Endpoint {
             Endpoint::List(_)
             | Endpoint::VmModule
             | Endpoint::JobEvents(_)
+            | Endpoint::JobEvent(_)
             | Endpoint::Catalogs
             | Endpoint::Escatalogs
             | Endpoint::Restore
@@ -206,10 +210,14 @@ mod tests {
         assert_eq!(parse("/policies/3/launch"), Some(Endpoint::Launch(3)));
         assert_eq!(parse("/jobs/4/stdout/"), Some(Endpoint::Stdout(4)));
         assert_eq!(parse("/jobs/"), Some(Endpoint::List(Kind::Jobs)));
+        assert_eq!(
+            parse("/job_events/10001/"),
+            Some(Endpoint::JobEvent(10_001))
+        );
         for unknown in [
             "/policies/x/launch/",
             "/jobs/1/unknown/",
-            "/job_events/1/",
+            "/job_events/x/",
             "/clients/x/",
             "/clients/-1/",
             "/clients/1/extra/",

@@ -35,6 +35,9 @@ pub struct CyborgbackupConfig {
     /// (`localhost` always is); default: this machine's host name. Other clients are
     /// backed up by their agent.
     pub local_hostname: Option<String>,
+    /// Seconds between two cleanups of the jobs whose archive was pruned (the
+    /// original's hourly `prune_catalog`).
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for CyborgbackupConfig {
@@ -45,6 +48,7 @@ impl Default for CyborgbackupConfig {
             refresh_token_secs: 14 * 24 * 3600,
             max_page_size: 100_000,
             local_hostname: None,
+            cleanup_interval_secs: 3600,
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
         service,
         max_page_size: cb.max_page_size.max(1),
     });
+    schedule_cleanup(context, &mount, cb.cleanup_interval_secs.max(1));
     Ok(Some(Mounted {
         name: NAME,
         service: mount,
@@ -99,4 +104,32 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
 fn routes(app: AppState, service: DialectService) -> Option<axum::Router> {
     let mount = service.downcast::<Mount>().ok()?;
     Some(super::router(app, mount))
+}
+
+/// Forgets the jobs of pruned archives now and then, as a task of the core scheduler
+/// that holds the service weakly (so it never keeps the repository open).
+fn schedule_cleanup(context: &Context, mount: &Arc<Mount>, every_secs: u64) {
+    use futures::FutureExt;
+    let mount = Arc::downgrade(mount);
+    context.app.scheduler.add(
+        "cyborgbackup-job-cleanup",
+        std::time::Duration::from_secs(every_secs),
+        Box::new(move || {
+            let mount = mount.clone();
+            async move {
+                if let Some(mount) = mount.upgrade() {
+                    // Reads the index and the dialect's document: off the async workers.
+                    let forgotten =
+                        tokio::task::spawn_blocking(move || mount.service.forget_pruned_jobs())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    if forgotten > 0 {
+                        tracing::info!(forgotten, "forgot the jobs of pruned archives");
+                    }
+                }
+                Ok(())
+            }
+            .boxed()
+        }),
+    );
 }

@@ -160,10 +160,11 @@ fn objects(call: &Call, kind: Kind) -> Result<Vec<Value>, DrfError> {
             .collect(),
         Kind::Clients => {
             let summary = user_summary(service);
+            let policies = service.client_policies();
             service
                 .list_clients()
                 .iter()
-                .map(|c| wire::client(c, base, &summary))
+                .map(|c| wire::client(c, base, &summary, &policies))
                 .collect()
         }
         Kind::Policies => {
@@ -202,7 +203,12 @@ fn one(call: &Call, kind: Kind, id: u64) -> Result<Value, DrfError> {
         Kind::Settings => wire::setting(&service.setting(id)?, base),
         Kind::Schedules => wire::schedule(&service.schedule(caller(call)?, id)?, base),
         Kind::Repositories => wire::repository(&service.repository(id)?, base),
-        Kind::Clients => wire::client(&service.client(id)?, base, &user_summary(service)),
+        Kind::Clients => wire::client(
+            &service.client(id)?,
+            base,
+            &user_summary(service),
+            &service.client_policies(),
+        ),
         Kind::Policies => backups::policy(
             &service.policy(caller(call)?, id)?,
             base,
@@ -292,6 +298,7 @@ fn create(call: &Call, kind: Kind) -> Reply {
             &service.create_client(who, &body)?,
             base,
             &user_summary(service),
+            &service.client_policies(),
         ),
         Kind::Policies => backups::policy(
             &service.create_policy(who, &body)?,
@@ -355,6 +362,7 @@ fn change(call: &Call, kind: Kind, id: u64) -> Reply {
             &service.update_client(who, id, &body, partial)?,
             base,
             &user_summary(service),
+            &service.client_policies(),
         ),
         Kind::Policies => backups::policy(
             &service.update_policy(who, id, &body, partial)?,

@@ -108,7 +108,7 @@ pub fn document() -> Value {
         }
     }
     let id = json!([{"name": "id", "in": "path", "required": true, "type": "integer"}]);
-    let below: [(&str, &[(&str, &str)]); 7] = [
+    let below: [(&str, &[(&str, &str)]); 8] = [
         (
             "policies/{id}/launch",
             &[("get", "Launch defaults"), ("post", "Launch")],
@@ -125,6 +125,7 @@ pub fn document() -> Value {
         ("jobs/{id}/relaunch", &[("post", "Relaunch")]),
         ("jobs/{id}/stdout", &[("get", "Output")]),
         ("jobs/{id}/job_events", &[("get", "Events")]),
+        ("job_events/{id}", &[("get", "Read")]),
     ];
     for (path, ops) in below {
         let path = format!("/api/v1/{path}/");

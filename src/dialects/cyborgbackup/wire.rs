@@ -185,14 +185,29 @@ pub fn repository(repository: &Repository, base: &Base) -> Value {
     ordered(&REPOSITORY, object)
 }
 
-/// `summary`: the summary of a user id, when it still exists.
-pub fn client(client: &Client, base: &Base, summary: &dyn Fn(u64) -> Option<Value>) -> Value {
+/// `summary`: the summary of a user id, when it still exists; `policies`: the
+/// `(client, policy id, policy name)` triples of
+/// [`CyborgService::client_policies`](crate::service::cyborgbackup::CyborgService::client_policies).
+pub fn client(
+    client: &Client,
+    base: &Base,
+    summary: &dyn Fn(u64) -> Option<Value>,
+    policies: &[(u64, u64, String)],
+) -> Value {
     let mut object = serde_json::to_value(client).unwrap_or_default();
     object["type"] = "client".into();
     object["url"] = base.url(&format!("/api/v1/clients/{}/", client.id)).into();
     let mut related = Map::new();
     let mut summary_fields = Map::new();
-    summary_fields.insert("policies".into(), json!([]));
+    let linked: Vec<Value> = policies
+        .iter()
+        .filter(|(c, _, _)| *c == client.id)
+        .map(|(_, id, name)| json!({"id": id, "name": name}))
+        .collect();
+    // As the original: the key only when some policy names the client.
+    if !linked.is_empty() {
+        summary_fields.insert("policies".into(), Value::Array(linked));
+    }
     for (field, id) in [
         ("created_by", client.created_by),
         ("modified_by", client.modified_by),

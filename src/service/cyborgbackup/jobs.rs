@@ -376,6 +376,54 @@ impl CyborgService {
         self.save(&state)
     }
 
+    /// The original's hourly cleanup: forgets every backup job whose archive is no
+    /// longer kept (pruned into the recycle bin, or deleted); its catalog entries went
+    /// when the prune ended. Like the original, it does nothing while a job is active,
+    /// so no chain loses its head mid-run. Returns how many jobs it forgot.
+    pub fn forget_pruned_jobs(&self) -> usize {
+        let Ok(core) = self.core() else {
+            return 0;
+        };
+        self.sync_jobs();
+        let links: Vec<(u64, JobLink)> = self
+            .lock()
+            .jobs
+            .iter()
+            .map(|(id, l)| (*id, l.clone()))
+            .collect();
+        let rows = self.rows(links);
+        if rows.iter().any(JobRow::is_active) {
+            return 0;
+        }
+        let gone: Vec<(u64, String)> = rows
+            .iter()
+            .filter(|row| row.link.job_type == "job" && row.core.status == JobStatus::Succeeded)
+            .filter_map(|row| {
+                let id = crate::repo::lookup_id(&row.backup_id()?).ok()?;
+                let pruned = match core.repo.recycled_at(&id) {
+                    Ok(recycled) => recycled.is_some(),
+                    Err(crate::repo::RepoError::BackupNotFound { .. }) => true,
+                    // Unknown (an unreadable index): kept until it can be told.
+                    Err(_) => false,
+                };
+                pruned.then(|| (row.id, row.core.id.clone()))
+            })
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut state = self.lock();
+        for (id, core_id) in &gone {
+            state.jobs.remove(id);
+            state.forgotten_jobs.insert(core_id.clone());
+        }
+        if let Err(error) = self.save(&state) {
+            tracing::error!(%error, "cannot forget the jobs of pruned archives");
+            return 0;
+        }
+        gone.len()
+    }
+
     /// Per day of the last 30, the backups' sizes and outcomes, oldest first.
     pub fn stats(&self) -> Vec<DayStats> {
         let since = Utc::now() - chrono::Duration::days(30);

@@ -6,6 +6,7 @@
 //! `dialects::cyborgbackup` speaks the wire format.
 
 pub mod catalogs;
+pub mod events;
 pub mod fields;
 pub mod jobs;
 pub mod policies;

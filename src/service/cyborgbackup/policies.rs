@@ -90,9 +90,17 @@ fn belongs(name: &str, id: u64) -> bool {
             .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The start every series of a repository's archives shares.
+pub fn repository_series_prefix(repository: u64) -> String {
+    format!("cyborgbackup-{repository}-")
+}
+
 /// `cyborgbackup-<repository>-<type>-<hostname>`, in the series alphabet.
 pub fn series_name(repository: u64, policy_type: &str, hostname: &str) -> String {
-    let raw = format!("cyborgbackup-{repository}-{policy_type}-{hostname}");
+    let raw = format!(
+        "{}{policy_type}-{hostname}",
+        repository_series_prefix(repository)
+    );
     raw.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {

@@ -1,7 +1,13 @@
 //! The repositories and clients CyBorgBackup keeps as its own records in the dialect's
 //! document: created, changed and deleted by superusers, with their writable fields
-//! checked by [`fields`](super::fields). Sizes and readiness are filled by the jobs that
-//! will use them; a client named `localhost` stands for the stowage server itself.
+//! checked by [`fields`](super::fields). A client named `localhost` (or the server's
+//! host name) stands for the stowage server itself.
+//!
+//! What a record shows beyond its stored fields is read live: a repository's sizes are
+//! the engine's figures for its kept archives. `ready` means what the original's
+//! preparation jobs make it mean, "a backup can run here": it shows true once a job of
+//! the client or into the repository has succeeded, or a client's agent has asked for
+//! work since the server started, and the stored flag until then.
 
 use serde_json::{Map, Value};
 
@@ -46,17 +52,97 @@ fn merged<T: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| CbError::invalid("__all__", e.to_string()))
 }
 
+/// Where a job has succeeded: the clients and repositories it proved ready.
+#[derive(Default)]
+struct Proven {
+    clients: std::collections::HashSet<u64>,
+    repositories: std::collections::HashSet<u64>,
+}
+
+/// A byte count in a record's integer field.
+fn as_field(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
 impl CyborgService {
+    /// `record` with its live figures: the kept backups of its series give
+    /// `original_size` (their streams' bytes) and `deduplicated_size` (the sealed bytes
+    /// each added to the store); `compressed_size` is the original size at the store's
+    /// compression ratio, since stowage compresses a chunk once, when it is new, and so
+    /// has no compressed size of the chunks an archive shares.
+    fn shown_repository(&self, mut record: Repository, proven: &Proven) -> Repository {
+        record.ready |= proven.repositories.contains(&record.id);
+        let Ok(core) = self.core() else {
+            return record;
+        };
+        let prefix = super::policies::repository_series_prefix(record.id);
+        let scope = crate::repo::listing::ListScope::SeriesPrefix(&prefix);
+        let backups = match core.repo.backups_of(scope, Some(false)) {
+            Ok(backups) => backups,
+            Err(error) => {
+                tracing::warn!(%error, repository = record.id, "cannot read the archives' sizes");
+                return record;
+            }
+        };
+        let original: u64 = backups.iter().map(|b| b.manifest.size).sum();
+        let deduplicated: u64 = backups.iter().map(|b| b.manifest.stored_bytes).sum();
+        let ratio = core
+            .repo
+            .stats()
+            .map(|s| s.compression_ratio)
+            .unwrap_or(1.0);
+        let compressed = if ratio > 0.0 {
+            (original as f64 / ratio).round() as u64
+        } else {
+            original
+        };
+        record.original_size = as_field(original);
+        record.compressed_size = as_field(compressed);
+        record.deduplicated_size = as_field(deduplicated);
+        record
+    }
+
+    /// `record` with its live readiness.
+    fn shown_client(&self, mut record: Client, proven: &Proven) -> Client {
+        let heard = match self.place(&record.hostname) {
+            super::policy_sources::Place::Here => false,
+            super::policy_sources::Place::Agent(host) => {
+                self.core().is_ok_and(|c| c.agents.heard_from(host))
+            }
+        };
+        record.ready |= heard || proven.clients.contains(&record.id);
+        record
+    }
+
+    /// The clients and repositories a job has succeeded on.
+    fn proven(&self) -> Proven {
+        let mut proven = Proven::default();
+        for row in self.list_jobs() {
+            if row.core.status == crate::state::jobs::JobStatus::Succeeded {
+                proven.repositories.insert(row.link.repository);
+                proven.clients.extend(row.link.client);
+            }
+        }
+        proven
+    }
+
     pub fn list_repositories(&self) -> Vec<Repository> {
-        self.lock().repositories.values().cloned().collect()
+        let proven = self.proven();
+        let records: Vec<Repository> = self.lock().repositories.values().cloned().collect();
+        records
+            .into_iter()
+            .map(|r| self.shown_repository(r, &proven))
+            .collect()
     }
 
     pub fn repository(&self, id: u64) -> Result<Repository, CbError> {
-        self.lock()
+        let record = self
+            .lock()
             .repositories
             .get(&id)
             .cloned()
-            .ok_or(CbError::NotFound("Repository"))
+            .ok_or(CbError::NotFound("Repository"))?;
+        Ok(self.shown_repository(record, &self.proven()))
     }
 
     pub fn create_repository(
@@ -86,7 +172,8 @@ impl CyborgService {
         record.id = store::take_id(&mut state.next_repository_id);
         state.repositories.insert(record.id, record.clone());
         self.save(&state)?;
-        Ok(record)
+        drop(state);
+        Ok(self.shown_repository(record, &self.proven()))
     }
 
     pub fn update_repository(
@@ -107,7 +194,8 @@ impl CyborgService {
         record.modified = drf_now();
         state.repositories.insert(id, record.clone());
         self.save(&state)?;
-        Ok(record)
+        drop(state);
+        Ok(self.shown_repository(record, &self.proven()))
     }
 
     pub fn delete_repository(&self, caller: &Account, id: u64) -> Result<(), CbError> {
@@ -121,15 +209,35 @@ impl CyborgService {
     }
 
     pub fn list_clients(&self) -> Vec<Client> {
-        self.lock().clients.values().cloned().collect()
+        let proven = self.proven();
+        let records: Vec<Client> = self.lock().clients.values().cloned().collect();
+        records
+            .into_iter()
+            .map(|c| self.shown_client(c, &proven))
+            .collect()
     }
 
     pub fn client(&self, id: u64) -> Result<Client, CbError> {
-        self.lock()
+        let record = self
+            .lock()
             .clients
             .get(&id)
             .cloned()
-            .ok_or(CbError::NotFound("Client"))
+            .ok_or(CbError::NotFound("Client"))?;
+        Ok(self.shown_client(record, &self.proven()))
+    }
+
+    /// The policies that name each client, as `(client, policy id, policy name)`, by
+    /// client then policy: a client's `summary_fields.policies`.
+    pub fn client_policies(&self) -> Vec<(u64, u64, String)> {
+        let state = self.lock();
+        let mut out: Vec<(u64, u64, String)> = state
+            .policies
+            .values()
+            .flat_map(|p| p.clients.iter().map(|c| (*c, p.id, p.name.clone())))
+            .collect();
+        out.sort();
+        out
     }
 
     pub fn create_client(
@@ -165,7 +273,8 @@ impl CyborgService {
         record.id = store::take_id(&mut state.next_client_id);
         state.clients.insert(record.id, record.clone());
         self.save(&state)?;
-        Ok(record)
+        drop(state);
+        Ok(self.shown_client(record, &self.proven()))
     }
 
     pub fn update_client(
@@ -186,7 +295,7 @@ impl CyborgService {
         self.save(&state)?;
         drop(state);
         self.client_changed(caller, id);
-        Ok(record)
+        Ok(self.shown_client(record, &self.proven()))
     }
 
     pub fn delete_client(&self, caller: &Account, id: u64) -> Result<(), CbError> {

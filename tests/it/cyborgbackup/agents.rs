@@ -253,4 +253,7 @@ async fn a_client_hosts_policy_runs_through_its_agent_and_restores_there() {
         reason.contains("no agent of host ghost") && reason.contains("stowage agent"),
         "{job}"
     );
+    // Ready: the host whose agent asks for work; not the one whose agent never came.
+    assert_eq!(cb.get(auth, "/api/v1/clients/2/").await["ready"], true);
+    assert_eq!(cb.get(auth, "/api/v1/clients/3/").await["ready"], false);
 }

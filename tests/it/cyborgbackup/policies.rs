@@ -254,7 +254,11 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
     std::fs::write(data.join("sub/b.bin"), vec![7u8; 100_000]).unwrap();
     std::fs::write(data.join("sub/deeper/c"), b"").unwrap();
     std::os::unix::fs::symlink(&outside, data.join("away")).unwrap();
-    let cb = Cb::start_with(|config| config.policies.roots = vec![root.clone()]).await;
+    let cb = Cb::start_with(|config| {
+        config.policies.roots = vec![root.clone()];
+        config.dialects.cyborgbackup.cleanup_interval_secs = 1;
+    })
+    .await;
     cb.fixtures().await;
     let auth = Auth::Basic;
     let (status, _) = cb
@@ -313,6 +317,74 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
         archive.as_str().unwrap().starts_with("folders-localhost-"),
         "{archive}"
     );
+    // The repository's figures are its archives': one so far.
+    let repository = cb.get(auth, "/api/v1/repositories/1/").await;
+    assert_eq!(repository["ready"], true, "{repository}");
+    assert_eq!(repository["original_size"], first["original_size"]);
+    assert_eq!(repository["deduplicated_size"], first["deduplicated_size"]);
+    let compressed = repository["compressed_size"].as_u64().unwrap();
+    assert!(
+        compressed > 0 && compressed < first["original_size"].as_u64().unwrap(),
+        "{repository}"
+    );
+    // The client is this server (ready) and lists the policies that name it.
+    let client = cb.get(auth, "/api/v1/clients/1/").await;
+    assert_eq!(client["ready"], true, "{client}");
+    let linked = client["summary_fields"]["policies"].as_array().unwrap();
+    assert!(
+        linked.contains(&json!({"id": policy["id"], "name": "Data"})),
+        "{client}"
+    );
+    // Its output, as text and as one event per line.
+    let stdout = cb
+        .client
+        .get(format!("{}/api/v1/jobs/{}/stdout/", cb.base, first["id"]))
+        .header("authorization", cb.header(auth))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(stdout.contains(archive.as_str().unwrap()), "{stdout}");
+    let events = cb
+        .get(
+            auth,
+            &format!("/api/v1/jobs/{}/job_events/?order_by=counter", first["id"]),
+        )
+        .await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(events["count"], lines.len(), "{events}");
+    let shown: Vec<&str> = events["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stdout"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, lines);
+    let one = &events["results"][0];
+    assert_eq!(one["job"], first["id"]);
+    assert_eq!(one["counter"], 1);
+    assert_eq!(one["event"], "verbose");
+    assert_eq!(one["type"], "job_event");
+    assert_eq!(
+        cb.get(auth, &format!("/api/v1/job_events/{}/", one["id"]))
+            .await,
+        *one
+    );
+    let all = cb.get(auth, "/api/v1/job_events/").await;
+    assert!(
+        all["count"].as_u64().unwrap() >= lines.len() as u64,
+        "{all}"
+    );
+    let (status, _) = cb
+        .as_admin(auth, Method::GET, "/api/v1/job_events/99990001/", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let cancel = format!("/api/v1/jobs/{}/cancel/", first["id"]);
+    assert_eq!(cb.get(auth, &cancel).await, json!({"can_cancel": false}));
+    let (status, _) = cb.as_admin(auth, Method::POST, &cancel, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // Exactly the files on disk, borg's paths, sorted; the link stays a link.
     let mut expected = Vec::new();
     borg_paths(&data, &mut expected);
@@ -386,35 +458,42 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
         escatalog(&cb, &second["archive_name"]).await["count"],
         expected.len()
     );
-    // Jobs: list, stdout, cancel, delete; stats.
-    let jobs = cb.get(auth, "/api/v1/jobs/").await;
-    assert!(jobs["count"].as_u64().unwrap() >= 3, "{jobs}");
-    let stdout = cb
-        .client
-        .get(format!("{}/api/v1/jobs/{}/stdout/", cb.base, first["id"]))
-        .header("authorization", cb.header(auth))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(stdout.contains(archive.as_str().unwrap()), "{stdout}");
-    let cancel = format!("/api/v1/jobs/{}/cancel/", first["id"]);
-    assert_eq!(cb.get(auth, &cancel).await, json!({"can_cancel": false}));
-    let (status, _) = cb.as_admin(auth, Method::POST, &cancel, None).await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        cb.count(auth, &format!("/api/v1/jobs/{}/job_events/", first["id"]))
-            .await,
-        0
-    );
+    // The repository now holds the second archive alone.
+    let repository = cb.get(auth, "/api/v1/repositories/1/").await;
+    assert_eq!(repository["original_size"], second["original_size"]);
+    // The cleanup forgets the first backup job, whose archive was pruned, and nothing
+    // else.
+    let first_path = format!("/api/v1/jobs/{}/", first["id"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, _) = cb.as_admin(auth, Method::GET, &first_path, None).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first backup job is still listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for kept in [&second, &catalog, &prune] {
+        let (status, _) = cb
+            .as_admin(
+                auth,
+                Method::GET,
+                &format!("/api/v1/jobs/{}/", kept["id"]),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kept}");
+    }
     let stats = cb.get(auth, "/api/v1/stats/").await;
     assert_eq!(stats.as_array().unwrap().len(), 1, "{stats}");
-    assert_eq!(stats[0]["success"], 2);
+    assert_eq!(stats[0]["success"], 1);
     assert_eq!(stats[0]["failed"], 0);
-    assert!(stats[0]["size"].as_u64().unwrap() >= 200_010);
-    let path = format!("/api/v1/jobs/{}/", first["id"]);
+    assert!(stats[0]["size"].as_u64().unwrap() >= 100_005);
+    // A finished job can be deleted.
+    let path = format!("/api/v1/jobs/{}/", catalog["id"]);
     let (status, _) = cb.as_admin(auth, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = cb.as_admin(auth, Method::GET, &path, None).await;
