@@ -11,8 +11,15 @@ use axum::response::Response;
 
 use super::AppState;
 
+/// Series a dialect adds to `/metrics`, given the request's headers (its own guard
+/// decides whether this request sees them): `None` for none. Called off the async
+/// workers, so it may read the state store and the index.
+pub type MetricsExtension =
+    std::sync::Arc<dyn Fn(&axum::http::HeaderMap) -> Option<String> + Send + Sync>;
+
 #[derive(Default)]
 pub struct Metrics {
+    extensions: Mutex<Vec<MetricsExtension>>,
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     pub bytes_uploaded: AtomicU64,
     pub bytes_downloaded: AtomicU64,
@@ -24,6 +31,21 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Adds a dialect's series to every later `/metrics` answer.
+    pub fn extend(&self, extension: MetricsExtension) {
+        self.extensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(extension);
+    }
+
+    pub fn extensions(&self) -> Vec<MetricsExtension> {
+        self.extensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn count_request(&self, method: &str, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *requests.entry((method.to_string(), status)).or_insert(0) += 1;

@@ -35,6 +35,22 @@ pub fn authenticate(
     }
 }
 
+/// The user and password of an `Authorization: Basic` header, if it carries one.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let text = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let mut words = text.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = words.next()?;
+    if words.next().is_some() {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 fn basic(
     service: &CyborgService,
     credential: Option<&str>,

@@ -93,6 +93,7 @@ pub fn start(context: &Context, config: &DialectsConfig) -> Result<Option<Mounte
         max_page_size: cb.max_page_size.max(1),
     });
     schedule_cleanup(context, &mount, cb.cleanup_interval_secs.max(1));
+    add_metrics(context, &mount);
     Ok(Some(Mounted {
         name: NAME,
         service: mount,
@@ -132,4 +133,17 @@ fn schedule_cleanup(context: &Context, mount: &Arc<Mount>, every_secs: u64) {
             .boxed()
         }),
     );
+}
+
+/// CyBorgBackup's gauges in the server's `/metrics`, for the requests its `metrics_*`
+/// settings let see them (the core's own series are everyone's, as before).
+fn add_metrics(context: &Context, mount: &Arc<Mount>) {
+    let mount = Arc::downgrade(mount);
+    context.app.metrics.extend(Arc::new(move |headers| {
+        let mount = mount.upgrade()?;
+        let basic = super::auth::basic_credentials(headers);
+        mount
+            .service
+            .metrics_for(basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())))
+    }));
 }

@@ -9,6 +9,7 @@ pub mod catalogs;
 pub mod events;
 pub mod fields;
 pub mod jobs;
+pub mod metrics;
 pub mod policies;
 pub mod policy_sources;
 pub mod records;

@@ -236,10 +236,71 @@ async fn crontabs(cb: &Cb) {
     );
 }
 
+/// The server's `/metrics`, with Basic `user:password` when given.
+async fn scrape(cb: &Cb, basic: Option<(&str, &str)>) -> String {
+    let mut request = cb.client.get(format!("{}/metrics", cb.base));
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+/// CyBorgBackup's gauges join the core's series only as its `metrics_*` settings say;
+/// the core's series are there for every request.
+async fn metrics(cb: &Cb) {
+    let auth = Auth::Basic;
+    let set = |id: u32, value: &'static str| async move {
+        let (status, body) = cb
+            .as_admin(
+                auth,
+                Method::PATCH,
+                &format!("/api/v1/settings/{id}/"),
+                Some(json!({ "value": value })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+    let plain = scrape(cb, None).await;
+    assert!(plain.contains("stowage_http_requests_total"), "{plain}");
+    assert!(!plain.contains("cyborgbackup_"), "{plain}");
+    set(17, "True").await;
+    // metrics_auth is on by default: only cyborg:backup sees the gauges.
+    assert!(!scrape(cb, None).await.contains("cyborgbackup_"));
+    assert!(!scrape(cb, Some(("cyborg", "wrong")))
+        .await
+        .contains("cyborgbackup_"));
+    let seen = scrape(cb, Some(("cyborg", "backup"))).await;
+    assert!(seen.contains("stowage_http_requests_total"), "{seen}");
+    assert!(seen.contains("cyborgbackup_info{instance=\""), "{seen}");
+    assert!(seen.contains("version=\"1.4\"} 1.0"), "{seen}");
+    assert!(
+        seen.contains("cyborgbackup_jobs_status{") && seen.contains("status=\"starting\"} 0.0"),
+        "{seen}"
+    );
+    assert!(seen.contains("# TYPE cyborgbackup_repositories_size gauge"));
+    set(19, "prom").await;
+    set(20, "scrape me").await;
+    assert!(!scrape(cb, Some(("cyborg", "backup")))
+        .await
+        .contains("cyborgbackup_"));
+    assert!(scrape(cb, Some(("prom", "scrape me")))
+        .await
+        .contains("cyborgbackup_info"));
+    set(18, "False").await;
+    assert!(scrape(cb, None).await.contains("cyborgbackup_info"));
+    set(17, "False").await;
+    assert!(!scrape(cb, Some(("prom", "scrape me")))
+        .await
+        .contains("cyborgbackup_"));
+}
+
 #[tokio::test]
 async fn cyborgbackup_lists_settings_and_crontabs() {
     let cb = Cb::start().await;
     pages_filters_and_order(&cb).await;
     settings(&cb).await;
     crontabs(&cb).await;
+    metrics(&cb).await;
 }
