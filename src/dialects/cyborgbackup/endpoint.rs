@@ -74,6 +74,10 @@ pub enum Endpoint {
     Calendar(u64),
     /// `/policies/vmmodule/`.
     VmModule,
+    /// `/settings/generate_ssh/`.
+    GenerateSsh,
+    /// `/settings/get_ssh_publickey/`.
+    SshPublicKey,
     /// `/jobs/<id>/cancel/`.
     Cancel(u64),
     /// `/jobs/<id>/start/`.
@@ -114,6 +118,8 @@ pub fn parse(rest: &str) -> Option<Endpoint> {
         ["config"] => Endpoint::Config,
         ["me"] => Endpoint::Me,
         ["policies", "vmmodule"] => Endpoint::VmModule,
+        ["settings", "generate_ssh"] => Endpoint::GenerateSsh,
+        ["settings", "get_ssh_publickey"] => Endpoint::SshPublicKey,
         ["job_events"] => Endpoint::JobEvents(None),
         ["catalogs"] => Endpoint::Catalogs,
         ["escatalogs"] => Endpoint::Escatalogs,
@@ -154,9 +160,11 @@ impl Endpoint {
             Endpoint::List(Kind::Settings | Kind::Jobs) => {}
             Endpoint::List(_) => methods.push(Method::POST),
             Endpoint::Item(Kind::Jobs, _) => methods.push(Method::DELETE),
-            Endpoint::Launch(_) | Endpoint::Cancel(_) | Endpoint::Start(_) | Endpoint::Restore => {
-                methods.push(Method::POST)
-            }
+            Endpoint::Launch(_)
+            | Endpoint::Cancel(_)
+            | Endpoint::Start(_)
+            | Endpoint::Restore
+            | Endpoint::GenerateSsh => methods.push(Method::POST),
             Endpoint::Relaunch(_) => return vec![Method::POST],
             Endpoint::Item(kind, _) => {
                 methods.extend([Method::PUT, Method::PATCH]);
@@ -176,6 +184,8 @@ impl Endpoint {
             Endpoint::Root | Endpoint::Ping | Endpoint::Config | Endpoint::Me => Action::Own,
             Endpoint::List(_)
             | Endpoint::VmModule
+            | Endpoint::GenerateSsh
+            | Endpoint::SshPublicKey
             | Endpoint::JobEvents(_)
             | Endpoint::JobEvent(_)
             | Endpoint::Catalogs
@@ -207,6 +217,11 @@ mod tests {
             Some(Endpoint::Item(Kind::Schedules, 12))
         );
         assert_eq!(parse("/policies/vmmodule/"), Some(Endpoint::VmModule));
+        assert_eq!(parse("/settings/generate_ssh"), Some(Endpoint::GenerateSsh));
+        assert_eq!(
+            parse("/settings/get_ssh_publickey/"),
+            Some(Endpoint::SshPublicKey)
+        );
         assert_eq!(parse("/policies/3/launch"), Some(Endpoint::Launch(3)));
         assert_eq!(parse("/jobs/4/stdout/"), Some(Endpoint::Stdout(4)));
         assert_eq!(parse("/jobs/"), Some(Endpoint::List(Kind::Jobs)));

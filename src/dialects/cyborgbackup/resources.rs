@@ -16,6 +16,7 @@ use super::list::{self, ListRequest};
 use super::wire::{self, Base};
 use crate::service::cyborgbackup::fields::{self, boolean, text, Field};
 use crate::service::cyborgbackup::schedules::ScheduleInput;
+use crate::service::cyborgbackup::ssh_keys::key_request;
 use crate::service::cyborgbackup::users::{UserInput, NOTIFY_FIELDS};
 use crate::service::cyborgbackup::{Account, CyborgService};
 
@@ -95,7 +96,34 @@ pub fn answer(call: &Call, endpoint: Endpoint) -> Reply {
         Endpoint::List(kind) if *call.method == Method::POST => create(call, kind),
         Endpoint::List(kind) => list(call, kind),
         Endpoint::Item(kind, id) => item(call, kind, id),
+        Endpoint::GenerateSsh => generate_ssh(call),
+        Endpoint::SshPublicKey => match call.service.ssh_public_key() {
+            Some(line) => ok(Value::String(line)),
+            None => ok(json!([])),
+        },
         other => super::backups::answer(call, other),
+    }
+}
+
+/// `settings/generate_ssh/`: GET 200 `[]` when a key is stored, else 204; POST
+/// `{type, size, force}` → 201 `{"pubkey"}`, or 409 `{}` when one is stored and
+/// `force` was not given.
+fn generate_ssh(call: &Call) -> Reply {
+    let service = call.service;
+    if *call.method != Method::POST {
+        return Ok(if service.has_ssh_key() {
+            Json(json!([])).into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        });
+    }
+    let body = object(call.body)?;
+    let (kind, force) = key_request(&body)?;
+    match service.generate_ssh_key(caller(call)?, kind, force)? {
+        Some(pubkey) => {
+            Ok((StatusCode::CREATED, Json(json!({ "pubkey": pubkey }))).into_response())
+        }
+        None => Ok((StatusCode::CONFLICT, Json(json!({}))).into_response()),
     }
 }
 

@@ -138,6 +138,17 @@ pub fn document() -> Value {
     }
     for (path, ops) in [
         ("policies/vmmodule", &[("get", "VM modules")][..]),
+        (
+            "settings/generate_ssh",
+            &[
+                ("get", "Whether a key pair is stored"),
+                ("post", "Make a key pair"),
+            ][..],
+        ),
+        (
+            "settings/get_ssh_publickey",
+            &[("get", "The public key")][..],
+        ),
         ("job_events", &[("get", "List")][..]),
         ("catalogs", &[("get", "List")][..]),
         ("escatalogs", &[("get", "Search an archive's catalog")][..]),

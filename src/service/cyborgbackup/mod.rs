@@ -16,6 +16,7 @@ pub mod records;
 pub mod restores;
 pub mod schedules;
 pub mod settings;
+pub mod ssh_keys;
 pub mod store;
 pub mod tokens;
 pub mod users;

@@ -165,6 +165,9 @@ pub fn by_id(id: u64) -> Option<&'static SettingSpec> {
     CATALOG.iter().find(|s| u64::from(s.id) == id)
 }
 
+/// The id of `cyborgbackup_ssh_key`, the private half of the SSH key pair.
+pub const SETTING_SSH_KEY: u32 = 10;
+
 /// What a secret's value is shown as once set.
 pub const MASK: &str = "$encrypted$";
 

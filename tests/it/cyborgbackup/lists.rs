@@ -236,6 +236,81 @@ async fn crontabs(cb: &Cb) {
     );
 }
 
+/// The SSH key pair of the SSH settings: made once, kept masked, its public half read
+/// back; a second one only by force.
+async fn ssh_keys(cb: &Cb) {
+    let auth = Auth::Basic;
+    let generate = "/api/v1/settings/generate_ssh/";
+    let public = "/api/v1/settings/get_ssh_publickey/";
+    // `settings` left "12" there: stored, but no key to read a public half from.
+    let (status, _) = cb.as_admin(auth, Method::GET, generate, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cb.get(auth, public).await, json!([]));
+    let (status, _) = cb
+        .as_admin(
+            auth,
+            Method::PATCH,
+            "/api/v1/settings/10/",
+            Some(json!({"value": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cb.as_admin(auth, Method::GET, generate, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(cb.get(auth, public).await, json!([]));
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::POST,
+            generate,
+            Some(json!({"type": "rsa", "size": 4096})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["type"][0].as_str().unwrap().contains("ed25519"),
+        "{body}"
+    );
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::POST,
+            generate,
+            Some(json!({"type": "ed25519", "size": 256})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = body["pubkey"].as_str().unwrap().to_string();
+    assert!(
+        first.starts_with("ssh-ed25519 AAAA") && first.ends_with(" cyborg@cyborg.local"),
+        "{first}"
+    );
+    let (status, body) = cb.as_admin(auth, Method::GET, generate, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    assert_eq!(cb.get(auth, public).await, json!(first));
+    assert_eq!(
+        cb.get(auth, "/api/v1/settings/10/").await["value"],
+        "$encrypted$"
+    );
+    let (status, body) = cb
+        .as_admin(auth, Method::POST, generate, Some(json!({"type": "ecdsa"})))
+        .await;
+    assert_eq!((status, body), (StatusCode::CONFLICT, json!({})));
+    assert_eq!(cb.get(auth, public).await, json!(first));
+    let (status, body) = cb
+        .as_admin(
+            auth,
+            Method::POST,
+            generate,
+            Some(json!({"type": "ecdsa", "size": 256, "force": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = body["pubkey"].as_str().unwrap();
+    assert!(second.starts_with("ecdsa-sha2-nistp256 "), "{second}");
+    assert_eq!(cb.get(auth, public).await, json!(second));
+}
+
 /// The server's `/metrics`, with Basic `user:password` when given.
 async fn scrape(cb: &Cb, basic: Option<(&str, &str)>) -> String {
     let mut request = cb.client.get(format!("{}/metrics", cb.base));
@@ -303,4 +378,5 @@ async fn cyborgbackup_lists_settings_and_crontabs() {
     settings(&cb).await;
     crontabs(&cb).await;
     metrics(&cb).await;
+    ssh_keys(&cb).await;
 }
