@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `put` of one file into an empty repository and into a grown one, alternated, on a quiet
+# machine (docs/PERFORMANCE.md, "Scale"): what the size of the repository costs an ingest.
+#
+#   scripts/put-grown.sh WORKDIR BINARY TAR CHUNKS BACKUPS ROUNDS
+#
+# Builds the grown repository once with `stowage bench scale --chunks CHUNKS --backups
+# BACKUPS`, then ROUNDS times: `put TAR` into a new empty repository, and `put TAR` into
+# the grown one followed by `delete --purge` and `gc` (untimed), so every round finds the
+# grown repository as it was. Prints seconds and peak MiB of each timed put.
+set -euo pipefail
+[ $# -eq 6 ] || { sed -n 2,10p "$0"; exit 2; }
+work=$1 binary=$2 tar=$3 chunks=$4 backups=$5 rounds=$6
+mkdir -p "$work"
+export STOWAGE_PASSWORD=scale-bench
+grown="$work/grown" empty="$work/empty"
+rm -rf "$grown"
+"$binary" init --repo "$grown" > /dev/null 2>&1
+/usr/bin/time -f "built in %e s, %M KiB" "$binary" bench scale --repo "$grown" \
+  --chunks "$chunks" --backups "$backups" > /dev/null
+timed() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/time.out" "$binary" "$@" > /dev/null 2>&1
+  read -r seconds kib < "$work/time.out"
+  printf '%s\t%s s\t%s MiB\n' "$label" "$seconds" "$((kib / 1024))"
+}
+for round in $(seq "$rounds"); do
+  rm -rf "$empty"
+  "$binary" init --repo "$empty" > /dev/null 2>&1
+  timed "round $round: empty" put --repo "$empty" --series tar "$tar"
+  timed "round $round: grown" put --repo "$grown" --series tar "$tar"
+  id=$("$binary" ls --repo "$grown" --series tar --json 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+  "$binary" delete --purge --repo "$grown" "$id" > /dev/null 2>&1
+  "$binary" gc --repo "$grown" > /dev/null 2>&1
+done
+rm -rf "$empty"
