@@ -204,6 +204,22 @@ fn apply_refs(
             ),
         )),
     }
+    // The original runs hooks on the client over SSH; stowage runs none, and a hook
+    // silently skipped would let a backup run without what it was meant to prepare.
+    for hook in ["prehook", "posthook"] {
+        if body
+            .get(hook)
+            .and_then(Value::as_str)
+            .is_some_and(|h| !h.trim().is_empty())
+        {
+            errors.push((
+                hook.to_string(),
+                "stowage runs no hooks: leave this empty (a piped policy runs a command on \
+                 this server)."
+                    .to_string(),
+            ));
+        }
+    }
     match body.get("policy_type") {
         None => {}
         Some(Value::String(t)) if POLICY_TYPES.contains(&t.as_str()) => {

@@ -291,6 +291,24 @@ async fn a_launched_folders_policy_backs_up_its_files_and_prunes_by_keep_hourly(
             .contains("outside"),
         "{answer}"
     );
+    // Hooks would be skipped silently: refused.
+    let (status, answer) = cb
+        .as_admin(
+            auth,
+            Method::POST,
+            "/api/v1/policies/",
+            Some(
+                json!({"name": "Hooked", "policy_type": "folders", "schedule": 1,
+                "repository": 1, "clients": [1], "prehook": "systemctl stop db",
+                "extra_vars": json!({"folders": [data]}).to_string()}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["prehook"][0].as_str().unwrap().contains("no hooks"),
+        "{answer}"
+    );
     let policy = cb
         .post(
             auth,
