@@ -384,14 +384,7 @@ impl CyborgService {
         let Ok(core) = self.core() else {
             return 0;
         };
-        self.sync_jobs();
-        let links: Vec<(u64, JobLink)> = self
-            .lock()
-            .jobs
-            .iter()
-            .map(|(id, l)| (*id, l.clone()))
-            .collect();
-        let rows = self.rows(links);
+        let rows = self.list_jobs();
         if rows.iter().any(JobRow::is_active) {
             return 0;
         }

@@ -57,6 +57,16 @@ impl<'a> Gauge<'a> {
         Gauge { out, name }
     }
 
+    /// One sample per flag value, `enabled="True"` and `"False"`, counted by `count`.
+    fn by_flag(&mut self, instance: &str, count: impl Fn(bool) -> usize) {
+        for state in [true, false] {
+            self.sample(
+                &[("instance", instance), ("enabled", python_bool(state))],
+                count(state) as f64,
+            );
+        }
+    }
+
     fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         let labels: Vec<String> = labels
             .iter()
@@ -152,18 +162,14 @@ impl CyborgService {
             gauge.sample(&[("instance", instance), ("status", status)], count as f64);
         }
 
-        let mut gauge = Gauge::new(
+        Gauge::new(
             &mut out,
             "cyborgbackup_policies_enabled",
             "CyBorgBackup Policies Enabled",
-        );
-        for state in [true, false] {
-            let count = policies.iter().filter(|p| p.2 == state).count();
-            gauge.sample(
-                &[("instance", instance), ("enabled", python_bool(state))],
-                count as f64,
-            );
-        }
+        )
+        .by_flag(instance, |state| {
+            policies.iter().filter(|p| p.2 == state).count()
+        });
 
         let mut gauge = Gauge::new(
             &mut out,
@@ -192,31 +198,22 @@ impl CyborgService {
             );
         }
 
-        let mut gauge = Gauge::new(
+        Gauge::new(
             &mut out,
             "cyborgbackup_clients_enabled",
             "CyBorgBackup Clients Enabled",
-        );
-        for state in [true, false] {
-            let count = clients.iter().filter(|c| c.enabled == state).count();
-            gauge.sample(
-                &[("instance", instance), ("enabled", python_bool(state))],
-                count as f64,
-            );
-        }
-
-        let mut gauge = Gauge::new(
+        )
+        .by_flag(instance, |state| {
+            clients.iter().filter(|c| c.enabled == state).count()
+        });
+        Gauge::new(
             &mut out,
             "cyborgbackup_schedules_enabled",
             "CyBorgBackup Schedules Enabled",
-        );
-        for state in [true, false] {
-            let count = schedules.iter().filter(|e| **e == state).count();
-            gauge.sample(
-                &[("instance", instance), ("enabled", python_bool(state))],
-                count as f64,
-            );
-        }
+        )
+        .by_flag(instance, |state| {
+            schedules.iter().filter(|e| **e == state).count()
+        });
 
         let mut gauge = Gauge::new(
             &mut out,
