@@ -16,6 +16,10 @@ use stowage::server::{self, RunningServer, ServerConfig};
 
 use crate::support::{random_bytes, serve_on_loopback};
 
+/// How long a token of the HTTP test's server is valid: long enough that the checks made
+/// right after the tokens are made run well inside it on a loaded machine.
+const TOKEN_VALIDITY_SECS: u64 = 4;
+
 struct Tapu {
     http: String,
     ftp_port: u16,
@@ -321,10 +325,11 @@ async fn tapu_export_and_import_flows_of_b2() {
     tapu.stop().await;
 }
 
-/// A server for the error cases: a cap of 3 tokens, tokens valid 2 s, no sweep of its own.
+/// A server for the error cases: a cap of 3 tokens, tokens valid [`TOKEN_VALIDITY_SECS`],
+/// no sweep of its own.
 async fn edge_server(dir: &Path) -> Tapu {
     Tapu::start(dir, |config| {
-        config.dialects.tapu.token_validity_secs = 2;
+        config.dialects.tapu.token_validity_secs = TOKEN_VALIDITY_SECS;
         config.dialects.tapu.sweep_interval_secs = 3600;
     })
     .await
@@ -445,6 +450,14 @@ async fn tapu_http_errors_and_tokens_as_the_original() {
     // GET with the query works as the POST body does.
     let (status, _) = tapu.get("/token?instance=c.io").await;
     assert_eq!(status, StatusCode::CREATED);
+    // Every token so far was made before this instant; none has expired yet (checked at
+    // once, far inside their validity, so a loaded machine cannot outrun it).
+    let all_made = std::time::Instant::now();
+    let (status, body) = tapu.post("/release-expired-tokens", json!({})).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "no_tokens_to_release")
+    );
     let (status, body) = tapu.post("/token", json!({"instance": "d.io"})).await;
     assert_eq!(
         (status, body),
@@ -478,13 +491,9 @@ async fn tapu_http_errors_and_tokens_as_the_original() {
         assert!(status_body[group][key].is_string(), "{group}.{key}: {body}");
     }
 
-    // Expiry: nothing yet; past the validity a token still works until it is released.
-    let (status, body) = tapu.post("/release-expired-tokens", json!({})).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "no_tokens_to_release")
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Past the validity a token still works until it is released.
+    let expired = all_made + std::time::Duration::from_millis(TOKEN_VALIDITY_SECS * 1000 + 100);
+    tokio::time::sleep_until(expired.into()).await;
     let late = tapu
         .ftp("a.io", &second_password, json!([{"op": "nlst"}]))
         .await;
