@@ -8,8 +8,9 @@
 //! `sh -c <extra_vars.command>`, `postgresql` the output of `pg_dump` of its
 //! `extra_vars.database` (else `pg_dumpall`). On any other client the same folders are
 //! backed up by that host's agent (`rootfs` as `/` with the fixed excludes left out);
-//! `piped` and `postgresql` run a command, which only this server does. `vm`, `mysql`
-//! and `proxmox` are refused, naming the type.
+//! `piped`, `postgresql` and `mysql` (`mysqldump` of its `extra_vars.databases`, else
+//! every database) run a command, which only this server does. `vm` and `proxmox` are
+//! refused, naming the type.
 
 use serde_json::{Map, Value};
 
@@ -169,7 +170,8 @@ pub fn source_of(policy: &Policy, place: Place) -> Result<PolicySource, CbError>
                 "\"database\" must be a database name (1 to 63 bytes, no NUL).",
             )),
         },
-        ("piped" | "postgresql", Place::Agent(host)) => Err(CbError::invalid(
+        ("mysql", Place::Here) => mysqldump(&vars).map(|argv| PolicySource::Command { argv }),
+        ("piped" | "postgresql" | "mysql", Place::Agent(host)) => Err(CbError::invalid(
             "policy_type",
             format!(
                 "A {} policy runs its command on this server; client {host} has an agent, which backs up folders only: use a folders policy for it.",
@@ -179,7 +181,7 @@ pub fn source_of(policy: &Policy, place: Place) -> Result<PolicySource, CbError>
         (other, _) => Err(CbError::invalid(
             "policy_type",
             format!(
-                "Policy type \"{other}\" is not supported by this server yet: use folders, config, mail, rootfs, piped or postgresql."
+                "Policy type \"{other}\" is not supported by this server yet: use folders, config, mail, rootfs, piped, postgresql or mysql."
             ),
         )),
     }
@@ -190,10 +192,70 @@ fn valid_database(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && !name.contains('\0')
 }
 
+/// A MySQL database or user name that cannot pass for an option: 1 to 64 bytes, no
+/// NUL, not starting with `-`.
+fn valid_mysql_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && !name.contains('\0') && !name.starts_with('-')
+}
+
+/// As the original: `mysqldump` with `extra_vars.user` and `databases` (a list, or one
+/// name), else `--all-databases`, run as the server's user. A password is refused: on a
+/// command line every local user could read it in the process list; the server user's
+/// `~/.my.cnf` (or socket authentication) gives it instead, as `~/.pgpass` does for
+/// PostgreSQL.
+fn mysqldump(vars: &Map<String, Value>) -> Result<Vec<String>, CbError> {
+    let invalid = |message: &str| CbError::invalid("extra_vars", message);
+    if vars.contains_key("extended_mysql") {
+        return Err(invalid(
+            "Per-client \"extended_mysql\" is not read: give \"user\" and \"databases\" at the top of extra_vars.",
+        ));
+    }
+    if vars
+        .get("password")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(invalid(
+            "A MySQL password is not passed on a command line, where every local user could read it: put it in the stowage server user's ~/.my.cnf ([mysqldump] password=...) and leave \"password\" out.",
+        ));
+    }
+    let mut argv = vec!["mysqldump".to_string()];
+    match vars.get("user") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(user)) if user.is_empty() => {}
+        Some(Value::String(user)) if valid_mysql_name(user) => argv.push(format!("--user={user}")),
+        Some(_) => {
+            return Err(invalid(
+                "\"user\" must be a MySQL user name (1 to 64 bytes, not starting with -).",
+            ))
+        }
+    }
+    let bad_name = || {
+        invalid("\"databases\" must be database names (1 to 64 bytes, not starting with -), as a list or one name.")
+    };
+    match vars.get("databases") {
+        None | Some(Value::Null) => argv.push("--all-databases".into()),
+        Some(Value::String(name)) if name.is_empty() => argv.push("--all-databases".into()),
+        Some(Value::String(name)) if valid_mysql_name(name) => argv.push(name.clone()),
+        Some(Value::Array(names)) if names.is_empty() => argv.push("--all-databases".into()),
+        Some(Value::Array(names)) if names.len() <= 1000 => {
+            argv.push("--databases".into());
+            for name in names {
+                match name.as_str() {
+                    Some(name) if valid_mysql_name(name) => argv.push(name.to_string()),
+                    _ => return Err(bad_name()),
+                }
+            }
+        }
+        Some(_) => return Err(bad_name()),
+    }
+    Ok(argv)
+}
+
 /// The field a core refusal of the policy's source is about.
 pub fn source_field(policy_type: &str) -> &'static str {
     match policy_type {
-        "folders" | "piped" | "postgresql" => "extra_vars",
+        "folders" | "piped" | "postgresql" | "mysql" => "extra_vars",
         _ => "policy_type",
     }
 }
@@ -289,6 +351,36 @@ mod tests {
         );
         policy.extra_vars = r#"{"database": 7}"#.into();
         assert!(source_of(&policy, Place::Here).is_err());
+        policy.policy_type = "mysql".into();
+        let dump = |vars: &str| {
+            let mut policy = policy.clone();
+            policy.extra_vars = vars.into();
+            match source_of(&policy, Place::Here) {
+                Ok(PolicySource::Command { argv }) => Ok(argv),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(dump("").unwrap(), ["mysqldump", "--all-databases"]);
+        assert_eq!(
+            dump(r#"{"user": "backup", "databases": ["shop", "wiki"]}"#).unwrap(),
+            ["mysqldump", "--user=backup", "--databases", "shop", "wiki"]
+        );
+        assert_eq!(
+            dump(r#"{"databases": "shop"}"#).unwrap(),
+            ["mysqldump", "shop"]
+        );
+        for refused in [
+            r#"{"password": "hunter2"}"#,
+            r#"{"databases": ["--all-databases", "x"]}"#,
+            r#"{"databases": "-e"}"#,
+            r#"{"user": "-p"}"#,
+            r#"{"extended_mysql": {"1": {}}}"#,
+            r#"{"databases": 3}"#,
+        ] {
+            assert!(dump(refused).is_err(), "{refused}");
+        }
+        assert!(source_of(&policy, Place::Agent("web-1")).is_err());
         policy.policy_type = "piped".into();
         policy.extra_vars = r#"{"command": "echo hi"}"#.into();
         let Err(CbError::Invalid(errors)) = source_of(&policy, Place::Agent("web-1")) else {
