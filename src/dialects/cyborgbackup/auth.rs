@@ -46,6 +46,11 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if words.next().is_some() {
         return None;
     }
+    decode_basic(encoded)
+}
+
+/// `user:password` out of a Basic credential's base64 text.
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -65,16 +70,12 @@ fn basic(
             "Invalid basic header. Credentials string should not contain spaces.",
         ));
     }
-    let decoded = STANDARD
-        .decode(encoded)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let Some((email, password)) = decoded.as_deref().and_then(|text| text.split_once(':')) else {
+    let Some((email, password)) = decode_basic(encoded) else {
         return Err(refuse(
             "Invalid basic header. Credentials not correctly base64 encoded.",
         ));
     };
-    match service.sign_in(email, password) {
+    match service.sign_in(&email, &password) {
         Ok(account) => Ok(account),
         Err(CbError::BadCredentials) => Err(refuse("Invalid username/password.")),
         Err(e) => Err(e.into()),

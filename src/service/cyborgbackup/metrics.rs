@@ -108,9 +108,12 @@ impl CyborgService {
             .map(|c| c.local_hostname.clone())
             .unwrap_or_default();
         let instance = instance.as_str();
+        // The jobs are read once: the repositories' and clients' live figures come from
+        // the same rows.
         let jobs = self.list_jobs();
-        let repositories = self.list_repositories();
-        let clients = self.list_clients();
+        let live = self.live(&jobs);
+        let repositories = self.repositories_shown(&live);
+        let clients = self.clients_shown(&live);
         let (policies, schedules_enabled) = {
             let state = self.lock();
             let policies: Vec<(String, String, bool, usize)> = state

@@ -52,11 +52,13 @@ fn merged<T: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| CbError::invalid("__all__", e.to_string()))
 }
 
-/// Where a job has succeeded: the clients and repositories it proved ready.
-#[derive(Default)]
-struct Proven {
+/// What records show beyond their stored fields, read once per request: where a job has
+/// succeeded (the clients and repositories it proved ready) and the store's compression
+/// ratio.
+pub(super) struct Live {
     clients: std::collections::HashSet<u64>,
     repositories: std::collections::HashSet<u64>,
+    compression_ratio: f64,
 }
 
 /// A byte count in a record's integer field.
@@ -70,8 +72,8 @@ impl CyborgService {
     /// each added to the store); `compressed_size` is the original size at the store's
     /// compression ratio, since stowage compresses a chunk once, when it is new, and so
     /// has no compressed size of the chunks an archive shares.
-    fn shown_repository(&self, mut record: Repository, proven: &Proven) -> Repository {
-        record.ready |= proven.repositories.contains(&record.id);
+    fn shown_repository(&self, mut record: Repository, live: &Live) -> Repository {
+        record.ready |= live.repositories.contains(&record.id);
         let Ok(core) = self.core() else {
             return record;
         };
@@ -86,11 +88,7 @@ impl CyborgService {
         };
         let original: u64 = backups.iter().map(|b| b.manifest.size).sum();
         let deduplicated: u64 = backups.iter().map(|b| b.manifest.stored_bytes).sum();
-        let ratio = core
-            .repo
-            .stats()
-            .map(|s| s.compression_ratio)
-            .unwrap_or(1.0);
+        let ratio = live.compression_ratio;
         let compressed = if ratio > 0.0 {
             (original as f64 / ratio).round() as u64
         } else {
@@ -103,35 +101,50 @@ impl CyborgService {
     }
 
     /// `record` with its live readiness.
-    fn shown_client(&self, mut record: Client, proven: &Proven) -> Client {
+    fn shown_client(&self, mut record: Client, live: &Live) -> Client {
         let heard = match self.place(&record.hostname) {
             super::policy_sources::Place::Here => false,
             super::policy_sources::Place::Agent(host) => {
                 self.core().is_ok_and(|c| c.agents.heard_from(host))
             }
         };
-        record.ready |= heard || proven.clients.contains(&record.id);
+        record.ready |= heard || live.clients.contains(&record.id);
         record
     }
 
-    /// The clients and repositories a job has succeeded on.
-    fn proven(&self) -> Proven {
-        let mut proven = Proven::default();
-        for row in self.list_jobs() {
+    /// The live figures, from `jobs` (the listed jobs) and the store's kept totals.
+    pub(super) fn live(&self, jobs: &[super::jobs::JobRow]) -> Live {
+        let mut live = Live {
+            clients: Default::default(),
+            repositories: Default::default(),
+            compression_ratio: self
+                .core()
+                .ok()
+                .and_then(|c| c.repo.stats().ok())
+                .map_or(1.0, |s| s.compression_ratio),
+        };
+        for row in jobs {
             if row.core.status == crate::state::jobs::JobStatus::Succeeded {
-                proven.repositories.insert(row.link.repository);
-                proven.clients.extend(row.link.client);
+                live.repositories.insert(row.link.repository);
+                live.clients.extend(row.link.client);
             }
         }
-        proven
+        live
+    }
+
+    fn live_now(&self) -> Live {
+        self.live(&self.list_jobs())
     }
 
     pub fn list_repositories(&self) -> Vec<Repository> {
-        let proven = self.proven();
+        self.repositories_shown(&self.live_now())
+    }
+
+    pub(super) fn repositories_shown(&self, live: &Live) -> Vec<Repository> {
         let records: Vec<Repository> = self.lock().repositories.values().cloned().collect();
         records
             .into_iter()
-            .map(|r| self.shown_repository(r, &proven))
+            .map(|r| self.shown_repository(r, live))
             .collect()
     }
 
@@ -142,7 +155,7 @@ impl CyborgService {
             .get(&id)
             .cloned()
             .ok_or(CbError::NotFound("Repository"))?;
-        Ok(self.shown_repository(record, &self.proven()))
+        Ok(self.shown_repository(record, &self.live_now()))
     }
 
     pub fn create_repository(
@@ -173,7 +186,7 @@ impl CyborgService {
         state.repositories.insert(record.id, record.clone());
         self.save(&state)?;
         drop(state);
-        Ok(self.shown_repository(record, &self.proven()))
+        Ok(self.shown_repository(record, &self.live_now()))
     }
 
     pub fn update_repository(
@@ -195,7 +208,7 @@ impl CyborgService {
         state.repositories.insert(id, record.clone());
         self.save(&state)?;
         drop(state);
-        Ok(self.shown_repository(record, &self.proven()))
+        Ok(self.shown_repository(record, &self.live_now()))
     }
 
     pub fn delete_repository(&self, caller: &Account, id: u64) -> Result<(), CbError> {
@@ -209,11 +222,14 @@ impl CyborgService {
     }
 
     pub fn list_clients(&self) -> Vec<Client> {
-        let proven = self.proven();
+        self.clients_shown(&self.live_now())
+    }
+
+    pub(super) fn clients_shown(&self, live: &Live) -> Vec<Client> {
         let records: Vec<Client> = self.lock().clients.values().cloned().collect();
         records
             .into_iter()
-            .map(|c| self.shown_client(c, &proven))
+            .map(|c| self.shown_client(c, live))
             .collect()
     }
 
@@ -224,7 +240,7 @@ impl CyborgService {
             .get(&id)
             .cloned()
             .ok_or(CbError::NotFound("Client"))?;
-        Ok(self.shown_client(record, &self.proven()))
+        Ok(self.shown_client(record, &self.live_now()))
     }
 
     /// The policies that name each client, as `(client, policy id, policy name)`, by
@@ -274,7 +290,7 @@ impl CyborgService {
         state.clients.insert(record.id, record.clone());
         self.save(&state)?;
         drop(state);
-        Ok(self.shown_client(record, &self.proven()))
+        Ok(self.shown_client(record, &self.live_now()))
     }
 
     pub fn update_client(
@@ -295,7 +311,7 @@ impl CyborgService {
         self.save(&state)?;
         drop(state);
         self.client_changed(caller, id);
-        Ok(self.shown_client(record, &self.proven()))
+        Ok(self.shown_client(record, &self.live_now()))
     }
 
     pub fn delete_client(&self, caller: &Account, id: u64) -> Result<(), CbError> {
