@@ -13,6 +13,18 @@
 //! failed half way leaves the token unrecorded for the rest of the process, so the next
 //! open reconciles.
 //!
+//! **Reconciling in a running process.** A reconciliation compares a listing of the
+//! backend with the index, so a change landing between the two reads looks like a
+//! difference: a backup committed after the listing but before the index was read would
+//! lose its record, one purged meanwhile could get its record back. So every change is
+//! admitted through a gate ([`Generations::begin`] holds it shared until the change is
+//! finished or dropped) and a reconciliation holds it alone
+//! ([`Generations::exclusive`]): it waits for the changes in flight and none starts
+//! until it is done. And while this process wrote the backend's token and no change of
+//! it failed half way, its own overlapping changes are the only reason the index has not
+//! recorded that token ([`Generations::explains`]): the index is current, and `gc`
+//! does not reconcile at all.
+//!
 //! The object is `generation`: a blob envelope (domain Generation, name `generation`,
 //! never compressed) around 16 random bytes.
 
@@ -75,6 +87,9 @@ struct State {
 /// This process's side of the protocol.
 #[derive(Default)]
 pub(crate) struct Generations {
+    /// Shared by every change from its announcement to its end, held alone by a
+    /// reconciliation of the index with the backend.
+    gate: tokio::sync::RwLock<()>,
     /// Orders token writes, so the token last written is the one held as `latest`.
     writes: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -87,7 +102,9 @@ impl Generations {
     }
 
     /// Announces a change: writes a new token to the backend before anything else.
+    /// Waits while a reconciliation runs.
     pub(crate) async fn begin<'a>(&'a self, inner: &'a RepoInner) -> Result<Change<'a>, RepoError> {
+        let admitted = self.gate.read().await;
         let _ordered = self.writes.lock().await;
         let token = write_new(&inner.backend, &inner.keys).await?;
         let mut state = self.state();
@@ -96,7 +113,32 @@ impl Generations {
         Ok(Change {
             inner,
             finished: false,
+            _admitted: admitted,
         })
+    }
+
+    /// Whether this process's own changes explain why the index has not recorded
+    /// `backend`, the backend's token: this process wrote it, and none of its changes
+    /// failed half way. Every change it finished is then in the index and every change
+    /// in flight will be, so the index describes the backend without a reconciliation.
+    pub(crate) fn explains(&self, backend: &Token) -> bool {
+        let state = self.state();
+        !state.tainted && state.latest.as_ref() == Some(backend)
+    }
+
+    /// Holds off every change of this process for a reconciliation: waits for those in
+    /// flight to end, and admits none until the guard is dropped.
+    pub(crate) async fn exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// A reconciliation, holding [`Generations::exclusive`], made the index match the
+    /// backend at `token` and recorded it: the index is trusted again, whatever change
+    /// had failed before.
+    pub(crate) fn reconciled(&self, token: Token) {
+        let mut state = self.state();
+        state.latest = Some(token);
+        state.tainted = false;
     }
 }
 
@@ -104,6 +146,8 @@ impl Generations {
 pub(crate) struct Change<'a> {
     inner: &'a RepoInner,
     finished: bool,
+    /// Keeps a reconciliation out until the change is over, finished or not.
+    _admitted: tokio::sync::RwLockReadGuard<'a, ()>,
 }
 
 impl Change<'_> {

@@ -231,12 +231,18 @@ impl Repository {
         self.inner.reconciled_on_open.get()
     }
 
+    /// Reconciles the index with the backend unless it is known to be current: it
+    /// recorded the backend's generation, or this process's own changes in flight are
+    /// why it has not yet (see `generation`). A running process calls this too (`gc`).
     async fn ensure_index_current(&self) -> Result<(), RepoError> {
         let inner = &self.inner;
         let backend = generation::read(&inner.backend, &inner.keys).await?;
-        let indexed = inner.index.generation()?;
-        if backend.is_some() && backend.map(|t| t.to_vec()) == indexed {
-            return Ok(());
+        if let Some(token) = backend {
+            if inner.index.generation()?.as_deref() == Some(token.as_slice())
+                || inner.generations.explains(&token)
+            {
+                return Ok(());
+            }
         }
         tracing::info!(
             index = %inner.index.path().display(),

@@ -55,13 +55,21 @@ impl Repository {
     /// this handle must be dropped, and the next open reconciles it. `stowage repair
     /// index` uses [`Repository::open_rebuilding_index`], on a handle of its own.
     pub async fn rebuild_index(&self) -> Result<RepairReport, RepoError> {
+        let _no_change_meanwhile = self.inner.generations.exclusive().await;
         self.inner.index.clear()?;
-        self.reconcile_index().await
+        self.reconcile_alone().await
     }
 
     /// Brings the index in line with the backend (see the module documentation) and
-    /// records the backend's generation in it.
+    /// records the backend's generation in it. Changes of this process wait meanwhile:
+    /// one landing between the listing and the index read would look like a difference.
     pub async fn reconcile_index(&self) -> Result<RepairReport, RepoError> {
+        let _no_change_meanwhile = self.inner.generations.exclusive().await;
+        self.reconcile_alone().await
+    }
+
+    /// [`Repository::reconcile_index`], the caller holding off every change.
+    async fn reconcile_alone(&self) -> Result<RepairReport, RepoError> {
         let inner = &self.inner;
         // Read first: a change made while reconciling gives the backend a newer token,
         // so the next open reconciles again.
@@ -75,6 +83,7 @@ impl Repository {
         self.rebuild_lifecycle(&mut report.skipped).await?;
         self.reconcile_backups(&mut report).await?;
         inner.index.set_generation(&token)?;
+        inner.generations.reconciled(token);
         for reason in &report.skipped {
             tracing::warn!(%reason, "left out of the index");
         }
@@ -83,13 +92,17 @@ impl Repository {
 
     async fn reconcile_packs(&self, report: &mut RepairReport) -> Result<(), RepoError> {
         let inner = self.inner.clone();
-        let stored = list_packs(&inner).await?;
+        // The index is read before the backend is listed. Ingests commit packs without
+        // a generation change (a pack is stored before it is indexed), so in this order
+        // a pack committed meanwhile is listed and never taken for one the backend lost;
+        // at worst it is read from its trailer and recorded twice, which is harmless.
         let indexed: BTreeSet<PackId> = inner
             .index
             .list_packs()?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+        let stored = list_packs(&inner).await?;
         let gone: Vec<PackId> = indexed
             .iter()
             .filter(|p| !stored.contains_key(p))
@@ -144,6 +157,9 @@ impl Repository {
 
     async fn reconcile_backups(&self, report: &mut RepairReport) -> Result<(), RepoError> {
         let inner = self.inner.clone();
+        // Index first, then the listing, as for packs: a manifest is stored before its
+        // record is indexed, so an indexed backup missing from a later listing is gone.
+        let indexed: HashSet<BackupId> = inner.index.backup_ids()?.into_iter().collect();
         let listed = list_manifests(&inner).await?;
         for stray in listed.strays {
             report.skipped.push(format!(
@@ -151,7 +167,6 @@ impl Repository {
             ));
         }
         let stored: HashSet<BackupId> = listed.ids.into_iter().collect();
-        let indexed: HashSet<BackupId> = inner.index.backup_ids()?.into_iter().collect();
         for id in indexed.difference(&stored) {
             inner.index.remove_backup(id)?;
             report.backups_removed += 1;

@@ -546,3 +546,250 @@ async fn issue13_the_server_reconciles_a_lost_index_before_gc() {
     assert!(body.bytes().await.unwrap() == data);
     server.shutdown().await.unwrap();
 }
+
+/// One pause of an [`Interleaving`]: it tells the test that the call arrived, then waits
+/// for the test to let it go on.
+struct Pause {
+    arrived: tokio::sync::oneshot::Sender<()>,
+    go_on: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The test's side of a [`Pause`].
+struct PauseHandle {
+    arrived: tokio::sync::oneshot::Receiver<()>,
+    go_on: tokio::sync::oneshot::Sender<()>,
+}
+
+fn pause() -> (Pause, PauseHandle) {
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    (
+        Pause {
+            arrived: arrived_tx,
+            go_on: go_rx,
+        },
+        PauseHandle {
+            arrived: arrived_rx,
+            go_on: go_tx,
+        },
+    )
+}
+
+impl Pause {
+    async fn hold(self) {
+        let _ = self.arrived.send(());
+        let _ = self.go_on.await;
+    }
+}
+
+/// A backend that can hold the next manifest write before it is made, and the next
+/// listing of manifests after it is made: the interleavings of a commit with whatever
+/// reads the manifests meanwhile. It can also fail the next manifest write.
+struct Interleaving {
+    inner: DynBackend,
+    manifest_put: std::sync::Mutex<Option<Pause>>,
+    manifest_list: std::sync::Mutex<Option<Pause>>,
+    fail_manifest_put: std::sync::atomic::AtomicBool,
+}
+
+const MANIFESTS: &str = "backups/";
+
+impl Interleaving {
+    fn new(inner: DynBackend) -> Arc<Interleaving> {
+        Arc::new(Interleaving {
+            inner,
+            manifest_put: Default::default(),
+            manifest_list: Default::default(),
+            fail_manifest_put: Default::default(),
+        })
+    }
+
+    fn hold_next_manifest_put(&self) -> PauseHandle {
+        let (pause, handle) = pause();
+        *self.manifest_put.lock().unwrap() = Some(pause);
+        handle
+    }
+
+    fn hold_next_manifest_list(&self) -> PauseHandle {
+        let (pause, handle) = pause();
+        *self.manifest_list.lock().unwrap() = Some(pause);
+        handle
+    }
+}
+
+#[async_trait::async_trait]
+impl stowage::backend::Backend for Interleaving {
+    async fn put(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> Result<(), stowage::backend::BackendError> {
+        if key.starts_with(MANIFESTS) {
+            if self
+                .fail_manifest_put
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(stowage::backend::BackendError::Unavailable {
+                    key: key.to_string(),
+                    message: "the test fails this manifest write".into(),
+                });
+            }
+            let held = self.manifest_put.lock().unwrap().take();
+            if let Some(held) = held {
+                held.hold().await;
+            }
+        }
+        self.inner.put(key, data).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn stowage::backend::ObjectWriter>, stowage::backend::BackendError> {
+        self.inner.create(key).await
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<bytes::Bytes, stowage::backend::BackendError> {
+        self.inner.get(key, range).await
+    }
+
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<stowage::backend::ObjectMeta, stowage::backend::BackendError> {
+        self.inner.head(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), stowage::backend::BackendError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<stowage::backend::ObjectMeta>, stowage::backend::BackendError> {
+        let listed = self.inner.list(prefix).await;
+        if prefix.starts_with(MANIFESTS) {
+            let held = self.manifest_list.lock().unwrap().take();
+            if let Some(held) = held {
+                held.hold().await;
+            }
+        }
+        listed
+    }
+
+    async fn abort_stale_uploads(
+        &self,
+        older_than: Duration,
+    ) -> Result<u64, stowage::backend::BackendError> {
+        self.inner.abort_stale_uploads(older_than).await
+    }
+
+    fn describe(&self) -> String {
+        format!("interleaving {}", self.inner.describe())
+    }
+}
+
+/// Asserts that `repo` holds exactly `expected`, each restoring exactly, and checks
+/// clean.
+async fn assert_holds(repo: &Repository, expected: &[(BackupManifest, Vec<u8>)]) {
+    let ids: BTreeSet<BackupId> = repo.backups().unwrap().into_iter().map(|m| m.id).collect();
+    let wanted: BTreeSet<BackupId> = expected.iter().map(|(m, _)| m.id.clone()).collect();
+    assert_eq!(ids, wanted, "every committed backup is listed");
+    for (manifest, data) in expected {
+        assert!(
+            restore_bytes(repo, manifest).await == *data,
+            "{}",
+            manifest.id
+        );
+    }
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// A backup commits while `gc` reads the manifests: the manifest listed before it was
+/// written, the index read after its record went in. The process's own changes in
+/// flight are no reason to reconcile, so the committed backup keeps its record (it used
+/// to lose it to a reconciliation that took it for a record without a manifest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_committing_while_gc_reads_the_manifests_keeps_its_record() {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = Interleaving::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    let first = random_bytes(MIB, 1401);
+    let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
+
+    let put = backend.hold_next_manifest_put();
+    let second = random_bytes(MIB, 1402);
+    let committing = {
+        let (repo, data) = (repo.clone(), second.clone());
+        tokio::spawn(async move { backup_bytes(&repo, data, "s").await })
+    };
+    put.arrived
+        .await
+        .expect("the second backup reaches its manifest");
+
+    let list = backend.hold_next_manifest_list();
+    let collecting = {
+        let repo = repo.clone();
+        tokio::spawn(async move { gc(&repo, GcOptions::default()).await })
+    };
+    list.arrived.await.expect("gc lists the manifests");
+    put.go_on.send(()).unwrap();
+    expected.push((committing.await.unwrap(), second));
+    list.go_on.send(()).unwrap();
+    collecting.await.unwrap();
+    assert_holds(&repo, &expected).await;
+}
+
+/// After a change failed half way, the index may lag the backend, so `gc` reconciles
+/// first; a backup committing meanwhile is waited for (no change runs during a
+/// reconciliation), keeps its record, and the reconciled index is trusted again: the
+/// next open finds it current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_reconciles_after_a_failed_change_without_losing_a_backup_committing_meanwhile() {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = Interleaving::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    let first = random_bytes(MIB, 1411);
+    let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
+    backend
+        .fail_manifest_put
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    try_backup_bytes(&repo, random_bytes(MIB, 1412), "s")
+        .await
+        .expect_err("the manifest write fails");
+
+    let put = backend.hold_next_manifest_put();
+    let second = random_bytes(MIB, 1413);
+    let committing = {
+        let (repo, data) = (repo.clone(), second.clone());
+        tokio::spawn(async move { backup_bytes(&repo, data, "s").await })
+    };
+    put.arrived
+        .await
+        .expect("the second backup reaches its manifest");
+    let collecting = {
+        let repo = repo.clone();
+        tokio::spawn(async move { gc(&repo, GcOptions::default()).await })
+    };
+    // Let gc reach its reconciliation before the commit goes on.
+    tokio::task::yield_now().await;
+    put.go_on.send(()).unwrap();
+    expected.push((committing.await.unwrap(), second));
+    collecting.await.unwrap();
+    assert_holds(&repo, &expected).await;
+    drop(repo);
+    let reopened = local.open().await;
+    assert!(
+        reopened.reconciled_on_open().is_none(),
+        "the reconciled index was recorded as current"
+    );
+    assert_holds(&reopened, &expected).await;
+}
