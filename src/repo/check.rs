@@ -4,7 +4,10 @@
 //! every pack opened and its id recomputed, and every catalog decoded entry by entry.
 //!
 //! Every problem names what it concerns (backup, chunk, pack), so an operator knows
-//! which backups are damaged. Check never changes anything.
+//! which backups are damaged. Check never changes anything. It runs beside uploads and
+//! purges: a backup the index and the listing of manifests disagree on is looked up
+//! again once every change in flight has ended, so one committed or purged between the
+//! two reads is no finding.
 //!
 //! Memory and time follow the repository's distinct content, not its backups: a leaf
 //! shared by many backups is read once, and the chunk ids the leaves list go to sorted
@@ -203,7 +206,12 @@ impl Repository {
             progress.check()?;
             let copy = match indexed.remove(&id) {
                 true => inner.index.get_backup(&id)?,
-                false => None,
+                // Perhaps committed since the index was read: asked again once every
+                // change in flight has ended, it is a finding only if still missing.
+                false => {
+                    let _settled = inner.generations.exclusive().await;
+                    inner.index.get_backup(&id)?
+                }
             };
             match (read, copy) {
                 (Ok(manifest), Some(copy)) => {
@@ -244,13 +252,24 @@ impl Repository {
             }
         }
         for id in indexed {
-            report.problem(
-                Some(id.as_str()),
-                None,
-                None,
-                "manifest object is missing from the backend".into(),
-            );
-            out.extend(inner.index.get_backup(&id)?.as_ref().map(ToCheck::indexed));
+            // Perhaps purged since the index was read (no finding, nothing to check) or
+            // committed after the listing (its manifest is there now): asked again once
+            // every change in flight has ended.
+            let _settled = inner.generations.exclusive().await;
+            let Some(copy) = inner.index.get_backup(&id)? else {
+                continue;
+            };
+            match inner.backend.head(&super::manifest_key(&id)).await {
+                Ok(_) => {}
+                Err(crate::backend::BackendError::NotFound { .. }) => report.problem(
+                    Some(id.as_str()),
+                    None,
+                    None,
+                    "manifest object is missing from the backend".into(),
+                ),
+                Err(other) => return Err(other.into()),
+            }
+            out.push(ToCheck::indexed(&copy));
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)

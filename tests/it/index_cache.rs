@@ -589,6 +589,8 @@ struct Interleaving {
     inner: DynBackend,
     manifest_put: std::sync::Mutex<Option<Pause>>,
     manifest_list: std::sync::Mutex<Option<Pause>>,
+    /// Whether the held listing is held before it is made rather than after.
+    list_held_before: std::sync::atomic::AtomicBool,
     fail_manifest_put: std::sync::atomic::AtomicBool,
 }
 
@@ -600,6 +602,7 @@ impl Interleaving {
             inner,
             manifest_put: Default::default(),
             manifest_list: Default::default(),
+            list_held_before: Default::default(),
             fail_manifest_put: Default::default(),
         })
     }
@@ -610,7 +613,21 @@ impl Interleaving {
         handle
     }
 
+    /// Holds the next listing of manifests after it is made: it misses what is written
+    /// meanwhile.
     fn hold_next_manifest_list(&self) -> PauseHandle {
+        self.hold_manifest_list(false)
+    }
+
+    /// Holds the next listing of manifests before it is made: it sees what changed
+    /// meanwhile.
+    fn hold_next_manifest_list_before(&self) -> PauseHandle {
+        self.hold_manifest_list(true)
+    }
+
+    fn hold_manifest_list(&self, before: bool) -> PauseHandle {
+        self.list_held_before
+            .store(before, std::sync::atomic::Ordering::SeqCst);
         let (pause, handle) = pause();
         *self.manifest_list.lock().unwrap() = Some(pause);
         handle
@@ -672,13 +689,22 @@ impl stowage::backend::Backend for Interleaving {
         &self,
         prefix: &str,
     ) -> Result<Vec<stowage::backend::ObjectMeta>, stowage::backend::BackendError> {
-        let listed = self.inner.list(prefix).await;
-        if prefix.starts_with(MANIFESTS) {
-            let held = self.manifest_list.lock().unwrap().take();
-            if let Some(held) = held {
-                held.hold().await;
-            }
+        let held = match prefix.starts_with(MANIFESTS) {
+            true => self.manifest_list.lock().unwrap().take(),
+            false => None,
+        };
+        let before = self
+            .list_held_before
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let Some(held) = held else {
+            return self.inner.list(prefix).await;
+        };
+        if before {
+            held.hold().await;
+            return self.inner.list(prefix).await;
         }
+        let listed = self.inner.list(prefix).await;
+        held.hold().await;
         listed
     }
 
@@ -792,4 +818,44 @@ async fn gc_reconciles_after_a_failed_change_without_losing_a_backup_committing_
         "the reconciled index was recorded as current"
     );
     assert_holds(&reopened, &expected).await;
+}
+
+/// `check` reads the index's backups, then lists the stored manifests: a backup
+/// committed or purged in between is no finding (it used to be reported as missing from
+/// the index, or its manifest as missing from the backend). A manifest really missing
+/// from the backend still is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_takes_backups_committed_or_purged_while_it_lists_for_no_damage() {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = Interleaving::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    let first = random_bytes(MIB, 1421);
+    let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
+    let doomed = backup_bytes(&repo, random_bytes(MIB, 1422), "s").await;
+
+    let list = backend.hold_next_manifest_list_before();
+    let checking = {
+        let repo = repo.clone();
+        tokio::spawn(async move { repo.check(true, progress()).await.expect("check") })
+    };
+    list.arrived.await.expect("check lists the manifests");
+    let second = random_bytes(MIB, 1423);
+    expected.push((backup_bytes(&repo, second.clone(), "s").await, second));
+    repo.purge(&doomed.id).await.expect("purge");
+    list.go_on.send(()).unwrap();
+    let report = checking.await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_holds(&repo, &expected).await;
+
+    let lost = &expected[0].0.id;
+    fs::remove_file(local.root().join(format!("backups/{lost}"))).unwrap();
+    let report = repo.check(false, progress()).await.expect("check");
+    let found: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        found,
+        [format!(
+            "backup {lost}: manifest object is missing from the backend"
+        )],
+    );
 }
