@@ -277,18 +277,28 @@ impl Repository {
 
     /// Reads every recycle mark and series record and compares them with the index.
     async fn compare_lifecycle(&self, report: &mut CheckReport) -> Result<(), RepoError> {
-        let mut unreadable = Vec::new();
-        let (marks, records) = self.read_lifecycle(&mut unreadable).await?;
-        for reason in unreadable {
-            report.problem(None, None, None, reason);
+        let mut findings = self.lifecycle_findings().await?;
+        if !findings.is_empty() {
+            // A recycle, undelete or series write between the two reads differs too:
+            // compared again once every change in flight has ended, and none starts.
+            let _settled = self.inner.generations.exclusive().await;
+            findings = self.lifecycle_findings().await?;
         }
+        for finding in findings {
+            report.problem(None, None, None, finding);
+        }
+        Ok(())
+    }
+
+    /// What differs between the stored recycle marks and series records and the
+    /// index's, and what of them cannot be read.
+    async fn lifecycle_findings(&self) -> Result<Vec<String>, RepoError> {
+        let mut findings = Vec::new();
+        let (marks, records) = self.read_lifecycle(&mut findings).await?;
         let stored: BTreeMap<String, String> = marks.into_iter().collect();
         let indexed: BTreeMap<String, String> = self.inner.index.recycled()?.into_iter().collect();
         if stored != indexed {
-            report.problem(
-                None,
-                None,
-                None,
+            findings.push(
                 "the recycle marks stored differ from the index's (run `stowage repair index`)"
                     .into(),
             );
@@ -297,15 +307,12 @@ impl Repository {
         let indexed: BTreeMap<String, Vec<u8>> =
             self.inner.index.list_series()?.into_iter().collect();
         if stored != indexed {
-            report.problem(
-                None,
-                None,
-                None,
+            findings.push(
                 "the series records stored differ from the index's (run `stowage repair index`)"
                     .into(),
             );
         }
-        Ok(())
+        Ok(findings)
     }
 
     /// Decodes every entry of a backup's catalog and checks its index.

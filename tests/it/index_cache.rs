@@ -591,6 +591,8 @@ struct Interleaving {
     manifest_list: std::sync::Mutex<Option<Pause>>,
     /// Whether the held listing is held before it is made rather than after.
     list_held_before: std::sync::atomic::AtomicBool,
+    /// The prefix whose next listing is held.
+    list_held_prefix: std::sync::Mutex<&'static str>,
     fail_manifest_put: std::sync::atomic::AtomicBool,
 }
 
@@ -603,6 +605,7 @@ impl Interleaving {
             manifest_put: Default::default(),
             manifest_list: Default::default(),
             list_held_before: Default::default(),
+            list_held_prefix: std::sync::Mutex::new(MANIFESTS),
             fail_manifest_put: Default::default(),
         })
     }
@@ -626,6 +629,12 @@ impl Interleaving {
     }
 
     fn hold_manifest_list(&self, before: bool) -> PauseHandle {
+        self.hold_next_list_before(MANIFESTS, before)
+    }
+
+    /// Holds the next listing of `prefix`, before it is made or after.
+    fn hold_next_list_before(&self, prefix: &'static str, before: bool) -> PauseHandle {
+        *self.list_held_prefix.lock().unwrap() = prefix;
         self.list_held_before
             .store(before, std::sync::atomic::Ordering::SeqCst);
         let (pause, handle) = pause();
@@ -689,7 +698,8 @@ impl stowage::backend::Backend for Interleaving {
         &self,
         prefix: &str,
     ) -> Result<Vec<stowage::backend::ObjectMeta>, stowage::backend::BackendError> {
-        let held = match prefix.starts_with(MANIFESTS) {
+        let watched = *self.list_held_prefix.lock().unwrap();
+        let held = match prefix.starts_with(watched) {
             true => self.manifest_list.lock().unwrap().take(),
             false => None,
         };
@@ -847,6 +857,21 @@ async fn check_takes_backups_committed_or_purged_while_it_lists_for_no_damage() 
     let report = checking.await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_holds(&repo, &expected).await;
+
+    // The same for a recycle mark written while check reads the stored ones.
+    let list = backend.hold_next_list_before("recycled/", false);
+    let checking = {
+        let repo = repo.clone();
+        tokio::spawn(async move { repo.check(false, progress()).await.expect("check") })
+    };
+    list.arrived.await.expect("check lists the recycle marks");
+    let recycled = expected.pop().unwrap();
+    repo.recycle(&recycled.0.id).await.expect("recycle");
+    list.go_on.send(()).unwrap();
+    let report = checking.await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    repo.undelete(&recycled.0.id).await.expect("undelete");
+    expected.push(recycled);
 
     let lost = &expected[0].0.id;
     fs::remove_file(local.root().join(format!("backups/{lost}"))).unwrap();
