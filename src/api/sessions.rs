@@ -119,7 +119,10 @@ pub async fn known(
             "limit {limit} must be between 1 and {MAX_KNOWN_PAGE}"
         )));
     }
-    let body = state.sessions.known(&caller.0, &id, query.start, limit)?;
+    let body = state
+        .sessions
+        .known(&caller.0, &id, query.start, limit)
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body))
 }
 

@@ -143,12 +143,9 @@ async fn one_backup(
     let mut size = 0u64;
     // Repeated chunks: the known set is sorted by id, so this is a spread sample of
     // the previous backup's chunks; their bytes are read back to hash the stream.
-    let shared: Vec<_> = assembly
-        .known()
-        .iter()
-        .take((assembly.known().len() as u64 / SHARED_FRACTION) as usize)
-        .copied()
-        .collect();
+    let shared = assembly
+        .known_page(0, (assembly.known_len() / SHARED_FRACTION) as usize)
+        .await?;
     for ids in shared.chunks(BATCH_CHUNKS) {
         let plaintexts = repo.read_chunks(ids).await?;
         let entries: Vec<ContentEntry> = ids

@@ -33,8 +33,14 @@
 //!
 //! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
 //! and gc reclaims them.
+//!
+//! **Memory.** A session's known set and the ids it uploaded live in sorted runs on disk
+//! with a sparse sample in memory (`chunk_runs`), and the known set is gathered through
+//! sorted runs too: a session of ten million chunks holds megabytes, not the 32 bytes
+//! and more per chunk that in-memory sets would.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -42,12 +48,14 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use tokio::runtime::Handle;
 
+use super::chunk_runs::{SortedRun, SpilledLengths, IN_MEMORY};
 use super::digest::DigestRequest;
 use super::ingest::{
     now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
     StreamObserver,
 };
 use super::restore::{fetch_chunks, read_content, READ_AHEAD_UNITS};
+use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::tree_catalog_check::TreeCatalogCheck;
 use super::{Progress, RepoError, RepoInner, Repository};
 use crate::format::chunk_batch::{encode_entry, ChunkEncoding, UploadedChunk, ENTRY_LEN};
@@ -80,6 +88,8 @@ pub struct AssemblyOptions {
     pub recent_bytes: usize,
     /// A tree backup: the client sends the catalog; no tar is looked for.
     pub tree: bool,
+    /// Uploaded chunk ids held in memory before they go to a sorted run on disk.
+    pub uploaded_in_memory: usize,
 }
 
 impl Default for AssemblyOptions {
@@ -89,6 +99,7 @@ impl Default for AssemblyOptions {
             detect_tar: true,
             recent_bytes: RECENT_BYTES,
             tree: false,
+            uploaded_in_memory: IN_MEMORY,
         }
     }
 }
@@ -168,8 +179,9 @@ pub struct StreamClaim {
 pub struct Assembly {
     inner: Arc<RepoInner>,
     series: String,
-    /// The known set, sorted and distinct; never changes after opening.
-    known: Arc<Vec<ChunkId>>,
+    /// The known set, sorted and distinct (lengths not recorded); never changes after
+    /// opening.
+    known: Arc<SortedRun>,
     state: Arc<Mutex<State>>,
 }
 
@@ -179,7 +191,7 @@ struct State {
     source: String,
     created_at: String,
     /// Chunks uploaded in this session and their plaintext lengths.
-    uploaded: HashMap<ChunkId, u32>,
+    uploaded: SpilledLengths,
     uploaded_bytes: u64,
     list: ContentListBuilder,
     recent: RecentPlaintexts,
@@ -232,7 +244,8 @@ impl Repository {
         options: AssemblyOptions,
     ) -> Result<Assembly, RepoError> {
         validate_series(series)?;
-        let mut known = Vec::new();
+        let spool_dir = self.inner.state_dir.join("tmp");
+        let mut known = IdSorter::new(spool_dir.clone(), RUN_IDS);
         let newest = self.newest_backup(series)?.map(|entry| entry.manifest);
         if let Some(previous) = newest {
             for leaf in &previous.content.leaves {
@@ -243,27 +256,20 @@ impl Repository {
                     pack: location.pack,
                     reason: e.to_string(),
                 })?;
-                known.extend(entries.into_iter().map(|e| e.id));
+                for entry in entries {
+                    known
+                        .push(entry.id)
+                        .map_err(|e| RepoError::io(&spool_dir, e))?;
+                }
             }
         }
-        known.sort_unstable();
-        known.dedup();
         let inner = self.inner.clone();
         let handle = Handle::current();
         let series_name = series.to_string();
         let source = source.to_string();
         tokio::task::spawn_blocking(move || {
             let mut session = Session::new(inner.clone(), handle, Arc::new(Progress::new()));
-            // Referenced before anything else: from here on gc keeps them. Those the index
-            // has lost are left out; the client uploads them again.
-            let presence = session.reference(&known)?;
-            let known: Vec<ChunkId> = known
-                .into_iter()
-                .zip(presence)
-                .filter(|(_, p)| !matches!(p, Presence::Absent))
-                .map(|(id, _)| id)
-                .collect();
-            let spool_dir = inner.state_dir.join("tmp");
+            let known = referenced_known_set(&mut session, known, &spool_dir)?;
             Ok(Assembly {
                 inner,
                 series: series_name,
@@ -272,7 +278,7 @@ impl Repository {
                     session: Some(session),
                     source,
                     created_at: now_rfc3339(),
-                    uploaded: HashMap::new(),
+                    uploaded: SpilledLengths::new(spool_dir.clone(), options.uploaded_in_memory),
                     uploaded_bytes: 0,
                     list: ContentListBuilder::default(),
                     recent: RecentPlaintexts {
@@ -301,9 +307,26 @@ impl Assembly {
         &self.series
     }
 
-    /// The known set: chunk ids the client may append without uploading, sorted.
-    pub fn known(&self) -> &[ChunkId] {
-        &self.known
+    /// How many chunk ids the known set holds.
+    pub fn known_len(&self) -> u64 {
+        self.known.len()
+    }
+
+    /// The known set (chunk ids the client may append without uploading, ascending)
+    /// from position `start`, at most `limit` ids; read from disk off the async workers.
+    pub async fn known_page(&self, start: u64, limit: usize) -> Result<Vec<ChunkId>, RepoError> {
+        self.blocking(move |this| {
+            let page = this
+                .known
+                .page(start, limit)
+                .map_err(|e| RepoError::io(this.spool_dir(), e))?;
+            Ok(page.into_iter().map(|(id, _)| id).collect())
+        })
+        .await
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        self.inner.state_dir.join("tmp")
     }
 
     pub fn progress(&self) -> AssemblyProgress {
@@ -311,7 +334,7 @@ impl Assembly {
         AssemblyProgress {
             size: state.list.content.size,
             chunks: state.list.content.chunks,
-            uploaded_chunks: state.uploaded.len() as u64,
+            uploaded_chunks: state.uploaded.len(),
             uploaded_bytes: state.uploaded_bytes,
             catalog_entries: state.catalog.as_ref().map(|c| c.entries()),
         }
@@ -360,7 +383,10 @@ impl Assembly {
         let mut blobs = Vec::with_capacity(chunks.len());
         for (chunk, plaintext) in chunks.into_iter().zip(plaintexts) {
             // Already uploaded, in an earlier batch or earlier in this one.
-            if uploaded.insert(chunk.id, chunk.raw_len).is_some() {
+            let new = uploaded
+                .insert(chunk.id, chunk.raw_len)
+                .map_err(|e| RepoError::io(self.spool_dir(), e))?;
+            if !new {
                 continue;
             }
             recent.insert(chunk.id, plaintext);
@@ -406,9 +432,10 @@ impl Assembly {
                 "the stream holds {size} bytes; an append at {at} does not continue it"
             )));
         }
+        let spool_failed = |e| RepoError::io(self.spool_dir(), e);
         for entry in &entries {
-            let uploaded = state.uploaded.get(&entry.id).copied();
-            if uploaded.is_none() && self.known.binary_search(&entry.id).is_err() {
+            let uploaded = state.uploaded.get(&entry.id).map_err(spool_failed)?;
+            if uploaded.is_none() && self.known.get(&entry.id).map_err(spool_failed)?.is_none() {
                 return Err(RepoError::InvalidInput(format!(
                     "chunk {} was neither uploaded in this session nor is it in the newest \
                      backup of series {}: upload it first",
@@ -676,5 +703,63 @@ fn verify_chunk(
         Ok(plaintext)
     } else {
         Err(refused(format!("its bytes are chunk {id}")))
+    }
+}
+
+/// Chunk ids referenced by a session at once.
+const REFERENCE_BATCH: usize = 1 << 16;
+
+/// The known set, sorted and distinct, in a run on disk; each id referenced by `session`
+/// before it is written, so gc keeps them from here on. Those the index has lost are
+/// left out: the client uploads them again.
+fn referenced_known_set(
+    session: &mut Session,
+    gathered: IdSorter,
+    spool_dir: &std::path::Path,
+) -> Result<SortedRun, RepoError> {
+    let spool_failed = |e| RepoError::io(spool_dir, e);
+    let mut ids = gathered.finish();
+    let mut batch: Vec<ChunkId> = Vec::with_capacity(REFERENCE_BATCH);
+    let mut referenced: Vec<ChunkId> = Vec::new();
+    let mut failure: Option<RepoError> = None;
+    let known = SortedRun::write(
+        spool_dir,
+        std::iter::from_fn(|| loop {
+            if let Some(id) = referenced.pop() {
+                return Some(Ok((id, 0)));
+            }
+            if failure.is_some() {
+                return None;
+            }
+            batch.clear();
+            while batch.len() < REFERENCE_BATCH {
+                match ids.next_id() {
+                    Ok(Some(id)) => batch.push(id),
+                    Ok(None) => break,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            if batch.is_empty() {
+                return None;
+            }
+            match session.reference(&batch) {
+                Ok(presence) => {
+                    // Reversed, so that popping yields them in ascending order.
+                    referenced = batch
+                        .iter()
+                        .zip(presence)
+                        .rev()
+                        .filter(|(_, p)| !matches!(p, Presence::Absent))
+                        .map(|(id, _)| *id)
+                        .collect();
+                }
+                Err(error) => failure = Some(error),
+            }
+        }),
+    )
+    .map_err(spool_failed)?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(known),
     }
 }

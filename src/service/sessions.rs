@@ -157,7 +157,7 @@ impl Sessions {
             chunks,
             uploaded_chunks,
             uploaded_bytes,
-            known_chunks: entry.assembly.known().len() as u64,
+            known_chunks: entry.assembly.known_len(),
             catalog_entries,
             idle_timeout_secs: self.idle_timeout.as_secs(),
         }
@@ -261,7 +261,7 @@ impl Sessions {
 
     /// Up to `limit` (at most [`MAX_KNOWN_PAGE`]) known ids from position `start`, as
     /// their 32 bytes each, in ascending order.
-    pub fn known(
+    pub async fn known(
         &self,
         who: &Principal,
         id: &str,
@@ -269,11 +269,12 @@ impl Sessions {
         limit: usize,
     ) -> Result<Vec<u8>, SessionError> {
         let entry = self.entry(who, id)?;
-        let known = entry.assembly.known();
-        let from = start.min(known.len());
-        let to = from + limit.min(MAX_KNOWN_PAGE).min(known.len() - from);
-        let mut body = Vec::with_capacity((to - from) * 32);
-        for chunk in &known[from..to] {
+        let page = entry
+            .assembly
+            .known_page(start as u64, limit.min(MAX_KNOWN_PAGE))
+            .await?;
+        let mut body = Vec::with_capacity(page.len() * 32);
+        for chunk in &page {
             body.extend_from_slice(chunk.as_bytes());
         }
         Ok(body)

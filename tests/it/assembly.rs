@@ -101,7 +101,7 @@ async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
         )
         .await
         .expect("open");
-    let known = assembly.known().len();
+    let known = assembly.known_len();
     assert!(known > 4, "the series' newest backup is known ({known})");
     let chunks = chunks(&repo, &data);
     assembly.append(0, entries(&chunks)).await.expect("append");
@@ -119,4 +119,107 @@ async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
     );
     let report = repo.check(true, progress()).await.expect("check");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// A session's sets live on disk beyond a bound: with room for four uploaded ids in
+/// memory, hundreds of chunks uploaded in batches (repeats among them) are spilled and
+/// merged, and every one is still found for its append with its true length; the known
+/// set pages in ascending order and lets the next session append without uploading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_sets_beyond_memory_still_prove_possession_and_lengths() {
+    let local = LocalRepo::new();
+    let repo = local.init(small_options()).await;
+    let data = random_bytes(16 << 20, 12);
+    let chunks = chunks(&repo, &data);
+    // More than one sampled block of the runs (128 ids each).
+    assert!(chunks.len() > 150, "{} chunks", chunks.len());
+    let options = || AssemblyOptions {
+        uploaded_in_memory: 4,
+        ..AssemblyOptions::default()
+    };
+    let assembly = repo
+        .open_assembly("spilled", "data", options())
+        .await
+        .expect("open");
+    for batch in chunks.chunks(7) {
+        upload(&assembly, batch).await;
+    }
+    upload(&assembly, &chunks[..50]).await;
+    assert_eq!(assembly.progress().uploaded_chunks, chunks.len() as u64);
+    let all = entries(&chunks);
+    let mut wrong = all[all.len() / 2];
+    wrong.len += 1;
+    let refused = assembly
+        .append(0, vec![all[0], wrong])
+        .await
+        .expect_err("a wrong length");
+    assert!(refused.to_string().contains("bytes long"), "{refused}");
+    let stranger = ContentEntry {
+        id: ChunkId([7; 32]),
+        len: 10,
+    };
+    let refused = assembly
+        .append(0, vec![stranger])
+        .await
+        .expect_err("an id never uploaded");
+    assert!(refused.to_string().contains("upload it first"), "{refused}");
+    let mut at = 0;
+    for batch in all.chunks(64) {
+        at = assembly
+            .append(at, batch.to_vec())
+            .await
+            .expect("append")
+            .size;
+    }
+    let first = assembly
+        .finish(StreamClaim {
+            size: data.len() as u64,
+            blake3: Some(blake3_hex(&data)),
+            entries_blake3: None,
+        })
+        .await
+        .expect("finish");
+    assert_eq!(restore_bytes(&repo, &first).await, data);
+
+    let next = repo
+        .open_assembly("spilled", "data", options())
+        .await
+        .expect("open");
+    let mut expected: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(next.known_len(), expected.len() as u64);
+    let mut paged = Vec::new();
+    while (paged.len() as u64) < next.known_len() {
+        let page = next
+            .known_page(paged.len() as u64, 100)
+            .await
+            .expect("page");
+        assert!(!page.is_empty());
+        paged.extend(page);
+    }
+    assert_eq!(paged, expected, "the known set pages in ascending order");
+    assert!(next
+        .known_page(next.known_len(), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut at = 0;
+    for batch in all.chunks(100) {
+        at = next
+            .append(at, batch.to_vec())
+            .await
+            .expect("append known")
+            .size;
+    }
+    let second = next
+        .finish(StreamClaim {
+            size: data.len() as u64,
+            blake3: Some(blake3_hex(&data)),
+            entries_blake3: None,
+        })
+        .await
+        .expect("finish");
+    assert_eq!(second.new_chunks, 0);
+    assert_eq!(restore_bytes(&repo, &second).await, data);
 }

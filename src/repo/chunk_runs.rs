@@ -1,0 +1,258 @@
+//! Chunk id → length maps too large to hold in memory, for an assembly session of
+//! millions of chunks: its known set and the chunks it uploaded (`repo::assembly`).
+//!
+//! A [`SortedRun`] is records of (id, length) in ascending id order, in an unnamed
+//! temporary file (nothing is left behind by a crash), with every
+//! [`SAMPLE_EVERY`]-th id kept in memory: a lookup finds its block in the sample and reads
+//! that one block, a page by position is one read. A [`SpilledLengths`] takes insertions
+//! in any order: a bounded map in memory, spilled as a sorted run when full, the runs
+//! merged into one when there are too many, so a lookup reads at most a few blocks.
+//! Memory: the in-memory map plus 1/[`SAMPLE_EVERY`] of the ids, whatever the count.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::id::ChunkId;
+
+/// Bytes of one record: the id, then the length as 4 little-endian bytes.
+const RECORD: usize = 36;
+/// One id in this many stays in memory; a lookup reads one block of this many records
+/// (4.5 KiB).
+pub(crate) const SAMPLE_EVERY: u64 = 128;
+/// Entries a [`SpilledLengths`] holds in memory before it writes a run (about 16 MiB).
+pub(crate) const IN_MEMORY: usize = 1 << 18;
+/// Runs a [`SpilledLengths`] keeps before it merges them into one.
+const MAX_RUNS: usize = 4;
+
+fn record_at(bytes: &[u8], index: usize) -> (ChunkId, u32) {
+    let record = &bytes[index * RECORD..(index + 1) * RECORD];
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&record[..32]);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&record[32..]);
+    (ChunkId(id), u32::from_le_bytes(len))
+}
+
+/// Records in ascending id order, each id once; see the module documentation.
+pub(crate) struct SortedRun {
+    file: File,
+    len: u64,
+    sample: Vec<ChunkId>,
+}
+
+impl SortedRun {
+    /// Writes `records`, which must come in strictly ascending id order, into a new
+    /// temporary file in `dir` (created when needed).
+    pub(crate) fn write(
+        dir: &Path,
+        records: impl IntoIterator<Item = io::Result<(ChunkId, u32)>>,
+    ) -> io::Result<SortedRun> {
+        std::fs::create_dir_all(dir)?;
+        let mut writer = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
+        let mut sample = Vec::new();
+        let mut len = 0u64;
+        let mut last: Option<ChunkId> = None;
+        for record in records {
+            let (id, length) = record?;
+            if last.is_some_and(|last| last >= id) {
+                return Err(io::Error::other("a sorted run's ids must ascend"));
+            }
+            if len.is_multiple_of(SAMPLE_EVERY) {
+                sample.push(id);
+            }
+            writer.write_all(id.as_bytes())?;
+            writer.write_all(&length.to_le_bytes())?;
+            last = Some(id);
+            len += 1;
+        }
+        let file = writer.into_inner().map_err(|error| error.into_error())?;
+        Ok(SortedRun { file, len, sample })
+    }
+
+    /// Records in the run.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The records from position `start`, at most `limit` of them.
+    pub(crate) fn page(&self, start: u64, limit: usize) -> io::Result<Vec<(ChunkId, u32)>> {
+        let count = self.len.saturating_sub(start).min(limit as u64) as usize;
+        let mut bytes = vec![0u8; count * RECORD];
+        self.file.read_exact_at(&mut bytes, start * RECORD as u64)?;
+        Ok((0..count).map(|i| record_at(&bytes, i)).collect())
+    }
+
+    /// The length recorded for `id`, if the run holds it: one block read.
+    pub(crate) fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
+        // The last sampled block starting at or before `id`.
+        let block = match self.sample.partition_point(|sampled| sampled <= id) {
+            0 => return Ok(None),
+            after => (after - 1) as u64,
+        };
+        let records = self.page(block * SAMPLE_EVERY, SAMPLE_EVERY as usize)?;
+        Ok(records
+            .binary_search_by(|(candidate, _)| candidate.cmp(id))
+            .ok()
+            .and_then(|at| records.get(at))
+            .map(|(_, length)| *length))
+    }
+
+    /// Every record in order, read from the start through a buffer.
+    fn records(&self) -> io::Result<impl Iterator<Item = io::Result<(ChunkId, u32)>>> {
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut reader = BufReader::with_capacity(256 << 10, file);
+        let mut left = self.len;
+        Ok(std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            let mut record = [0u8; RECORD];
+            Some(
+                reader
+                    .read_exact(&mut record)
+                    .map(|()| record_at(&record, 0)),
+            )
+        }))
+    }
+}
+
+/// Chunk id → length, inserted in any order; see the module documentation.
+pub(crate) struct SpilledLengths {
+    dir: PathBuf,
+    in_memory: usize,
+    memory: HashMap<ChunkId, u32>,
+    runs: Vec<SortedRun>,
+}
+
+impl SpilledLengths {
+    /// An empty map that spills into `dir` once it holds `in_memory` entries.
+    pub(crate) fn new(dir: PathBuf, in_memory: usize) -> SpilledLengths {
+        SpilledLengths {
+            dir,
+            in_memory: in_memory.max(1),
+            memory: HashMap::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Distinct ids held.
+    pub(crate) fn len(&self) -> u64 {
+        self.memory.len() as u64 + self.runs.iter().map(SortedRun::len).sum::<u64>()
+    }
+
+    pub(crate) fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
+        if let Some(length) = self.memory.get(id) {
+            return Ok(Some(*length));
+        }
+        for run in &self.runs {
+            if let Some(length) = run.get(id)? {
+                return Ok(Some(length));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records `id` with `length` unless it is held already; whether it was new.
+    pub(crate) fn insert(&mut self, id: ChunkId, length: u32) -> io::Result<bool> {
+        if self.get(&id)?.is_some() {
+            return Ok(false);
+        }
+        self.memory.insert(id, length);
+        if self.memory.len() >= self.in_memory {
+            self.spill()?;
+        }
+        Ok(true)
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        let mut records: Vec<(ChunkId, u32)> = self.memory.drain().collect();
+        records.sort_unstable_by_key(|(id, _)| *id);
+        self.memory.shrink_to(self.in_memory);
+        self.runs
+            .push(SortedRun::write(&self.dir, records.into_iter().map(Ok))?);
+        if self.runs.len() > MAX_RUNS {
+            let runs = std::mem::take(&mut self.runs);
+            let merged = merge(&runs)?;
+            self.runs.push(SortedRun::write(&self.dir, merged)?);
+        }
+        Ok(())
+    }
+}
+
+/// The records of disjoint sorted runs, in one ascending sequence, read as it is walked.
+fn merge(runs: &[SortedRun]) -> io::Result<impl Iterator<Item = io::Result<(ChunkId, u32)>>> {
+    let mut sources = runs
+        .iter()
+        .map(|run| run.records().map(Iterator::peekable))
+        .collect::<io::Result<Vec<_>>>()?;
+    // A few runs at most: the smallest head is found by looking at each.
+    Ok(std::iter::from_fn(move || {
+        let mut smallest: Option<(usize, ChunkId)> = None;
+        for (at, source) in sources.iter_mut().enumerate() {
+            match source.peek() {
+                Some(Ok((id, _))) if smallest.is_none_or(|(_, best)| *id < best) => {
+                    smallest = Some((at, *id));
+                }
+                Some(Err(_)) => return source.next(),
+                _ => {}
+            }
+        }
+        smallest.and_then(|(at, _)| sources.get_mut(at).and_then(Iterator::next))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> ChunkId {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        bytes[8..16].copy_from_slice(&n.to_be_bytes());
+        ChunkId(bytes)
+    }
+
+    #[test]
+    fn a_run_finds_every_id_it_holds_and_no_other_and_pages_by_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records: Vec<(ChunkId, u32)> = (1..1001).map(|n| (id(n), n as u32 + 7)).collect();
+        records.sort_unstable();
+        let run = SortedRun::write(dir.path(), records.iter().copied().map(Ok)).unwrap();
+        assert_eq!(run.len(), 1000);
+        for (id, length) in &records {
+            assert_eq!(run.get(id).unwrap(), Some(*length));
+        }
+        for n in 1001..1200 {
+            assert_eq!(run.get(&id(n)).unwrap(), None);
+        }
+        assert_eq!(run.get(&ChunkId([0; 32])).unwrap(), None);
+        assert_eq!(run.get(&ChunkId([0xff; 32])).unwrap(), None);
+        assert_eq!(run.page(990, 50).unwrap(), records[990..].to_vec());
+        assert_eq!(run.page(2000, 5).unwrap(), vec![]);
+        let descending = [(id(1), 1), (id(1), 1)];
+        assert!(SortedRun::write(dir.path(), descending.into_iter().map(Ok)).is_err());
+    }
+
+    #[test]
+    fn spilled_lengths_hold_every_id_once_through_spills_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map = SpilledLengths::new(dir.path().to_path_buf(), 10);
+        for n in 0..200u64 {
+            assert!(map.insert(id(n), n as u32).unwrap(), "{n} is new");
+        }
+        for n in (0..200u64).step_by(3) {
+            assert!(!map.insert(id(n), 0).unwrap(), "{n} is held already");
+        }
+        assert_eq!(map.len(), 200);
+        assert!(map.runs.len() <= MAX_RUNS + 1, "runs are merged");
+        for n in 0..200u64 {
+            assert_eq!(map.get(&id(n)).unwrap(), Some(n as u32));
+        }
+        assert_eq!(map.get(&id(200)).unwrap(), None);
+    }
+}
