@@ -14,7 +14,7 @@
 //! A file changed within a second before the backup started is not remembered: a change
 //! in the same timestamp tick after it was read would not show in its metadata.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::content::ContentEntry;
 use crate::id::ChunkId;
+use crate::repo::chunk_runs::KnownIds;
 
 const FORMAT: u32 = 1;
 
@@ -121,7 +122,7 @@ impl FilesCache {
         &mut self,
         path: &str,
         metadata: &Metadata,
-        known: &HashSet<ChunkId>,
+        known: &KnownIds,
     ) -> Option<Vec<ContentEntry>> {
         let (stat, chunks) = self.old.get(path)?;
         if *stat != Stat::of(metadata) {
@@ -129,7 +130,12 @@ impl FilesCache {
         }
         let entries = decode_chunks(chunks)?;
         let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
-        if total != stat.size || !entries.iter().all(|e| known.contains(&e.id)) {
+        // A known set that cannot be read back makes a miss: the file is read again.
+        if total != stat.size
+            || !entries
+                .iter()
+                .all(|e| known.contains(&e.id).unwrap_or(false))
+        {
             return None;
         }
         self.hits += 1;

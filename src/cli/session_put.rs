@@ -14,7 +14,7 @@
 //! network is retried: chunk uploads are idempotent and an append names the offset it
 //! continues, so after a lost answer the client asks where the stream stands.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ use crate::id::ChunkId;
 use crate::pipeline::chunker::cut_points;
 use crate::pipeline::keys::chunk_id_with;
 use crate::pipeline::seal::compress_chunk;
+use crate::repo::chunk_runs::{
+    KnownIds, KnownIdsBuilder, SpilledLengths, IN_MEMORY, KNOWN_IN_MEMORY,
+};
 use crate::repo::digest::update_blake3;
 use crate::repo::ingest::{fill, segment_size};
 use crate::repo::Progress;
@@ -153,7 +156,7 @@ pub async fn put(args: &RepoArgs, options: PutOptions<'_>, path: &Path) -> Resul
 pub(super) async fn open_session(
     remote: &Remote,
     body: &Value,
-) -> Result<(String, Writer, HashSet<ChunkId>)> {
+) -> Result<(String, Writer, KnownIds)> {
     let answer: Value = send_json(remote, "/v1/sessions", body).await?;
     let session = answer["session"]["id"]
         .as_str()
@@ -237,19 +240,37 @@ async fn send_json(remote: &Remote, path: &str, body: &Value) -> Result<Value> {
     Ok(checked(response).await?.json().await?)
 }
 
-/// The session's known set, page by page.
-async fn fetch_known(remote: &Remote, session: &str, count: u64) -> Result<HashSet<ChunkId>> {
-    let mut known = HashSet::with_capacity(count as usize);
-    while (known.len() as u64) < count {
-        let path = format!("/v1/sessions/{session}/known?start={}", known.len());
+/// The session's known set, page by page: in memory up to a million ids, beyond that
+/// in a sorted run in the temporary directory, so memory stays flat whatever the size
+/// of the series' newest backup.
+async fn fetch_known(remote: &Remote, session: &str, count: u64) -> Result<KnownIds> {
+    let mut known = KnownIdsBuilder::new(spool_dir(), KNOWN_IN_MEMORY);
+    let mut fetched = 0u64;
+    while fetched < count {
+        let path = format!("/v1/sessions/{session}/known?start={fetched}");
         let response = remote.request(reqwest::Method::GET, &path).send().await?;
         let page = checked(response).await?.bytes().await?;
         if page.is_empty() || !page.len().is_multiple_of(32) {
             bail!("the server sent a known-set page of {} bytes", page.len());
         }
-        known.extend(page.chunks_exact(32).filter_map(ChunkId::from_slice));
+        for id in page.chunks_exact(32).filter_map(ChunkId::from_slice) {
+            known
+                .push(id)
+                .with_context(|| format!("keeping the known set in {}", spool_dir().display()))?;
+            fetched += 1;
+        }
     }
-    Ok(known)
+    Ok(known.finish()?)
+}
+
+/// Where a client keeps the sets of a session too large for memory (unnamed files).
+pub(super) fn spool_dir() -> std::path::PathBuf {
+    std::env::temp_dir()
+}
+
+/// The chunks sent in this session: in memory up to a bound, then in sorted runs.
+pub(super) fn sent_set() -> SpilledLengths {
+    SpilledLengths::new(spool_dir(), IN_MEMORY)
 }
 
 /// Sends what `prepare` (run on a blocking thread) makes of the source, then finishes
@@ -444,11 +465,11 @@ async fn pause(attempt: u32) {
 fn prepare(
     mut source: Box<dyn Read + Send>,
     writer: Writer,
-    known: HashSet<ChunkId>,
+    known: KnownIds,
     progress: Arc<Progress>,
     out: tokio::sync::mpsc::Sender<Prepared>,
 ) -> Result<()> {
-    let mut sent: HashSet<ChunkId> = HashSet::new();
+    let mut sent = sent_set();
     let mut hasher = blake3::Hasher::new();
     let mut entries_hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; segment_size(&writer.chunker)];
@@ -456,7 +477,7 @@ fn prepare(
     read_segments(&mut *source, &mut buffer, &writer.chunker, |data, cuts| {
         progress.add_done(data.len() as u64);
         update_blake3(&mut hasher, data);
-        let segment = chunk_segment(&writer, &known, &mut sent, data, cuts);
+        let segment = chunk_segment(&writer, &known, &mut sent, data, cuts)?;
         entries_hasher.update(&segment.entries);
         size += data.len() as u64;
         let batch = Batch {
@@ -519,11 +540,11 @@ pub(super) struct Segment {
 /// already `sent` (which gains them).
 pub(super) fn chunk_segment(
     writer: &Writer,
-    known: &HashSet<ChunkId>,
-    sent: &mut HashSet<ChunkId>,
+    known: &KnownIds,
+    sent: &mut SpilledLengths,
     data: &[u8],
     cuts: &[usize],
-) -> Segment {
+) -> Result<Segment> {
     let mut starts = Vec::with_capacity(cuts.len());
     let mut start = 0;
     for len in cuts {
@@ -545,7 +566,15 @@ pub(super) fn chunk_segment(
         };
         encode_entry(&mut entries, &entry);
         list.push(entry);
-        if !known.contains(id) && sent.insert(*id) {
+        let spool = || {
+            format!(
+                "keeping the session's chunk sets in {}",
+                spool_dir().display()
+            )
+        };
+        if !known.contains(id).with_context(spool)?
+            && sent.insert(*id, len as u32).with_context(spool)?
+        {
             new.push(position);
         }
     }
@@ -574,11 +603,11 @@ pub(super) fn chunk_segment(
             record
         })
         .collect();
-    Segment {
+    Ok(Segment {
         list,
         entries,
         records: records.concat(),
         new_chunks: new.len(),
         new_bytes: new.iter().map(|&p| cuts[p] as u64).sum(),
-    }
+    })
 }

@@ -12,7 +12,6 @@
 //! - **The catalog** is written as the walk goes, in walk order (which is path order)
 //!   and sent in batches beside the stream's; the server checks every line.
 
-use std::collections::HashSet;
 use std::fs::{File, Metadata};
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -27,14 +26,14 @@ use super::files_cache::FilesCache;
 use super::output::ProgressBar;
 use super::remote::Remote;
 use super::session_put::{
-    abandon_on_error, chunk_segment, open_session, read_segments, send_stream, Batch, Prepared,
-    PutOptions, Segment, SessionGuard, Writer,
+    abandon_on_error, chunk_segment, open_session, read_segments, send_stream, sent_set, Batch,
+    Prepared, PutOptions, Segment, SessionGuard, Writer,
 };
 use crate::format::catalog::CatalogEntry;
 use crate::format::chunk_batch::encode_entry;
 use crate::format::content::ContentEntry;
-use crate::id::ChunkId;
 use crate::pipeline::chunker::cut_points;
+use crate::repo::chunk_runs::{KnownIds, SpilledLengths};
 use crate::repo::digest::update_blake3;
 use crate::repo::ingest::segment_size;
 use crate::repo::tree_source::{TreeWalk, Walked};
@@ -137,8 +136,8 @@ struct GroupFile {
 /// The walk's work on the blocking thread: reads, chunks and batches the tree.
 struct TreeSender {
     writer: Writer,
-    known: HashSet<ChunkId>,
-    sent: HashSet<ChunkId>,
+    known: KnownIds,
+    sent: SpilledLengths,
     cache: FilesCache,
     progress: Arc<Progress>,
     out: Sender<Prepared>,
@@ -167,7 +166,7 @@ struct TreeSender {
 impl TreeSender {
     fn new(
         writer: Writer,
-        known: HashSet<ChunkId>,
+        known: KnownIds,
         cache: FilesCache,
         progress: Arc<Progress>,
         out: Sender<Prepared>,
@@ -176,7 +175,7 @@ impl TreeSender {
         TreeSender {
             writer,
             known,
-            sent: HashSet::new(),
+            sent: sent_set(),
             cache,
             progress,
             out,
@@ -312,7 +311,7 @@ impl TreeSender {
             if let Some(hasher) = self.hasher.as_mut() {
                 update_blake3(hasher, data);
             }
-            let segment = chunk_segment(&self.writer, &self.known, &mut self.sent, data, cuts);
+            let segment = chunk_segment(&self.writer, &self.known, &mut self.sent, data, cuts)?;
             list.extend_from_slice(&segment.list);
             self.add_segment(segment)
         })
@@ -343,7 +342,7 @@ impl TreeSender {
         if let Some(hasher) = self.hasher.as_mut() {
             update_blake3(hasher, &data);
         }
-        let segment = chunk_segment(&self.writer, &self.known, &mut self.sent, &data, &cuts);
+        let segment = chunk_segment(&self.writer, &self.known, &mut self.sent, &data, &cuts)?;
         let mut from = 0;
         for (file, count) in std::mem::take(&mut self.group).into_iter().zip(counts) {
             let list = &segment.list[from..from + count];

@@ -48,7 +48,7 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use tokio::runtime::Handle;
 
-use super::chunk_runs::{SortedRun, SpilledLengths, IN_MEMORY};
+use super::chunk_runs::{KnownIds, KnownIdsBuilder, SpilledLengths, IN_MEMORY, KNOWN_IN_MEMORY};
 use super::digest::DigestRequest;
 use super::ingest::{
     now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
@@ -90,6 +90,8 @@ pub struct AssemblyOptions {
     pub tree: bool,
     /// Uploaded chunk ids held in memory before they go to a sorted run on disk.
     pub uploaded_in_memory: usize,
+    /// Known chunk ids held in memory; a larger known set is kept on disk.
+    pub known_in_memory: usize,
 }
 
 impl Default for AssemblyOptions {
@@ -100,6 +102,7 @@ impl Default for AssemblyOptions {
             recent_bytes: RECENT_BYTES,
             tree: false,
             uploaded_in_memory: IN_MEMORY,
+            known_in_memory: KNOWN_IN_MEMORY,
         }
     }
 }
@@ -181,7 +184,7 @@ pub struct Assembly {
     series: String,
     /// The known set, sorted and distinct (lengths not recorded); never changes after
     /// opening.
-    known: Arc<SortedRun>,
+    known: Arc<KnownIds>,
     state: Arc<Mutex<State>>,
 }
 
@@ -245,7 +248,7 @@ impl Repository {
     ) -> Result<Assembly, RepoError> {
         validate_series(series)?;
         let spool_dir = self.inner.state_dir.join("tmp");
-        let mut known = IdSorter::new(spool_dir.clone(), RUN_IDS);
+        let mut gathered = IdSorter::new(spool_dir.clone(), RUN_IDS);
         let newest = self.newest_backup(series)?.map(|entry| entry.manifest);
         if let Some(previous) = newest {
             for leaf in &previous.content.leaves {
@@ -257,7 +260,7 @@ impl Repository {
                     reason: e.to_string(),
                 })?;
                 for entry in entries {
-                    known
+                    gathered
                         .push(entry.id)
                         .map_err(|e| RepoError::io(&spool_dir, e))?;
                 }
@@ -269,7 +272,9 @@ impl Repository {
         let source = source.to_string();
         tokio::task::spawn_blocking(move || {
             let mut session = Session::new(inner.clone(), handle, Arc::new(Progress::new()));
-            let known = referenced_known_set(&mut session, known, &spool_dir)?;
+            let known = KnownIdsBuilder::new(spool_dir.clone(), options.known_in_memory);
+            let known = referenced_known_set(&mut session, gathered, known)
+                .map_err(|e| e.at(&spool_dir))?;
             Ok(Assembly {
                 inner,
                 series: series_name,
@@ -316,11 +321,9 @@ impl Assembly {
     /// from position `start`, at most `limit` ids; read from disk off the async workers.
     pub async fn known_page(&self, start: u64, limit: usize) -> Result<Vec<ChunkId>, RepoError> {
         self.blocking(move |this| {
-            let page = this
-                .known
+            this.known
                 .page(start, limit)
-                .map_err(|e| RepoError::io(this.spool_dir(), e))?;
-            Ok(page.into_iter().map(|(id, _)| id).collect())
+                .map_err(|e| RepoError::io(this.spool_dir(), e))
         })
         .await
     }
@@ -435,7 +438,7 @@ impl Assembly {
         let spool_failed = |e| RepoError::io(self.spool_dir(), e);
         for entry in &entries {
             let uploaded = state.uploaded.get(&entry.id).map_err(spool_failed)?;
-            if uploaded.is_none() && self.known.get(&entry.id).map_err(spool_failed)?.is_none() {
+            if uploaded.is_none() && !self.known.contains(&entry.id).map_err(spool_failed)? {
                 return Err(RepoError::InvalidInput(format!(
                     "chunk {} was neither uploaded in this session nor is it in the newest \
                      backup of series {}: upload it first",
@@ -709,57 +712,53 @@ fn verify_chunk(
 /// Chunk ids referenced by a session at once.
 const REFERENCE_BATCH: usize = 1 << 16;
 
-/// The known set, sorted and distinct, in a run on disk; each id referenced by `session`
-/// before it is written, so gc keeps them from here on. Those the index has lost are
-/// left out: the client uploads them again.
+/// The known set, sorted and distinct, each id referenced by `session` before it is
+/// kept, so gc keeps them from here on. Those the index has lost are left out: the
+/// client uploads them again.
 fn referenced_known_set(
     session: &mut Session,
     gathered: IdSorter,
-    spool_dir: &std::path::Path,
-) -> Result<SortedRun, RepoError> {
-    let spool_failed = |e| RepoError::io(spool_dir, e);
+    mut known: KnownIdsBuilder,
+) -> Result<KnownIds, SpoolOr> {
     let mut ids = gathered.finish();
     let mut batch: Vec<ChunkId> = Vec::with_capacity(REFERENCE_BATCH);
-    let mut referenced: Vec<ChunkId> = Vec::new();
-    let mut failure: Option<RepoError> = None;
-    let known = SortedRun::write(
-        spool_dir,
-        std::iter::from_fn(|| loop {
-            if let Some(id) = referenced.pop() {
-                return Some(Ok((id, 0)));
+    loop {
+        batch.clear();
+        while batch.len() < REFERENCE_BATCH {
+            match ids.next_id()? {
+                Some(id) => batch.push(id),
+                None => break,
             }
-            if failure.is_some() {
-                return None;
+        }
+        if batch.is_empty() {
+            return Ok(known.finish()?);
+        }
+        let presence = session.reference(&batch).map_err(SpoolOr::Repo)?;
+        for (id, presence) in batch.iter().zip(presence) {
+            if !matches!(presence, Presence::Absent) {
+                known.push(*id)?;
             }
-            batch.clear();
-            while batch.len() < REFERENCE_BATCH {
-                match ids.next_id() {
-                    Ok(Some(id)) => batch.push(id),
-                    Ok(None) => break,
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            if batch.is_empty() {
-                return None;
-            }
-            match session.reference(&batch) {
-                Ok(presence) => {
-                    // Reversed, so that popping yields them in ascending order.
-                    referenced = batch
-                        .iter()
-                        .zip(presence)
-                        .rev()
-                        .filter(|(_, p)| !matches!(p, Presence::Absent))
-                        .map(|(id, _)| *id)
-                        .collect();
-                }
-                Err(error) => failure = Some(error),
-            }
-        }),
-    )
-    .map_err(spool_failed)?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(known),
+        }
+    }
+}
+
+/// A failure of the spool files, or of the repository.
+enum SpoolOr {
+    Spool(std::io::Error),
+    Repo(RepoError),
+}
+
+impl From<std::io::Error> for SpoolOr {
+    fn from(error: std::io::Error) -> SpoolOr {
+        SpoolOr::Spool(error)
+    }
+}
+
+impl SpoolOr {
+    fn at(self, spool_dir: &std::path::Path) -> RepoError {
+        match self {
+            SpoolOr::Spool(error) => RepoError::io(spool_dir, error),
+            SpoolOr::Repo(error) => error,
+        }
     }
 }

@@ -21,9 +21,12 @@ use crate::id::ChunkId;
 const RECORD: usize = 36;
 /// One id in this many stays in memory; a lookup reads one block of this many records
 /// (4.5 KiB).
-pub(crate) const SAMPLE_EVERY: u64 = 128;
+pub const SAMPLE_EVERY: u64 = 128;
 /// Entries a [`SpilledLengths`] holds in memory before it writes a run (about 16 MiB).
-pub(crate) const IN_MEMORY: usize = 1 << 18;
+pub const IN_MEMORY: usize = 1 << 18;
+/// Known ids held in memory before they go to a run (32 MiB): lookups in memory cost
+/// nothing, and a set this large is a backup of a million chunks.
+pub const KNOWN_IN_MEMORY: usize = 1 << 20;
 /// Runs a [`SpilledLengths`] keeps before it merges them into one.
 const MAX_RUNS: usize = 4;
 
@@ -37,7 +40,7 @@ fn record_at(bytes: &[u8], index: usize) -> (ChunkId, u32) {
 }
 
 /// Records in ascending id order, each id once; see the module documentation.
-pub(crate) struct SortedRun {
+pub struct SortedRun {
     file: File,
     len: u64,
     sample: Vec<ChunkId>,
@@ -46,39 +49,29 @@ pub(crate) struct SortedRun {
 impl SortedRun {
     /// Writes `records`, which must come in strictly ascending id order, into a new
     /// temporary file in `dir` (created when needed).
-    pub(crate) fn write(
+    pub fn write(
         dir: &Path,
         records: impl IntoIterator<Item = io::Result<(ChunkId, u32)>>,
     ) -> io::Result<SortedRun> {
-        std::fs::create_dir_all(dir)?;
-        let mut writer = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
-        let mut sample = Vec::new();
-        let mut len = 0u64;
-        let mut last: Option<ChunkId> = None;
+        let mut writer = RunWriter::new(dir)?;
         for record in records {
             let (id, length) = record?;
-            if last.is_some_and(|last| last >= id) {
-                return Err(io::Error::other("a sorted run's ids must ascend"));
-            }
-            if len.is_multiple_of(SAMPLE_EVERY) {
-                sample.push(id);
-            }
-            writer.write_all(id.as_bytes())?;
-            writer.write_all(&length.to_le_bytes())?;
-            last = Some(id);
-            len += 1;
+            writer.push(id, length)?;
         }
-        let file = writer.into_inner().map_err(|error| error.into_error())?;
-        Ok(SortedRun { file, len, sample })
+        writer.finish()
     }
 
     /// Records in the run.
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The records from position `start`, at most `limit` of them.
-    pub(crate) fn page(&self, start: u64, limit: usize) -> io::Result<Vec<(ChunkId, u32)>> {
+    pub fn page(&self, start: u64, limit: usize) -> io::Result<Vec<(ChunkId, u32)>> {
         let count = self.len.saturating_sub(start).min(limit as u64) as usize;
         let mut bytes = vec![0u8; count * RECORD];
         self.file.read_exact_at(&mut bytes, start * RECORD as u64)?;
@@ -86,7 +79,7 @@ impl SortedRun {
     }
 
     /// The length recorded for `id`, if the run holds it: one block read.
-    pub(crate) fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
+    pub fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
         // The last sampled block starting at or before `id`.
         let block = match self.sample.partition_point(|sampled| sampled <= id) {
             0 => return Ok(None),
@@ -121,8 +114,153 @@ impl SortedRun {
     }
 }
 
+/// A [`SortedRun`] being written, a record at a time.
+pub struct RunWriter {
+    writer: BufWriter<File>,
+    sample: Vec<ChunkId>,
+    len: u64,
+    last: Option<ChunkId>,
+}
+
+impl RunWriter {
+    /// A new run in a temporary file in `dir` (created when needed).
+    pub fn new(dir: &Path) -> io::Result<RunWriter> {
+        std::fs::create_dir_all(dir)?;
+        Ok(RunWriter {
+            writer: BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?),
+            sample: Vec::new(),
+            len: 0,
+            last: None,
+        })
+    }
+
+    /// Appends a record; its id must be greater than every id before it.
+    pub fn push(&mut self, id: ChunkId, length: u32) -> io::Result<()> {
+        if self.last.is_some_and(|last| last >= id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a sorted run's ids must ascend",
+            ));
+        }
+        if self.len.is_multiple_of(SAMPLE_EVERY) {
+            self.sample.push(id);
+        }
+        self.writer.write_all(id.as_bytes())?;
+        self.writer.write_all(&length.to_le_bytes())?;
+        self.last = Some(id);
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<SortedRun> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|error| error.into_error())?;
+        Ok(SortedRun {
+            file,
+            len: self.len,
+            sample: self.sample,
+        })
+    }
+}
+
+/// Chunk ids in ascending order, each once, for membership and pages by position: in
+/// memory while they are few, else a [`SortedRun`] on disk.
+pub enum KnownIds {
+    Memory(Vec<ChunkId>),
+    Run(SortedRun),
+}
+
+impl KnownIds {
+    pub fn len(&self) -> u64 {
+        match self {
+            KnownIds::Memory(ids) => ids.len() as u64,
+            KnownIds::Run(run) => run.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> io::Result<bool> {
+        match self {
+            KnownIds::Memory(ids) => Ok(ids.binary_search(id).is_ok()),
+            KnownIds::Run(run) => Ok(run.get(id)?.is_some()),
+        }
+    }
+
+    /// The ids from position `start`, at most `limit` of them.
+    pub fn page(&self, start: u64, limit: usize) -> io::Result<Vec<ChunkId>> {
+        match self {
+            KnownIds::Memory(ids) => Ok(ids
+                .iter()
+                .skip(start.min(ids.len() as u64) as usize)
+                .take(limit)
+                .copied()
+                .collect()),
+            KnownIds::Run(run) => Ok(run
+                .page(start, limit)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()),
+        }
+    }
+}
+
+/// Gathers [`KnownIds`] in ascending order: in memory up to a bound, then on disk.
+pub struct KnownIdsBuilder {
+    dir: PathBuf,
+    in_memory: usize,
+    memory: Vec<ChunkId>,
+    run: Option<RunWriter>,
+}
+
+impl KnownIdsBuilder {
+    /// Holds up to `in_memory` ids in memory, then writes them all to a run in `dir`.
+    pub fn new(dir: PathBuf, in_memory: usize) -> KnownIdsBuilder {
+        KnownIdsBuilder {
+            dir,
+            in_memory,
+            memory: Vec::new(),
+            run: None,
+        }
+    }
+
+    /// Appends an id, which must be greater than every id before it.
+    pub fn push(&mut self, id: ChunkId) -> io::Result<()> {
+        if let Some(run) = &mut self.run {
+            return run.push(id, 0);
+        }
+        if self.memory.last().is_some_and(|last| *last >= id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "known ids must ascend",
+            ));
+        }
+        self.memory.push(id);
+        if self.memory.len() > self.in_memory {
+            let mut run = RunWriter::new(&self.dir)?;
+            for id in self.memory.drain(..) {
+                run.push(id, 0)?;
+            }
+            self.memory = Vec::new();
+            self.run = Some(run);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<KnownIds> {
+        match self.run {
+            Some(run) => Ok(KnownIds::Run(run.finish()?)),
+            None => Ok(KnownIds::Memory(self.memory)),
+        }
+    }
+}
+
 /// Chunk id → length, inserted in any order; see the module documentation.
-pub(crate) struct SpilledLengths {
+pub struct SpilledLengths {
     dir: PathBuf,
     in_memory: usize,
     memory: HashMap<ChunkId, u32>,
@@ -131,7 +269,7 @@ pub(crate) struct SpilledLengths {
 
 impl SpilledLengths {
     /// An empty map that spills into `dir` once it holds `in_memory` entries.
-    pub(crate) fn new(dir: PathBuf, in_memory: usize) -> SpilledLengths {
+    pub fn new(dir: PathBuf, in_memory: usize) -> SpilledLengths {
         SpilledLengths {
             dir,
             in_memory: in_memory.max(1),
@@ -141,11 +279,15 @@ impl SpilledLengths {
     }
 
     /// Distinct ids held.
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.memory.len() as u64 + self.runs.iter().map(SortedRun::len).sum::<u64>()
     }
 
-    pub(crate) fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
         if let Some(length) = self.memory.get(id) {
             return Ok(Some(*length));
         }
@@ -158,7 +300,7 @@ impl SpilledLengths {
     }
 
     /// Records `id` with `length` unless it is held already; whether it was new.
-    pub(crate) fn insert(&mut self, id: ChunkId, length: u32) -> io::Result<bool> {
+    pub fn insert(&mut self, id: ChunkId, length: u32) -> io::Result<bool> {
         if self.get(&id)?.is_some() {
             return Ok(false);
         }
@@ -236,6 +378,29 @@ mod tests {
         assert_eq!(run.page(2000, 5).unwrap(), vec![]);
         let descending = [(id(1), 1), (id(1), 1)];
         assert!(SortedRun::write(dir.path(), descending.into_iter().map(Ok)).is_err());
+    }
+
+    #[test]
+    fn known_ids_answer_alike_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids: Vec<ChunkId> = (1..400).map(id).collect();
+        ids.sort_unstable();
+        for in_memory in [1000, 10] {
+            let mut builder = KnownIdsBuilder::new(dir.path().to_path_buf(), in_memory);
+            for id in &ids {
+                builder.push(*id).unwrap();
+            }
+            let known = builder.finish().unwrap();
+            assert_eq!(matches!(known, KnownIds::Run(_)), in_memory == 10);
+            assert_eq!(known.len(), 399);
+            assert!(ids.iter().all(|id| known.contains(id).unwrap()));
+            assert!(!known.contains(&id(400)).unwrap());
+            assert_eq!(known.page(390, 20).unwrap(), ids[390..].to_vec());
+            assert_eq!(known.page(500, 20).unwrap(), vec![]);
+        }
+        let mut builder = KnownIdsBuilder::new(dir.path().to_path_buf(), 10);
+        builder.push(id(5)).unwrap();
+        assert!(builder.push(id(5)).is_err(), "a repeat is refused");
     }
 
     #[test]

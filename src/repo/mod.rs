@@ -8,7 +8,7 @@
 pub mod assembly;
 pub mod catalog_lookup;
 pub mod check;
-mod chunk_runs;
+pub mod chunk_runs;
 pub mod compose;
 mod coordinator;
 pub mod digest;

@@ -135,6 +135,7 @@ async fn a_sessions_sets_beyond_memory_still_prove_possession_and_lengths() {
     assert!(chunks.len() > 150, "{} chunks", chunks.len());
     let options = || AssemblyOptions {
         uploaded_in_memory: 4,
+        known_in_memory: 10,
         ..AssemblyOptions::default()
     };
     let assembly = repo
