@@ -112,6 +112,12 @@ impl Default for AssemblyOptions {
 /// batches' worth, since a client appends each batch soon after uploading it.
 pub const RECENT_BYTES: usize = 64 << 20;
 
+/// What keeping one recent chunk costs besides its bytes: its entries in both maps and
+/// the allocation's own overhead. Counted against [`RECENT_BYTES`], so that tiny chunks
+/// (64 bytes in `bench scale`) cannot make the map hold millions of entries, each
+/// costing several times its bytes.
+const RECENT_ENTRY_COST: usize = 192;
+
 /// Plaintext read at once to observe appended chunks in order: 32 MiB.
 const OBSERVE_WINDOW: usize = 32 << 20;
 
@@ -121,24 +127,26 @@ struct RecentPlaintexts {
     by_id: HashMap<ChunkId, (Bytes, u64)>,
     by_use: BTreeMap<u64, ChunkId>,
     clock: u64,
+    /// The kept chunks' bytes plus [`RECENT_ENTRY_COST`] for each.
     bytes: usize,
 }
 
 impl RecentPlaintexts {
     fn insert(&mut self, id: ChunkId, plaintext: Bytes) {
-        if plaintext.len() > self.limit || self.by_id.contains_key(&id) {
+        let cost = plaintext.len() + RECENT_ENTRY_COST;
+        if cost > self.limit || self.by_id.contains_key(&id) {
             return;
         }
-        while self.bytes + plaintext.len() > self.limit {
+        while self.bytes + cost > self.limit {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
             if let Some((evicted, _)) = self.by_id.remove(&oldest) {
-                self.bytes -= evicted.len();
+                self.bytes -= evicted.len() + RECENT_ENTRY_COST;
             }
         }
         self.clock += 1;
-        self.bytes += plaintext.len();
+        self.bytes += cost;
         self.by_use.insert(self.clock, id);
         self.by_id.insert(id, (plaintext, self.clock));
     }
@@ -760,5 +768,30 @@ impl SpoolOr {
             SpoolOr::Spool(error) => RepoError::io(spool_dir, error),
             SpoolOr::Repo(error) => error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_plaintexts_count_each_entrys_cost_not_only_its_bytes() {
+        let mut recent = RecentPlaintexts {
+            limit: 100 * (64 + RECENT_ENTRY_COST),
+            ..RecentPlaintexts::default()
+        };
+        for n in 0..1000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            recent.insert(ChunkId(id), Bytes::from(vec![0u8; 64]));
+        }
+        assert_eq!(recent.by_id.len(), 100, "64-byte chunks cost 256 bytes each");
+        assert_eq!(recent.by_use.len(), 100);
+        assert_eq!(recent.bytes, recent.limit);
+        let mut newest = [0u8; 32];
+        newest[..4].copy_from_slice(&999u32.to_le_bytes());
+        assert!(recent.get(&ChunkId(newest)).is_some(), "the newest is kept");
+        assert!(recent.get(&ChunkId([0; 32])).is_none(), "the oldest went first");
     }
 }
