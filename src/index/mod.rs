@@ -333,7 +333,9 @@ impl Index {
     }
 
     /// Records several durable packs and their blobs in one write transaction: one
-    /// commit (one sync to disk) for all of them, as a rebuild wants.
+    /// commit (one sync to disk) for all of them, as a rebuild wants. The blobs go into
+    /// the chunk table in id order: consecutive inserts land on neighbouring pages
+    /// instead of one random page each, which is what a large table's cache wants.
     pub fn commit_packs(
         &self,
         batch: &[(PackId, PackRecord, &[PackEntry])],
@@ -344,14 +346,20 @@ impl Index {
             {
                 let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
                 let mut packs = txn.open_table(PACKS).map_err(db)?;
-                for (pack, record, entries) in batch {
-                    for entry in *entries {
-                        if chunks.get(entry.id.0).map_err(db)?.is_none() {
-                            let value = schema::encode_location(pack, entry);
-                            chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
-                            delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
-                        }
+                let mut blobs: Vec<(&PackId, &PackEntry)> = batch
+                    .iter()
+                    .flat_map(|(pack, _, entries)| entries.iter().map(move |e| (pack, e)))
+                    .collect();
+                // Stable: of an id repeated in the batch, the first pack's copy wins.
+                blobs.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+                for (pack, entry) in blobs {
+                    if chunks.get(entry.id.0).map_err(db)?.is_none() {
+                        let value = schema::encode_location(pack, entry);
+                        chunks.insert(entry.id.0, value.as_slice()).map_err(db)?;
+                        delta.chunk(&schema::decode_location(&entry.id, &value)?, 1);
                     }
+                }
+                for (pack, record, _) in batch {
                     let replaced = packs
                         .insert(pack.0, schema::encode_pack(record).as_slice())
                         .map_err(db)?;

@@ -786,12 +786,19 @@ mod tests {
             id[..4].copy_from_slice(&n.to_le_bytes());
             recent.insert(ChunkId(id), Bytes::from(vec![0u8; 64]));
         }
-        assert_eq!(recent.by_id.len(), 100, "64-byte chunks cost 256 bytes each");
+        assert_eq!(
+            recent.by_id.len(),
+            100,
+            "64-byte chunks cost 256 bytes each"
+        );
         assert_eq!(recent.by_use.len(), 100);
         assert_eq!(recent.bytes, recent.limit);
         let mut newest = [0u8; 32];
         newest[..4].copy_from_slice(&999u32.to_le_bytes());
         assert!(recent.get(&ChunkId(newest)).is_some(), "the newest is kept");
-        assert!(recent.get(&ChunkId([0; 32])).is_none(), "the oldest went first");
+        assert!(
+            recent.get(&ChunkId([0; 32])).is_none(),
+            "the oldest went first"
+        );
     }
 }
