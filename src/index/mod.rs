@@ -351,7 +351,7 @@ impl Index {
                     .flat_map(|(pack, _, entries)| entries.iter().map(move |e| (pack, e)))
                     .collect();
                 // Stable: of an id repeated in the batch, the first pack's copy wins.
-                blobs.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+                blobs.sort_by_key(|(_, entry)| entry.id);
                 for (pack, entry) in blobs {
                     if chunks.get(entry.id.0).map_err(db)?.is_none() {
                         let value = schema::encode_location(pack, entry);
