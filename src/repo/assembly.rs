@@ -256,12 +256,18 @@ impl Repository {
     ) -> Result<Assembly, RepoError> {
         validate_series(series)?;
         let spool_dir = self.inner.state_dir.join("tmp");
-        let mut gathered = IdSorter::new(spool_dir.clone(), RUN_IDS);
         let newest = self.newest_backup(series)?.map(|entry| entry.manifest);
-        if let Some(previous) = newest {
-            for leaf in &previous.content.leaves {
-                let location = self.inner.locate(leaf.id)?;
-                let payload = self.inner.load_blob(leaf.id, location).await?;
+        let inner = self.inner.clone();
+        let handle = Handle::current();
+        let series_name = series.to_string();
+        let source = source.to_string();
+        // Off the async workers: the previous backup's leaves are decoded and their ids
+        // sorted through runs on disk, which may write tens of MiB at a time.
+        tokio::task::spawn_blocking(move || {
+            let mut gathered = IdSorter::new(spool_dir.clone(), RUN_IDS);
+            for leaf in newest.iter().flat_map(|previous| &previous.content.leaves) {
+                let location = inner.locate(leaf.id)?;
+                let payload = handle.block_on(inner.load_blob(leaf.id, location))?;
                 let entries = decode_leaf(&payload).map_err(|e| RepoError::CorruptChunk {
                     chunk: leaf.id,
                     pack: location.pack,
@@ -273,12 +279,6 @@ impl Repository {
                         .map_err(|e| RepoError::io(&spool_dir, e))?;
                 }
             }
-        }
-        let inner = self.inner.clone();
-        let handle = Handle::current();
-        let series_name = series.to_string();
-        let source = source.to_string();
-        tokio::task::spawn_blocking(move || {
             let mut session = Session::new(inner.clone(), handle, Arc::new(Progress::new()));
             let known = KnownIdsBuilder::new(spool_dir.clone(), options.known_in_memory);
             let known = referenced_known_set(&mut session, gathered, known)
