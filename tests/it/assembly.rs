@@ -164,22 +164,7 @@ async fn a_sessions_sets_beyond_memory_still_prove_possession_and_lengths() {
         .await
         .expect_err("an id never uploaded");
     assert!(refused.to_string().contains("upload it first"), "{refused}");
-    let mut at = 0;
-    for batch in all.chunks(64) {
-        at = assembly
-            .append(at, batch.to_vec())
-            .await
-            .expect("append")
-            .size;
-    }
-    let first = assembly
-        .finish(StreamClaim {
-            size: data.len() as u64,
-            blake3: Some(blake3_hex(&data)),
-            entries_blake3: None,
-        })
-        .await
-        .expect("finish");
+    let first = append_and_finish(&assembly, &all, 64, &data).await;
     assert_eq!(restore_bytes(&repo, &first).await, data);
 
     let next = repo
@@ -205,22 +190,32 @@ async fn a_sessions_sets_beyond_memory_still_prove_possession_and_lengths() {
         .await
         .unwrap()
         .is_empty());
+    let second = append_and_finish(&next, &all, 100, &data).await;
+    assert_eq!(second.new_chunks, 0);
+    assert_eq!(restore_bytes(&repo, &second).await, data);
+}
+
+/// Appends `entries` in batches of `batch`, then finishes the stream as `data`.
+async fn append_and_finish(
+    assembly: &Assembly,
+    entries: &[ContentEntry],
+    batch: usize,
+    data: &[u8],
+) -> stowage::format::manifest::BackupManifest {
     let mut at = 0;
-    for batch in all.chunks(100) {
-        at = next
+    for batch in entries.chunks(batch) {
+        at = assembly
             .append(at, batch.to_vec())
             .await
-            .expect("append known")
+            .expect("append")
             .size;
     }
-    let second = next
+    assembly
         .finish(StreamClaim {
             size: data.len() as u64,
-            blake3: Some(blake3_hex(&data)),
+            blake3: Some(blake3_hex(data)),
             entries_blake3: None,
         })
         .await
-        .expect("finish");
-    assert_eq!(second.new_chunks, 0);
-    assert_eq!(restore_bytes(&repo, &second).await, data);
+        .expect("finish")
 }

@@ -730,6 +730,25 @@ impl stowage::backend::Backend for Interleaving {
     }
 }
 
+/// A repository on an [`Interleaving`] backend.
+async fn interleaved() -> (LocalRepo, Arc<Interleaving>, Repository) {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = Interleaving::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    (local, backend, repo)
+}
+
+fn spawn_backup(repo: &Repository, data: &[u8]) -> tokio::task::JoinHandle<BackupManifest> {
+    let (repo, data) = (repo.clone(), data.to_vec());
+    tokio::spawn(async move { backup_bytes(&repo, data, "s").await })
+}
+
+fn spawn_gc(repo: &Repository) -> tokio::task::JoinHandle<GcReport> {
+    let repo = repo.clone();
+    tokio::spawn(async move { gc(&repo, GcOptions::default()).await })
+}
+
 /// Asserts that `repo` holds exactly `expected`, each restoring exactly, and checks
 /// clean.
 async fn assert_holds(repo: &Repository, expected: &[(BackupManifest, Vec<u8>)]) {
@@ -753,28 +772,19 @@ async fn assert_holds(repo: &Repository, expected: &[(BackupManifest, Vec<u8>)])
 /// to lose it to a reconciliation that took it for a record without a manifest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_committing_while_gc_reads_the_manifests_keeps_its_record() {
-    let local = LocalRepo::new();
-    drop(local.init(small_options()).await);
-    let backend = Interleaving::new(local.backend());
-    let repo = local.open_with(backend.clone()).await;
+    let (_local, backend, repo) = interleaved().await;
     let first = random_bytes(MIB, 1401);
     let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
 
     let put = backend.hold_next_manifest_put();
     let second = random_bytes(MIB, 1402);
-    let committing = {
-        let (repo, data) = (repo.clone(), second.clone());
-        tokio::spawn(async move { backup_bytes(&repo, data, "s").await })
-    };
+    let committing = spawn_backup(&repo, &second);
     put.arrived
         .await
         .expect("the second backup reaches its manifest");
 
     let list = backend.hold_next_manifest_list();
-    let collecting = {
-        let repo = repo.clone();
-        tokio::spawn(async move { gc(&repo, GcOptions::default()).await })
-    };
+    let collecting = spawn_gc(&repo);
     list.arrived.await.expect("gc lists the manifests");
     put.go_on.send(()).unwrap();
     expected.push((committing.await.unwrap(), second));
@@ -789,10 +799,7 @@ async fn a_backup_committing_while_gc_reads_the_manifests_keeps_its_record() {
 /// next open finds it current.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_reconciles_after_a_failed_change_without_losing_a_backup_committing_meanwhile() {
-    let local = LocalRepo::new();
-    drop(local.init(small_options()).await);
-    let backend = Interleaving::new(local.backend());
-    let repo = local.open_with(backend.clone()).await;
+    let (local, backend, repo) = interleaved().await;
     let first = random_bytes(MIB, 1411);
     let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
     backend
@@ -804,17 +811,11 @@ async fn gc_reconciles_after_a_failed_change_without_losing_a_backup_committing_
 
     let put = backend.hold_next_manifest_put();
     let second = random_bytes(MIB, 1413);
-    let committing = {
-        let (repo, data) = (repo.clone(), second.clone());
-        tokio::spawn(async move { backup_bytes(&repo, data, "s").await })
-    };
+    let committing = spawn_backup(&repo, &second);
     put.arrived
         .await
         .expect("the second backup reaches its manifest");
-    let collecting = {
-        let repo = repo.clone();
-        tokio::spawn(async move { gc(&repo, GcOptions::default()).await })
-    };
+    let collecting = spawn_gc(&repo);
     // Let gc reach its reconciliation before the commit goes on.
     tokio::task::yield_now().await;
     put.go_on.send(()).unwrap();
@@ -836,10 +837,7 @@ async fn gc_reconciles_after_a_failed_change_without_losing_a_backup_committing_
 /// from the backend still is one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_takes_backups_committed_or_purged_while_it_lists_for_no_damage() {
-    let local = LocalRepo::new();
-    drop(local.init(small_options()).await);
-    let backend = Interleaving::new(local.backend());
-    let repo = local.open_with(backend.clone()).await;
+    let (local, backend, repo) = interleaved().await;
     let first = random_bytes(MIB, 1421);
     let mut expected = vec![(backup_bytes(&repo, first.clone(), "s").await, first)];
     let doomed = backup_bytes(&repo, random_bytes(MIB, 1422), "s").await;
