@@ -132,6 +132,13 @@ impl Generations {
         self.gate.write().await
     }
 
+    /// A reconciliation, holding [`Generations::exclusive`], is about to change the
+    /// index: until it records a token ([`Generations::reconciled`]) the index may be
+    /// incomplete (a failed rebuild leaves it so), so nothing may take it as current.
+    pub(crate) fn distrust(&self) {
+        self.state().tainted = true;
+    }
+
     /// A reconciliation, holding [`Generations::exclusive`], made the index match the
     /// backend at `token` and recorded it: the index is trusted again, whatever change
     /// had failed before.

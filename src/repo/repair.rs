@@ -56,6 +56,7 @@ impl Repository {
     /// index` uses [`Repository::open_rebuilding_index`], on a handle of its own.
     pub async fn rebuild_index(&self) -> Result<RepairReport, RepoError> {
         let _no_change_meanwhile = self.inner.generations.exclusive().await;
+        self.inner.generations.distrust();
         self.inner.index.clear()?;
         self.reconcile_alone().await
     }
@@ -71,6 +72,7 @@ impl Repository {
     /// [`Repository::reconcile_index`], the caller holding off every change.
     async fn reconcile_alone(&self) -> Result<RepairReport, RepoError> {
         let inner = &self.inner;
+        inner.generations.distrust();
         // Read first: a change made while reconciling gives the backend a newer token,
         // so the next open reconciles again.
         let token = match generation::read(&inner.backend, &inner.keys).await? {

@@ -594,6 +594,7 @@ struct Interleaving {
     /// The prefix whose next listing is held.
     list_held_prefix: std::sync::Mutex<&'static str>,
     fail_manifest_put: std::sync::atomic::AtomicBool,
+    fail_manifest_list: std::sync::atomic::AtomicBool,
 }
 
 const MANIFESTS: &str = "backups/";
@@ -607,6 +608,7 @@ impl Interleaving {
             list_held_before: Default::default(),
             list_held_prefix: std::sync::Mutex::new(MANIFESTS),
             fail_manifest_put: Default::default(),
+            fail_manifest_list: Default::default(),
         })
     }
 
@@ -698,6 +700,16 @@ impl stowage::backend::Backend for Interleaving {
         &self,
         prefix: &str,
     ) -> Result<Vec<stowage::backend::ObjectMeta>, stowage::backend::BackendError> {
+        if prefix.starts_with(MANIFESTS)
+            && self
+                .fail_manifest_list
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(stowage::backend::BackendError::Unavailable {
+                key: prefix.to_string(),
+                message: "the test fails this listing".into(),
+            });
+        }
         let watched = *self.list_held_prefix.lock().unwrap();
         let held = match prefix.starts_with(watched) {
             true => self.manifest_list.lock().unwrap().take(),
@@ -881,4 +893,22 @@ async fn check_takes_backups_committed_or_purged_while_it_lists_for_no_damage() 
             "backup {lost}: manifest object is missing from the backend"
         )],
     );
+}
+
+/// A rebuild that failed half way leaves an incomplete index, which nothing may take as
+/// current, although this process wrote the backend's generation itself: the next gc
+/// reconciles it first and every backup is listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_rebuild_gc_reconciles_the_incomplete_index() {
+    let (_local, backend, repo) = interleaved().await;
+    let data = random_bytes(MIB, 1431);
+    let expected = vec![(backup_bytes(&repo, data.clone(), "s").await, data)];
+    backend
+        .fail_manifest_list
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    repo.rebuild_index()
+        .await
+        .expect_err("the listing of manifests fails");
+    gc(&repo, GcOptions::default()).await;
+    assert_holds(&repo, &expected).await;
 }
