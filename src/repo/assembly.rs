@@ -30,6 +30,10 @@
 //!   id, a matching list pins the bytes as surely. Either way the server records the
 //!   BLAKE3 of the stream it assembled, so restores are checked end to end as for every
 //!   backup. Only then is the manifest written and the backup committed.
+//! - **Repeats.** Appends that repeat the series' newest backup entry for entry are not
+//!   observed: the same list is the same bytes, so such a stream inherits that backup's
+//!   digests (`repeat`). At the first departure the bytes repeated so far are observed
+//!   from that backup's content, and the stream goes on as any other.
 //!
 //! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
 //! and gc reclaims them.
@@ -54,13 +58,14 @@ use super::ingest::{
     now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
     StreamObserver,
 };
+use super::repeat::Repeat;
 use super::restore::{fetch_chunks, read_content, READ_AHEAD_UNITS};
 use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::tree_catalog_check::TreeCatalogCheck;
 use super::{Progress, RepoError, RepoInner, Repository};
 use crate::format::chunk_batch::{encode_entry, ChunkEncoding, UploadedChunk, ENTRY_LEN};
 use crate::format::config::ChunkerParams;
-use crate::format::content::{decode_leaf, ContentEntry};
+use crate::format::content::{decode_leaf, ContentEntry, ContentRef};
 use crate::format::manifest::{BackupKind, BackupManifest};
 use crate::format::pack::BlobKind;
 use crate::id::ChunkId;
@@ -211,6 +216,9 @@ struct State {
     observed: u64,
     /// Set once a chunk could not be had in order: the rest is read back at finish.
     deferred: bool,
+    /// The newest backup's stream while the appends repeat it: nothing is observed
+    /// until they depart from it (`repeat`).
+    repeat: Option<Repeat>,
     /// Hashes the entries as appended, for [`StreamClaim::entries_blake3`].
     entries_hasher: blake3::Hasher,
     /// A tree's catalog as received; `None` for a stream.
@@ -266,14 +274,7 @@ impl Repository {
         tokio::task::spawn_blocking(move || {
             let mut gathered = IdSorter::new(spool_dir.clone(), RUN_IDS);
             for leaf in newest.iter().flat_map(|previous| &previous.content.leaves) {
-                let location = inner.locate(leaf.id)?;
-                let payload = handle.block_on(inner.load_blob(leaf.id, location))?;
-                let entries = decode_leaf(&payload).map_err(|e| RepoError::CorruptChunk {
-                    chunk: leaf.id,
-                    pack: location.pack,
-                    reason: e.to_string(),
-                })?;
-                for entry in entries {
+                for entry in load_leaf(&inner, &handle, leaf.id)? {
                     gathered
                         .push(entry.id)
                         .map_err(|e| RepoError::io(&spool_dir, e))?;
@@ -283,6 +284,22 @@ impl Repository {
             let known = KnownIdsBuilder::new(spool_dir.clone(), options.known_in_memory);
             let known = referenced_known_set(&mut session, gathered, known)
                 .map_err(|e| e.at(&spool_dir))?;
+            let observes_tar = options.detect_tar && !options.tree;
+            let repeat = match newest.as_ref() {
+                Some(previous) if !observes_tar => Repeat::new(previous, options.digests),
+                _ => None,
+            };
+            // The previous leaves are read as the stream repeats them: kept from gc for
+            // the session's life, as the known set is. One the index lost ends it.
+            let repeat = match repeat {
+                Some(repeat) => {
+                    let leaves: Vec<ChunkId> = repeat.leaves().collect();
+                    let presence = session.reference(&leaves)?;
+                    let all_kept = presence.iter().all(|p| !matches!(p, Presence::Absent));
+                    all_kept.then_some(repeat)
+                }
+                None => None,
+            };
             Ok(Assembly {
                 inner,
                 series: series_name,
@@ -298,12 +315,9 @@ impl Repository {
                         limit: options.recent_bytes,
                         ..RecentPlaintexts::default()
                     },
-                    observer: StreamObserver::new(
-                        options.digests,
-                        options.detect_tar && !options.tree,
-                        spool_dir.clone(),
-                    ),
+                    observer: StreamObserver::new(options.digests, observes_tar, spool_dir.clone()),
                     observed: 0,
+                    repeat,
                     deferred: false,
                     entries_hasher: blake3::Hasher::new(),
                     catalog: options.tree.then(|| TreeCatalogCheck::new(spool_dir)),
@@ -489,14 +503,44 @@ impl Assembly {
                 }
             }
         }
-        if !state.deferred {
-            if let Err(error) = self.observe_in_order(&mut state, &entries, &presence) {
-                state.session = None;
-                return Err(error);
-            }
+        if let Err(error) = self.observe_appended(&mut state, &entries, &presence) {
+            state.session = None;
+            return Err(error);
         }
         drop(state);
         Ok(self.progress())
+    }
+
+    /// Observes a batch just appended, unless it repeats the previous backup's stream.
+    fn observe_appended(
+        &self,
+        state: &mut State,
+        entries: &[ContentEntry],
+        presence: &[Presence],
+    ) -> Result<(), RepoError> {
+        if let Some(repeat) = state.repeat.as_mut() {
+            let handle = Handle::current();
+            if repeat.follow(entries, |leaf| load_leaf(&self.inner, &handle, leaf))? {
+                return Ok(());
+            }
+            self.observe_repeated(state)?;
+        }
+        if state.deferred {
+            return Ok(());
+        }
+        self.observe_in_order(state, entries, presence)
+    }
+
+    /// Ends following the previous stream: the bytes repeated of it are observed from
+    /// that backup's own content, which is stored and kept for the session.
+    fn observe_repeated(&self, state: &mut State) -> Result<(), RepoError> {
+        let Some(repeat) = state.repeat.take() else {
+            return Ok(());
+        };
+        let range = state.observed..repeat.repeated();
+        observe_stored(&self.inner, &mut state.observer, repeat.content(), range)?;
+        state.observed = repeat.repeated();
+        Ok(())
     }
 
     /// Hands the plaintext of appended entries to the observer in order: recent uploads
@@ -626,21 +670,19 @@ impl Assembly {
             session.store_leaf(leaf, &mut state.list)?;
         }
         session.settle()?;
-        // What the observer has not seen yet is read back from what was stored.
         let content = state.list.content.clone();
-        let handle = Handle::current();
-        let from = state.observed;
-        let observer = &mut state.observer;
-        handle.block_on(async {
-            let mut stream =
-                read_content(self.inner.clone(), &content, from..size, READ_AHEAD_UNITS);
-            while let Some(piece) = stream.next().await {
-                observer.observe(&piece?);
-            }
-            Ok::<_, RepoError>(())
-        })?;
+        // A stream that repeats the previous one whole has its digests; any other is
+        // observed to its end, what the observer has not seen yet read back from what
+        // was stored.
+        let inherited = state.repeat.as_ref().and_then(Repeat::digests_if_whole);
+        if inherited.is_none() {
+            self.observe_repeated(&mut state)?;
+            let from = state.observed;
+            observe_stored(&self.inner, &mut state.observer, &content, from..size)?;
+        }
         let observer = std::mem::replace(&mut state.observer, StreamObserver::none());
-        let (digests, tar) = observer.finish();
+        let (observed, tar) = observer.finish();
+        let digests = inherited.unwrap_or(observed);
         let assembled = digests.blake3.clone().unwrap_or_default();
         if let Some(blake3) = &claim.blake3 {
             if !assembled.eq_ignore_ascii_case(blake3) {
@@ -682,6 +724,40 @@ impl Assembly {
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || drop(this.lock().session.take())).await;
     }
+}
+
+/// Reads and decodes one content-list leaf.
+fn load_leaf(
+    inner: &Arc<RepoInner>,
+    handle: &Handle,
+    leaf: ChunkId,
+) -> Result<Vec<ContentEntry>, RepoError> {
+    let location = inner.locate(leaf)?;
+    let payload = handle.block_on(inner.load_blob(leaf, location))?;
+    decode_leaf(&payload).map_err(|e| RepoError::CorruptChunk {
+        chunk: leaf,
+        pack: location.pack,
+        reason: e.to_string(),
+    })
+}
+
+/// Hands `range` of a stored stream to `observer`, read back with read-ahead.
+fn observe_stored(
+    inner: &Arc<RepoInner>,
+    observer: &mut StreamObserver,
+    content: &ContentRef,
+    range: std::ops::Range<u64>,
+) -> Result<(), RepoError> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    Handle::current().block_on(async {
+        let mut stream = read_content(inner.clone(), content, range, READ_AHEAD_UNITS);
+        while let Some(piece) = stream.next().await {
+            observer.observe(&piece?);
+        }
+        Ok(())
+    })
 }
 
 fn wrong_length(entry: &ContentEntry, actual: u32) -> RepoError {

@@ -29,6 +29,7 @@ mod pack_writer;
 pub mod progress;
 mod reference_filter;
 pub mod repair;
+mod repeat;
 pub mod restore;
 mod segment_buffers;
 pub mod server_state;

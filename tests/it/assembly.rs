@@ -219,3 +219,171 @@ async fn append_and_finish(
         .await
         .expect("finish")
 }
+
+/// A session that appends its series' newest stream again, entry for entry, inherits
+/// that backup's digest instead of reading the stream back; one that departs from it
+/// (in a batch, at its end, or by stopping short) has the bytes repeated so far observed
+/// from the previous backup, and its digest is still checked against the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_stream_inherits_its_digest_and_a_departing_one_is_read() {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = ReadCounter::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    let data = random_bytes(4 << 20, 13);
+    let options = || AssemblyOptions {
+        detect_tar: false,
+        ..AssemblyOptions::default()
+    };
+    let first_chunks = chunks(&repo, &data);
+    assert!(first_chunks.len() > 20, "{} chunks", first_chunks.len());
+    let first = repo
+        .open_assembly("r", "data", options())
+        .await
+        .expect("open");
+    upload(&first, &first_chunks).await;
+    let first = append_and_finish(&first, &entries(&first_chunks), 5, &data).await;
+
+    // Unchanged, in other batches: barely anything is read from the packs.
+    let read_before = backend.pack_bytes();
+    let again = repo
+        .open_assembly("r", "data", options())
+        .await
+        .expect("open");
+    let repeated = append_and_finish(&again, &entries(&first_chunks), 7, &data).await;
+    let read = backend.pack_bytes() - read_before;
+    assert!(
+        read < data.len() as u64 / 20,
+        "{read} bytes read from packs for a {}-byte repeat",
+        data.len()
+    );
+    assert_eq!(repeated.blake3, first.blake3);
+    assert_eq!(repeated.content, first.content);
+    assert_eq!(restore_bytes(&repo, &repeated).await, data);
+
+    // A wrong digest from the client is still refused.
+    let wrong = repo
+        .open_assembly("r", "data", options())
+        .await
+        .expect("open");
+    wrong
+        .append(0, entries(&first_chunks))
+        .await
+        .expect("append");
+    let refused = wrong
+        .finish(StreamClaim {
+            size: data.len() as u64,
+            blake3: Some(blake3_hex(b"other")),
+            entries_blake3: None,
+        })
+        .await
+        .expect_err("a wrong digest");
+    assert!(
+        refused.to_string().contains("nothing was committed"),
+        "{refused}"
+    );
+
+    // Departures: the last byte changed (inside the last batch), a chunk inserted in
+    // the middle, the stream cut short, and the stream with more after it.
+    let mut last_changed = data.clone();
+    *last_changed.last_mut().unwrap() ^= 1;
+    let mut inserted = data[..data.len() / 2].to_vec();
+    inserted.extend(random_bytes(100_000, 14));
+    inserted.extend(&data[data.len() / 2..]);
+    let short = data[..data.len() - 200_000].to_vec();
+    let mut longer = data.clone();
+    longer.extend(random_bytes(300_000, 15));
+    for (name, changed) in [
+        ("last byte", last_changed),
+        ("inserted", inserted),
+        ("short", short),
+        ("longer", longer),
+    ] {
+        let session = repo
+            .open_assembly("r", "data", options())
+            .await
+            .expect("open");
+        let changed_chunks = chunks(&repo, &changed);
+        upload(&session, &changed_chunks).await;
+        let manifest = append_and_finish(&session, &entries(&changed_chunks), 6, &changed).await;
+        assert_eq!(manifest.blake3, Some(blake3_hex(&changed)), "{name}");
+        assert_eq!(restore_bytes(&repo, &manifest).await, changed, "{name}");
+        // Back to the original for the next departure.
+        let back = repo
+            .open_assembly("r", "data", options())
+            .await
+            .expect("open");
+        upload(&back, &first_chunks).await;
+        append_and_finish(&back, &entries(&first_chunks), 9, &data).await;
+    }
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// A backend that counts the bytes read from packs.
+struct ReadCounter {
+    inner: stowage::backend::DynBackend,
+    pack_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl ReadCounter {
+    fn new(inner: stowage::backend::DynBackend) -> std::sync::Arc<ReadCounter> {
+        std::sync::Arc::new(ReadCounter {
+            inner,
+            pack_bytes: Default::default(),
+        })
+    }
+
+    fn pack_bytes(&self) -> u64 {
+        self.pack_bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl stowage::backend::Backend for ReadCounter {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), stowage::backend::BackendError> {
+        self.inner.put(key, data).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn stowage::backend::ObjectWriter>, stowage::backend::BackendError> {
+        self.inner.create(key).await
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes, stowage::backend::BackendError> {
+        let read = self.inner.get(key, range).await?;
+        if key.starts_with(stowage::repo::PACKS_PREFIX) {
+            self.pack_bytes
+                .fetch_add(read.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(read)
+    }
+
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<stowage::backend::ObjectMeta, stowage::backend::BackendError> {
+        self.inner.head(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), stowage::backend::BackendError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<stowage::backend::ObjectMeta>, stowage::backend::BackendError> {
+        self.inner.list(prefix).await
+    }
+
+    fn describe(&self) -> String {
+        format!("read-counting {}", self.inner.describe())
+    }
+}
