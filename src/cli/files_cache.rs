@@ -7,16 +7,22 @@
 //!
 //! One cache file per server, series and directory, under `$STOWAGE_CACHE_DIR`,
 //! `$XDG_CACHE_HOME/stowage` or `~/.cache/stowage`, in `files/`. It is JSON lines: a
-//! header naming what it is for, then one line per file. It is replaced (written aside,
-//! then renamed) only after a backup is committed; a missing, foreign or damaged cache
-//! costs a full read, never a wrong backup of a changed file.
+//! header naming what it is for, then one line per file, in the walk's order (the
+//! catalog's path order). It is replaced (written aside, then renamed) only after a
+//! backup is committed; a missing, foreign or damaged cache costs a full read, never a
+//! wrong backup of a changed file.
+//!
+//! Neither cache is held in memory: the walk visits files in path order, so the previous
+//! cache is read in step with it (lines of files gone since are passed over), and the
+//! new one is written aside line by line. A tree of a million files costs the cache a
+//! line at a time, not a map of every path.
 //!
 //! A file changed within a second before the backup started is not remembered: a change
 //! in the same timestamp tick after it was read would not show in its metadata.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
 use std::fs::{self, File, Metadata};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::format::catalog_index::path_cmp;
 use crate::format::content::ContentEntry;
 use crate::id::ChunkId;
 use crate::repo::chunk_runs::KnownIds;
@@ -72,9 +79,10 @@ struct Line {
 /// The cache of one directory's backups into one series on one server.
 pub struct FilesCache {
     file: PathBuf,
-    header: Header,
-    old: HashMap<String, (Stat, String)>,
-    new: Vec<Line>,
+    /// The previous backup's lines, read in step with the walk.
+    old: Option<OldLines>,
+    /// This backup's lines, written aside as the walk goes; `Err` once that failed.
+    new: std::result::Result<BufWriter<tempfile::NamedTempFile>, anyhow::Error>,
     /// Files changed at or after this second are not remembered.
     cutoff_secs: i64,
     pub hits: u64,
@@ -97,38 +105,37 @@ impl FilesCache {
         let file = cache_dir()
             .join("files")
             .join(format!("{}.jsonl", &name.to_hex()[..32]));
-        let old = if force {
-            HashMap::new()
-        } else {
-            load(&file, &header).unwrap_or_default()
+        let old = match force {
+            true => None,
+            false => OldLines::open(&file, &header),
         };
+        let new = start_aside(&file, &header);
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         FilesCache {
             file,
-            header,
             old,
-            new: Vec::new(),
+            new,
             cutoff_secs: started - 1,
             hits: 0,
         }
     }
 
     /// The chunks of the file at `path` (its catalog path) when its metadata is unchanged
-    /// and every chunk is in `known`.
+    /// and every chunk is in `known`. Files are looked up in the walk's order.
     pub fn lookup(
         &mut self,
         path: &str,
         metadata: &Metadata,
         known: &KnownIds,
     ) -> Option<Vec<ContentEntry>> {
-        let (stat, chunks) = self.old.get(path)?;
-        if *stat != Stat::of(metadata) {
+        let Line { stat, chunks, .. } = self.old.as_mut()?.take(path)?;
+        if stat != Stat::of(metadata) {
             return None;
         }
-        let entries = decode_chunks(chunks)?;
+        let entries = decode_chunks(&chunks)?;
         let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
         // A known set that cannot be read back makes a miss: the file is read again.
         if total != stat.size
@@ -152,37 +159,96 @@ impl FilesCache {
         {
             return;
         }
+        let Ok(out) = self.new.as_mut() else {
+            return;
+        };
         let mut chunks = String::with_capacity(entries.len() * 72);
         for entry in entries {
             chunks.push_str(&hex::encode(entry.id.as_bytes()));
             chunks.push_str(&hex::encode(entry.len.to_le_bytes()));
         }
-        self.new.push(Line {
+        let line = Line {
             path: path.to_string(),
             stat,
             chunks,
-        });
+        };
+        let written = serde_json::to_writer(&mut *out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(error) = written {
+            self.new = Err(anyhow::Error::new(error).context("writing the new files cache"));
+        }
     }
 
     /// Replaces the cache with the files remembered in this backup.
     pub fn save(self) -> Result<()> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut aside = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut out = BufWriter::new(aside.as_file_mut());
-            serde_json::to_writer(&mut out, &self.header)?;
-            out.write_all(b"\n")?;
-            for line in &self.new {
-                serde_json::to_writer(&mut out, line)?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
-        }
+        let aside = self.new?.into_inner().map_err(|e| e.into_error())?;
         aside
             .persist(&self.file)
             .with_context(|| format!("writing the files cache {}", self.file.display()))?;
         Ok(())
+    }
+}
+
+/// Starts the new cache beside the old one, its header written.
+fn start_aside(file: &Path, header: &Header) -> Result<BufWriter<tempfile::NamedTempFile>> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let aside = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let mut out = BufWriter::new(aside);
+    serde_json::to_writer(&mut out, header)?;
+    out.write_all(b"\n")?;
+    Ok(out)
+}
+
+/// The previous backup's cache lines, read one at a time as the walk asks for them.
+struct OldLines {
+    lines: Lines<BufReader<File>>,
+    /// The next line, not yet asked for; `None` at the end, or from a line that cannot
+    /// be parsed or is out of order on (the rest of the cache is not used).
+    next: Option<Line>,
+}
+
+impl OldLines {
+    /// The cache's lines, when its header is this cache's.
+    fn open(file: &Path, header: &Header) -> Option<OldLines> {
+        let mut lines = BufReader::new(File::open(file).ok()?).lines();
+        let first: Header = serde_json::from_str(&lines.next()?.ok()?).ok()?;
+        if first != *header {
+            return None;
+        }
+        let mut old = OldLines { lines, next: None };
+        old.read_next(None);
+        Some(old)
+    }
+
+    /// Reads the line after the one for `after`, which must come later in path order.
+    fn read_next(&mut self, after: Option<&str>) {
+        self.next = self
+            .lines
+            .next()
+            .and_then(|line| serde_json::from_str::<Line>(&line.ok()?).ok())
+            .filter(|line| after.is_none_or(|after| path_cmp(after, &line.path).is_lt()));
+    }
+
+    /// The line for `path`, if the cache has one; the lines before it (files since
+    /// deleted) are passed over. Asked in path order.
+    fn take(&mut self, path: &str) -> Option<Line> {
+        loop {
+            match path_cmp(&self.next.as_ref()?.path, path) {
+                Ordering::Less => {
+                    let passed = self.next.take()?;
+                    self.read_next(Some(&passed.path));
+                }
+                Ordering::Equal => {
+                    let found = self.next.take()?;
+                    self.read_next(Some(&found.path));
+                    return Some(found);
+                }
+                Ordering::Greater => return None,
+            }
+        }
     }
 }
 
@@ -195,21 +261,6 @@ fn cache_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
     PathBuf::from(home).join(".cache").join("stowage")
-}
-
-/// The cache's lines, when its header is this cache's; `None` when it cannot be used.
-fn load(file: &Path, header: &Header) -> Option<HashMap<String, (Stat, String)>> {
-    let mut lines = BufReader::new(File::open(file).ok()?).lines();
-    let first: Header = serde_json::from_str(&lines.next()?.ok()?).ok()?;
-    if first != *header {
-        return None;
-    }
-    let mut files = HashMap::new();
-    for line in lines {
-        let line: Line = serde_json::from_str(&line.ok()?).ok()?;
-        files.insert(line.path, (line.stat, line.chunks));
-    }
-    Some(files)
 }
 
 fn decode_chunks(text: &str) -> Option<Vec<ContentEntry>> {
@@ -227,4 +278,87 @@ fn decode_chunks(text: &str) -> Option<Vec<ContentEntry>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            stowage_files_cache: FORMAT,
+            server: "http://server".into(),
+            series: "s".into(),
+            root: "/data".into(),
+        }
+    }
+
+    fn line(path: &str) -> String {
+        let stat = Stat {
+            size: 0,
+            mtime: (1, 0),
+            ctime: (1, 0),
+            ino: 1,
+            dev: 1,
+        };
+        let line = Line {
+            path: path.into(),
+            stat,
+            chunks: String::new(),
+        };
+        serde_json::to_string(&line).expect("serializes")
+    }
+
+    fn cache_file(dir: &Path, paths: &[&str]) -> PathBuf {
+        let file = dir.join("cache.jsonl");
+        let mut text = serde_json::to_string(&header()).expect("serializes");
+        for path in paths {
+            text.push('\n');
+            text.push_str(&line(path));
+        }
+        fs::write(&file, text).expect("write");
+        file
+    }
+
+    #[test]
+    fn lines_are_found_in_path_order_passing_over_files_gone_since() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Path order: "b" and what is inside it come before "b.txt".
+        let file = cache_file(dir.path(), &["a", "b/c", "b/d/e", "b.txt", "z"]);
+        let mut old = OldLines::open(&file, &header()).expect("opens");
+        assert!(old.take("0").is_none(), "before every line");
+        assert_eq!(old.take("b/c").expect("found").path, "b/c");
+        assert!(old.take("b/d/a").is_none(), "a new file between two lines");
+        assert_eq!(old.take("b.txt").expect("found").path, "b.txt");
+        assert!(old.take("y").is_none());
+        assert_eq!(old.take("z").expect("found").path, "z");
+        assert!(old.take("zz").is_none(), "past the end");
+    }
+
+    #[test]
+    fn a_line_out_of_order_or_damaged_ends_the_use_of_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = cache_file(dir.path(), &["a", "c", "b", "d"]);
+        let mut old = OldLines::open(&file, &header()).expect("opens");
+        assert!(old.take("a").is_some());
+        assert!(old.take("c").is_some());
+        assert!(
+            old.take("d").is_none(),
+            "nothing is trusted after a line out of order"
+        );
+        let mut text = fs::read_to_string(&file).expect("read");
+        text = text.replace("\"c\"", "\"c");
+        fs::write(&file, text).expect("write");
+        let mut old = OldLines::open(&file, &header()).expect("opens");
+        assert!(old.take("a").is_some());
+        assert!(old.take("d").is_none());
+        let other = Header {
+            series: "t".into(),
+            ..header()
+        };
+        assert!(
+            OldLines::open(&file, &other).is_none(),
+            "another series' cache"
+        );
+    }
 }
