@@ -32,6 +32,7 @@ use super::digest::{DigestRequest, StreamDigests, StreamHasher};
 use super::inflight::{Registration, Ticket, TicketState};
 use super::pack_writer::{PackTotals, PackWriter, SealedBlob};
 use super::progress::Progress;
+use super::referencing::{locate, Located};
 use super::segment_buffers::SegmentBuffers;
 use super::spool::{CatalogSpool, SpooledCatalog};
 use super::{manifest_key, RepoError, RepoInner, Repository};
@@ -591,21 +592,25 @@ impl Session {
 
     /// Records `ids` as referenced by this session (under the GC gate, as a dedup decision
     /// is) and says where each one is: indexed, being stored by an ingest (this one or
-    /// another, which the commit then waits for), or nowhere. Used by a backup assembled
+    /// another, which the commit then waits for), or nowhere (`referencing`). Used by a backup assembled
     /// from a client's chunk list, which references chunks it does not store itself.
     pub(crate) fn reference(&mut self, ids: &[ChunkId]) -> Result<Vec<Presence>, RepoError> {
         let inner = self.inner.clone();
         let gate = self.gate_references(&inner, ids);
-        let indexed = self.inner.index.lookup_chunks(ids)?;
+        let located = locate(
+            ids,
+            |ids| inner.index.lookup_chunks(ids),
+            |id| inner.inflight.get(id),
+        )?;
         let mut presence = Vec::with_capacity(ids.len());
-        for (id, location) in ids.iter().zip(indexed) {
-            presence.push(match (location, self.inner.inflight.get(id)) {
-                (_, Some(ticket)) => {
+        for (id, located) in ids.iter().zip(located) {
+            presence.push(match located {
+                Located::InFlight(ticket) => {
                     self.dependencies.entry(*id).or_insert(ticket);
                     Presence::InFlight
                 }
-                (Some(location), None) => Presence::Indexed(location),
-                (None, None) => Presence::Absent,
+                Located::Indexed(location) => Presence::Indexed(location),
+                Located::Absent => Presence::Absent,
             });
         }
         drop(gate);

@@ -28,6 +28,7 @@ mod owners;
 mod pack_writer;
 pub mod progress;
 mod reference_filter;
+mod referencing;
 pub mod repair;
 mod repeat;
 pub mod restore;
