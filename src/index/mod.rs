@@ -256,7 +256,15 @@ impl Index {
                     meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
                         .map_err(db)?;
                     drop(meta);
+                    totals::recompute(&txn)?;
                     timeline::rebuild(&txn)?;
+                }
+                // One whose totals lack the backups' stream and stored bytes.
+                Some(3) => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .map_err(db)?;
+                    drop(meta);
+                    totals::recompute(&txn)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(found) => {
@@ -492,6 +500,16 @@ impl Index {
         self.guarded(|| {
             let txn = self.database().begin_read().map_err(db)?;
             totals::read(&txn)
+        })
+    }
+
+    /// The totals of the live (not recycled) backups of every series whose name starts
+    /// with `prefix`, from the kept totals and the recycle bin: no backup is read but
+    /// those in the bin.
+    pub fn live_totals(&self, prefix: &str) -> Result<BackupTotals, IndexError> {
+        self.guarded(|| {
+            let txn = self.database().begin_read().map_err(db)?;
+            totals::live_with_prefix(&txn, prefix)
         })
     }
 

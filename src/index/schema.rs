@@ -16,6 +16,8 @@
 //!   (`totals`); version 2 added them, and a version-1 index gets them on open
 //! * `backup_times`, `series_backups`: the backups in time order, in all and per series
 //!   (`timeline`); version 3 added them, and an older index gets them on open
+//! * version 4 added the backups' stream and stored bytes to `totals` and
+//!   `series_totals`; an older index has its totals counted again on open
 
 use redb::TableDefinition;
 
@@ -23,7 +25,7 @@ use super::{ChunkLocation, IndexError, PackRecord};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::id::{ChunkId, PackId};
 
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

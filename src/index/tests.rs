@@ -275,3 +275,66 @@ fn the_timeline_orders_backups_per_series_and_follows_every_change() {
     index.clear().unwrap();
     assert!(walk(TimelineScope::All).is_empty());
 }
+
+#[test]
+fn live_totals_of_a_series_prefix_leave_out_the_recycled_and_a_version_3_index_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.redb");
+    let index = Index::open(&path).unwrap();
+    let sized = |id: &str, series: &str, size: u64, stored: u64| BackupManifest {
+        stored_bytes: stored,
+        ..manifest(id, series, size)
+    };
+    let ids = [
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+        "33333333-3333-4333-8333-333333333333",
+        "44444444-4444-4444-8444-444444444444",
+    ];
+    index.put_backup(&sized(ids[0], "cb-1-a", 100, 10)).unwrap();
+    index.put_backup(&sized(ids[1], "cb-1-b", 200, 20)).unwrap();
+    index.put_backup(&sized(ids[2], "cb-1-b", 400, 40)).unwrap();
+    index
+        .put_backup(&sized(ids[3], "cb-12-a", 800, 80))
+        .unwrap();
+    index
+        .set_recycled(&ids[2].parse().unwrap(), Some("2026-01-01T00:00:00Z"))
+        .unwrap();
+    let live = index.live_totals("cb-1-").unwrap();
+    assert_eq!(
+        (live.backups, live.stream_bytes, live.stored_bytes),
+        (2, 300, 30),
+        "cb-12-a is not under cb-1-, and the recycled backup is left out"
+    );
+    assert_eq!(index.live_totals("cb-12-").unwrap().stored_bytes, 80);
+    assert_eq!(index.live_totals("none-").unwrap(), BackupTotals::default());
+    let kept = index.totals().unwrap();
+    assert_eq!(kept, index.scan_totals().unwrap());
+    assert_eq!(
+        (kept.backups.stream_bytes, kept.backups.stored_bytes),
+        (1500, 150)
+    );
+
+    // A version-3 index kept 16 bytes per series: its totals are counted again on open.
+    let before = index.totals().unwrap();
+    {
+        let txn = index.database().begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_VERSION_KEY, 3)
+            .unwrap();
+        txn.delete_table(totals::TOTALS).unwrap();
+        txn.delete_table(totals::SERIES_TOTALS).unwrap();
+        let old: redb::TableDefinition<&str, [u8; 16]> =
+            redb::TableDefinition::new("series_totals");
+        txn.open_table(old)
+            .unwrap()
+            .insert("cb-1-a", [1; 16])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    drop(index);
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.totals().unwrap(), before);
+    assert_eq!(index.live_totals("cb-1-").unwrap().stored_bytes, 30);
+}

@@ -7,23 +7,25 @@
 //! version 1 (which had none) is opened; `check` scans again and reports a difference.
 //!
 //! * `totals`: counter name → u64 (the fields of [`IndexTotals`] and of [`BackupTotals`])
-//! * `series_totals`: series name → 16 bytes: backups u64 LE | logical bytes u64 LE
+//! * `series_totals`: series name → 32 bytes: backups u64 LE | logical bytes u64 LE |
+//!   stream bytes u64 LE | stored bytes u64 LE (version 4; 16 bytes, the first two,
+//!   before)
 
 use std::collections::BTreeMap;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::schema::{decode_location, decode_pack, BACKUPS, CHUNKS, PACKS};
+use super::schema::{decode_location, decode_pack, BACKUPS, CHUNKS, PACKS, RECYCLED};
 use super::{db, decode_manifest, ChunkLocation, IndexError, IndexTotals, PackRecord};
 use crate::format::manifest::BackupManifest;
 use crate::format::pack::BlobKind;
 use crate::id::{ChunkId, PackId};
 
 pub const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
-pub const SERIES_TOTALS: TableDefinition<&str, [u8; 16]> = TableDefinition::new("series_totals");
+pub const SERIES_TOTALS: TableDefinition<&str, [u8; 32]> = TableDefinition::new("series_totals");
 
 /// The counters of `totals`, in the order of [`Counters`].
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 12] = [
     "chunks",
     "chunk_raw_bytes",
     "chunk_stored_bytes",
@@ -34,13 +36,63 @@ const NAMES: [&str; 10] = [
     "pack_bytes",
     "backups",
     "logical_bytes",
+    "backup_stream_bytes",
+    "backup_stored_bytes",
 ];
 
-/// Backups and their logical bytes (stream plus catalog), in all or in one series.
+/// Backups and their sizes, in all or in one series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BackupTotals {
     pub backups: u64,
+    /// Stream plus catalog.
     pub logical_bytes: u64,
+    /// The streams alone (the manifests' `size`).
+    pub stream_bytes: u64,
+    /// Sealed bytes the backups added to the repository when each was made (the
+    /// manifests' `stored_bytes`).
+    pub stored_bytes: u64,
+}
+
+impl BackupTotals {
+    /// The totals of `manifest` alone.
+    pub fn of(manifest: &BackupManifest) -> BackupTotals {
+        BackupTotals {
+            backups: 1,
+            logical_bytes: logical_bytes(manifest),
+            stream_bytes: manifest.size,
+            stored_bytes: manifest.stored_bytes,
+        }
+    }
+
+    fn as_array(&self) -> [u64; 4] {
+        [
+            self.backups,
+            self.logical_bytes,
+            self.stream_bytes,
+            self.stored_bytes,
+        ]
+    }
+
+    fn from_array([backups, logical_bytes, stream_bytes, stored_bytes]: [u64; 4]) -> BackupTotals {
+        BackupTotals {
+            backups,
+            logical_bytes,
+            stream_bytes,
+            stored_bytes,
+        }
+    }
+
+    /// Field by field, `self + other`.
+    pub fn plus(&self, other: &BackupTotals) -> BackupTotals {
+        let (a, b) = (self.as_array(), other.as_array());
+        BackupTotals::from_array(std::array::from_fn(|i| a[i].saturating_add(b[i])))
+    }
+
+    /// Field by field, `self - other`, never below zero.
+    pub fn minus(&self, other: &BackupTotals) -> BackupTotals {
+        let (a, b) = (self.as_array(), other.as_array());
+        BackupTotals::from_array(std::array::from_fn(|i| a[i].saturating_sub(b[i])))
+    }
 }
 
 /// Everything `totals` and `series_totals` hold.
@@ -51,13 +103,14 @@ pub struct KeptTotals {
     pub series: BTreeMap<String, BackupTotals>,
 }
 
-type Counters = [i128; 10];
+type Counters = [i128; 12];
 
 /// Changes to the totals made by one write transaction.
 #[derive(Default)]
 pub struct Delta {
     counters: Counters,
-    series: BTreeMap<String, [i128; 2]>,
+    /// Per series, changes to the fields of [`BackupTotals`] in their order.
+    series: BTreeMap<String, [i128; 4]>,
 }
 
 impl Delta {
@@ -82,12 +135,14 @@ impl Delta {
     }
 
     pub fn backup(&mut self, manifest: &BackupManifest, sign: i128) {
-        let logical = i128::from(logical_bytes(manifest));
-        self.counters[8] += sign;
-        self.counters[9] += sign * logical;
+        let fields = BackupTotals::of(manifest).as_array();
         let series = self.series.entry(manifest.series.clone()).or_default();
-        series[0] += sign;
-        series[1] += sign * logical;
+        for (at, field) in fields.into_iter().enumerate() {
+            let change = sign * i128::from(field);
+            series[at] += change;
+            // The backup counters follow the index's eight in `NAMES`.
+            self.counters[8 + at] += change;
+        }
     }
 
     /// Adds the changes to the kept totals, in `txn`.
@@ -103,16 +158,15 @@ impl Delta {
         }
         if !self.series.is_empty() {
             let mut table = txn.open_table(SERIES_TOTALS).map_err(db)?;
-            for (series, [backups, logical]) in &self.series {
+            for (series, changes) in &self.series {
                 let now = table
                     .get(series.as_str())
                     .map_err(db)?
                     .map(|v| decode_series(v.value()))
-                    .unwrap_or_default();
-                let next = BackupTotals {
-                    backups: shifted(now.backups, *backups),
-                    logical_bytes: shifted(now.logical_bytes, *logical),
-                };
+                    .unwrap_or_default()
+                    .as_array();
+                let next =
+                    BackupTotals::from_array(std::array::from_fn(|i| shifted(now[i], changes[i])));
                 if next.backups == 0 {
                     table.remove(series.as_str()).map_err(db)?;
                 } else {
@@ -137,31 +191,56 @@ fn shifted(now: u64, change: i128) -> u64 {
     (i128::from(now) + change).clamp(0, i128::from(u64::MAX)) as u64
 }
 
-fn encode_series(totals: &BackupTotals) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let (backups, logical) = out.split_at_mut(8);
-    backups.copy_from_slice(&totals.backups.to_le_bytes());
-    logical.copy_from_slice(&totals.logical_bytes.to_le_bytes());
+fn encode_series(totals: &BackupTotals) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (word, field) in out.chunks_exact_mut(8).zip(totals.as_array()) {
+        word.copy_from_slice(&field.to_le_bytes());
+    }
     out
 }
 
-fn decode_series(bytes: [u8; 16]) -> BackupTotals {
-    let (backups, logical) = bytes.split_at(8);
-    let word = |half: &[u8]| {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(half);
-        u64::from_le_bytes(eight)
-    };
-    BackupTotals {
-        backups: word(backups),
-        logical_bytes: word(logical),
+fn decode_series(bytes: [u8; 32]) -> BackupTotals {
+    let (words, _) = bytes.as_chunks::<8>();
+    BackupTotals::from_array(std::array::from_fn(|i| {
+        words.get(i).map_or(0, |word| u64::from_le_bytes(*word))
+    }))
+}
+
+/// The totals of the backups of every series whose name starts with `prefix`, recycled
+/// ones left out: the kept series totals in that range, less the recycled backups of
+/// those series, read from the recycle bin (backups wait there only until purged).
+pub fn live_with_prefix(
+    txn: &redb::ReadTransaction,
+    prefix: &str,
+) -> Result<BackupTotals, IndexError> {
+    let series = txn.open_table(SERIES_TOTALS).map_err(db)?;
+    let mut all = BackupTotals::default();
+    for item in series.range(prefix..).map_err(db)? {
+        let (name, value) = item.map_err(db)?;
+        if !name.value().starts_with(prefix) {
+            break;
+        }
+        all = all.plus(&decode_series(value.value()));
     }
+    let recycled = txn.open_table(RECYCLED).map_err(db)?;
+    let backups = txn.open_table(BACKUPS).map_err(db)?;
+    let mut in_bin = BackupTotals::default();
+    for item in recycled.iter().map_err(db)? {
+        let id = item.map_err(db)?.0;
+        if let Some(record) = backups.get(id.value()).map_err(db)? {
+            let manifest = decode_manifest(id.value(), record.value())?;
+            if manifest.series.starts_with(prefix) {
+                in_bin = in_bin.plus(&BackupTotals::of(&manifest));
+            }
+        }
+    }
+    Ok(all.minus(&in_bin))
 }
 
 /// Reads the kept totals.
 pub fn read(txn: &redb::ReadTransaction) -> Result<KeptTotals, IndexError> {
     let totals = txn.open_table(TOTALS).map_err(db)?;
-    let mut values = [0u64; 10];
+    let mut values = [0u64; 12];
     for (value, name) in values.iter_mut().zip(NAMES) {
         *value = totals.get(name).map_err(db)?.map_or(0, |v| v.value());
     }
@@ -178,8 +257,8 @@ pub fn read(txn: &redb::ReadTransaction) -> Result<KeptTotals, IndexError> {
     Ok(from_values(values, series))
 }
 
-fn from_values(values: [u64; 10], series: BTreeMap<String, BackupTotals>) -> KeptTotals {
-    let [chunks, chunk_raw_bytes, chunk_stored_bytes, lists, list_raw_bytes, list_stored_bytes, packs, pack_bytes, backups, logical_bytes] =
+fn from_values(values: [u64; 12], series: BTreeMap<String, BackupTotals>) -> KeptTotals {
+    let [chunks, chunk_raw_bytes, chunk_stored_bytes, lists, list_raw_bytes, list_stored_bytes, packs, pack_bytes, backups, logical_bytes, stream_bytes, stored_bytes] =
         values;
     KeptTotals {
         index: IndexTotals {
@@ -195,6 +274,8 @@ fn from_values(values: [u64; 10], series: BTreeMap<String, BackupTotals>) -> Kep
         backups: BackupTotals {
             backups,
             logical_bytes,
+            stream_bytes,
+            stored_bytes,
         },
         series,
     }
@@ -223,11 +304,8 @@ pub fn scan(
     let series = delta
         .series
         .iter()
-        .map(|(name, [backups, logical])| {
-            let totals = BackupTotals {
-                backups: shifted(0, *backups),
-                logical_bytes: shifted(0, *logical),
-            };
+        .map(|(name, changes)| {
+            let totals = BackupTotals::from_array(changes.map(|c| shifted(0, c)));
             (name.clone(), totals)
         })
         .collect();
@@ -257,6 +335,8 @@ pub fn recompute(txn: &WriteTransaction) -> Result<(), IndexError> {
         i.pack_bytes,
         scanned.backups.backups,
         scanned.backups.logical_bytes,
+        scanned.backups.stream_bytes,
+        scanned.backups.stored_bytes,
     ];
     for (name, value) in NAMES.iter().zip(values) {
         totals.insert(*name, value).map_err(db)?;

@@ -4,8 +4,8 @@
 
 use super::lifecycle::BackupEntry;
 use super::{RepoError, Repository};
+use crate::index::{BackupTotals, TimelineRow, Visit};
 pub use crate::index::{TimelineCursor as ListCursor, TimelineScope as ListScope};
-use crate::index::{TimelineRow, Visit};
 
 /// Which backups a page holds.
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +136,12 @@ impl Repository {
             ..BackupQuery::live(ListScope::Series(series), 1)
         })?;
         Ok(page.entries.into_iter().next())
+    }
+
+    /// The count and sizes of the live backups of every series whose name starts with
+    /// `prefix`: from the kept totals and the recycle bin, without reading the backups.
+    pub fn live_totals(&self, prefix: &str) -> Result<BackupTotals, RepoError> {
+        Ok(self.inner.index.live_totals(prefix)?)
     }
 
     /// How many backups of one series (or of all) are live, or recycled: from the kept

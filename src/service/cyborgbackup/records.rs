@@ -78,16 +78,16 @@ impl CyborgService {
             return record;
         };
         let prefix = super::policies::repository_series_prefix(record.id);
-        let scope = crate::repo::listing::ListScope::SeriesPrefix(&prefix);
-        let backups = match core.repo.backups_of(scope, Some(false)) {
-            Ok(backups) => backups,
+        // From the kept totals: no archive is read, however many the repository holds.
+        let totals = match core.repo.live_totals(&prefix) {
+            Ok(totals) => totals,
             Err(error) => {
                 tracing::warn!(%error, repository = record.id, "cannot read the archives' sizes");
                 return record;
             }
         };
-        let original: u64 = backups.iter().map(|b| b.manifest.size).sum();
-        let deduplicated: u64 = backups.iter().map(|b| b.manifest.stored_bytes).sum();
+        let original = totals.stream_bytes;
+        let deduplicated = totals.stored_bytes;
         let ratio = live.compression_ratio;
         let compressed = if ratio > 0.0 {
             (original as f64 / ratio).round() as u64
