@@ -21,9 +21,8 @@
 //! in the same timestamp tick after it was read would not show in its metadata.
 
 use std::cmp::Ordering;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +33,7 @@ use crate::format::catalog_index::path_cmp;
 use crate::format::content::ContentEntry;
 use crate::id::ChunkId;
 use crate::repo::chunk_runs::KnownIds;
+use crate::repo::dir_handles::EntryMeta;
 
 const FORMAT: u32 = 1;
 
@@ -56,9 +56,9 @@ struct Stat {
 }
 
 impl Stat {
-    fn of(metadata: &Metadata) -> Stat {
+    fn of(metadata: &EntryMeta) -> Stat {
         Stat {
-            size: metadata.size(),
+            size: metadata.len(),
             mtime: (metadata.mtime(), metadata.mtime_nsec()),
             ctime: (metadata.ctime(), metadata.ctime_nsec()),
             ino: metadata.ino(),
@@ -128,7 +128,7 @@ impl FilesCache {
     pub fn lookup(
         &mut self,
         path: &str,
-        metadata: &Metadata,
+        metadata: &EntryMeta,
         known: &KnownIds,
     ) -> Option<Vec<ContentEntry>> {
         let Line { stat, chunks, .. } = self.old.as_mut()?.take(path)?;
@@ -150,7 +150,7 @@ impl FilesCache {
     }
 
     /// Remembers a file backed up as `entries`, unless it changed too recently.
-    pub fn remember(&mut self, path: &str, metadata: &Metadata, entries: &[ContentEntry]) {
+    pub fn remember(&mut self, path: &str, metadata: &EntryMeta, entries: &[ContentEntry]) {
         let stat = Stat::of(metadata);
         let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
         if stat.mtime.0 >= self.cutoff_secs
@@ -318,6 +318,26 @@ mod tests {
         }
         fs::write(&file, text).expect("write");
         file
+    }
+
+    #[test]
+    fn a_line_is_written_as_the_cache_format_says() {
+        let stat = Stat {
+            size: 5,
+            mtime: (1, 2),
+            ctime: (3, 4),
+            ino: 6,
+            dev: 7,
+        };
+        let line = Line {
+            path: "a/b".into(),
+            stat,
+            chunks: "00".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&line).expect("serializes"),
+            r#"{"path":"a/b","size":5,"mtime":[1,2],"ctime":[3,4],"ino":6,"dev":7,"chunks":"00"}"#
+        );
     }
 
     #[test]

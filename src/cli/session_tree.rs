@@ -12,7 +12,7 @@
 //! - **The catalog** is written as the walk goes, in walk order (which is path order)
 //!   and sent in batches beside the stream's; the server checks every line.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +35,7 @@ use crate::format::content::ContentEntry;
 use crate::pipeline::chunker::cut_points;
 use crate::repo::chunk_runs::{KnownIds, SpilledLengths};
 use crate::repo::digest::update_blake3;
+use crate::repo::dir_handles::EntryMeta;
 use crate::repo::ingest::segment_size;
 use crate::repo::tree_source::{TreeWalk, Walked};
 use crate::repo::Progress;
@@ -129,7 +130,7 @@ pub(super) async fn backup_tree(
 /// A file read into the group buffer, waiting to be chunked with the others.
 struct GroupFile {
     path: String,
-    metadata: Metadata,
+    metadata: EntryMeta,
     len: usize,
 }
 
@@ -244,7 +245,7 @@ impl TreeSender {
     fn add_unchanged(
         &mut self,
         path: &str,
-        metadata: &Metadata,
+        metadata: &EntryMeta,
         list: Vec<ContentEntry>,
     ) -> Result<u64> {
         self.chunk_group()?;
@@ -267,7 +268,7 @@ impl TreeSender {
     }
 
     /// A file read here: small ones join the group, large ones go through in segments.
-    fn add_read(&mut self, path: &str, metadata: Metadata, mut file: File) -> Result<u64> {
+    fn add_read(&mut self, path: &str, metadata: EntryMeta, mut file: File) -> Result<u64> {
         let read_error = |e: std::io::Error| anyhow!(e).context(format!("reading {path}"));
         if metadata.len() <= SMALL_FILE as u64 {
             if self.group_bytes.len() + SMALL_FILE + 1 > self.group_bytes.capacity() {
@@ -300,7 +301,7 @@ impl TreeSender {
     fn add_large(
         &mut self,
         path: &str,
-        metadata: &Metadata,
+        metadata: &EntryMeta,
         mut source: Box<dyn Read + Send>,
     ) -> Result<u64> {
         let mut buffer = std::mem::take(&mut self.buffer);

@@ -14,15 +14,14 @@
 //! are neither listed nor read, and entries matching an exclusion pattern are left out
 //! with everything beneath them.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use globset::GlobSet;
 
-use super::dir_handles::{self, DirHandle, FileAt};
+use super::dir_handles::{self, DirHandle, EntryMeta, FileAt};
 use super::owners::OwnerNames;
 use super::progress::Progress;
 use super::spool::{CatalogSpool, SpooledCatalog};
@@ -65,7 +64,7 @@ pub enum Walked {
     File {
         entry: CatalogEntry,
         path: PathBuf,
-        metadata: Metadata,
+        metadata: EntryMeta,
         file: FileAt,
     },
 }
@@ -252,13 +251,12 @@ impl TreeWalk {
         }
     }
 
-    fn entry_for(&mut self, path: String, metadata: &Metadata) -> CatalogEntry {
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_file() {
+    fn entry_for(&mut self, path: String, metadata: &EntryMeta) -> CatalogEntry {
+        let kind = if metadata.is_file() {
             EntryKind::File
-        } else if file_type.is_dir() {
+        } else if metadata.is_dir() {
             EntryKind::Dir
-        } else if file_type.is_symlink() {
+        } else if metadata.is_symlink() {
             EntryKind::Symlink
         } else {
             EntryKind::Other
