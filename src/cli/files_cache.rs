@@ -293,18 +293,19 @@ mod tests {
         }
     }
 
-    fn line(path: &str) -> String {
+    /// A file's line, its figures 1 to 7.
+    fn line(path: &str, chunks: &str) -> String {
         let stat = Stat {
-            size: 0,
-            mtime: (1, 0),
-            ctime: (1, 0),
-            ino: 1,
-            dev: 1,
+            size: 5,
+            mtime: (1, 2),
+            ctime: (3, 4),
+            ino: 6,
+            dev: 7,
         };
         let line = Line {
             path: path.into(),
             stat,
-            chunks: String::new(),
+            chunks: chunks.into(),
         };
         serde_json::to_string(&line).expect("serializes")
     }
@@ -314,7 +315,7 @@ mod tests {
         let mut text = serde_json::to_string(&header()).expect("serializes");
         for path in paths {
             text.push('\n');
-            text.push_str(&line(path));
+            text.push_str(&line(path, ""));
         }
         fs::write(&file, text).expect("write");
         file
@@ -322,20 +323,8 @@ mod tests {
 
     #[test]
     fn a_line_is_written_as_the_cache_format_says() {
-        let stat = Stat {
-            size: 5,
-            mtime: (1, 2),
-            ctime: (3, 4),
-            ino: 6,
-            dev: 7,
-        };
-        let line = Line {
-            path: "a/b".into(),
-            stat,
-            chunks: "00".into(),
-        };
         assert_eq!(
-            serde_json::to_string(&line).expect("serializes"),
+            line("a/b", "00"),
             r#"{"path":"a/b","size":5,"mtime":[1,2],"ctime":[3,4],"ino":6,"dev":7,"chunks":"00"}"#
         );
     }

@@ -103,20 +103,7 @@ async fn a_stream_whose_chunks_are_not_at_hand_is_read_back_at_finish() {
         .expect("open");
     let known = assembly.known_len();
     assert!(known > 4, "the series' newest backup is known ({known})");
-    let chunks = chunks(&repo, &data);
-    assembly.append(0, entries(&chunks)).await.expect("append");
-    let refused = assembly
-        .finish(StreamClaim {
-            size: data.len() as u64,
-            blake3: Some(blake3_hex(b"other")),
-            entries_blake3: None,
-        })
-        .await
-        .expect_err("a wrong digest");
-    assert!(
-        refused.to_string().contains("nothing was committed"),
-        "{refused}"
-    );
+    refuses_a_wrong_digest(&assembly, &entries(&chunks(&repo, &data)), data.len()).await;
     let report = repo.check(true, progress()).await.expect("check");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
@@ -195,6 +182,23 @@ async fn a_sessions_sets_beyond_memory_still_prove_possession_and_lengths() {
     assert_eq!(restore_bytes(&repo, &second).await, data);
 }
 
+/// Appends `entries` whole, then finishes with a wrong digest: refused, nothing committed.
+async fn refuses_a_wrong_digest(assembly: &Assembly, entries: &[ContentEntry], size: usize) {
+    assembly.append(0, entries.to_vec()).await.expect("append");
+    let refused = assembly
+        .finish(StreamClaim {
+            size: size as u64,
+            blake3: Some(blake3_hex(b"other")),
+            entries_blake3: None,
+        })
+        .await
+        .expect_err("a wrong digest");
+    assert!(
+        refused.to_string().contains("nothing was committed"),
+        "{refused}"
+    );
+}
+
 /// Appends `entries` in batches of `batch`, then finishes the stream as `data`.
 async fn append_and_finish(
     assembly: &Assembly,
@@ -266,22 +270,7 @@ async fn a_repeated_stream_inherits_its_digest_and_a_departing_one_is_read() {
         .open_assembly("r", "data", options())
         .await
         .expect("open");
-    wrong
-        .append(0, entries(&first_chunks))
-        .await
-        .expect("append");
-    let refused = wrong
-        .finish(StreamClaim {
-            size: data.len() as u64,
-            blake3: Some(blake3_hex(b"other")),
-            entries_blake3: None,
-        })
-        .await
-        .expect_err("a wrong digest");
-    assert!(
-        refused.to_string().contains("nothing was committed"),
-        "{refused}"
-    );
+    refuses_a_wrong_digest(&wrong, &entries(&first_chunks), data.len()).await;
 
     // Departures: the last byte changed (inside the last batch), a chunk inserted in
     // the middle, the stream cut short, and the stream with more after it.
