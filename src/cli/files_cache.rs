@@ -58,7 +58,7 @@ struct Stat {
 impl Stat {
     fn of(metadata: &EntryMeta) -> Stat {
         Stat {
-            size: metadata.len(),
+            size: metadata.size(),
             mtime: (metadata.mtime(), metadata.mtime_nsec()),
             ctime: (metadata.ctime(), metadata.ctime_nsec()),
             ino: metadata.ino(),

@@ -270,7 +270,7 @@ impl TreeSender {
     /// A file read here: small ones join the group, large ones go through in segments.
     fn add_read(&mut self, path: &str, metadata: EntryMeta, mut file: File) -> Result<u64> {
         let read_error = |e: std::io::Error| anyhow!(e).context(format!("reading {path}"));
-        if metadata.len() <= SMALL_FILE as u64 {
+        if metadata.size() <= SMALL_FILE as u64 {
             if self.group_bytes.len() + SMALL_FILE + 1 > self.group_bytes.capacity() {
                 self.chunk_group()?;
             }

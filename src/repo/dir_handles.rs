@@ -87,12 +87,9 @@ impl EntryMeta {
         self.gid
     }
 
-    pub fn len(&self) -> u64 {
+    /// The size in bytes, as `st_size`.
+    pub fn size(&self) -> u64 {
         self.size
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.size == 0
     }
 
     pub fn mtime(&self) -> i64 {
@@ -246,7 +243,7 @@ mod tests {
                 "{name}"
             );
             assert_eq!(
-                (ours.mode(), ours.uid(), ours.gid(), ours.len()),
+                (ours.mode(), ours.uid(), ours.gid(), ours.size()),
                 (std.mode(), std.uid(), std.gid(), std.size()),
                 "{name}"
             );
