@@ -537,6 +537,12 @@ impl FaService {
         if let Some(old) = obsolete {
             self.purge_quietly(&old).await;
         }
+        if let Some(id) = orphan {
+            self.purge_quietly(&id).await;
+        }
+        // The server's job system hears of the end before fa's record shows it: a client
+        // that sees the fa status end finds the job ended too.
+        self.jobs.end(job, job_outcome);
         {
             let mut inner = self.lock();
             if inner.running.get(&key).map(|r| r.run) == Some(run) {
@@ -567,10 +573,6 @@ impl FaService {
             }
             self.persist_logged(&inner);
         }
-        if let Some(id) = orphan {
-            self.purge_quietly(&id).await;
-        }
-        self.jobs.end(job, job_outcome);
     }
 
     /// The record of backup `id` while it still belongs to run `run`.
@@ -903,8 +905,9 @@ impl FaService {
                 Ok(bytes) => Ok(serde_json::json!({ "bytes": bytes })),
                 Err(error) => Err(failure(error)),
             };
-            service.finish_restore(key, run, &progress, outcome);
+            // The job system first, as for a backup.
             service.jobs.end(&job, job_outcome);
+            service.finish_restore(key, run, &progress, outcome);
         });
         Ok(())
     }

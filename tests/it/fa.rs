@@ -535,6 +535,10 @@ async fn fa_cancel_in_the_middle_of_a_large_backup() {
     .await;
     fa.ok(&token, "/restore/cancel", json!({"id": 1})).await;
     let restore = fa.wait(&token, "restore", 1).await;
+    // The server's job system had the end before fa's record showed it.
+    let jobs = fa.core_jobs().await;
+    assert_eq!(jobs[0]["kind"], "fa_restore", "{jobs:?}");
+    assert_ne!(jobs[0]["status"], "running", "{jobs:?}");
     if restore["status"] == "cancel" {
         assert!(!fa.home("bob").join("back").exists());
     } else {

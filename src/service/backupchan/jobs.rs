@@ -105,36 +105,38 @@ impl BackupchanService {
 
     /// The progress of a delayed job (what its files' ingests count into).
     pub fn job_progress(&self, id: u64) -> Arc<Progress> {
-        let core = self
-            .lock()
-            .delayed_jobs
-            .iter()
-            .find(|j| j.id == id)
-            .and_then(|j| j.core_job.clone());
-        core.and_then(|core| self.jobs.progress(&core))
+        self.core_job_of(id)
+            .and_then(|core| self.jobs.progress(&core))
             .unwrap_or_default()
     }
 
+    /// The server job that carries delayed job `id`.
+    fn core_job_of(&self, id: u64) -> Option<String> {
+        self.lock()
+            .delayed_jobs
+            .iter()
+            .find(|j| j.id == id)
+            .and_then(|j| j.core_job.clone())
+    }
+
     /// Ends a delayed job; `result` is what the server's job system shows of a success.
+    /// The server's job system hears of the end first: a client that sees the delayed
+    /// job end finds the core job ended too.
     pub fn end_job(&self, id: u64, outcome: Result<serde_json::Value, JobFailure>) {
-        let mut state = self.lock();
-        let mut core = None;
-        if let Some(job) = state.delayed_jobs.iter_mut().find(|j| j.id == id) {
-            job.end_time = Some(Utc::now().timestamp());
-            match &outcome {
-                Ok(_) => job.status = JobStatus::Finished,
-                Err(failure) => {
-                    job.status = JobStatus::Error;
-                    job.error = Some(failure.message.clone());
-                }
-            }
-            core = job.core_job.clone();
-        }
-        self.save_logged(&state);
-        drop(state);
+        let ended = match &outcome {
+            Ok(_) => (JobStatus::Finished, None),
+            Err(failure) => (JobStatus::Error, Some(failure.message.clone())),
+        };
+        let core = self.core_job_of(id);
         if let Some(core) = core {
             self.jobs.end(&core, outcome);
         }
+        let mut state = self.lock();
+        if let Some(job) = state.delayed_jobs.iter_mut().find(|j| j.id == id) {
+            job.end_time = Some(Utc::now().timestamp());
+            (job.status, job.error) = ended;
+        }
+        self.save_logged(&state);
     }
 
     /// Ends a delayed job whose request was refused: like the real server, which checks
