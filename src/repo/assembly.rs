@@ -32,7 +32,8 @@
 //!   backup. Only then is the manifest written and the backup committed.
 //! - **Repeats.** Appends that repeat the series' newest backup entry for entry are not
 //!   observed: the same list is the same bytes, so such a stream inherits that backup's
-//!   digests (`repeat`). At the first departure the bytes repeated so far are observed
+//!   digests, and the tar catalog read from them when the session looks for a tar
+//!   (`repeat`). At the first departure the bytes repeated so far are observed
 //!   from that backup's content, and the stream goes on as any other.
 //!
 //! An assembly dropped unfinished commits nothing; the chunks it stored are unreferenced
@@ -58,7 +59,7 @@ use super::ingest::{
     now_rfc3339, validate_series, BlobBytes, ContentListBuilder, ManifestDraft, Presence, Session,
     StreamObserver,
 };
-use super::repeat::Repeat;
+use super::repeat::{Inherited, Repeat};
 use super::restore::{fetch_chunks, read_content, READ_AHEAD_UNITS};
 use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::tree_catalog_check::TreeCatalogCheck;
@@ -280,21 +281,35 @@ impl Repository {
                         .map_err(|e| RepoError::io(&spool_dir, e))?;
                 }
             }
+            let observes_tar = options.detect_tar && !options.tree;
+            let repeat = newest
+                .as_ref()
+                .and_then(|previous| Repeat::new(previous, options.digests, observes_tar));
+            // The previous leaves are read as the stream repeats them, and a whole repeat
+            // takes the previous catalog's leaves and chunks: all kept from gc for the
+            // session's life, as the known set is. One the index lost, or a catalog leaf
+            // that cannot be read, ends the repeat, not the session.
+            let repeat = repeat.and_then(|repeat| {
+                let mut kept: Vec<ChunkId> = repeat.leaves().collect();
+                for leaf in repeat.catalog_leaves() {
+                    kept.push(leaf);
+                    match load_leaf(&inner, &handle, leaf) {
+                        Ok(entries) => kept.extend(entries.iter().map(|e| e.id)),
+                        Err(error) => {
+                            tracing::warn!(%error, "not following the previous stream: its catalog cannot be read");
+                            return None;
+                        }
+                    }
+                }
+                Some((repeat, kept))
+            });
             let mut session = Session::new(inner.clone(), handle, Arc::new(Progress::new()));
             let known = KnownIdsBuilder::new(spool_dir.clone(), options.known_in_memory);
             let known = referenced_known_set(&mut session, gathered, known)
                 .map_err(|e| e.at(&spool_dir))?;
-            let observes_tar = options.detect_tar && !options.tree;
-            let repeat = match newest.as_ref() {
-                Some(previous) if !observes_tar => Repeat::new(previous, options.digests),
-                _ => None,
-            };
-            // The previous leaves are read as the stream repeats them: kept from gc for
-            // the session's life, as the known set is. One the index lost ends it.
             let repeat = match repeat {
-                Some(repeat) => {
-                    let leaves: Vec<ChunkId> = repeat.leaves().collect();
-                    let presence = session.reference(&leaves)?;
+                Some((repeat, kept)) => {
+                    let presence = session.reference(&kept)?;
                     let all_kept = presence.iter().all(|p| !matches!(p, Presence::Absent));
                     all_kept.then_some(repeat)
                 }
@@ -671,10 +686,10 @@ impl Assembly {
         }
         session.settle()?;
         let content = state.list.content.clone();
-        // A stream that repeats the previous one whole has its digests; any other is
-        // observed to its end, what the observer has not seen yet read back from what
-        // was stored.
-        let inherited = state.repeat.as_ref().and_then(Repeat::digests_if_whole);
+        // A stream that repeats the previous one whole has its digests (and its tar
+        // catalog); any other is observed to its end, what the observer has not seen yet
+        // read back from what was stored.
+        let inherited = state.repeat.as_ref().and_then(Repeat::inherited_if_whole);
         if inherited.is_none() {
             self.observe_repeated(&mut state)?;
             let from = state.observed;
@@ -682,7 +697,10 @@ impl Assembly {
         }
         let observer = std::mem::replace(&mut state.observer, StreamObserver::none());
         let (observed, tar) = observer.finish();
-        let digests = inherited.unwrap_or(observed);
+        let (digests, inherited_tar) = match inherited {
+            Some(Inherited { digests, tar }) => (digests, tar),
+            None => (observed, None),
+        };
         let assembled = digests.blake3.clone().unwrap_or_default();
         if let Some(blake3) = &claim.blake3 {
             if !assembled.eq_ignore_ascii_case(blake3) {
@@ -702,7 +720,10 @@ impl Assembly {
                 BackupKind::Tree,
             ),
             None => {
-                let (catalog, encoding) = session.store_tar_catalog(tar)?;
+                let (catalog, encoding) = match inherited_tar {
+                    Some((catalog, encoding)) => (Some(catalog), Some(encoding)),
+                    None => session.store_tar_catalog(tar)?,
+                };
                 (catalog, encoding, BackupKind::Stream)
             }
         };

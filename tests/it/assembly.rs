@@ -309,6 +309,97 @@ async fn a_repeated_stream_inherits_its_digest_and_a_departing_one_is_read() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
+/// A tar stream sent again through a session that looks for a tar takes the previous
+/// backup's catalog with its digest, reading next to nothing; a changed tar, or one
+/// whose previous backup was never looked at for a tar, has its catalog read from the
+/// bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_tar_takes_its_catalog_and_a_changed_one_is_read_again() {
+    let local = LocalRepo::new();
+    drop(local.init(small_options()).await);
+    let backend = ReadCounter::new(local.backend());
+    let repo = local.open_with(backend.clone()).await;
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|n| (format!("dir/file-{n:02}"), random_bytes(200_000, 40 + n)))
+        .collect();
+    fn named(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
+        files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect()
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tar = plain_tar(&work.path().join("a"), &named(&files));
+    let tar_chunks = chunks(&repo, &tar);
+    let looking = AssemblyOptions::default;
+    let session = repo
+        .open_assembly("t", "a.tar", looking())
+        .await
+        .expect("open");
+    upload(&session, &tar_chunks).await;
+    let first = append_and_finish(&session, &entries(&tar_chunks), 5, &tar).await;
+    let catalog = first.catalog.clone().expect("a tar has a catalog");
+    assert!(first.tar.is_some());
+
+    let read_before = backend.pack_bytes();
+    let again = repo
+        .open_assembly("t", "a.tar", looking())
+        .await
+        .expect("open");
+    let repeated = append_and_finish(&again, &entries(&tar_chunks), 7, &tar).await;
+    let read = backend.pack_bytes() - read_before;
+    assert!(
+        read < tar.len() as u64 / 20,
+        "{read} bytes read from packs for a {}-byte repeat",
+        tar.len()
+    );
+    assert_eq!(
+        (&repeated.blake3, &repeated.catalog, repeated.tar),
+        (&first.blake3, &first.catalog, first.tar)
+    );
+    assert_eq!(
+        repo.verify_catalog(&repeated).await.expect("catalog"),
+        catalog.entries
+    );
+    assert_eq!(restore_bytes(&repo, &repeated).await, tar);
+
+    // One more file: the catalog is read from the new bytes.
+    let mut more = files.clone();
+    more.push(("dir/new".into(), random_bytes(300_000, 60)));
+    let changed = plain_tar(&work.path().join("b"), &named(&more));
+    let changed_chunks = chunks(&repo, &changed);
+    let session = repo
+        .open_assembly("t", "b.tar", looking())
+        .await
+        .expect("open");
+    upload(&session, &changed_chunks).await;
+    let manifest = append_and_finish(&session, &entries(&changed_chunks), 6, &changed).await;
+    let new_catalog = manifest.catalog.clone().expect("a tar has a catalog");
+    assert_eq!(new_catalog.entries, catalog.entries + 1);
+    assert_eq!(
+        repo.verify_catalog(&manifest).await.expect("catalog"),
+        new_catalog.entries
+    );
+    assert_eq!(restore_bytes(&repo, &manifest).await, changed);
+
+    // A previous backup made without looking for a tar says nothing of one: the same
+    // bytes sent to a session that looks get their catalog all the same.
+    let blind = AssemblyOptions {
+        detect_tar: false,
+        ..AssemblyOptions::default()
+    };
+    let session = repo.open_assembly("u", "a.tar", blind).await.expect("open");
+    upload(&session, &tar_chunks).await;
+    let unlooked = append_and_finish(&session, &entries(&tar_chunks), 5, &tar).await;
+    assert_eq!(unlooked.catalog, None);
+    let session = repo
+        .open_assembly("u", "a.tar", looking())
+        .await
+        .expect("open");
+    let looked = append_and_finish(&session, &entries(&tar_chunks), 5, &tar).await;
+    assert_eq!(looked.catalog, first.catalog);
+    assert_eq!(looked.tar, first.tar);
+    let report = repo.check(true, progress()).await.expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
 /// A backend that counts the bytes read from packs.
 struct ReadCounter {
     inner: stowage::backend::DynBackend,
