@@ -13,6 +13,7 @@ mod output;
 mod policy;
 mod remote;
 mod remote_restore;
+mod segment_reader;
 mod session_put;
 mod session_tree;
 

@@ -4,7 +4,8 @@
 //! sent as a tree session (`session_tree`: its files chunked one by one, its catalog
 //! made here, unchanged files taken from the files cache).
 //!
-//! A reader thread cuts the stream into segments, names every chunk, hashes the whole
+//! A reader thread reads and cuts the stream into segments (`segment_reader`, the next
+//! one ahead on a thread of its own), names every chunk, hashes the whole
 //! stream, and compresses the chunks that are neither in the session's known set (the
 //! series' newest backup) nor sent earlier in this stream; the async side sends each
 //! segment's chunks, then its entries. The two overlap through a small bounded queue, so
@@ -28,19 +29,19 @@ use tokio_util::task::AbortOnDropHandle;
 use super::commands::Outcome;
 use super::output::ProgressBar;
 use super::remote::{checked, Remote};
+use super::segment_reader::read_segments_ahead;
 use super::RepoArgs;
 use crate::format::chunk_batch::{encode_chunk, encode_entry, ChunkEncoding};
 use crate::format::config::ChunkerParams;
 use crate::format::content::ContentEntry;
 use crate::id::ChunkId;
-use crate::pipeline::chunker::cut_points;
 use crate::pipeline::keys::chunk_id_with;
 use crate::pipeline::seal::compress_chunk;
 use crate::repo::chunk_runs::{
     KnownIds, KnownIdsBuilder, SpilledLengths, IN_MEMORY, KNOWN_IN_MEMORY,
 };
 use crate::repo::digest::update_blake3;
-use crate::repo::ingest::{fill, segment_size};
+use crate::repo::ingest::segment_size;
 use crate::repo::Progress;
 
 /// Tries of one request before the upload gives up.
@@ -472,9 +473,9 @@ fn prepare(
     let mut sent = sent_set();
     let mut hasher = blake3::Hasher::new();
     let mut entries_hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; segment_size(&writer.chunker)];
     let mut size = 0u64;
-    read_segments(&mut *source, &mut buffer, &writer.chunker, |data, cuts| {
+    let segments = segment_size(&writer.chunker);
+    read_segments_ahead(&mut *source, segments, writer.chunker, |data, cuts| {
         progress.add_done(data.len() as u64);
         update_blake3(&mut hasher, data);
         let segment = chunk_segment(&writer, &known, &mut sent, data, cuts)?;
@@ -495,34 +496,6 @@ fn prepare(
         entries_blake3: entries_hasher.finalize().to_hex().to_string(),
     });
     Ok(())
-}
-
-/// Reads `source` to its end through `buffer`, handing each segment's bytes and its
-/// chunks' lengths to `segment` (never an empty segment). Chunk boundaries depend only
-/// on content, as the server's own ingest cuts them.
-pub(super) fn read_segments(
-    source: &mut (dyn Read + Send),
-    buffer: &mut [u8],
-    params: &ChunkerParams,
-    mut segment: impl FnMut(&[u8], &[usize]) -> Result<()>,
-) -> Result<u64> {
-    let mut filled = 0usize;
-    let mut total = 0u64;
-    loop {
-        let (now_filled, at_end) = fill(source, buffer, filled)?;
-        filled = now_filled;
-        let cuts = cut_points(&buffer[..filled], params, at_end);
-        let consumed: usize = cuts.iter().sum();
-        if !cuts.is_empty() {
-            segment(&buffer[..consumed], &cuts)?;
-        }
-        total += consumed as u64;
-        buffer.copy_within(consumed..filled, 0);
-        filled -= consumed;
-        if at_end {
-            return Ok(total);
-        }
-    }
 }
 
 /// One segment's chunks: every entry, encoded for an append, and the records of the

@@ -25,9 +25,10 @@ use super::commands::Outcome;
 use super::files_cache::FilesCache;
 use super::output::ProgressBar;
 use super::remote::Remote;
+use super::segment_reader::read_segments;
 use super::session_put::{
-    abandon_on_error, chunk_segment, open_session, read_segments, send_stream, sent_set, Batch,
-    Prepared, PutOptions, Segment, SessionGuard, Writer,
+    abandon_on_error, chunk_segment, open_session, send_stream, sent_set, Batch, Prepared,
+    PutOptions, Segment, SessionGuard, Writer,
 };
 use crate::format::catalog::CatalogEntry;
 use crate::format::chunk_batch::encode_entry;
