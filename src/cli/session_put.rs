@@ -285,7 +285,7 @@ pub(super) async fn send_stream<T: Send + 'static>(
     let reader = tokio::task::spawn_blocking(move || prepare(tx));
     // Chunk uploads of the next batches are in flight while a batch's entries are
     // appended; an append waits for its own batch's chunks, and appends go in order.
-    let mut in_flight: VecDeque<(AbortOnDropHandle<Result<()>>, Batch)> = VecDeque::new();
+    let mut in_flight: VecDeque<(Option<Upload>, Batch)> = VecDeque::new();
     let mut offset = 0u64;
     let mut catalog_entries = 0u64;
     let mut end = None;
@@ -295,14 +295,20 @@ pub(super) async fn send_stream<T: Send + 'static>(
                 let sender = remote.clone();
                 let path = format!("/v1/sessions/{session}/chunks");
                 let chunks = batch.chunks.clone();
-                let upload = tokio::spawn(async move {
-                    if chunks.is_empty() {
-                        return Ok(());
-                    }
-                    retrying(|| post_bytes(&sender, &path, chunks.clone())).await
+                let upload = (!chunks.is_empty()).then(|| {
+                    AbortOnDropHandle::new(tokio::spawn(async move {
+                        retrying(|| post_bytes(&sender, &path, chunks.clone())).await
+                    }))
                 });
-                in_flight.push_back((AbortOnDropHandle::new(upload), batch));
-                while in_flight.len() > UPLOADS_IN_FLIGHT {
+                in_flight.push_back((upload, batch));
+                // Appends follow as soon as their chunks are stored (at once for a batch
+                // with nothing to upload: a tree's unchanged files), so the server checks
+                // them while the next batches are read; at most UPLOADS_IN_FLIGHT wait.
+                while in_flight.len() > UPLOADS_IN_FLIGHT
+                    || in_flight
+                        .front()
+                        .is_some_and(|(upload, _)| upload.as_ref().is_none_or(|u| u.is_finished()))
+                {
                     offset = settle_front(remote, session, offset, &mut in_flight).await?;
                 }
             }
@@ -339,17 +345,22 @@ pub(super) async fn send_stream<T: Send + 'static>(
     Ok((backup, prepared))
 }
 
-/// Waits for the oldest batch's chunks, then appends its entries.
+/// A batch's chunk upload, running.
+type Upload = AbortOnDropHandle<Result<()>>;
+
+/// Waits for the oldest batch's chunks (if it has any), then appends its entries.
 async fn settle_front(
     remote: &Remote,
     session: &str,
     offset: u64,
-    in_flight: &mut VecDeque<(AbortOnDropHandle<Result<()>>, Batch)>,
+    in_flight: &mut VecDeque<(Option<Upload>, Batch)>,
 ) -> Result<u64> {
     let Some((upload, batch)) = in_flight.pop_front() else {
         return Ok(offset);
     };
-    upload.await.context("a chunk upload task failed")??;
+    if let Some(upload) = upload {
+        upload.await.context("a chunk upload task failed")??;
+    }
     let next = Continuation {
         route: "append",
         at: offset,
