@@ -164,27 +164,8 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::chunker::tests::{pseudo_random, small_params as params};
     use anyhow::bail;
-
-    fn params() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 256,
-            avg_size: 1024,
-            max_size: 4096,
-        }
-    }
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     /// Segments and cuts as the one-thread reader makes them.
     fn one_thread(data: &[u8], segment_size: usize) -> (Vec<u8>, Vec<usize>) {

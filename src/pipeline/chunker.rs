@@ -27,11 +27,12 @@ pub fn cut_points(buffer: &[u8], params: &ChunkerParams, at_end: bool) -> Vec<us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn small_params() -> ChunkerParams {
+    /// Small chunks, so a test's few KiB make many.
+    pub(crate) fn small_params() -> ChunkerParams {
         ChunkerParams {
             min_size: 256,
             avg_size: 1024,
@@ -39,7 +40,8 @@ mod tests {
         }
     }
 
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    /// `len` bytes of xorshift output, the same for the same seed.
+    pub(crate) fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed | 1;
         (0..len)
             .map(|_| {
