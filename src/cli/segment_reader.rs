@@ -220,15 +220,24 @@ mod tests {
             .expect_err("the read fails");
         assert!(error.to_string().contains("the disk went away"), "{error}");
         // The caller fails at its first segment while the reader has more to give: the
-        // reader stops instead of waiting for buffers that never come back.
-        let data = pseudo_random(1 << 20, 3);
-        let mut calls = 0;
-        let error = read_segments_ahead(&mut &data[..], 8192, params(), |_, _| {
-            calls += 1;
-            bail!("stop here")
-        })
-        .expect_err("the caller fails");
+        // reader stops instead of waiting for buffers that never come back. A reader
+        // that waited would keep the call from returning: the test fails on a time
+        // limit rather than hanging.
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let data = pseudo_random(1 << 20, 3);
+            let mut calls = 0;
+            let result = read_segments_ahead(&mut &data[..], 8192, params(), |_, _| {
+                calls += 1;
+                bail!("stop here")
+            });
+            let _ = done.send((calls, result.map_err(|e| e.to_string())));
+        });
+        let (calls, result) = outcome
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the reader stopped when its caller failed");
         assert_eq!(calls, 1);
-        assert!(error.to_string().contains("stop here"), "{error}");
+        let error = result.expect_err("the caller fails");
+        assert!(error.contains("stop here"), "{error}");
     }
 }
