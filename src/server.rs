@@ -169,6 +169,8 @@ pub const ENV_KEYS: &[EnvKey] = &[
     env_key("STOWAGE_S3_REGION", "s3.region", true),
     env_key("STOWAGE_S3_PATH_STYLE", "s3.path_style", false),
     env_key("STOWAGE_S3_PROFILE", "s3.profile", true),
+    env_key("STOWAGE_S3_PART_SIZE", "s3.part_size", false),
+    env_key("STOWAGE_S3_CONCURRENT_PARTS", "s3.concurrent_parts", false),
 ];
 
 const fn env_key(var: &'static str, key: &'static str, text: bool) -> EnvKey {

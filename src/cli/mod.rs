@@ -83,6 +83,13 @@ pub struct S3Args {
     /// Profile of the shared AWS config and credentials files.
     #[arg(long, env = "STOWAGE_S3_PROFILE")]
     s3_profile: Option<String>,
+    /// Size of each part of a pack's multipart upload, in bytes: 5 MiB to 5 GiB
+    /// [default: 8388608].
+    #[arg(long, env = "STOWAGE_S3_PART_SIZE")]
+    s3_part_size: Option<usize>,
+    /// Parts of one pack's upload in flight at once, 1 to 64 [default: 4].
+    #[arg(long, env = "STOWAGE_S3_CONCURRENT_PARTS")]
+    s3_concurrent_parts: Option<usize>,
 }
 
 impl S3Args {
@@ -99,6 +106,12 @@ impl S3Args {
         }
         if let Some(v) = &self.s3_profile {
             base.profile = Some(v.clone());
+        }
+        if let Some(v) = self.s3_part_size {
+            base.part_size = Some(v);
+        }
+        if let Some(v) = self.s3_concurrent_parts {
+            base.concurrent_parts = Some(v);
         }
     }
 }
@@ -713,6 +726,10 @@ mod tests {
             "--s3-path-style",
             "--s3-profile",
             "backup",
+            "--s3-part-size",
+            "16777216",
+            "--s3-concurrent-parts",
+            "8",
         ]);
         assert!(matches!(
             config.location().expect("location"),
@@ -724,12 +741,19 @@ mod tests {
         assert_eq!(settings.region.as_deref(), Some("eu-west-3"));
         assert_eq!(settings.profile.as_deref(), Some("backup"));
         assert!(settings.path_style);
+        assert_eq!(
+            (settings.part_size, settings.concurrent_parts),
+            (16 << 20, 8)
+        );
 
         let off = serve_config(&["stowage", "serve", "--s3-path-style=false"]);
         assert!(!off.s3.path_style);
         let bad = serve_config(&["stowage", "serve", "--s3-endpoint", "localhost:9000"]);
         let error = bad.s3.settings().expect_err("not a URL").to_string();
         assert!(error.contains("endpoint"), "{error}");
+        let small = serve_config(&["stowage", "serve", "--s3-part-size", "1048576"]);
+        let error = small.s3.settings().expect_err("below 5 MiB").to_string();
+        assert!(error.contains("part_size"), "{error}");
     }
 
     #[test]

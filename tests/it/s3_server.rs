@@ -64,6 +64,8 @@ struct FaultState {
     upload_parts: u64,
     completes: u64,
     puts: u64,
+    /// Time every answer waits before it starts, as a network's round trip would.
+    answer_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +220,12 @@ impl S3Server {
         faults.request_kind = Some(kind);
     }
 
+    /// From now on every answer starts `delay` after its request arrived, as over a
+    /// network with that round trip (benchmarks of requests in flight).
+    pub fn delay_answers(&self, delay: Duration) {
+        lock(&self.faults).answer_delay = delay;
+    }
+
     /// Requests of any kind seen so far, failed ones included.
     pub fn requests(&self) -> u64 {
         lock(&self.faults).requests
@@ -308,6 +316,10 @@ async fn front(
         && query.contains("partNumber=")
         && query.contains("uploadId=");
     let is_complete = request.method() == hyper::Method::POST && query.contains("uploadId=");
+    let answer_delay = lock(&faults).answer_delay;
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
+    }
     let verdict = {
         let mut state = lock(&faults);
         state.requests += 1;
