@@ -30,7 +30,8 @@ timed() {
 # One ingest and one restore into the repository $1, extra flags after it.
 round_trip() {
   local label=$1 repo=$2; shift 2
-  "$binary" init --repo "$repo" "$@" > /dev/null 2>&1
+  "$binary" init --repo "$repo" --state-dir "$work/state" "$@" > /dev/null 2> "$work/stderr" \
+    || { cat "$work/stderr" >&2; exit 1; }
   timed "$label put" "$binary" put --repo "$repo" --state-dir "$work/state" --series tar "$tar"
   local id
   id=$("$binary" ls --repo "$repo" --state-dir "$work/state" --json 2>/dev/null \

@@ -294,6 +294,10 @@ impl Backend for FaultyBackend {
         self.inner.free_space().await
     }
 
+    fn reads_in_flight(&self) -> usize {
+        self.inner.reads_in_flight()
+    }
+
     fn describe(&self) -> String {
         format!("faulty:{}", self.inner.describe())
     }

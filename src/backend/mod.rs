@@ -183,9 +183,19 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Ranged reads a restore keeps in flight to hide this storage's latency; each
+    /// holds up to 12 MiB (a fetch unit's stored and opened bytes) until it is consumed.
+    fn reads_in_flight(&self) -> usize {
+        DEFAULT_READS_IN_FLIGHT
+    }
+
     /// A short human description (`local:/srv/repo`, `memory`), for logs and errors.
     fn describe(&self) -> String;
 }
+
+/// Reads in flight for storage close at hand (a local disk, memory): enough to overlap
+/// the reads with opening the blobs.
+pub const DEFAULT_READS_IN_FLIGHT: usize = 4;
 
 /// Where a repository is: a local directory or an S3 bucket and prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

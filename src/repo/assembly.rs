@@ -60,7 +60,7 @@ use super::ingest::{
     StreamObserver,
 };
 use super::repeat::{Inherited, Repeat};
-use super::restore::{fetch_chunks, read_content, READ_AHEAD_UNITS};
+use super::restore::{data_read_ahead, fetch_chunks, read_content};
 use super::sorted_ids::{IdSorter, RUN_IDS};
 use super::tree_catalog_check::TreeCatalogCheck;
 use super::{Progress, RepoError, RepoInner, Repository};
@@ -773,7 +773,8 @@ fn observe_stored(
         return Ok(());
     }
     Handle::current().block_on(async {
-        let mut stream = read_content(inner.clone(), content, range, READ_AHEAD_UNITS);
+        let read_ahead = data_read_ahead(inner);
+        let mut stream = read_content(inner.clone(), content, range, read_ahead);
         while let Some(piece) = stream.next().await {
             observer.observe(&piece?);
         }

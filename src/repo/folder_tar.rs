@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::Sender;
 
 use super::catalog_lookup::CatalogCursor;
-use super::restore::{read_content, StreamReader, READ_AHEAD_UNITS};
+use super::restore::{data_read_ahead, read_content, StreamReader};
 use super::{RepoError, RepoInner, Repository};
 use crate::format::catalog::{is_safe_relative_path, CatalogEntry, EntryKind};
 use crate::format::catalog_index::{is_inside, path_cmp};
@@ -285,7 +285,7 @@ impl DataReader<'_> {
                 self.inner.clone(),
                 &self.manifest.content,
                 offset..size,
-                READ_AHEAD_UNITS,
+                data_read_ahead(&self.inner),
             );
             self.reader = Some(StreamReader::new(&self.handle, stream));
             self.position = offset;

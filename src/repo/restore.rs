@@ -1,10 +1,11 @@
 //! Restore: reads any byte range of a stored stream, in order, verifying every blob.
 //!
 //! Only the content-list leaves that cover the range are read. Chunks that lie next to
-//! each other in one pack are fetched with one ranged read (a fetch unit); up to
-//! [`READ_AHEAD_UNITS`] units are fetched and opened concurrently while the output is
-//! consumed in order, so restores overlap backend latency with decryption and
-//! decompression on the blocking pool.
+//! each other in one pack are fetched with one ranged read (a fetch unit); as many units
+//! as the backend asks for (`Backend::reads_in_flight`: 4 on a local disk, 16 on S3)
+//! are fetched and opened concurrently while the output is consumed in order, so
+//! restores overlap backend latency with decryption and decompression on the blocking
+//! pool.
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -22,8 +23,8 @@ use crate::format::manifest::BackupManifest;
 use crate::id::{ChunkId, PackId};
 use crate::index::ChunkLocation;
 
-/// Fetch units read ahead of the consumer.
-pub const READ_AHEAD_UNITS: usize = 4;
+/// Opened pieces waiting for the consumer of a [`StreamReader`].
+const READER_QUEUE: usize = 4;
 /// Content-list leaves planned ahead of the fetches.
 const READ_AHEAD_LEAVES: usize = 2;
 /// Largest span of a pack read in one request.
@@ -48,6 +49,11 @@ struct FetchUnit {
     end: u64,
     raw: u64,
     pieces: Vec<Piece>,
+}
+
+/// Fetch units read ahead of a backup's data: as many as its backend keeps in flight.
+pub(crate) fn data_read_ahead(inner: &RepoInner) -> usize {
+    inner.backend.reads_in_flight()
 }
 
 /// Fetch units read ahead when a catalog is read beside its data: catalogs are small
@@ -153,8 +159,8 @@ async fn plan_leaf(
 }
 
 /// Reads and opens stored chunks, given where the index places them, in the order given:
-/// chunks close together in one pack are read with one request, and up to
-/// [`READ_AHEAD_UNITS`] requests run at once.
+/// chunks close together in one pack are read with one request, and up to the
+/// backend's `reads_in_flight` requests run at once.
 pub(crate) async fn fetch_chunks(
     inner: Arc<RepoInner>,
     chunks: Vec<(ChunkId, ChunkLocation)>,
@@ -180,7 +186,7 @@ pub(crate) async fn fetch_chunks(
                     .map_err(|e| RepoError::Internal(format!("a chunk read failed: {e}")))?
             }
         })
-        .buffered(READ_AHEAD_UNITS)
+        .buffered(inner.backend.reads_in_flight())
         .try_collect()
         .await?;
     Ok(fetched.into_iter().flatten().collect())
@@ -277,7 +283,7 @@ impl StreamReader {
         handle: &tokio::runtime::Handle,
         mut stream: BoxStream<'static, Result<Bytes, RepoError>>,
     ) -> StreamReader {
-        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD_UNITS);
+        let (sender, receiver) = tokio::sync::mpsc::channel(READER_QUEUE);
         let pump = handle.spawn(async move {
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();
@@ -357,7 +363,7 @@ impl Repository {
             self.inner.clone(),
             &manifest.content,
             range,
-            READ_AHEAD_UNITS,
+            data_read_ahead(&self.inner),
         ))
     }
 

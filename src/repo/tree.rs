@@ -23,8 +23,8 @@ use super::ingest::{
 };
 use super::progress::Progress;
 use super::restore::{
-    copy_from_piece, read_content, unwrap_io, StreamReader, CATALOG_READ_AHEAD_UNITS,
-    READ_AHEAD_UNITS,
+    copy_from_piece, data_read_ahead, read_content, unwrap_io, StreamReader,
+    CATALOG_READ_AHEAD_UNITS,
 };
 use super::tree_source::{TreeSelection, TreeSource};
 use super::{RepoError, RepoInner, Repository};
@@ -299,7 +299,7 @@ fn restore_tree_blocking(
         inner.clone(),
         &manifest.content,
         0..manifest.size,
-        READ_AHEAD_UNITS,
+        data_read_ahead(&inner),
     );
     let mut data = VerifyingReader {
         inner: StreamReader::new(&handle, data_stream),

@@ -34,6 +34,9 @@ use errors::{classify, to_backend, Failure};
 
 /// Pages of listings read before giving up on a service that never ends one.
 const MAX_LIST_PAGES: usize = 1 << 20;
+/// Ranged GETs a restore keeps in flight: each waits a round trip before its bytes
+/// come, so more of them hide the service's latency (docs/PERFORMANCE.md, "S3").
+const READS_IN_FLIGHT: usize = 16;
 
 /// A backend storing objects in an S3 bucket; see the module documentation.
 #[derive(Clone)]
@@ -401,6 +404,10 @@ impl Backend for S3Backend {
 
     async fn abort_stale_uploads(&self, older_than: Duration) -> Result<u64, BackendError> {
         S3Backend::abort_stale_uploads(self, older_than).await
+    }
+
+    fn reads_in_flight(&self) -> usize {
+        READS_IN_FLIGHT
     }
 
     fn describe(&self) -> String {
