@@ -42,8 +42,9 @@ timed_put() {
     timed "$label" put --repo "$repo" --series tar "$tar"
     return
   fi
-  local data="$work/serve" port=$((18000 + RANDOM % 1000))
-  rm -rf "$data"
+  # A data directory per repository: a server mirrors its keys into the repository
+  # and, started again on it, takes them back instead of writing a new admin key.
+  local data="$repo.serve" port=$((18000 + RANDOM % 1000))
   /usr/bin/time -f "%M" -o "$work/server-rss" "$binary" serve --data-dir "$data" \
     --repo "$repo" --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
   local server=$!
@@ -55,7 +56,7 @@ timed_put() {
   printf '%s\tserver peak %s MiB\n' "$label" "$(( $(cat "$work/server-rss") / 1024 ))"
 }
 for round in $(seq "$rounds"); do
-  rm -rf "$empty"
+  rm -rf "$empty" "$empty.serve"
   "$binary" init --repo "$empty" > /dev/null 2>&1
   timed_put "round $round: empty" "$empty"
   timed_put "round $round: grown" "$grown"
@@ -64,4 +65,4 @@ for round in $(seq "$rounds"); do
   "$binary" delete --purge --repo "$grown" "$id" > /dev/null 2>&1
   "$binary" gc --repo "$grown" > /dev/null 2>&1
 done
-rm -rf "$empty"
+rm -rf "$empty" "$empty.serve"
