@@ -399,3 +399,102 @@ async fn big_stream_child_process_entry() {
     );
     println!("big stream: ok");
 }
+
+/// A memory backend whose ranged pack reads each wait a little, as over a network,
+/// counting how many run at once, and asking restores for `depth` reads in flight.
+struct SlowReads {
+    inner: stowage::backend::MemoryBackend,
+    depth: usize,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl stowage::backend::Backend for SlowReads {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), BackendError> {
+        self.inner.put(key, data).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn stowage::backend::ObjectWriter>, BackendError> {
+        self.inner.create(key).await
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<bytes::Bytes, BackendError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if range.is_none() || !key.starts_with("packs/") {
+            return self.inner.get(key, range).await;
+        }
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let result = self.inner.get(key, range).await;
+        self.running.fetch_sub(1, SeqCst);
+        result
+    }
+
+    async fn head(&self, key: &str) -> Result<stowage::backend::ObjectMeta, BackendError> {
+        self.inner.head(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<stowage::backend::ObjectMeta>, BackendError> {
+        self.inner.list(prefix).await
+    }
+
+    fn reads_in_flight(&self) -> usize {
+        self.depth
+    }
+
+    fn describe(&self) -> String {
+        "slow-reads".to_string()
+    }
+}
+
+use stowage::backend::BackendError;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_keeps_as_many_reads_in_flight_as_its_backend_asks_for() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Packs of 1 MiB of random data: every pack is at least one ranged read.
+    let data = random_bytes(16 << 20, 41);
+    for depth in [1, 8] {
+        let state = tempfile::tempdir().expect("tempdir");
+        let backend = std::sync::Arc::new(SlowReads {
+            inner: stowage::backend::MemoryBackend::new(),
+            depth,
+            running: Default::default(),
+            most: Default::default(),
+        });
+        let repo = stowage::repo::Repository::init(
+            backend.clone(),
+            state.path(),
+            PASSPHRASE.as_bytes(),
+            small_options(),
+        )
+        .await
+        .expect("init");
+        let manifest = backup_bytes(&repo, data.clone(), "depth").await;
+        backend.most.store(0, SeqCst);
+        let restored = restore_bytes(&repo, &manifest).await;
+        assert!(
+            restored == data,
+            "restore with {depth} reads in flight differs"
+        );
+        // The content-list leaves are read from packs too, up to two ahead of the data.
+        let most = backend.most.load(SeqCst);
+        assert!(
+            (depth..=depth + 2).contains(&most),
+            "{most} pack reads at once, asked for {depth}"
+        );
+    }
+}
