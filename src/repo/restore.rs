@@ -186,7 +186,7 @@ pub(crate) async fn fetch_chunks(
                     .map_err(|e| RepoError::Internal(format!("a chunk read failed: {e}")))?
             }
         })
-        .buffered(inner.backend.reads_in_flight())
+        .buffered(data_read_ahead(&inner))
         .try_collect()
         .await?;
     Ok(fetched.into_iter().flatten().collect())

@@ -4,14 +4,18 @@
 
 use std::ops::Range;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
+use stowage::backend::{Backend, BackendError, MemoryBackend, ObjectMeta, ObjectWriter};
 use stowage::error::ErrorKind;
 use stowage::format::config::ChunkerParams;
 use stowage::pipeline::chunker::cut_points;
 use stowage::repo::ingest::segment_size;
-use stowage::repo::{InitOptions, RepoError};
+use stowage::repo::{InitOptions, RepoError, Repository};
 
 use crate::support::*;
 
@@ -403,43 +407,35 @@ async fn big_stream_child_process_entry() {
 /// A memory backend whose ranged pack reads each wait a little, as over a network,
 /// counting how many run at once, and asking restores for `depth` reads in flight.
 struct SlowReads {
-    inner: stowage::backend::MemoryBackend,
+    inner: MemoryBackend,
     depth: usize,
-    running: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
+    running: AtomicUsize,
+    most: AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl stowage::backend::Backend for SlowReads {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), BackendError> {
+impl Backend for SlowReads {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), BackendError> {
         self.inner.put(key, data).await
     }
 
-    async fn create(
-        &self,
-        key: &str,
-    ) -> Result<Box<dyn stowage::backend::ObjectWriter>, BackendError> {
+    async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, BackendError> {
         self.inner.create(key).await
     }
 
-    async fn get(
-        &self,
-        key: &str,
-        range: Option<Range<u64>>,
-    ) -> Result<bytes::Bytes, BackendError> {
-        use std::sync::atomic::Ordering::SeqCst;
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
         if range.is_none() || !key.starts_with("packs/") {
             return self.inner.get(key, range).await;
         }
         let now = self.running.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let result = self.inner.get(key, range).await;
         self.running.fetch_sub(1, SeqCst);
         result
     }
 
-    async fn head(&self, key: &str) -> Result<stowage::backend::ObjectMeta, BackendError> {
+    async fn head(&self, key: &str) -> Result<ObjectMeta, BackendError> {
         self.inner.head(key).await
     }
 
@@ -447,7 +443,7 @@ impl stowage::backend::Backend for SlowReads {
         self.inner.delete(key).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<stowage::backend::ObjectMeta>, BackendError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
         self.inner.list(prefix).await
     }
 
@@ -460,22 +456,19 @@ impl stowage::backend::Backend for SlowReads {
     }
 }
 
-use stowage::backend::BackendError;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_keeps_as_many_reads_in_flight_as_its_backend_asks_for() {
-    use std::sync::atomic::Ordering::SeqCst;
     // Packs of 1 MiB of random data: every pack is at least one ranged read.
     let data = random_bytes(16 << 20, 41);
     for depth in [1, 8] {
         let state = tempfile::tempdir().expect("tempdir");
-        let backend = std::sync::Arc::new(SlowReads {
-            inner: stowage::backend::MemoryBackend::new(),
+        let backend = Arc::new(SlowReads {
+            inner: MemoryBackend::new(),
             depth,
             running: Default::default(),
             most: Default::default(),
         });
-        let repo = stowage::repo::Repository::init(
+        let repo = Repository::init(
             backend.clone(),
             state.path(),
             PASSPHRASE.as_bytes(),
