@@ -2,8 +2,18 @@
 //! when the pack is full, and produces the trailer payload. It holds no blob bytes; the
 //! engine streams those to the backend as they come (`repo::pack_writer`).
 
-use crate::format::pack::{encode_trailer, BlobKind, PackEntry, HEADER_LEN};
+use crate::format::pack::{encode_trailer, BlobKind, PackEntry, HEADER_LEN, MAX_TRAILER_ENTRIES};
 use crate::id::ChunkId;
+
+/// The most blobs a writer puts in one pack, whatever its byte target. An open pack
+/// keeps a trailer entry and an in-flight ticket per blob until it is durable, and its
+/// index entries are committed in one transaction: with tiny chunks a 32 MiB pack would
+/// hold hundreds of thousands of blobs, and a 1 GiB one more than a reader accepts
+/// ([`MAX_TRAILER_ENTRIES`]). At the default 1 MiB chunks a pack holds a few dozen, at
+/// 1 KiB chunks a 32 MiB pack reaches this limit and its byte target together.
+pub const MAX_PACK_BLOBS: usize = 1 << 15;
+
+const _: () = assert!(MAX_PACK_BLOBS as u64 <= MAX_TRAILER_ENTRIES as u64);
 
 /// The layout of one pack being filled.
 #[derive(Debug)]
@@ -44,9 +54,10 @@ impl PackLayout {
     }
 
     /// True when another blob of up to `next_len` bytes could push the pack past what a
-    /// u32 offset can address, or the target size is reached.
+    /// u32 offset can address, or the target size or [`MAX_PACK_BLOBS`] is reached.
     pub fn is_full(&self, next_len: u32) -> bool {
         self.next_offset >= self.target_size
+            || self.entries.len() >= MAX_PACK_BLOBS
             || self.next_offset + u64::from(next_len) > u64::from(u32::MAX) / 2
     }
 
@@ -89,5 +100,19 @@ mod tests {
         layout.place(ChunkId([3; 32]), BlobKind::Data, 200, 200);
         assert!(layout.is_full(10));
         assert_eq!(layout.entries().len(), 3);
+    }
+
+    #[test]
+    fn a_pack_of_tiny_blobs_is_full_at_the_blob_limit() {
+        let mut layout = PackLayout::new(1 << 30);
+        for n in 0..MAX_PACK_BLOBS {
+            assert!(!layout.is_full(60), "full after only {n} blobs");
+            layout.place(ChunkId([0; 32]), BlobKind::Data, 60, 16);
+        }
+        assert!(layout.is_full(60));
+        assert!(layout.len() < 1 << 30);
+        let payload = layout.trailer_payload();
+        let count = u32::from_le_bytes(payload[..4].try_into().unwrap());
+        assert_eq!(count as usize, MAX_PACK_BLOBS);
     }
 }

@@ -118,11 +118,14 @@ impl Default for AssemblyOptions {
 /// batches' worth, since a client appends each batch soon after uploading it.
 pub const RECENT_BYTES: usize = 64 << 20;
 
-/// What keeping one recent chunk costs besides its bytes: its entries in both maps and
-/// the allocation's own overhead. Counted against [`RECENT_BYTES`], so that tiny chunks
-/// (64 bytes in `bench scale`) cannot make the map hold millions of entries, each
-/// costing several times its bytes.
-const RECENT_ENTRY_COST: usize = 192;
+/// What keeping one recent chunk costs besides its bytes, at worst: its hash-table slot
+/// (73 bytes; an LRU's churn leaves tombstones, so the table may hold up to 4.6 slots per
+/// live entry before it rehashes in place), its node share in the use order (about
+/// 60 bytes), and the plaintext's allocation and shared-buffer header (about 60 bytes).
+/// Counted against [`RECENT_BYTES`], so that tiny chunks (64 bytes in `bench scale`)
+/// cannot make the maps hold millions of entries, each costing several times its bytes:
+/// counted at 192 bytes, a session of 3 million such chunks grew these maps to 114 MB.
+const RECENT_ENTRY_COST: usize = 512;
 
 /// Plaintext read at once to observe appended chunks in order: 32 MiB.
 const OBSERVE_WINDOW: usize = 32 << 20;
@@ -887,7 +890,7 @@ mod tests {
         assert_eq!(
             recent.by_id.len(),
             100,
-            "64-byte chunks cost 256 bytes each"
+            "64-byte chunks cost 576 bytes each"
         );
         assert_eq!(recent.by_use.len(), 100);
         assert_eq!(recent.bytes, recent.limit);

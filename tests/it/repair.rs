@@ -3,10 +3,12 @@
 
 use std::fs;
 
+use stowage::format::config::ChunkerParams;
 use stowage::format::manifest::BackupManifest;
+use stowage::pipeline::packer::MAX_PACK_BLOBS;
 use stowage::repo::ingest::IngestOptions;
 use stowage::repo::stats::RepoStats;
-use stowage::repo::Repository;
+use stowage::repo::{InitOptions, Repository};
 
 use crate::support::*;
 use crate::tree::{build_tree, scan};
@@ -241,4 +243,42 @@ async fn an_index_of_another_repository_is_refused() {
     // The first repository still opens on its own index.
     let repo = first.open().await;
     assert_eq!(repo.backups().unwrap().len(), 1);
+}
+
+/// Tiny chunks fill a pack by count long before its byte target: every pack lists at most
+/// `MAX_PACK_BLOBS` blobs (so its open state stays small and its trailer stays readable),
+/// and a rebuild from those trailers restores the backup exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_of_tiny_chunks_stop_at_the_blob_limit_and_are_rebuilt() {
+    let local = LocalRepo::new();
+    let repo = local
+        .init(InitOptions {
+            chunker: ChunkerParams {
+                min_size: 64,
+                avg_size: 256,
+                max_size: 1024,
+            },
+            pack_size: 32 << 20,
+            compression_level: 0,
+            kdf: cheap_kdf(),
+        })
+        .await;
+    let data = random_bytes(MAX_PACK_BLOBS * 512, 91);
+    let manifest = backup_bytes(&repo, data.clone(), "tiny").await;
+    let packs = repo.index().list_packs().unwrap();
+    let chunks = repo.index().chunk_count().unwrap();
+    assert!(chunks > MAX_PACK_BLOBS as u64, "only {chunks} chunks");
+    assert!(packs.len() >= 2, "{} packs", packs.len());
+    for (id, record) in &packs {
+        assert!(record.blobs as usize <= MAX_PACK_BLOBS, "{id}: {record:?}");
+    }
+    drop(repo);
+
+    fs::remove_file(local.index_file()).expect("delete the index");
+    let repo = local.open().await;
+    let report = repo.rebuild_index().await.expect("rebuild");
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(report.packs as usize, packs.len());
+    assert_eq!(report.chunks, chunks);
+    assert!(restore_bytes(&repo, &manifest).await == data);
 }
