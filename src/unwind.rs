@@ -77,6 +77,12 @@ impl<T> DropContained<T> {
             .as_ref()
             .expect("the value is only taken out when dropped")
     }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value
+            .as_mut()
+            .expect("the value is only taken out when dropped")
+    }
 }
 
 impl<T> Drop for DropContained<T> {

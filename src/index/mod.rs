@@ -201,6 +201,31 @@ impl Index {
         self.db.get()
     }
 
+    /// Rewrites the file without the free space its transactions left behind (redb's
+    /// compaction: pages moved down and the file truncated in durable commits; a crash
+    /// midway leaves a file redb repairs when it next opens it, nothing lost). A rebuild
+    /// from the backend leaves about as much free space as data. Returns the file's size
+    /// before and after.
+    pub fn compact(&mut self) -> Result<(u64, u64), IndexError> {
+        let size = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|source| IndexError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        let before = size(&self.path)?;
+        let database = self.db.get_mut();
+        crate::unwind::contain(|| database.compact())
+            .map_err(|reason| IndexError::Damaged {
+                path: self.path.clone(),
+                reason,
+            })?
+            .map_err(db)?;
+        Ok((before, size(&self.path)?))
+    }
+
     /// Runs one operation on the database, turning a panic inside redb (which asserts
     /// on what it reads from the file) into [`IndexError::Damaged`].
     fn guarded<T>(&self, work: impl FnOnce() -> Result<T, IndexError>) -> Result<T, IndexError> {

@@ -338,3 +338,45 @@ fn live_totals_of_a_series_prefix_leave_out_the_recycled_and_a_version_3_index_c
     assert_eq!(index.totals().unwrap(), before);
     assert_eq!(index.live_totals("cb-1-").unwrap().stored_bytes, 30);
 }
+
+#[test]
+fn compaction_gives_back_the_free_space_and_keeps_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.redb")).unwrap();
+    let record = PackRecord {
+        size: 1000,
+        blobs: 1,
+        created: 1,
+    };
+    let id = |pack: u32, n: u32| {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&pack.to_le_bytes());
+        bytes[4..8].copy_from_slice(&n.to_le_bytes());
+        ChunkId(bytes)
+    };
+    // Many transactions, then half the packs forgotten: pages left free in the file.
+    let packs: Vec<PackId> = (0..200u32)
+        .map(|pack| {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&pack.to_le_bytes());
+            let entries: Vec<PackEntry> = (0..500u32)
+                .map(|n| PackEntry {
+                    id: id(pack, n),
+                    ..entry(0, 16 + n * 100)
+                })
+                .collect();
+            index.commit_pack(PackId(bytes), record, &entries).unwrap();
+            PackId(bytes)
+        })
+        .collect();
+    index.forget_packs_and_their_chunks(&packs[..100]).unwrap();
+    let (before, after) = index.compact().unwrap();
+    assert!(after < before, "{before} -> {after} bytes");
+    assert_eq!(index.chunk_count().unwrap(), 100 * 500);
+    let found = index.lookup_chunks(&[id(150, 7), id(50, 7)]).unwrap();
+    assert_eq!(found[0].unwrap().pack, packs[150]);
+    assert!(found[1].is_none());
+    drop(index);
+    let reopened = Index::open(&dir.path().join("index.redb")).unwrap();
+    assert_eq!(reopened.chunk_count().unwrap(), 100 * 500);
+}

@@ -228,6 +228,14 @@ impl Repository {
         Ok((repo, report, moved.then_some(aside)))
     }
 
+    /// Compacts the index in `state_dir` ([`Index::compact`]), as `repair index` does
+    /// after a rebuild; the repository must not be open. Returns the file's size before
+    /// and after.
+    pub fn compact_index(state_dir: &Path) -> Result<(u64, u64), RepoError> {
+        let mut index = Index::open(&state_dir.join(INDEX_FILE))?;
+        Ok(index.compact()?)
+    }
+
     /// What opening changed in an index that did not match the backend; `None` when it
     /// matched.
     pub fn reconciled_on_open(&self) -> Option<&repair::RepairReport> {

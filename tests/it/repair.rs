@@ -195,6 +195,8 @@ fn cli_repair_index_rebuilds_a_deleted_or_unreadable_index() {
         let stderr = stderr_text(&repair);
         assert!(stderr.contains("index rebuilt"), "{damage}: {stderr}");
         assert!(stderr.contains("2 backups"), "{damage}: {stderr}");
+        // Compacted once rebuilt (the rebuilt repository is checked below).
+        assert!(stderr.contains("index compacted: "), "{damage}: {stderr}");
 
         let out = dir.path().join(format!("out-{damage}"));
         run_ok(cli(&repo).args(["get", &id, "-o"]).arg(&out), None);
