@@ -25,14 +25,24 @@ pub enum TicketState {
 pub struct Ticket {
     state: Mutex<TicketState>,
     changed: Condvar,
+    /// The ingest session storing the chunk (`Coordinator::register_session`).
+    session: u64,
 }
 
 impl Ticket {
-    fn new() -> Ticket {
+    fn new(session: u64) -> Ticket {
         Ticket {
             state: Mutex::new(TicketState::Pending),
             changed: Condvar::new(),
+            session,
         }
+    }
+
+    /// The session storing the chunk. That session need not wait on its own tickets:
+    /// it joins its own pack writer before it commits, which fails if any of its packs
+    /// did.
+    pub fn session(&self) -> u64 {
+        self.session
     }
 
     fn set(&self, state: TicketState) {
@@ -85,13 +95,14 @@ impl InFlight {
         lock(&self.pending).get(id).cloned()
     }
 
-    /// Registers `id` as being stored by the caller, unless someone already is.
-    pub fn register(self: &Arc<Self>, id: ChunkId) -> Registration {
+    /// Registers `id` as being stored by the caller, ingest session `session`, unless
+    /// someone already is.
+    pub fn register(self: &Arc<Self>, id: ChunkId, session: u64) -> Registration {
         let mut pending = lock(&self.pending);
         if let Some(ticket) = pending.get(&id) {
             return Registration::Pending(ticket.clone());
         }
-        let ticket = Arc::new(Ticket::new());
+        let ticket = Arc::new(Ticket::new(session));
         pending.insert(id, ticket.clone());
         Registration::New(TicketOwner {
             id,
@@ -156,10 +167,10 @@ mod tests {
     #[test]
     fn second_registration_waits_on_the_first() {
         let registry = Arc::new(InFlight::default());
-        let Registration::New(owner) = registry.register(ChunkId([1; 32])) else {
+        let Registration::New(owner) = registry.register(ChunkId([1; 32]), 1) else {
             panic!("first registration must be new");
         };
-        let Registration::Pending(ticket) = registry.register(ChunkId([1; 32])) else {
+        let Registration::Pending(ticket) = registry.register(ChunkId([1; 32]), 1) else {
             panic!("second registration must be pending");
         };
         let waiter = std::thread::spawn(move || ticket.wait());
@@ -171,7 +182,7 @@ mod tests {
     #[test]
     fn dropped_owner_fails_its_ticket() {
         let registry = Arc::new(InFlight::default());
-        let Registration::New(owner) = registry.register(ChunkId([2; 32])) else {
+        let Registration::New(owner) = registry.register(ChunkId([2; 32]), 1) else {
             panic!("first registration must be new");
         };
         let ticket = registry.get(&ChunkId([2; 32])).unwrap();

@@ -521,13 +521,11 @@ impl Session {
         let mut new = Vec::new();
         for (position, (id, location)) in ids.iter().zip(&indexed).enumerate() {
             if let Some(ticket) = self.inner.inflight.get(id) {
-                self.dependencies.entry(*id).or_insert(ticket);
+                self.depend_on(*id, ticket);
             } else if location.is_none() {
-                match self.inner.inflight.register(*id) {
+                match self.inner.inflight.register(*id, self.session_number) {
                     Registration::New(owner) => new.push((position, owner)),
-                    Registration::Pending(ticket) => {
-                        self.dependencies.entry(*id).or_insert(ticket);
-                    }
+                    Registration::Pending(ticket) => self.depend_on(*id, ticket),
                 }
             }
         }
@@ -606,7 +604,7 @@ impl Session {
         for (id, located) in ids.iter().zip(located) {
             presence.push(match located {
                 Located::InFlight(ticket) => {
-                    self.dependencies.entry(*id).or_insert(ticket);
+                    self.depend_on(*id, ticket);
                     Presence::InFlight
                 }
                 Located::Indexed(location) => Presence::Indexed(location),
@@ -670,6 +668,18 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Records that the backup needs `id`, being stored under `ticket`, to become
+    /// durable before it commits. A chunk this session stores itself is not recorded:
+    /// `settle` joins the session's pack writer, which fails if any of its packs did.
+    /// With tiny chunks a hundred thousand of the session's own chunks can be in flight
+    /// at once, and tracking them cost memory and a prune of the map at every batch
+    /// (7.5% of a 3 M-chunk session's CPU).
+    fn depend_on(&mut self, id: ChunkId, ticket: Arc<Ticket>) {
+        if ticket.session() != self.session_number {
+            self.dependencies.entry(id).or_insert(ticket);
+        }
     }
 
     /// Forgets dependencies already durable once there are many, so a long stream that
