@@ -176,13 +176,14 @@ async fn a_tree_put_through_the_server_restores_exactly_and_unchanged_files_are_
     filetime::set_file_mtime(&other, mtime).unwrap();
     let sneaky = put(&server, &agent, &cache, &site, false).await;
     assert_ne!(sneaky["blake3"], third["blake3"]);
-    // A damaged cache costs a full read, never a wrong backup.
+    // A damaged cache costs a full read, never a wrong backup: one bit flipped in the
+    // first record after the header line fails its tag.
     for file in std::fs::read_dir(cache.join("files")).unwrap() {
-        std::fs::write(
-            file.unwrap().path(),
-            b"{\"stowage_files_cache\": 1, garbage",
-        )
-        .unwrap();
+        let path = file.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let header = bytes.iter().position(|b| *b == b'\n').unwrap();
+        bytes[header + 20] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
     }
     let damaged = put(&server, &agent, &cache, &site, false).await;
     assert_eq!(damaged["blake3"], sneaky["blake3"]);
