@@ -126,8 +126,11 @@ pub struct Index {
 /// process fills and keeps: every page a dedup lookup or a gc walk touches stays
 /// resident, so memory grew with the repository. The interior pages of a
 /// 10-million-chunk table (a few MiB) fit many times over; leaf pages are read through
-/// the operating system's page cache, which the kernel gives back under pressure.
-pub const INDEX_CACHE_BYTES: usize = 64 << 20;
+/// the operating system's page cache, which the kernel gives back under pressure. Each
+/// cached page is an allocation of its own, churned as the cache turns over, and cost
+/// about twice its bytes in resident memory: 32 MiB rather than 64 took 63 MiB off one
+/// session of 10 M chunks at the same speed (docs/PERFORMANCE.md, "Scale").
+pub const INDEX_CACHE_BYTES: usize = 32 << 20;
 
 /// Overrides [`INDEX_CACHE_BYTES`], in MiB: more trades memory for fewer reads of index
 /// pages when the index outgrows the cache (millions of small chunks).
