@@ -127,6 +127,14 @@ pub const RECENT_BYTES: usize = 64 << 20;
 /// counted at 192 bytes, a session of 3 million such chunks grew these maps to 114 MB.
 const RECENT_ENTRY_COST: usize = 512;
 
+/// Recent chunks kept at most, whatever their size: half of what a hash table of 2^17
+/// slots holds (7/8 of them). An LRU's removals leave tombstones, and the table rehashes
+/// in place rather than doubling only while it is at most half full: one entry more
+/// would double it to 19 MB of slots. Still three and a half of the largest upload
+/// batches ([`crate::service::sessions`] takes 16,384 chunks), since a client appends
+/// each batch soon after uploading it.
+const RECENT_ENTRIES: usize = (1 << 17) / 8 * 7 / 2;
+
 /// Plaintext read at once to observe appended chunks in order: 32 MiB.
 const OBSERVE_WINDOW: usize = 32 << 20;
 
@@ -146,7 +154,7 @@ impl RecentPlaintexts {
         if cost > self.limit || self.by_id.contains_key(&id) {
             return;
         }
-        while self.bytes + cost > self.limit {
+        while self.bytes + cost > self.limit || self.by_id.len() >= RECENT_ENTRIES {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
@@ -900,6 +908,26 @@ mod tests {
         assert!(
             recent.get(&ChunkId([0; 32])).is_none(),
             "the oldest went first"
+        );
+    }
+
+    #[test]
+    fn recent_plaintexts_keep_a_bounded_count_of_entries_and_their_table_stays_small() {
+        let mut recent = RecentPlaintexts {
+            limit: usize::MAX,
+            ..RecentPlaintexts::default()
+        };
+        for n in 0..(3 * RECENT_ENTRIES) as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            recent.insert(ChunkId(id), Bytes::from_static(b"tiny"));
+        }
+        assert_eq!(recent.by_id.len(), RECENT_ENTRIES);
+        assert_eq!(recent.by_use.len(), RECENT_ENTRIES);
+        assert!(
+            recent.by_id.capacity() < 1 << 17,
+            "the churn did not double the table: {} slots",
+            recent.by_id.capacity()
         );
     }
 }

@@ -22,8 +22,10 @@ const RECORD: usize = 36;
 /// One id in this many stays in memory; a lookup reads one block of this many records
 /// (4.5 KiB).
 pub const SAMPLE_EVERY: u64 = 128;
-/// Entries a [`SpilledLengths`] holds in memory before it writes a run (about 16 MiB).
-pub const IN_MEMORY: usize = 1 << 18;
+/// Entries a [`SpilledLengths`] holds in memory before it writes a run: all that a hash
+/// table of 2^18 slots (9.7 MiB) holds, 7/8 of them. One more would double it to 2^19
+/// slots, so a round 2^18 cost 19 MiB for its last eighth of entries.
+pub const IN_MEMORY: usize = (1 << 18) / 8 * 7;
 /// Known ids held in memory before they go to a run (32 MiB): lookups in memory cost
 /// nothing, and a set this large is a backup of a million chunks.
 pub const KNOWN_IN_MEMORY: usize = 1 << 20;
@@ -490,5 +492,18 @@ mod tests {
             assert_eq!(map.get(&id(n)).unwrap(), Some(n as u32));
         }
         assert_eq!(map.get(&id(200)).unwrap(), None);
+    }
+
+    #[test]
+    fn the_in_memory_part_spills_before_its_table_doubles() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map = SpilledLengths::new(dir.path().to_path_buf(), IN_MEMORY);
+        let mut most = 0;
+        for n in 0..(IN_MEMORY + 1000) as u64 {
+            map.insert(id(n), 1).unwrap();
+            most = most.max(map.memory.capacity());
+        }
+        assert_eq!(map.runs.len(), 1);
+        assert!(most <= IN_MEMORY, "the table grew to hold {most} entries");
     }
 }
