@@ -156,42 +156,23 @@ impl Index {
         if !path.exists() {
             create_whole(path)?;
         }
-        let opened = crate::unwind::contain(|| {
-            Database::builder()
-                .set_cache_size(index_cache_bytes())
-                .create(path)
-        })
-        .map_err(&damaged)?;
-        let mut database = opened.map_err(|error| match error {
-            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
-                path: path.to_path_buf(),
-            },
-            // redb reports a file that is not one of its databases as invalid data.
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if !matches!(
-                    io.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                IndexError::Io {
-                    path: path.to_path_buf(),
-                    source: io,
-                }
-            }
-            other => damaged(other.to_string()),
-        })?;
+        // The check reads every page once, so a cache only costs it: each page read
+        // through a full cache is an allocation that evicts (and frees) another. It runs
+        // on a database opened with a token cache, closed before the index is opened
+        // for use with its own.
+        let mut checking = open_database(path, INTEGRITY_CHECK_CACHE_BYTES)?;
         // redb checks only what a crash can leave; a file damaged any other way is
         // found by walking every page and checking its checksum.
-        let checked = crate::unwind::contain(|| database.check_integrity());
-        if !matches!(checked, Ok(Ok(_))) {
-            // redb's drop reads the file again: contain it too.
-            let _ = crate::unwind::contain(move || drop(database));
-            return Err(damaged(match checked {
-                Ok(Err(error)) => error.to_string(),
-                Err(reason) => reason,
-                Ok(Ok(_)) => unreachable!("matched above"),
-            }));
+        let checked = crate::unwind::contain(|| checking.check_integrity());
+        // redb's drop reads the file again: contain it too.
+        let closed = crate::unwind::contain(move || drop(checking));
+        match checked {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(damaged(error.to_string())),
+            Err(reason) => return Err(damaged(reason)),
         }
+        closed.map_err(&damaged)?;
+        let database = open_database(path, index_cache_bytes())?;
         let index = Index {
             db: crate::unwind::DropContained::new(database, path.display().to_string()),
             path: path.to_path_buf(),
@@ -923,6 +904,40 @@ impl Index {
 /// file is not held).
 pub fn held_elsewhere(path: &Path) -> bool {
     std::fs::File::open(path).is_ok_and(|file| is_locked(&file))
+}
+
+/// redb's page cache while [`Index::open`] checks the file's integrity: just enough for
+/// the write buffer of a repair commit.
+const INTEGRITY_CHECK_CACHE_BYTES: usize = 1 << 20;
+
+/// Opens the redb file at `path` with a page cache of `cache_bytes`, telling a file in
+/// use by another process, an I/O failure and a file that is not a sound database apart.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, IndexError> {
+    let damaged = |reason: String| IndexError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let opened =
+        crate::unwind::contain(|| Database::builder().set_cache_size(cache_bytes).create(path))
+            .map_err(&damaged)?;
+    opened.map_err(|error| match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => IndexError::Locked {
+            path: path.to_path_buf(),
+        },
+        // redb reports a file that is not one of its databases as invalid data.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            IndexError::Io {
+                path: path.to_path_buf(),
+                source: io,
+            }
+        }
+        other => damaged(other.to_string()),
+    })
 }
 
 /// Whether another open file description holds redb's exclusive lock on `file` (redb
