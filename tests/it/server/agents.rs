@@ -1,5 +1,6 @@
 //! `stowage agent`: the real CLI as a client host's agent, taking a backup and a restore
-//! the server assigns to its host, end to end; and the rules of assignments over HTTP.
+//! the server assigns to its host, end to end, also after the server restarted; and the
+//! rules of assignments over HTTP.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -142,6 +143,62 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
         assert!(job["error"].as_str().unwrap().contains("outside"), "{job}");
     }
     assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+}
+
+/// The agent outlives its server: a restart cuts its long poll, it waits the server out
+/// and takes the next job the restarted server assigns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_waits_out_a_server_restart_and_takes_the_next_job() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().canonicalize().unwrap();
+    let site = root.join("site");
+    write(&site.join("notes.txt"), b"kept across a restart\n", 0o644);
+    write(&site.join("data.bin"), &random_bytes(300 << 10, 9), 0o600);
+
+    let mut server = Server::start().await;
+    let (_, agent_key) = server.keys().create("box-2 agent", Role::Backup).unwrap();
+    let _agent = start_agent(&server.base, &agent_key, "box-2", &root);
+    // Registered: the agent has asked for work at least once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, agents) = server.get(&server.reader, "/v1/agents").await;
+        assert_eq!(status, StatusCode::OK, "{agents}");
+        if agents["agents"][0]["host"] == "box-2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never asked for work"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    server.restart().await;
+
+    let (status, answer) = assign(
+        &server,
+        &server.writer,
+        "box-2",
+        json!({"action": "backup", "series": "box", "paths": [site]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let id = job["result"]["backup"].as_str().unwrap();
+    let target = root.join("restored");
+    let (status, answer) = assign(
+        &server,
+        &server.writer,
+        "box-2",
+        json!({"action": "restore", "backup": id, "target": target}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let restored = target.join(site.strip_prefix("/").unwrap());
+    assert_eq!(snapshot(&restored), snapshot(&site));
 }
 
 #[tokio::test]

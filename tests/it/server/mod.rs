@@ -105,6 +105,32 @@ impl Server {
         }
     }
 
+    /// Stops the server and starts it again on the same data directory and port, as a
+    /// restarted process would: keys, jobs and repository kept, every connection cut.
+    async fn restart(&mut self) {
+        let running = self.server.take().expect("running");
+        let address = running.address();
+        running.shutdown().await.expect("shutdown");
+        let config = ServerConfig {
+            data_dir: self.data_dir.clone(),
+            ..ServerConfig::default()
+        };
+        let state = server::prepare(&config).await.expect("restart");
+        // The port was this server's a moment ago; another test may take it meanwhile,
+        // which the loop waits out for a while rather than failing at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "bind {address} again: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.server = Some(server::start(state, listener).expect("serve"));
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
