@@ -6,8 +6,10 @@
 //! [`SAMPLE_EVERY`]-th id kept in memory: a lookup finds its block in the sample and reads
 //! that one block, a page by position is one read. A [`SpilledLengths`] takes insertions
 //! in any order: a bounded map in memory, spilled as a sorted run when full, the runs
-//! merged into one when there are too many, so a lookup reads at most a few blocks.
-//! Memory: the in-memory map plus 1/[`SAMPLE_EVERY`] of the ids, whatever the count.
+//! merged into one when there are too many, so a lookup reads at most a few blocks; an
+//! [`IdFilter`] beside each of its runs answers most lookups of an id the run does not
+//! hold without reading it. Memory: the in-memory map, 1/[`SAMPLE_EVERY`] of the ids and
+//! a byte per spilled id, whatever the count.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -31,6 +33,10 @@ pub const IN_MEMORY: usize = (1 << 18) / 8 * 7;
 pub const KNOWN_IN_MEMORY: usize = 1 << 20;
 /// Runs a [`SpilledLengths`] keeps before it merges them into one.
 const MAX_RUNS: usize = 4;
+/// Bits of an [`IdFilter`] per id it holds, and the bits an id sets: about 2.4% of the
+/// ids a run does not hold still read its block.
+const FILTER_BITS_PER_ID: u64 = 8;
+const FILTER_PROBES: u64 = 4;
 
 fn record_at(bytes: &[u8], index: usize) -> (ChunkId, u32) {
     let record = &bytes[index * RECORD..(index + 1) * RECORD];
@@ -80,19 +86,24 @@ impl SortedRun {
         Ok((0..count).map(|i| record_at(&bytes, i)).collect())
     }
 
-    /// The length recorded for `id`, if the run holds it: one block read.
+    /// The length recorded for `id`, if the run holds it: one block read, searched
+    /// where it was read (no record decoded but the one found).
     pub fn get(&self, id: &ChunkId) -> io::Result<Option<u32>> {
         // The last sampled block starting at or before `id`.
         let block = match self.sample.partition_point(|sampled| sampled <= id) {
             0 => return Ok(None),
             after => (after - 1) as u64,
         };
-        let records = self.page(block * SAMPLE_EVERY, SAMPLE_EVERY as usize)?;
+        let start = block * SAMPLE_EVERY;
+        let count = self.len.saturating_sub(start).min(SAMPLE_EVERY) as usize;
+        let mut buffer = [0u8; SAMPLE_EVERY as usize * RECORD];
+        let bytes = &mut buffer[..count * RECORD];
+        self.file.read_exact_at(bytes, start * RECORD as u64)?;
+        let (records, _) = bytes.as_chunks::<RECORD>();
         Ok(records
-            .binary_search_by(|(candidate, _)| candidate.cmp(id))
+            .binary_search_by(|record| record[..32].cmp(id.as_bytes()))
             .ok()
-            .and_then(|at| records.get(at))
-            .map(|(_, length)| *length))
+            .map(|at| record_at(bytes, at).1))
     }
 
     /// Every record in order, read from the start through a buffer.
@@ -303,12 +314,70 @@ impl KnownIdsBuilder {
     }
 }
 
+/// A Bloom filter of chunk ids: [`IdFilter::may_contain`] is true for every id inserted
+/// and for few others. Ids are keyed hashes, evenly spread, so their own bytes place the
+/// probes (a writer choosing ids to collide only slows its own session's lookups).
+pub struct IdFilter {
+    words: Vec<u64>,
+    bits: u64,
+}
+
+impl IdFilter {
+    /// A filter sized for `ids` ids.
+    pub fn new(ids: u64) -> IdFilter {
+        let words = ids.saturating_mul(FILTER_BITS_PER_ID).div_ceil(64).max(1);
+        IdFilter {
+            words: vec![0; words as usize],
+            bits: words * 64,
+        }
+    }
+
+    /// The bit positions of `id`: its four 8-byte words folded into one, multiplied by
+    /// an odd constant per probe, each product mapped onto the filter by its high bits
+    /// (multiply-shift: no division, no power-of-two size).
+    fn probes(&self, id: &ChunkId) -> impl Iterator<Item = u64> {
+        const MULTIPLIERS: [u64; FILTER_PROBES as usize] = [
+            0x9E37_79B9_7F4A_7C15,
+            0xC2B2_AE3D_27D4_EB4F,
+            0x1656_67B1_9E37_79F9,
+            0xD6E8_FEB8_6659_FD93,
+        ];
+        let seed = id.0.chunks_exact(8).fold(0u64, |seed, word| {
+            let word = word.try_into().map_or(0, u64::from_le_bytes);
+            seed.rotate_left(23) ^ word
+        });
+        let bits = self.bits;
+        MULTIPLIERS.into_iter().map(move |multiplier| {
+            let hash = (seed ^ (seed >> 29)).wrapping_mul(multiplier);
+            ((u128::from(hash) * u128::from(bits)) >> 64) as u64
+        })
+    }
+
+    pub fn insert(&mut self, id: &ChunkId) {
+        for bit in self.probes(id) {
+            if let Some(word) = self.words.get_mut((bit / 64) as usize) {
+                *word |= 1 << (bit % 64);
+            }
+        }
+    }
+
+    pub fn may_contain(&self, id: &ChunkId) -> bool {
+        self.probes(id).all(|bit| {
+            self.words
+                .get((bit / 64) as usize)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+        })
+    }
+}
+
 /// Chunk id → length, inserted in any order; see the module documentation.
 pub struct SpilledLengths {
     dir: PathBuf,
     in_memory: usize,
     memory: HashMap<ChunkId, u32>,
     runs: Vec<SortedRun>,
+    /// `filters[i]` holds the ids of `runs[i]`.
+    filters: Vec<IdFilter>,
 }
 
 impl SpilledLengths {
@@ -319,6 +388,7 @@ impl SpilledLengths {
             in_memory: in_memory.max(1),
             memory: HashMap::new(),
             runs: Vec::new(),
+            filters: Vec::new(),
         }
     }
 
@@ -335,7 +405,10 @@ impl SpilledLengths {
         if let Some(length) = self.memory.get(id) {
             return Ok(Some(*length));
         }
-        for run in &self.runs {
+        for (run, filter) in self.runs.iter().zip(&self.filters) {
+            if !filter.may_contain(id) {
+                continue;
+            }
             if let Some(length) = run.get(id)? {
                 return Ok(Some(length));
             }
@@ -359,12 +432,25 @@ impl SpilledLengths {
         let mut records: Vec<(ChunkId, u32)> = self.memory.drain().collect();
         records.sort_unstable_by_key(|(id, _)| *id);
         self.memory.shrink_to(self.in_memory);
+        let mut filter = IdFilter::new(records.len() as u64);
+        for (id, _) in &records {
+            filter.insert(id);
+        }
         self.runs
             .push(SortedRun::write(&self.dir, records.into_iter().map(Ok))?);
+        self.filters.push(filter);
         if self.runs.len() > MAX_RUNS {
             let runs = std::mem::take(&mut self.runs);
-            let merged = merge(&runs)?;
+            // The runs' filters go before the merged one is built: never both at once.
+            self.filters.clear();
+            let mut filter = IdFilter::new(runs.iter().map(SortedRun::len).sum());
+            let merged = merge(&runs)?.inspect(|record| {
+                if let Ok((id, _)) = record {
+                    filter.insert(id);
+                }
+            });
             self.runs.push(SortedRun::write(&self.dir, merged)?);
+            self.filters.push(filter);
         }
         Ok(())
     }
@@ -492,6 +578,39 @@ mod tests {
             assert_eq!(map.get(&id(n)).unwrap(), Some(n as u32));
         }
         assert_eq!(map.get(&id(200)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_filter_holds_every_id_inserted_and_few_others() {
+        let mut filter = IdFilter::new(10_000);
+        for n in 0..10_000u64 {
+            filter.insert(&id(n));
+        }
+        assert!((0..10_000u64).all(|n| filter.may_contain(&id(n))));
+        let others = (10_000..110_000u64)
+            .filter(|n| filter.may_contain(&id(*n)))
+            .count();
+        // 8 bits an id and 4 probes: 2.4% expected.
+        assert!(others < 3_500, "{others} of 100,000 others pass");
+        let empty = IdFilter::new(0);
+        assert!(!empty.may_contain(&id(1)));
+    }
+
+    #[test]
+    fn every_spilled_run_has_the_filter_of_its_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map = SpilledLengths::new(dir.path().to_path_buf(), 100);
+        for n in 0..1_000u64 {
+            map.insert(id(n), 1).unwrap();
+        }
+        assert_eq!(map.runs.len(), map.filters.len());
+        assert!(map.runs.len() > 1, "spilled and merged");
+        for (run, filter) in map.runs.iter().zip(&map.filters) {
+            for record in run.records().unwrap() {
+                let (id, _) = record.unwrap();
+                assert!(filter.may_contain(&id));
+            }
+        }
     }
 
     #[test]
