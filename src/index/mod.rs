@@ -940,8 +940,6 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, IndexError
     })
 }
 
-/// Whether another open file description holds redb's exclusive lock on `file` (redb
-/// takes it with `flock`, as `File::try_lock` does).
 /// Creates a new, empty index database at `path` such that a process killed while
 /// creating it never leaves a half-written file there (redb cannot open one, and the
 /// index would look damaged): the database is made under a temporary name beside it,
@@ -979,6 +977,8 @@ fn create_whole(path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Whether another open file description holds redb's exclusive lock on `file` (redb
+/// takes it with `flock`, as `File::try_lock` does).
 fn is_locked(file: &std::fs::File) -> bool {
     match file.try_lock() {
         Ok(()) => {

@@ -49,6 +49,15 @@ async fn assign(server: &Server, key: &str, host: &str, action: Value) -> (Statu
         .await
 }
 
+/// Assigns `action` to `host` as the writer, and waits for its job to succeed.
+async fn run_assigned(server: &Server, host: &str, action: Value) -> Value {
+    let (status, answer) = assign(server, &server.writer, host, action).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    job
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_runs_a_server_assigned_backup_and_restore() {
     let work = tempfile::tempdir().unwrap();
@@ -68,17 +77,9 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
     let (_, agent_key) = server.keys().create("box-1 agent", Role::Backup).unwrap();
     let _agent = start_agent(&server.base, &agent_key, "box-1", &root);
 
-    let (status, answer) = assign(
-        &server,
-        &server.writer,
-        "box-1",
-        json!({"action": "backup", "series": "box", "paths": [site]}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["job"]["kind"], "agent_backup");
-    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let backup = json!({"action": "backup", "series": "box", "paths": [site]});
+    let job = run_assigned(&server, "box-1", backup).await;
+    assert_eq!(job["kind"], "agent_backup", "{job}");
     // The result's figures are the repository's, its backup checked to be the series'.
     let result = &job["result"];
     let id = result["backup"].as_str().unwrap();
@@ -100,16 +101,8 @@ async fn an_agent_runs_a_server_assigned_backup_and_restore() {
     assert_eq!(agents["agents"][0]["host"], "box-1", "{agents}");
 
     let target = root.join("restored");
-    let (status, answer) = assign(
-        &server,
-        &server.writer,
-        "box-1",
-        json!({"action": "restore", "backup": id, "target": target}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let restore = json!({"action": "restore", "backup": id, "target": target});
+    run_assigned(&server, "box-1", restore).await;
     // The selected folder is restored under its absolute path.
     let restored = target.join(site.strip_prefix("/").unwrap());
     assert_eq!(snapshot(&restored), snapshot(&site));
@@ -175,28 +168,12 @@ async fn an_agent_waits_out_a_server_restart_and_takes_the_next_job() {
 
     server.restart().await;
 
-    let (status, answer) = assign(
-        &server,
-        &server.writer,
-        "box-2",
-        json!({"action": "backup", "series": "box", "paths": [site]}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let backup = json!({"action": "backup", "series": "box", "paths": [site]});
+    let job = run_assigned(&server, "box-2", backup).await;
     let id = job["result"]["backup"].as_str().unwrap();
     let target = root.join("restored");
-    let (status, answer) = assign(
-        &server,
-        &server.writer,
-        "box-2",
-        json!({"action": "restore", "backup": id, "target": target}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let job = server.wait_job(answer["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let restore = json!({"action": "restore", "backup": id, "target": target});
+    run_assigned(&server, "box-2", restore).await;
     let restored = target.join(site.strip_prefix("/").unwrap());
     assert_eq!(snapshot(&restored), snapshot(&site));
 }
