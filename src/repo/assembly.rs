@@ -926,7 +926,7 @@ mod tests {
         assert_eq!(recent.by_use.len(), RECENT_ENTRIES);
         assert!(
             recent.by_id.capacity() < 1 << 17,
-            "the churn did not double the table: {} slots",
+            "the churn doubled the table: it holds {} entries",
             recent.by_id.capacity()
         );
     }
