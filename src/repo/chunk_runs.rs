@@ -6,8 +6,8 @@
 //! [`SAMPLE_EVERY`]-th id kept in memory: a lookup finds its block in the sample and reads
 //! that one block, a page by position is one read. A [`SpilledLengths`] takes insertions
 //! in any order: a bounded map in memory, spilled as a sorted run when full, the runs
-//! merged into one when there are too many, so a lookup reads at most a few blocks; an
-//! [`IdFilter`] beside each of its runs answers most lookups of an id the run does not
+//! merged into one when there are too many, so a lookup reads at most a few blocks; a
+//! Bloom filter beside each of its runs answers most lookups of an id the run does not
 //! hold without reading it. Memory: the in-memory map, 1/[`SAMPLE_EVERY`] of the ids and
 //! a byte per spilled id, whatever the count.
 
@@ -17,6 +17,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::id_bloom::IdBloom;
 use crate::id::ChunkId;
 
 /// Bytes of one record: the id, then the length as 4 little-endian bytes.
@@ -33,9 +34,9 @@ pub const IN_MEMORY: usize = (1 << 18) / 8 * 7;
 pub const KNOWN_IN_MEMORY: usize = 1 << 20;
 /// Runs a [`SpilledLengths`] keeps before it merges them into one.
 const MAX_RUNS: usize = 4;
-/// Bits of an [`IdFilter`] per id it holds, and the bits an id sets: about 2.4% of the
+/// Bits of a run's filter per id it holds, and the bits an id sets: about 2.4% of the
 /// ids a run does not hold still read its block.
-const FILTER_BITS_PER_ID: u64 = 8;
+const FILTER_BITS_PER_ID: usize = 8;
 const FILTER_PROBES: u64 = 4;
 
 fn record_at(bytes: &[u8], index: usize) -> (ChunkId, u32) {
@@ -314,62 +315,6 @@ impl KnownIdsBuilder {
     }
 }
 
-/// A Bloom filter of chunk ids: [`IdFilter::may_contain`] is true for every id inserted
-/// and for few others. Ids are keyed hashes, evenly spread, so their own bytes place the
-/// probes (a writer choosing ids to collide only slows its own session's lookups).
-pub struct IdFilter {
-    words: Vec<u64>,
-    bits: u64,
-}
-
-impl IdFilter {
-    /// A filter sized for `ids` ids.
-    pub fn new(ids: u64) -> IdFilter {
-        let words = ids.saturating_mul(FILTER_BITS_PER_ID).div_ceil(64).max(1);
-        IdFilter {
-            words: vec![0; words as usize],
-            bits: words * 64,
-        }
-    }
-
-    /// The bit positions of `id`: its four 8-byte words folded into one, multiplied by
-    /// an odd constant per probe, each product mapped onto the filter by its high bits
-    /// (multiply-shift: no division, no power-of-two size).
-    fn probes(&self, id: &ChunkId) -> impl Iterator<Item = u64> {
-        const MULTIPLIERS: [u64; FILTER_PROBES as usize] = [
-            0x9E37_79B9_7F4A_7C15,
-            0xC2B2_AE3D_27D4_EB4F,
-            0x1656_67B1_9E37_79F9,
-            0xD6E8_FEB8_6659_FD93,
-        ];
-        let seed = id.0.chunks_exact(8).fold(0u64, |seed, word| {
-            let word = word.try_into().map_or(0, u64::from_le_bytes);
-            seed.rotate_left(23) ^ word
-        });
-        let bits = self.bits;
-        MULTIPLIERS.into_iter().map(move |multiplier| {
-            let hash = (seed ^ (seed >> 29)).wrapping_mul(multiplier);
-            ((u128::from(hash) * u128::from(bits)) >> 64) as u64
-        })
-    }
-
-    pub fn insert(&mut self, id: &ChunkId) {
-        for bit in self.probes(id) {
-            if let Some(word) = self.words.get_mut((bit / 64) as usize) {
-                *word |= 1 << (bit % 64);
-            }
-        }
-    }
-
-    pub fn may_contain(&self, id: &ChunkId) -> bool {
-        self.probes(id).all(|bit| {
-            self.words
-                .get((bit / 64) as usize)
-                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
-        })
-    }
-}
-
 /// Chunk id → length, inserted in any order; see the module documentation.
 pub struct SpilledLengths {
     dir: PathBuf,
@@ -377,7 +322,7 @@ pub struct SpilledLengths {
     memory: HashMap<ChunkId, u32>,
     runs: Vec<SortedRun>,
     /// `filters[i]` holds the ids of `runs[i]`.
-    filters: Vec<IdFilter>,
+    filters: Vec<IdBloom>,
 }
 
 impl SpilledLengths {
@@ -406,7 +351,7 @@ impl SpilledLengths {
             return Ok(Some(*length));
         }
         for (run, filter) in self.runs.iter().zip(&self.filters) {
-            if !filter.may_contain(id) {
+            if !filter.might_contain(id) {
                 continue;
             }
             if let Some(length) = run.get(id)? {
@@ -432,7 +377,7 @@ impl SpilledLengths {
         let mut records: Vec<(ChunkId, u32)> = self.memory.drain().collect();
         records.sort_unstable_by_key(|(id, _)| *id);
         self.memory.shrink_to(self.in_memory);
-        let mut filter = IdFilter::new(records.len() as u64);
+        let mut filter = IdBloom::new(records.len(), FILTER_BITS_PER_ID, FILTER_PROBES);
         for (id, _) in &records {
             filter.insert(id);
         }
@@ -443,7 +388,9 @@ impl SpilledLengths {
             let runs = std::mem::take(&mut self.runs);
             // The runs' filters go before the merged one is built: never both at once.
             self.filters.clear();
-            let mut filter = IdFilter::new(runs.iter().map(SortedRun::len).sum());
+            let ids = runs.iter().map(SortedRun::len).sum::<u64>();
+            let ids = usize::try_from(ids).unwrap_or(usize::MAX);
+            let mut filter = IdBloom::new(ids, FILTER_BITS_PER_ID, FILTER_PROBES);
             let merged = merge(&runs)?.inspect(|record| {
                 if let Ok((id, _)) = record {
                     filter.insert(id);
@@ -581,22 +528,6 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_holds_every_id_inserted_and_few_others() {
-        let mut filter = IdFilter::new(10_000);
-        for n in 0..10_000u64 {
-            filter.insert(&id(n));
-        }
-        assert!((0..10_000u64).all(|n| filter.may_contain(&id(n))));
-        let others = (10_000..110_000u64)
-            .filter(|n| filter.may_contain(&id(*n)))
-            .count();
-        // 8 bits an id and 4 probes: 2.4% expected.
-        assert!(others < 3_500, "{others} of 100,000 others pass");
-        let empty = IdFilter::new(0);
-        assert!(!empty.may_contain(&id(1)));
-    }
-
-    #[test]
     fn every_spilled_run_has_the_filter_of_its_ids() {
         let dir = tempfile::tempdir().unwrap();
         let mut map = SpilledLengths::new(dir.path().to_path_buf(), 100);
@@ -608,7 +539,7 @@ mod tests {
         for (run, filter) in map.runs.iter().zip(&map.filters) {
             for record in run.records().unwrap() {
                 let (id, _) = record.unwrap();
-                assert!(filter.may_contain(&id));
+                assert!(filter.might_contain(&id));
             }
         }
     }

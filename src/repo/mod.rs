@@ -18,6 +18,7 @@ mod file_writers;
 pub mod folder_tar;
 pub mod gc;
 pub mod generation;
+mod id_bloom;
 pub mod inflight;
 pub mod ingest;
 mod keys_object;

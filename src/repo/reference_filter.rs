@@ -6,13 +6,12 @@
 //! several hundred MiB of `HashSet`. A false "maybe" only keeps a garbage chunk until the
 //! next gc, so a Bloom filter is exact where it matters at about 2 bytes an id.
 //!
-//! Chunk ids are keyed BLAKE3 hashes, uniformly distributed, so the filter takes its bit
-//! positions from the id's own bytes (double hashing) instead of hashing again. It grows
-//! by blocks, each with a false-positive rate near 0.05% when full: the first for
-//! [`FIRST_BLOCK_IDS`] ids (8 KiB, so a small upload costs little), each next one twice
+//! It grows by blocks of [`IdBloom`], each with a false-positive rate near 0.05% when
+//! full: the first for [`FIRST_BLOCK_IDS`] ids (8 KiB, so a small upload costs little), each next one twice
 //! the last up to [`BLOCK_IDS`] (2 MiB). Memory stays proportional to the ids seen, and a
 //! session of 10 million chunks (17 blocks) keeps a combined rate under 1%.
 
+use super::id_bloom::IdBloom;
 use crate::id::ChunkId;
 
 /// Ids the first block is sized for.
@@ -24,10 +23,10 @@ const BITS_PER_ID: usize = 16;
 /// Bit positions set per id (optimal for 16 bits an id: 16 · ln 2 ≈ 11).
 const PROBES: u64 = 11;
 
-/// One fixed-size Bloom filter.
+/// One block: a fixed-size filter and the ids it holds.
 #[derive(Clone)]
 struct Block {
-    words: Vec<u64>,
+    filter: IdBloom,
     /// Ids it is sized for (a power of two).
     capacity: usize,
     ids: usize,
@@ -36,42 +35,15 @@ struct Block {
 impl Block {
     fn new(capacity: usize) -> Block {
         Block {
-            words: vec![0; capacity * BITS_PER_ID / 64],
+            filter: IdBloom::new(capacity, BITS_PER_ID, PROBES),
             capacity,
             ids: 0,
         }
     }
 
-    /// The probed bit positions of `id`.
-    fn positions(&self, id: &ChunkId) -> impl Iterator<Item = usize> {
-        let bits = (self.capacity * BITS_PER_ID) as u64;
-        let bytes = id.as_bytes();
-        let word = |at: usize| {
-            let mut eight = [0u8; 8];
-            if let Some(slice) = bytes.get(at..at + 8) {
-                eight.copy_from_slice(slice);
-            }
-            u64::from_le_bytes(eight)
-        };
-        let (first, step) = (word(0), word(8) | 1);
-        (0..PROBES).map(move |probe| (first.wrapping_add(probe.wrapping_mul(step)) % bits) as usize)
-    }
-
     fn insert(&mut self, id: &ChunkId) {
-        for bit in self.positions(id) {
-            if let Some(word) = self.words.get_mut(bit / 64) {
-                *word |= 1 << (bit % 64);
-            }
-        }
+        self.filter.insert(id);
         self.ids += 1;
-    }
-
-    fn might_contain(&self, id: &ChunkId) -> bool {
-        self.positions(id).all(|bit| {
-            self.words
-                .get(bit / 64)
-                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
-        })
     }
 }
 
@@ -104,7 +76,9 @@ impl ReferenceFilter {
 
     /// False only for an id never inserted.
     pub fn might_contain(&self, id: &ChunkId) -> bool {
-        self.blocks.iter().any(|block| block.might_contain(id))
+        self.blocks
+            .iter()
+            .any(|block| block.filter.might_contain(id))
     }
 
     /// Takes in every id of `other`. A block of `other` is merged into one of the same
@@ -120,9 +94,7 @@ impl ReferenceFilter {
             });
             match room {
                 Some(ours) => {
-                    for (word, their_word) in ours.words.iter_mut().zip(&theirs.words) {
-                        *word |= their_word;
-                    }
+                    ours.filter.union_with(&theirs.filter);
                     ours.ids += theirs.ids;
                 }
                 None => self.blocks.push(theirs.clone()),
@@ -133,7 +105,10 @@ impl ReferenceFilter {
     /// Bytes of memory the filter holds.
     #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {
-        self.blocks.iter().map(|block| block.words.len() * 8).sum()
+        self.blocks
+            .iter()
+            .map(|block| block.filter.memory_bytes())
+            .sum()
     }
 }
 
